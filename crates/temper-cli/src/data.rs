@@ -1,0 +1,425 @@
+//! `temper data check` and `temper data render`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+use temper_data::check::{CheckReport, check_file};
+use temper_data::tokenize::{TokenizeOutcome, tokenize};
+use temper_data::{
+    BuiltinTemplate, ChatTokenizer, DataError, Format, LossMask, TokenizeOptions, Tokenized,
+    TruncationSide, dataset,
+};
+
+use crate::Outcome;
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Validate data files and summarise them (format, counts, errors, token lengths).
+    Check(CheckArgs),
+    /// Show one record as the model will see it, with the trained spans marked ⟦like this⟧.
+    Render(RenderArgs),
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// JSON Lines, JSON array or Parquet files; each is checked on its own.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Hugging Face tokenizer directory: also tokenise, report lengths and truncation.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Count invalid records but exit 0.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Print one JSON object per file on stdout, nothing else.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct RenderArgs {
+    file: PathBuf,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Hugging Face tokenizer directory.
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// 0-based index of the record to show.
+    #[arg(long, default_value_t = 0)]
+    index: u64,
+    /// Print the text, token ids and labels (-100 where untrained) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CommonArgs {
+    /// Dataset format, or auto to pick it from the fields of the first record.
+    #[arg(long, default_value = "auto", value_parser = parse_format)]
+    format: FormatArg,
+    /// Use a built-in chat template instead of the tokenizer's.
+    #[arg(long, value_parser = parse_builtin)]
+    template: Option<BuiltinTemplate>,
+    /// Name of the template when tokenizer_config.json holds several.
+    #[arg(long)]
+    template_name: Option<String>,
+    /// Which tokens are trained (SFT data).
+    #[arg(long, value_enum, default_value_t = MaskArg::Completion)]
+    loss_mask: MaskArg,
+    /// Longest prompt + answer in tokens.
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Longest prompt in tokens (longer prompts keep their end).
+    #[arg(long)]
+    max_prompt_length: Option<usize>,
+    /// Which end of an over-long sequence is kept.
+    #[arg(long, value_enum, default_value_t = SideArg::KeepStart)]
+    truncation: SideArg,
+}
+
+#[derive(Clone, Copy)]
+struct FormatArg(Option<Format>);
+
+fn parse_format(name: &str) -> Result<FormatArg, String> {
+    match name {
+        "auto" => Ok(FormatArg(None)),
+        other => other.parse().map(|f| FormatArg(Some(f))),
+    }
+}
+
+fn parse_builtin(name: &str) -> Result<BuiltinTemplate, String> {
+    name.parse()
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MaskArg {
+    Completion,
+    Prompt,
+    AllAssistant,
+    LastTurn,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SideArg {
+    KeepStart,
+    KeepEnd,
+}
+
+impl CommonArgs {
+    fn tokenize_options(&self) -> TokenizeOptions {
+        TokenizeOptions {
+            loss_mask: match self.loss_mask {
+                MaskArg::Completion => LossMask::Completion,
+                MaskArg::Prompt => LossMask::Prompt,
+                MaskArg::AllAssistant => LossMask::AllAssistant,
+                MaskArg::LastTurn => LossMask::LastTurn,
+            },
+            max_length: self.max_length,
+            max_prompt_length: self.max_prompt_length,
+            truncation: match self.truncation {
+                SideArg::KeepStart => TruncationSide::KeepStart,
+                SideArg::KeepEnd => TruncationSide::KeepEnd,
+            },
+        }
+    }
+
+    fn load_tokenizer(&self, dir: &Path) -> Result<ChatTokenizer, String> {
+        let mut tokenizer = ChatTokenizer::from_dir(dir, self.template_name.as_deref())
+            .map_err(|e| e.to_string())?;
+        if let Some(builtin) = self.template {
+            tokenizer.use_builtin_template(builtin);
+        }
+        Ok(tokenizer)
+    }
+}
+
+pub fn run(command: DataCommand) -> Outcome {
+    match command {
+        DataCommand::Check(args) => check(args),
+        DataCommand::Render(args) => render(args),
+    }
+}
+
+fn error_line(message: impl std::fmt::Display) {
+    eprintln!("error: {message}");
+}
+
+fn check(args: CheckArgs) -> Outcome {
+    let tokenizer = match args
+        .tokenizer
+        .as_deref()
+        .map(|dir| args.common.load_tokenizer(dir))
+        .transpose()
+    {
+        Ok(tokenizer) => tokenizer,
+        Err(message) => {
+            error_line(message);
+            return Outcome::Failure;
+        }
+    };
+    let options = args.common.tokenize_options();
+    let mut outcome = Outcome::Success;
+    for file in &args.files {
+        match check_file(file, args.common.format.0, tokenizer.as_ref(), &options) {
+            Ok(report) => {
+                for error in &report.errors {
+                    error_line(error);
+                }
+                if report.invalid > 0 && !args.skip_invalid {
+                    outcome = outcome.max(Outcome::Invalid);
+                }
+                if args.json {
+                    println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                } else {
+                    print_report(&report, args.skip_invalid);
+                }
+            }
+            Err(temper_data::check::CheckError::Data(DataError::Detection { message, .. })) => {
+                error_line(message);
+                outcome = outcome.max(Outcome::Invalid);
+            }
+            Err(error) => {
+                error_line(error);
+                outcome = outcome.max(Outcome::Failure);
+            }
+        }
+    }
+    outcome
+}
+
+fn print_report(report: &CheckReport, skip_invalid: bool) {
+    let mut out = std::io::stdout().lock();
+    let format = match (&report.format, report.detected) {
+        (Some(format), true) => format!("{format} (auto-detected from the first record's fields)"),
+        (Some(format), false) => format.clone(),
+        (None, _) => "unknown (no readable record)".to_string(),
+    };
+    let _ = writeln!(out, "{}", report.file);
+    let _ = writeln!(out, "  format      {format}");
+    if let Some(kind) = report.kind {
+        let _ = writeln!(out, "  kind        {}", kind.as_str());
+    }
+    let _ = writeln!(out, "  records     {}", report.records);
+    let _ = writeln!(out, "  examples    {}", report.examples);
+    let skipped = if skip_invalid && report.invalid > 0 {
+        " (skipped)"
+    } else {
+        ""
+    };
+    let _ = writeln!(out, "  invalid     {}{skipped}", report.invalid);
+    for error in report.errors.iter().take(5) {
+        let _ = writeln!(out, "    {error}");
+    }
+    if report.errors.len() > 5 {
+        let _ = writeln!(
+            out,
+            "    ... and {} more (all are on stderr)",
+            report.errors.len() - 5
+        );
+    }
+    let Some(tokens) = &report.tokens else {
+        return;
+    };
+    for (name, summary) in [
+        ("prompt", &tokens.prompt),
+        ("completion", &tokens.completion),
+        ("sequence", &tokens.sequence),
+    ] {
+        if let Some(s) = summary {
+            let _ = writeln!(
+                out,
+                "  {name:<11} tokens: min {} · mean {:.1} · p50 {} · p95 {} · max {} (n={})",
+                s.min, s.mean, s.p50, s.p95, s.max, s.count
+            );
+        }
+    }
+    let _ = writeln!(out, "  trained     {} tokens", tokens.trained_tokens);
+    let _ = writeln!(
+        out,
+        "  truncated   {} prompts, {} sequences",
+        tokens.truncated_prompts, tokens.truncated_sequences
+    );
+}
+
+/// One tokenised sequence of a rendered record.
+struct Shown {
+    name: &'static str,
+    ids: Vec<u32>,
+    trained: Vec<bool>,
+}
+
+fn shown_sequences(tokenized: &Tokenized) -> Vec<Shown> {
+    match tokenized {
+        Tokenized::Sequence(s) => vec![Shown {
+            name: "sequence",
+            ids: s.input_ids.clone(),
+            trained: s.loss_mask.clone(),
+        }],
+        Tokenized::Pair(p) => [("chosen", &p.chosen_ids), ("rejected", &p.rejected_ids)]
+            .into_iter()
+            .map(|(name, answer)| Shown {
+                name,
+                ids: p.prompt_ids.iter().chain(answer).copied().collect(),
+                trained: (0..p.prompt_ids.len() + answer.len())
+                    .map(|i| i >= p.prompt_ids.len())
+                    .collect(),
+            })
+            .collect(),
+        Tokenized::Prompt(p) => vec![Shown {
+            name: "prompt",
+            ids: p.prompt_ids.clone(),
+            trained: vec![false; p.prompt_ids.len()],
+        }],
+    }
+}
+
+fn render(args: RenderArgs) -> Outcome {
+    let tokenizer = match args.common.load_tokenizer(&args.tokenizer) {
+        Ok(tokenizer) => tokenizer,
+        Err(message) => {
+            error_line(message);
+            return Outcome::Failure;
+        }
+    };
+    let data = match dataset::load(&args.file, args.common.format.0, true) {
+        Ok(data) => data,
+        Err(error @ DataError::Detection { .. }) => {
+            error_line(error);
+            return Outcome::Invalid;
+        }
+        Err(error) => {
+            error_line(error);
+            return Outcome::Failure;
+        }
+    };
+    if let Some(error) = data.skipped.iter().find(|e| e.record == args.index) {
+        error_line(error);
+        return Outcome::Invalid;
+    }
+    let examples: Vec<_> = data
+        .examples
+        .iter()
+        .zip(&data.record_of_example)
+        .filter(|&(_, &record)| record == args.index)
+        .map(|(example, _)| example)
+        .collect();
+    if examples.is_empty() {
+        error_line(format!(
+            "{}: no record {} (the file has {})",
+            args.file.display(),
+            args.index,
+            data.records
+        ));
+        return Outcome::Failure;
+    }
+    let options = args.common.tokenize_options();
+    let mut rendered = Vec::new();
+    for example in examples {
+        match tokenize(&tokenizer, example, &options) {
+            Ok(TokenizeOutcome { tokenized, .. }) => rendered.push(shown_sequences(&tokenized)),
+            Err(error) => {
+                error_line(format!(
+                    "{}: record {}: {error}",
+                    args.file.display(),
+                    args.index
+                ));
+                return Outcome::Invalid;
+            }
+        }
+    }
+    if args.json {
+        print_render_json(&args, &tokenizer, &rendered, data.format.map(|f| f.format))
+    } else {
+        print_render_text(&tokenizer, &rendered)
+    }
+}
+
+fn decode(tokenizer: &ChatTokenizer, ids: &[u32]) -> Result<String, Outcome> {
+    tokenizer.decode(ids, false).map_err(|e| {
+        error_line(e);
+        Outcome::Failure
+    })
+}
+
+fn print_render_text(tokenizer: &ChatTokenizer, rendered: &[Vec<Shown>]) -> Outcome {
+    let mut out = std::io::stdout().lock();
+    for (i, sequences) in rendered.iter().enumerate() {
+        for shown in sequences {
+            let trained = shown.trained.iter().filter(|&&t| t).count();
+            let pair_label = if rendered.len() > 1 {
+                format!(" of pair {i}")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                out,
+                "── {}{pair_label}: {} tokens, {trained} trained ──",
+                shown.name,
+                shown.ids.len()
+            );
+            let mut text = String::new();
+            let mut start = 0;
+            while start < shown.ids.len() {
+                let is_trained = shown.trained[start];
+                let end = (start..shown.ids.len())
+                    .find(|&j| shown.trained[j] != is_trained)
+                    .unwrap_or(shown.ids.len());
+                let span = match decode(tokenizer, &shown.ids[start..end]) {
+                    Ok(span) => span,
+                    Err(outcome) => return outcome,
+                };
+                if is_trained {
+                    text.push('⟦');
+                    text.push_str(&span);
+                    text.push('⟧');
+                } else {
+                    text.push_str(&span);
+                }
+                start = end;
+            }
+            let _ = writeln!(out, "{text}");
+        }
+    }
+    Outcome::Success
+}
+
+fn print_render_json(
+    args: &RenderArgs,
+    tokenizer: &ChatTokenizer,
+    rendered: &[Vec<Shown>],
+    format: Option<Format>,
+) -> Outcome {
+    let mut examples = Vec::new();
+    for sequences in rendered {
+        let mut shown_json = Vec::new();
+        for shown in sequences {
+            let text = match decode(tokenizer, &shown.ids) {
+                Ok(text) => text,
+                Err(outcome) => return outcome,
+            };
+            let labels: Vec<i64> = shown
+                .ids
+                .iter()
+                .zip(&shown.trained)
+                .map(|(&id, &trained)| if trained { i64::from(id) } else { -100 })
+                .collect();
+            shown_json.push(
+                json!({"name": shown.name, "text": text, "input_ids": shown.ids, "labels": labels}),
+            );
+        }
+        examples.push(json!({"sequences": shown_json}));
+    }
+    let object = json!({
+        "file": args.file.display().to_string(),
+        "record": args.index,
+        "format": format.map(Format::name),
+        "kind": format.map(|f| f.kind().as_str()),
+        "examples": examples,
+    });
+    println!("{object}");
+    Outcome::Success
+}

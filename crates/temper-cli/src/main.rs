@@ -1,0 +1,42 @@
+//! The `temper` command. Parses arguments, calls the libraries, prints results; exit codes
+//! are 0 for success, 1 for invalid input or a failed check, 2 for usage, I/O or model errors.
+
+mod data;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "temper",
+    version,
+    about = "Post-train large language models: SFT, preference optimisation, RLVR."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect and validate datasets.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+}
+
+/// How a command ended, as an exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    Success = 0,
+    Invalid = 1,
+    Failure = 2,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Data(command) => data::run(command),
+    };
+    ExitCode::from(outcome as u8)
+}

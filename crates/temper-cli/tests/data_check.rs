@@ -1,0 +1,273 @@
+//! `temper data check --json` on every bundled fixture: exact counts, format and exit code.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn temper(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_temper"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("temper runs")
+}
+
+fn json_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8(output.stdout.clone())
+        .expect("stdout is UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect()
+}
+
+/// (file, format, kind, records, examples)
+const FIXTURES: &[(&str, &str, &str, u64, u64)] = &[
+    ("fixtures/data/alpaca.jsonl", "alpaca", "sft", 4, 4),
+    ("fixtures/data/alpaca_multiturn.json", "alpaca", "sft", 2, 2),
+    (
+        "fixtures/data/alpaca_preference.jsonl",
+        "alpaca-preference",
+        "preference",
+        3,
+        3,
+    ),
+    ("fixtures/data/sharegpt.json", "sharegpt", "sft", 3, 3),
+    (
+        "fixtures/data/sharegpt_preference.jsonl",
+        "sharegpt-preference",
+        "preference",
+        3,
+        3,
+    ),
+    (
+        "fixtures/data/sharegpt_labelled.jsonl",
+        "sharegpt-labelled",
+        "preference",
+        2,
+        3,
+    ),
+    ("fixtures/data/trl_text.jsonl", "trl-text", "sft", 3, 3),
+    (
+        "fixtures/data/trl_messages.jsonl",
+        "trl-messages",
+        "sft",
+        3,
+        3,
+    ),
+    (
+        "fixtures/data/trl_prompt_completion.jsonl",
+        "trl-prompt-completion",
+        "sft",
+        3,
+        3,
+    ),
+    (
+        "fixtures/data/trl_prompt_completion_standard.jsonl",
+        "trl-prompt-completion",
+        "sft",
+        3,
+        3,
+    ),
+    (
+        "fixtures/data/trl_preference.jsonl",
+        "trl-preference",
+        "preference",
+        3,
+        3,
+    ),
+    (
+        "fixtures/data/trl_preference_standard.jsonl",
+        "trl-preference",
+        "preference",
+        3,
+        3,
+    ),
+    (
+        "fixtures/data/trl_preference.parquet",
+        "trl-preference",
+        "preference",
+        3,
+        3,
+    ),
+    (
+        "fixtures/data/trl_implicit_preference.jsonl",
+        "trl-implicit-preference",
+        "preference",
+        3,
+        3,
+    ),
+    (
+        "fixtures/data/openinstruct_rlvr.jsonl",
+        "openinstruct-rlvr",
+        "rlvr",
+        3,
+        3,
+    ),
+    (
+        "fixtures/data/trl_prompt_only.jsonl",
+        "trl-prompt-only",
+        "rlvr",
+        3,
+        3,
+    ),
+];
+
+#[test]
+fn every_fixture_checks_clean_with_exact_counts() {
+    for with_tokenizer in [false, true] {
+        for &(file, format, kind, records, examples) in FIXTURES {
+            let mut args = vec!["data", "check", file, "--json"];
+            if with_tokenizer {
+                args.extend(["--tokenizer", "fixtures/tokenizer"]);
+            }
+            let output = temper(&args);
+            assert_eq!(
+                output.status.code(),
+                Some(0),
+                "{file}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let reports = json_lines(&output);
+            assert_eq!(reports.len(), 1);
+            let report = &reports[0];
+            assert_eq!(report["format"], format, "{file}");
+            assert_eq!(report["detected"], true, "{file}");
+            assert_eq!(report["kind"], kind, "{file}");
+            assert_eq!(report["records"], records, "{file}");
+            assert_eq!(report["examples"], examples, "{file}");
+            assert_eq!(report["invalid"], 0, "{file}");
+            assert_eq!(report["errors"], Value::Array(vec![]), "{file}");
+            assert_eq!(report.get("tokens").is_some(), with_tokenizer, "{file}");
+        }
+    }
+}
+
+#[test]
+fn invalid_records_exit_one_unless_skipped() {
+    let output = temper(&[
+        "data",
+        "check",
+        "fixtures/bad/roles_out_of_order.jsonl",
+        "--json",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = &json_lines(&output)[0];
+    assert_eq!(
+        (
+            report["records"].as_u64(),
+            report["invalid"].as_u64(),
+            report["examples"].as_u64()
+        ),
+        (Some(2), Some(2), Some(0))
+    );
+    let error = &report["errors"][0];
+    assert_eq!(error["file"], "fixtures/bad/roles_out_of_order.jsonl");
+    assert_eq!(error["line"], 1);
+    assert_eq!(error["record"], 0);
+    assert_eq!(error["field"], "messages[1].role");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 2, "one line per error: {stderr}");
+
+    let skipped = temper(&[
+        "data",
+        "check",
+        "fixtures/bad/roles_out_of_order.jsonl",
+        "--json",
+        "--skip-invalid",
+    ]);
+    assert_eq!(skipped.status.code(), Some(0));
+}
+
+#[test]
+fn json_array_errors_have_no_line() {
+    let output = temper(&["data", "check", "fixtures/bad/broken_array.json", "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = &json_lines(&output)[0];
+    assert_eq!(report["errors"][0]["line"], Value::Null);
+    assert_eq!(report["errors"][0]["record"], 2);
+    assert_eq!(report["records"], 3);
+}
+
+#[test]
+fn ambiguous_input_names_the_candidates() {
+    let output = temper(&["data", "check", "fixtures/bad/ambiguous.jsonl", "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains("fit several formats: alpaca, sharegpt"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn usage_and_io_errors_exit_two() {
+    assert_eq!(
+        temper(&["data", "check", "fixtures/data/nope.jsonl"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        temper(&[
+            "data",
+            "check",
+            "fixtures/data/trl_text.jsonl",
+            "--format",
+            "csv"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    assert_eq!(temper(&["data", "frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn render_marks_trained_spans_and_gives_labels() {
+    let output = temper(&[
+        "data",
+        "render",
+        "fixtures/data/trl_preference.jsonl",
+        "--tokenizer",
+        "fixtures/tokenizer",
+        "--index",
+        "2",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(
+        text.contains("<|im_start|>assistant\n⟦¡Hola!<|im_end|>\n⟧"),
+        "{text}"
+    );
+    assert!(text.contains("⟦Hello!<|im_end|>\n⟧"), "{text}");
+
+    let output = temper(&[
+        "data",
+        "render",
+        "fixtures/data/trl_messages.jsonl",
+        "--tokenizer",
+        "fixtures/tokenizer",
+        "--index",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(output.status.code(), Some(0));
+    let rendered = &json_lines(&output)[0];
+    let sequence = &rendered["examples"][0]["sequences"][0];
+    let ids = sequence["input_ids"].as_array().unwrap();
+    let labels = sequence["labels"].as_array().unwrap();
+    assert_eq!(ids.len(), labels.len());
+    assert!(labels.iter().zip(ids).all(|(l, id)| l == -100 || l == id));
+    assert!(labels.iter().any(|l| l == -100) && labels.iter().any(|l| l != -100));
+}

@@ -1,0 +1,221 @@
+//! Chat messages in the OpenAI / TRL shape (`{"role", "content"}`), and the rules every
+//! conversation must follow whatever format it came from.
+
+use serde_json::Value;
+
+use super::fields::{array, as_object, element, optional, optional_str, required, type_name};
+use crate::error::FieldError;
+use crate::types::{Message, Role};
+
+pub(crate) fn parse_role(name: &str, field: &str) -> Result<Role, FieldError> {
+    match name {
+        "system" => Ok(Role::System),
+        "user" => Ok(Role::User),
+        "assistant" => Ok(Role::Assistant),
+        "tool" => Ok(Role::Tool),
+        other => Err(FieldError::new(
+            field,
+            format!("unknown role `{other}` (expected system, user, assistant or tool)"),
+        )),
+    }
+}
+
+/// Message content: a string, or a list of `{"type": "text", "text": ...}` parts (joined).
+/// Null is allowed for assistant messages that only call tools.
+fn parse_content(value: Option<&Value>, field: &str) -> Result<Option<String>, FieldError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text.clone())),
+        Some(Value::Array(parts)) => {
+            let mut text = String::new();
+            for (i, part) in parts.iter().enumerate() {
+                let path = element(field, i);
+                let object = as_object(part, &path)?;
+                match optional_str(object, "type").map_err(|e| e.within(&path))? {
+                    Some("text") | None => {}
+                    Some(other) => {
+                        return Err(FieldError::new(
+                            path,
+                            format!("content part of type `{other}` is not supported (text only)"),
+                        ));
+                    }
+                }
+                let part_text = required(object, "text").map_err(|e| e.within(&path))?;
+                let part_text = part_text.as_str().ok_or_else(|| {
+                    FieldError::new(
+                        format!("{path}.text"),
+                        format!("expected a string, found {}", type_name(part_text)),
+                    )
+                })?;
+                text.push_str(part_text);
+            }
+            Ok(Some(text))
+        }
+        Some(other) => Err(FieldError::new(
+            field,
+            format!("expected a string, found {}", type_name(other)),
+        )),
+    }
+}
+
+/// One `{"role", "content", ...}` message.
+pub(crate) fn parse_message(value: &Value, field: &str) -> Result<Message, FieldError> {
+    let object = as_object(value, field)?;
+    let role_value = required(object, "role").map_err(|e| e.within(field))?;
+    let role_name = role_value.as_str().ok_or_else(|| {
+        FieldError::new(
+            format!("{field}.role"),
+            format!("expected a string, found {}", type_name(role_value)),
+        )
+    })?;
+    let role = parse_role(role_name, &format!("{field}.role"))?;
+    let content_field = format!("{field}.content");
+    let tool_calls = match optional(object, "tool_calls") {
+        None => None,
+        Some(calls) => Some(array(calls, &format!("{field}.tool_calls"))?.clone()),
+    };
+    let content = match parse_content(object.get("content"), &content_field)? {
+        Some(content) => content,
+        None if tool_calls.is_some() => String::new(),
+        None if object.contains_key("content") => {
+            return Err(FieldError::new(content_field, "is null"));
+        }
+        None => return Err(FieldError::new(content_field, "missing")),
+    };
+    let name = optional_str(object, "name").map_err(|e| e.within(field))?;
+    let tool_call_id = optional_str(object, "tool_call_id").map_err(|e| e.within(field))?;
+    Ok(Message {
+        role,
+        content,
+        tool_calls,
+        name: name.map(str::to_string),
+        tool_call_id: tool_call_id.map(str::to_string),
+    })
+}
+
+/// A list of messages; `field` names the list.
+pub(crate) fn parse_messages(value: &Value, field: &str) -> Result<Vec<Message>, FieldError> {
+    let items = array(value, field)?;
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| parse_message(item, &element(field, i)))
+        .collect()
+}
+
+/// How a message list must end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// A whole conversation to train on: ends with the assistant.
+    Assistant,
+    /// A prompt awaiting an answer: ends with the user or a tool result.
+    AwaitingAnswer,
+}
+
+/// The rules of a well-formed conversation: an optional system message first, then the user,
+/// then user and assistant turns alternating; tool results follow an assistant message (or
+/// other tool results) and are answered by the assistant. Assistant messages say something.
+pub(crate) fn check_conversation(
+    messages: &[Message],
+    field: &str,
+    ending: Ending,
+) -> Result<(), FieldError> {
+    if messages.is_empty() {
+        return Err(FieldError::new(field, "empty conversation"));
+    }
+    let mut previous: Option<Role> = None;
+    for (i, message) in messages.iter().enumerate() {
+        let path = element(field, i);
+        let allowed = match (previous, message.role) {
+            (None, Role::System | Role::User) => true,
+            (Some(Role::System), Role::User) => true,
+            (Some(Role::User), Role::Assistant) => true,
+            (Some(Role::Assistant), Role::User | Role::Tool) => true,
+            (Some(Role::Tool), Role::Tool | Role::Assistant) => true,
+            _ => false,
+        };
+        if !allowed {
+            let after = match previous {
+                None => "at the start".to_string(),
+                Some(role) => format!("after a {} message", role.as_str()),
+            };
+            return Err(FieldError::new(
+                format!("{path}.role"),
+                format!(
+                    "{} message {after}: roles out of order",
+                    message.role.as_str()
+                ),
+            ));
+        }
+        if message.role == Role::Assistant
+            && message.content.trim().is_empty()
+            && message
+                .tool_calls
+                .as_ref()
+                .is_none_or(|calls| calls.is_empty())
+        {
+            return Err(FieldError::new(
+                format!("{path}.content"),
+                "empty assistant message",
+            ));
+        }
+        previous = Some(message.role);
+    }
+    let last = messages[messages.len() - 1].role;
+    match (ending, last) {
+        (Ending::Assistant, Role::Assistant) => Ok(()),
+        (Ending::AwaitingAnswer, Role::User | Role::Tool) => Ok(()),
+        (Ending::Assistant, role) => Err(FieldError::new(
+            field,
+            format!(
+                "ends with a {} message; the last message must be the assistant's",
+                role.as_str()
+            ),
+        )),
+        (Ending::AwaitingAnswer, role) => Err(FieldError::new(
+            field,
+            format!(
+                "ends with a {} message; a prompt must end with the user or a tool",
+                role.as_str()
+            ),
+        )),
+    }
+}
+
+/// An answer continuing a prompt: assistant messages (with tool results between them).
+pub(crate) fn check_answer(
+    prompt: &[Message],
+    answer: &[Message],
+    field: &str,
+) -> Result<(), FieldError> {
+    if answer.is_empty() {
+        return Err(FieldError::new(field, "empty completion"));
+    }
+    if answer[0].role != Role::Assistant {
+        return Err(FieldError::new(
+            format!("{field}[0].role"),
+            format!(
+                "a completion must start with an assistant message, found {}",
+                answer[0].role.as_str()
+            ),
+        ));
+    }
+    let whole: Vec<Message> = prompt.iter().chain(answer).cloned().collect();
+    check_conversation(&whole, "", Ending::Assistant).map_err(|e| reindex(e, prompt.len(), field))
+}
+
+/// Maps an error about `prompt + answer` back onto the answer's own field path.
+fn reindex(error: FieldError, prompt_len: usize, field: &str) -> FieldError {
+    let Some(rest) = error.field.strip_prefix('[') else {
+        return FieldError::new(field, error.message);
+    };
+    let Some((index, tail)) = rest.split_once(']') else {
+        return FieldError::new(field, error.message);
+    };
+    match index.parse::<usize>() {
+        Ok(i) if i >= prompt_len => {
+            FieldError::new(format!("{field}[{}]{tail}", i - prompt_len), error.message)
+        }
+        _ => FieldError::new("prompt", error.message),
+    }
+}

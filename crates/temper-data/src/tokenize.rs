@@ -1,0 +1,533 @@
+//! Token ids with loss masks, following TRL.
+//!
+//! - Conversational data: prompt ids = template(prompt, add_generation_prompt=true); the ids of
+//!   prompt + answer = template(prompt + answer); the answer's ids are what follows the prompt
+//!   ids, after checking that the prompt ids are a prefix (a record that fails is invalid).
+//! - Plain strings: prompt ids with the tokenizer's special tokens (e.g. bos); the completion is
+//!   what `prompt + completion` adds after them, followed by eos.
+//!
+//! Multi-turn conversations get one span per assistant turn, found the same way for each turn,
+//! and the [`LossMask`] strategy says which spans are trained.
+
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::FieldError;
+use crate::tokenizer::{ChatTokenizer, TokenizerError};
+use crate::types::{Example, Message, Preference, Role, SftExample, Turns};
+
+/// Which tokens of an SFT example are trained. Preference completions are always the answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossMask {
+    /// The completion: for prompt-completion data the completion, for whole conversations
+    /// every assistant turn (TRL's `completion_only_loss`, LLaMA-Factory's default).
+    #[default]
+    Completion,
+    /// Every token, prompt included (TRL `completion_only_loss=False`, LLaMA-Factory
+    /// `train_on_prompt`).
+    Prompt,
+    /// Every assistant turn, also those inside a prompt (TRL `assistant_only_loss`).
+    AllAssistant,
+    /// Only the final assistant turn (LLaMA-Factory `mask_history`).
+    LastTurn,
+}
+
+impl LossMask {
+    pub const ALL: [LossMask; 4] = [
+        LossMask::Completion,
+        LossMask::Prompt,
+        LossMask::AllAssistant,
+        LossMask::LastTurn,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LossMask::Completion => "completion",
+            LossMask::Prompt => "prompt",
+            LossMask::AllAssistant => "all-assistant",
+            LossMask::LastTurn => "last-turn",
+        }
+    }
+}
+
+/// Which end of an over-long sequence survives `max_length`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TruncationSide {
+    /// Cut the end (TRL SFT's default `keep_start`).
+    #[default]
+    KeepStart,
+    /// Cut the beginning (TRL `keep_end`).
+    KeepEnd,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct TokenizeOptions {
+    pub loss_mask: LossMask,
+    /// Longest prompt + completion, in tokens.
+    pub max_length: Option<usize>,
+    /// Longest prompt; longer prompts keep their end (next to the answer), as TRL does.
+    pub max_prompt_length: Option<usize>,
+    pub truncation: TruncationSide,
+}
+
+/// An SFT example as ids: `loss_mask[i]` says whether token `i` is trained.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenizedSequence {
+    pub input_ids: Vec<u32>,
+    pub loss_mask: Vec<bool>,
+    /// Tokens of the prompt of a prompt-completion example (0 for whole conversations).
+    pub prompt_len: usize,
+}
+
+impl TokenizedSequence {
+    pub fn trained_tokens(&self) -> usize {
+        self.loss_mask.iter().filter(|&&m| m).count()
+    }
+}
+
+/// A preference pair as ids; chosen and rejected are the completions after the shared prompt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenizedPair {
+    pub prompt_ids: Vec<u32>,
+    pub chosen_ids: Vec<u32>,
+    pub rejected_ids: Vec<u32>,
+}
+
+/// An RLVR prompt as ids, ready for generation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenizedPrompt {
+    pub prompt_ids: Vec<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Tokenized {
+    Sequence(TokenizedSequence),
+    Pair(TokenizedPair),
+    Prompt(TokenizedPrompt),
+}
+
+/// What truncation cut from one example.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Truncation {
+    pub prompt: bool,
+    pub sequence: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenizeOutcome {
+    pub tokenized: Tokenized,
+    pub truncation: Truncation,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizeError {
+    /// The record cannot be tokenised (its prompt is not a token prefix, its template fails).
+    #[error("{0}")]
+    Record(FieldError),
+    /// The tokenizer cannot tokenise this kind of data at all.
+    #[error(transparent)]
+    Setup(#[from] TokenizerError),
+}
+
+/// Tokenises one example.
+pub fn tokenize(
+    tokenizer: &ChatTokenizer,
+    example: &Example,
+    options: &TokenizeOptions,
+) -> Result<TokenizeOutcome, TokenizeError> {
+    let mut truncation = Truncation::default();
+    let tokenized = match example {
+        Example::Sft(sft) => {
+            let mut sequence = sft_sequence(tokenizer, sft, options.loss_mask)?;
+            truncation = truncate_sequence(&mut sequence, options);
+            Tokenized::Sequence(sequence)
+        }
+        Example::Preference(preference) => {
+            let mut pair = preference_pair(tokenizer, preference)?;
+            truncation = truncate_pair(&mut pair, options);
+            Tokenized::Pair(pair)
+        }
+        Example::Rlvr(rlvr) => {
+            let mut prompt_ids = match &rlvr.prompt {
+                Turns::Text(text) => tokenizer.encode(text, true)?,
+                Turns::Messages(messages) => chat_ids(tokenizer, messages, None, true, "prompt")?,
+            };
+            if let Some(limit) = options.max_prompt_length.filter(|&l| prompt_ids.len() > l) {
+                prompt_ids.drain(..prompt_ids.len() - limit);
+                truncation.prompt = true;
+            }
+            Tokenized::Prompt(TokenizedPrompt { prompt_ids })
+        }
+    };
+    Ok(TokenizeOutcome {
+        tokenized,
+        truncation,
+    })
+}
+
+/// Tokenises many examples in parallel; results keep the input order.
+pub fn tokenize_all(
+    tokenizer: &ChatTokenizer,
+    examples: &[Example],
+    options: &TokenizeOptions,
+) -> Vec<Result<TokenizeOutcome, TokenizeError>> {
+    examples
+        .par_iter()
+        .map(|example| tokenize(tokenizer, example, options))
+        .collect()
+}
+
+fn sft_sequence(
+    tokenizer: &ChatTokenizer,
+    example: &SftExample,
+    mask: LossMask,
+) -> Result<TokenizedSequence, TokenizeError> {
+    match example {
+        SftExample::Text { text } => {
+            let mut input_ids = tokenizer.encode(text, true)?;
+            let eos = tokenizer.eos_id()?;
+            if input_ids.last() != Some(&eos) {
+                input_ids.push(eos);
+            }
+            let loss_mask = vec![true; input_ids.len()];
+            Ok(TokenizedSequence {
+                input_ids,
+                loss_mask,
+                prompt_len: 0,
+            })
+        }
+        SftExample::Completion { prompt, completion } => {
+            let (prompt_ids, completion_ids) =
+                text_completion(tokenizer, prompt, completion, "completion")?;
+            let prompt_len = prompt_ids.len();
+            let mut loss_mask = vec![mask == LossMask::Prompt; prompt_len];
+            loss_mask.resize(prompt_len + completion_ids.len(), true);
+            let mut input_ids = prompt_ids;
+            input_ids.extend(completion_ids);
+            Ok(TokenizedSequence {
+                input_ids,
+                loss_mask,
+                prompt_len,
+            })
+        }
+        SftExample::Chat {
+            messages,
+            completion_start,
+            tools,
+        } => chat_sequence(
+            tokenizer,
+            messages,
+            *completion_start,
+            tools.as_deref(),
+            mask,
+        ),
+    }
+}
+
+/// A conversation with one span per trained assistant turn.
+fn chat_sequence(
+    tokenizer: &ChatTokenizer,
+    messages: &[Message],
+    completion_start: usize,
+    tools: Option<&[Value]>,
+    mask: LossMask,
+) -> Result<TokenizedSequence, TokenizeError> {
+    let input_ids = chat_ids(tokenizer, messages, tools, false, "messages")?;
+    let last_assistant = messages.iter().rposition(|m| m.role == Role::Assistant);
+    let trained = |i: usize| match mask {
+        LossMask::Completion => i >= completion_start,
+        LossMask::Prompt | LossMask::AllAssistant => true,
+        LossMask::LastTurn => Some(i) == last_assistant,
+    };
+    let mut loss_mask = vec![mask == LossMask::Prompt; input_ids.len()];
+    let mut prompt_len = 0;
+    if completion_start > 0 {
+        prompt_len = chat_ids(
+            tokenizer,
+            &messages[..completion_start],
+            tools,
+            true,
+            "prompt",
+        )?
+        .len();
+    }
+    if mask != LossMask::Prompt {
+        for (i, message) in messages.iter().enumerate() {
+            if message.role != Role::Assistant || !trained(i) {
+                continue;
+            }
+            let start = chat_ids(tokenizer, &messages[..i], tools, true, "messages")?;
+            let end = if i + 1 == messages.len() {
+                input_ids.len()
+            } else {
+                chat_ids(tokenizer, &messages[..=i], tools, false, "messages")?.len()
+            };
+            let field = format!("messages[{i}]");
+            check_prefix(&start, &input_ids, &field)?;
+            if end < start.len() || end > input_ids.len() {
+                return Err(not_a_prefix(&field, start.len(), end));
+            }
+            loss_mask[start.len()..end]
+                .iter_mut()
+                .for_each(|m| *m = true);
+        }
+    }
+    Ok(TokenizedSequence {
+        input_ids,
+        loss_mask,
+        prompt_len,
+    })
+}
+
+fn preference_pair(
+    tokenizer: &ChatTokenizer,
+    preference: &Preference,
+) -> Result<TokenizedPair, TokenizeError> {
+    match preference {
+        Preference::Text {
+            prompt,
+            chosen,
+            rejected,
+        } => {
+            let (prompt_ids, chosen_ids) = text_completion(tokenizer, prompt, chosen, "chosen")?;
+            let (_, rejected_ids) = text_completion(tokenizer, prompt, rejected, "rejected")?;
+            Ok(TokenizedPair {
+                prompt_ids,
+                chosen_ids,
+                rejected_ids,
+            })
+        }
+        Preference::Chat {
+            prompt,
+            chosen,
+            rejected,
+            tools,
+        } => {
+            let tools = tools.as_deref();
+            let prompt_ids = chat_ids(tokenizer, prompt, tools, true, "prompt")?;
+            let answer_ids = |answer: &[Message], field: &str| -> Result<Vec<u32>, TokenizeError> {
+                let whole: Vec<Message> = prompt.iter().chain(answer).cloned().collect();
+                let ids = chat_ids(tokenizer, &whole, tools, false, field)?;
+                check_prefix(&prompt_ids, &ids, field)?;
+                Ok(ids[prompt_ids.len()..].to_vec())
+            };
+            let chosen_ids = answer_ids(chosen, "chosen")?;
+            let rejected_ids = answer_ids(rejected, "rejected")?;
+            Ok(TokenizedPair {
+                prompt_ids,
+                chosen_ids,
+                rejected_ids,
+            })
+        }
+    }
+}
+
+/// Plain strings: (prompt ids, completion ids + eos).
+fn text_completion(
+    tokenizer: &ChatTokenizer,
+    prompt: &str,
+    completion: &str,
+    field: &str,
+) -> Result<(Vec<u32>, Vec<u32>), TokenizeError> {
+    let prompt_ids = tokenizer.encode(prompt, true)?;
+    let whole = tokenizer.encode(&format!("{prompt}{completion}"), true)?;
+    check_prefix(&prompt_ids, &whole, field)?;
+    let mut completion_ids = whole[prompt_ids.len()..].to_vec();
+    completion_ids.push(tokenizer.eos_id()?);
+    Ok((prompt_ids, completion_ids))
+}
+
+/// Renders with the chat template and tokenises without adding special tokens (the template
+/// writes them), as `apply_chat_template(..., tokenize=True)` does.
+fn chat_ids(
+    tokenizer: &ChatTokenizer,
+    messages: &[Message],
+    tools: Option<&[Value]>,
+    add_generation_prompt: bool,
+    field: &str,
+) -> Result<Vec<u32>, TokenizeError> {
+    let template = tokenizer.template(tools.is_some())?;
+    let text = template
+        .render(messages, tools, add_generation_prompt)
+        .map_err(|e| TokenizeError::Record(FieldError::new(field, e.to_string())))?;
+    Ok(tokenizer.encode(&text, false)?)
+}
+
+fn check_prefix(prefix: &[u32], ids: &[u32], field: &str) -> Result<(), TokenizeError> {
+    if ids.starts_with(prefix) {
+        return Ok(());
+    }
+    let at = prefix.iter().zip(ids).take_while(|(a, b)| a == b).count();
+    Err(not_a_prefix(field, prefix.len(), at))
+}
+
+fn not_a_prefix(field: &str, prompt_len: usize, at: usize) -> TokenizeError {
+    TokenizeError::Record(FieldError::new(
+        field,
+        format!(
+            "the prompt's {prompt_len} token ids are not a prefix of the ids of prompt + answer (they differ at token {at}); \
+             the chat template or tokenizer changes the prompt when the answer follows"
+        ),
+    ))
+}
+
+fn truncate_sequence(sequence: &mut TokenizedSequence, options: &TokenizeOptions) -> Truncation {
+    let mut truncation = Truncation::default();
+    if let Some(limit) = options
+        .max_prompt_length
+        .filter(|&l| sequence.prompt_len > l)
+    {
+        let cut = sequence.prompt_len - limit;
+        sequence.input_ids.drain(..cut);
+        sequence.loss_mask.drain(..cut);
+        sequence.prompt_len = limit;
+        truncation.prompt = true;
+    }
+    if let Some(limit) = options.max_length.filter(|&l| sequence.input_ids.len() > l) {
+        let len = sequence.input_ids.len();
+        match options.truncation {
+            TruncationSide::KeepStart => {
+                sequence.input_ids.truncate(limit);
+                sequence.loss_mask.truncate(limit);
+                sequence.prompt_len = sequence.prompt_len.min(limit);
+            }
+            TruncationSide::KeepEnd => {
+                sequence.input_ids.drain(..len - limit);
+                sequence.loss_mask.drain(..len - limit);
+                sequence.prompt_len = sequence.prompt_len.saturating_sub(len - limit);
+            }
+        }
+        truncation.sequence = true;
+    }
+    truncation
+}
+
+/// Pairs share their prompt: `max_prompt_length` keeps the prompt's end; `max_length` bounds
+/// prompt + each answer, cutting answers' ends (keep-start) or the prompt's start first and
+/// then answers' starts (keep-end).
+fn truncate_pair(pair: &mut TokenizedPair, options: &TokenizeOptions) -> Truncation {
+    let mut truncation = Truncation::default();
+    if let Some(limit) = options
+        .max_prompt_length
+        .filter(|&l| pair.prompt_ids.len() > l)
+    {
+        pair.prompt_ids.drain(..pair.prompt_ids.len() - limit);
+        truncation.prompt = true;
+    }
+    let Some(limit) = options.max_length else {
+        return truncation;
+    };
+    let longest = pair.chosen_ids.len().max(pair.rejected_ids.len());
+    if pair.prompt_ids.len() + longest <= limit {
+        return truncation;
+    }
+    truncation.sequence = true;
+    match options.truncation {
+        TruncationSide::KeepStart => {
+            pair.prompt_ids.truncate(limit);
+            let room = limit - pair.prompt_ids.len();
+            pair.chosen_ids.truncate(room);
+            pair.rejected_ids.truncate(room);
+        }
+        TruncationSide::KeepEnd => {
+            let excess = pair.prompt_ids.len() + longest - limit;
+            let from_prompt = excess.min(pair.prompt_ids.len());
+            pair.prompt_ids.drain(..from_prompt);
+            if from_prompt > 0 {
+                truncation.prompt = true;
+            }
+            let room = limit - pair.prompt_ids.len();
+            for answer in [&mut pair.chosen_ids, &mut pair.rejected_ids] {
+                if answer.len() > room {
+                    answer.drain(..answer.len() - room);
+                }
+            }
+        }
+    }
+    truncation
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sequence(ids: Vec<u32>, prompt_len: usize) -> TokenizedSequence {
+        let loss_mask = (0..ids.len()).map(|i| i >= prompt_len).collect();
+        TokenizedSequence {
+            input_ids: ids,
+            loss_mask,
+            prompt_len,
+        }
+    }
+
+    #[test]
+    fn prompt_truncation_keeps_the_prompt_end() {
+        let mut s = sequence((0..10).collect(), 6);
+        let options = TokenizeOptions {
+            max_prompt_length: Some(4),
+            ..Default::default()
+        };
+        assert_eq!(
+            truncate_sequence(&mut s, &options),
+            Truncation {
+                prompt: true,
+                sequence: false
+            }
+        );
+        assert_eq!(s.input_ids, vec![2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(s.prompt_len, 4);
+        assert_eq!(s.trained_tokens(), 4);
+    }
+
+    #[test]
+    fn max_length_cuts_the_chosen_side() {
+        for (side, expected) in [
+            (TruncationSide::KeepStart, vec![0, 1, 2, 3]),
+            (TruncationSide::KeepEnd, vec![6, 7, 8, 9]),
+        ] {
+            let mut s = sequence((0..10).collect(), 3);
+            let options = TokenizeOptions {
+                max_length: Some(4),
+                truncation: side,
+                ..Default::default()
+            };
+            assert!(truncate_sequence(&mut s, &options).sequence);
+            assert_eq!(s.input_ids, expected);
+            assert_eq!(s.loss_mask.len(), 4);
+        }
+    }
+
+    #[test]
+    fn pair_truncation_bounds_every_sequence() {
+        let pair = TokenizedPair {
+            prompt_ids: (0..6).collect(),
+            chosen_ids: (10..15).collect(),
+            rejected_ids: (20..22).collect(),
+        };
+        for side in [TruncationSide::KeepStart, TruncationSide::KeepEnd] {
+            let mut p = pair.clone();
+            let options = TokenizeOptions {
+                max_length: Some(8),
+                truncation: side,
+                ..Default::default()
+            };
+            assert!(truncate_pair(&mut p, &options).sequence);
+            assert!(p.prompt_ids.len() + p.chosen_ids.len() <= 8);
+            assert!(p.prompt_ids.len() + p.rejected_ids.len() <= 8);
+            match side {
+                TruncationSide::KeepStart => assert_eq!(
+                    (p.prompt_ids.len(), p.chosen_ids, p.rejected_ids),
+                    (6, vec![10, 11], vec![20, 21])
+                ),
+                TruncationSide::KeepEnd => assert_eq!(
+                    (p.prompt_ids, p.chosen_ids),
+                    ((3..6).collect(), (10..15).collect())
+                ),
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The common types every dataset format is parsed into.
+//!
+//! A format module turns one record into one or more [`Example`]s; tokenisation and batching
+//! only ever see these types, never the format a record came from.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Who speaks a message. Dataset-specific role names (ShareGPT's `human`/`gpt`/`observation`,
+/// ...) are mapped onto these four by the format modules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+    Tool,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+/// One chat message, shaped as Hugging Face chat templates expect it: absent optional fields
+/// are left out when the message is handed to a template, so `message.tool_calls is defined`
+/// behaves as it does under transformers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+    /// OpenAI-style calls: `[{"type": "function", "function": {"name", "arguments"}}]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Message {
+            role,
+            content: content.into(),
+            tool_calls: None,
+            name: None,
+            tool_call_id: None,
+        }
+    }
+    pub fn system(content: impl Into<String>) -> Self {
+        Self::new(Role::System, content)
+    }
+    pub fn user(content: impl Into<String>) -> Self {
+        Self::new(Role::User, content)
+    }
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self::new(Role::Assistant, content)
+    }
+    pub fn tool(content: impl Into<String>) -> Self {
+        Self::new(Role::Tool, content)
+    }
+}
+
+/// Tool (function) schemas offered to the model, passed to the chat template as `tools`.
+pub type Tools = Vec<Value>;
+
+/// Text as a dataset gives it: a plain string (TRL's "standard" datasets) or chat messages
+/// ("conversational" datasets). The two are tokenised differently (see `tokenize`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Turns {
+    Text(String),
+    Messages(Vec<Message>),
+}
+
+/// A supervised fine-tuning example.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SftExample {
+    /// Language modelling on raw text (TRL `{text}`): every token is trained, eos appended.
+    Text { text: String },
+    /// TRL standard prompt-completion: plain strings, the completion is trained.
+    Completion { prompt: String, completion: String },
+    /// A conversation. `messages[completion_start..]` is the completion: 0 for whole
+    /// conversations (every assistant turn is a completion), the prompt's length for TRL
+    /// conversational prompt-completion records.
+    Chat {
+        messages: Vec<Message>,
+        completion_start: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tools: Option<Tools>,
+    },
+}
+
+/// A preference pair. Chosen and rejected continue the same prompt.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Preference {
+    /// Conversational: the answers are assistant message lists that follow `prompt`.
+    Chat {
+        prompt: Vec<Message>,
+        chosen: Vec<Message>,
+        rejected: Vec<Message>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tools: Option<Tools>,
+    },
+    /// TRL standard: plain strings.
+    Text {
+        prompt: String,
+        chosen: String,
+        rejected: String,
+    },
+}
+
+/// A prompt for reinforcement learning with verifiable rewards.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RlvrPrompt {
+    pub prompt: Turns,
+    /// open-instruct's `ground_truth` (a string, number or list), when the row has one.
+    pub ground_truth: Option<Value>,
+    /// open-instruct's `dataset`: the names of the verifiers that score this row.
+    pub datasets: Vec<String>,
+    /// Every other column of the row (TRL passes them to reward functions as keyword arguments).
+    pub extra: serde_json::Map<String, Value>,
+}
+
+/// What a training example is for; one dataset holds one kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataKind {
+    Sft,
+    Preference,
+    Rlvr,
+}
+
+impl DataKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataKind::Sft => "sft",
+            DataKind::Preference => "preference",
+            DataKind::Rlvr => "rlvr",
+        }
+    }
+}
+
+/// One training example of any kind.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Example {
+    Sft(SftExample),
+    Preference(Preference),
+    Rlvr(RlvrPrompt),
+}
+
+impl Example {
+    pub fn kind(&self) -> DataKind {
+        match self {
+            Example::Sft(_) => DataKind::Sft,
+            Example::Preference(_) => DataKind::Preference,
+            Example::Rlvr(_) => DataKind::Rlvr,
+        }
+    }
+}

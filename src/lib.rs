@@ -1,0 +1,1 @@
+pub use temper_data as data;
