@@ -32,6 +32,7 @@ pub mod formats;
 pub mod packing;
 pub mod reader;
 pub mod stats;
+pub mod synthetic;
 pub mod template;
 pub mod tokenize;
 pub mod tokenizer;

@@ -31,17 +31,47 @@ impl Role {
 /// One chat message, shaped as Hugging Face chat templates expect it: absent optional fields
 /// are left out when the message is handed to a template, so `message.tool_calls is defined`
 /// behaves as it does under transformers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Message {
     pub role: Role,
+    /// Empty for an assistant message that only calls tools (`null` reads as empty).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub content: String,
     /// OpenAI-style calls: `[{"type": "function", "function": {"name", "arguments"}}]`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub tool_calls: Option<Vec<Value>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub tool_call_id: Option<String>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// Written by hand so that a tool-calling message without text has no `content` key, as
+/// such messages reach templates from datasets; every absent optional field is left out.
+impl Serialize for Message {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let omit_content = self.content.is_empty() && self.tool_calls.is_some();
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("role", &self.role)?;
+        if !omit_content {
+            map.serialize_entry("content", &self.content)?;
+        }
+        if let Some(tool_calls) = &self.tool_calls {
+            map.serialize_entry("tool_calls", tool_calls)?;
+        }
+        if let Some(name) = &self.name {
+            map.serialize_entry("name", name)?;
+        }
+        if let Some(id) = &self.tool_call_id {
+            map.serialize_entry("tool_call_id", id)?;
+        }
+        map.end()
+    }
 }
 
 impl Message {

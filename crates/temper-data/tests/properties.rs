@@ -122,7 +122,7 @@ fn trained_text(tokenizer: &temper_data::ChatTokenizer, sequence: &TokenizedSequ
         .input_ids
         .iter()
         .zip(&sequence.loss_mask)
-        .filter(|(_, &m)| m)
+        .filter(|&(_, &m)| m)
         .map(|(&id, _)| id)
         .collect();
     tokenizer.decode(&ids, false).unwrap()

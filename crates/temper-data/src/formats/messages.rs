@@ -126,14 +126,14 @@ pub(crate) fn check_conversation(
     let mut previous: Option<Role> = None;
     for (i, message) in messages.iter().enumerate() {
         let path = element(field, i);
-        let allowed = match (previous, message.role) {
-            (None, Role::System | Role::User) => true,
-            (Some(Role::System), Role::User) => true,
-            (Some(Role::User), Role::Assistant) => true,
-            (Some(Role::Assistant), Role::User | Role::Tool) => true,
-            (Some(Role::Tool), Role::Tool | Role::Assistant) => true,
-            _ => false,
-        };
+        let allowed = matches!(
+            (previous, message.role),
+            (None, Role::System | Role::User)
+                | (Some(Role::System), Role::User)
+                | (Some(Role::User), Role::Assistant)
+                | (Some(Role::Assistant), Role::User | Role::Tool)
+                | (Some(Role::Tool), Role::Tool | Role::Assistant)
+        );
         if !allowed {
             let after = match previous {
                 None => "at the start".to_string(),
