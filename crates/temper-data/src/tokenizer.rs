@@ -48,6 +48,18 @@ pub struct ChatTokenizer {
     special_tokens: BTreeMap<String, String>,
 }
 
+impl std::fmt::Debug for ChatTokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTokenizer")
+            .field("vocab_size", &self.tokenizer.get_vocab_size(true))
+            .field("has_template", &self.template.is_some())
+            .field("bos_id", &self.bos_id)
+            .field("eos_id", &self.eos_id)
+            .field("pad_id", &self.pad_id)
+            .finish()
+    }
+}
+
 impl ChatTokenizer {
     /// Loads `dir/tokenizer.json` with `dir/tokenizer_config.json` and, when present,
     /// `dir/chat_template.jinja` (which newer transformers versions write instead of the

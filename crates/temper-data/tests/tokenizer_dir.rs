@@ -1,0 +1,168 @@
+//! Loading a Hugging Face tokenizer directory: named template lists, `chat_template.jinja`,
+//! special tokens written as AddedToken objects, a tokenizer without a template, and
+//! transformers' `strftime_now`.
+
+mod common;
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use temper_data::check::{CheckError, check_file};
+use temper_data::tokenize::{tokenize, tokenize_all};
+use temper_data::{
+    ChatTokenizer, Example, Format, Message, TokenizeOptions, TokenizerError, synthetic,
+};
+
+const CHATML: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+/// A tokenizer directory with the fixture tokenizer.json and the given config (and jinja file).
+fn directory(config: Value, jinja: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::fixture("tokenizer/tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("tokenizer_config.json"), config.to_string()).unwrap();
+    if let Some(source) = jinja {
+        std::fs::write(dir.path().join("chat_template.jinja"), source).unwrap();
+    }
+    dir
+}
+
+fn render(tokenizer: &ChatTokenizer, tools: bool) -> String {
+    let tool_list = [json!({"name": "add"})];
+    tokenizer
+        .template(tools)
+        .unwrap()
+        .render(
+            &[Message::user("hi")],
+            tools.then_some(&tool_list[..]),
+            false,
+        )
+        .unwrap()
+}
+
+#[test]
+fn named_templates_pick_default_or_tool_use_or_the_named_one() {
+    let config = json!({
+        "eos_token": {"content": "<|im_end|>", "special": true},
+        "chat_template": [{"name": "default", "template": CHATML}, {"name": "tool_use", "template": "TOOLS {{ tools | length if tools else 0 }}"}],
+    });
+    let dir = directory(config, None);
+    let tokenizer = ChatTokenizer::from_dir(dir.path(), None).unwrap();
+    assert_eq!(
+        render(&tokenizer, false),
+        "<|im_start|>user\nhi<|im_end|>\n"
+    );
+    assert_eq!(render(&tokenizer, true), "TOOLS 1");
+    assert_eq!(
+        tokenizer.eos_id().unwrap(),
+        tokenizer.inner().token_to_id("<|im_end|>").unwrap()
+    );
+    let named = ChatTokenizer::from_dir(dir.path(), Some("tool_use")).unwrap();
+    assert_eq!(render(&named, false), "TOOLS 0");
+    let Err(TokenizerError::UnknownTemplate { available, .. }) =
+        ChatTokenizer::from_dir(dir.path(), Some("rag"))
+    else {
+        panic!("an unknown template name is an error")
+    };
+    assert_eq!(available, "default, tool_use");
+}
+
+#[test]
+fn chat_template_jinja_takes_precedence() {
+    let dir = directory(
+        json!({"chat_template": "CONFIG"}),
+        Some("JINJA {{ messages | length }}"),
+    );
+    let tokenizer = ChatTokenizer::from_dir(dir.path(), None).unwrap();
+    assert_eq!(render(&tokenizer, false), "JINJA 1");
+}
+
+#[test]
+fn conversational_data_needs_a_template() {
+    let dir = directory(json!({"eos_token": "<|im_end|>"}), None);
+    let tokenizer = ChatTokenizer::from_dir(dir.path(), None).unwrap();
+    assert!(!tokenizer.has_template());
+    let error = check_file(
+        &common::fixture("data/trl_messages.jsonl"),
+        None,
+        Some(&tokenizer),
+        &TokenizeOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            CheckError::Tokenizer {
+                source: TokenizerError::NoTemplate,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    // Plain-text data needs no template.
+    let report = check_file(
+        &common::fixture("data/trl_text.jsonl"),
+        None,
+        Some(&tokenizer),
+        &TokenizeOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(report.invalid, 0);
+    let mut with_builtin = ChatTokenizer::from_dir(dir.path(), None).unwrap();
+    with_builtin.use_builtin_template(temper_data::BuiltinTemplate::ChatMl);
+    let report = check_file(
+        &common::fixture("data/trl_messages.jsonl"),
+        None,
+        Some(&with_builtin),
+        &TokenizeOptions::default(),
+    )
+    .unwrap();
+    assert_eq!((report.examples, report.invalid), (3, 0));
+}
+
+#[test]
+fn missing_tokenizer_files_are_errors_naming_the_path() {
+    let error = ChatTokenizer::from_dir(Path::new("/nonexistent/tokenizer"), None).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("/nonexistent/tokenizer/tokenizer.json: "),
+        "{error}"
+    );
+}
+
+#[test]
+fn strftime_now_formats_the_current_date() {
+    let dir = directory(
+        json!({"chat_template": "{{ strftime_now('%Y') }}|{{ strftime_now('%d %b %Y') }}"}),
+        None,
+    );
+    let tokenizer = ChatTokenizer::from_dir(dir.path(), None).unwrap();
+    let text = render(&tokenizer, false);
+    let (year, date) = text.split_once('|').unwrap();
+    assert_eq!(year.len(), 4);
+    assert!(year.chars().all(|c| c.is_ascii_digit()));
+    assert!(date.ends_with(year) && date.len() == 11, "{date}");
+}
+
+#[test]
+fn parallel_tokenisation_keeps_input_order() {
+    let tokenizer = common::fixture_tokenizer();
+    let examples: Vec<Example> = synthetic::preference_records(300, 1)
+        .iter()
+        .flat_map(|r| Format::TrlPreference.parse(r).unwrap())
+        .collect();
+    let options = TokenizeOptions::default();
+    let parallel: Vec<_> = tokenize_all(&tokenizer, &examples, &options)
+        .into_iter()
+        .map(|o| o.unwrap())
+        .collect();
+    let sequential: Vec<_> = examples
+        .iter()
+        .map(|e| tokenize(&tokenizer, e, &options).unwrap())
+        .collect();
+    assert_eq!(parallel, sequential);
+}
