@@ -7,7 +7,8 @@
 //! Generates synthetic conversational pairs (`temper_data::synthetic`), writes them to a JSONL
 //! file, and times the chat template + tokenisation + masks over them: Temper on all cores and
 //! on one, and TRL's own DPO preprocessing (`examples/anchors/trl_dpo_preprocess.py`, needs
-//! the packages in `examples/anchors/requirements.txt`) with 1 and N processes. Prints one
+//! the packages in `examples/anchors/requirements.txt`) in-process (TRL's default) and with one
+//! worker process per core. Prints one
 //! table with both rates and their ratio, and the token totals as a check that both did the
 //! same work.
 
@@ -126,10 +127,15 @@ fn run_trl(
         .map_err(|e| format!("TRL script printed no JSON: {e}"))?;
     Ok(Row {
         name: format!(
-            "TRL {} (datasets.map)",
-            result["trl_version"].as_str().unwrap_or("?")
+            "TRL {} {}",
+            result["trl_version"].as_str().unwrap_or("?"),
+            if num_proc == 0 {
+                "(in-process)"
+            } else {
+                "(worker processes)"
+            }
         ),
-        workers: num_proc,
+        workers: num_proc.max(1),
         seconds: result["seconds"]
             .as_f64()
             .ok_or("no seconds in TRL output")?,
@@ -187,7 +193,8 @@ fn main() {
         tokens: Some(tokens),
     });
     if let Some(python) = &args.python {
-        for num_proc in [1, cores] {
+        // 0: `map` in the calling process, TRL's default (`dataset_num_proc=None`).
+        for num_proc in [0, cores] {
             match run_trl(python, &args.out, &args.tokenizer, num_proc, args.repeats) {
                 Ok(row) => rows.push(row),
                 Err(message) => {
