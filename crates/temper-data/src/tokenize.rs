@@ -128,9 +128,21 @@ pub enum TokenizeError {
     /// The record cannot be tokenised (its prompt is not a token prefix, its template fails).
     #[error("{0}")]
     Record(FieldError),
-    /// The tokenizer cannot tokenise this kind of data at all.
+    /// The tokenizer cannot tokenise this kind of data at all (no template, no eos).
     #[error(transparent)]
-    Setup(#[from] TokenizerError),
+    Setup(TokenizerError),
+}
+
+impl From<TokenizerError> for TokenizeError {
+    /// Encoding fails for one record's text; a missing template or eos fails them all.
+    fn from(error: TokenizerError) -> Self {
+        match error {
+            TokenizerError::Encode(message) => {
+                TokenizeError::Record(FieldError::new("", format!("tokenizer failed: {message}")))
+            }
+            other => TokenizeError::Setup(other),
+        }
+    }
 }
 
 /// Tokenises one example.
@@ -153,7 +165,8 @@ pub fn tokenize(
         }
         Example::Rlvr(rlvr) => {
             let mut prompt_ids = match &rlvr.prompt {
-                Turns::Text(text) => tokenizer.encode(text, true)?,
+                // TRL's GRPO tokenises plain prompts without special tokens.
+                Turns::Text(text) => tokenizer.encode(text, false)?,
                 Turns::Messages(messages) => chat_ids(tokenizer, messages, None, true, "prompt")?,
             };
             if let Some(limit) = options.max_prompt_length.filter(|&l| prompt_ids.len() > l) {
@@ -246,29 +259,34 @@ fn chat_sequence(
     let mut loss_mask = vec![mask == LossMask::Prompt; input_ids.len()];
     let mut prompt_len = 0;
     if completion_start > 0 {
-        prompt_len = chat_ids(
+        let prompt_ids = chat_ids(
             tokenizer,
             &messages[..completion_start],
             tools,
             true,
             "prompt",
-        )?
-        .len();
+        )?;
+        check_prefix(&prompt_ids, &input_ids, "prompt")?;
+        prompt_len = prompt_ids.len();
     }
     if mask != LossMask::Prompt {
         for (i, message) in messages.iter().enumerate() {
             if message.role != Role::Assistant || !trained(i) {
                 continue;
             }
-            let start = chat_ids(tokenizer, &messages[..i], tools, true, "messages")?;
+            let field = format!("messages[{i}]");
+            let start = chat_ids(tokenizer, &messages[..i], tools, true, &field)?;
+            check_prefix(&start, &input_ids, &field)?;
+            // A template may render a turn differently once later turns follow it (Qwen3
+            // drops the reasoning of earlier turns): then the turn's end is no prefix either.
             let end = if i + 1 == messages.len() {
                 input_ids.len()
             } else {
-                chat_ids(tokenizer, &messages[..=i], tools, false, "messages")?.len()
+                let through = chat_ids(tokenizer, &messages[..=i], tools, false, &field)?;
+                check_prefix(&through, &input_ids, &field)?;
+                through.len()
             };
-            let field = format!("messages[{i}]");
-            check_prefix(&start, &input_ids, &field)?;
-            if end < start.len() || end > input_ids.len() {
+            if end < start.len() {
                 return Err(not_a_prefix(&field, start.len(), end));
             }
             loss_mask[start.len()..end]
@@ -337,7 +355,10 @@ fn text_completion(
     let whole = tokenizer.encode(&format!("{prompt}{completion}"), true)?;
     check_prefix(&prompt_ids, &whole, field)?;
     let mut completion_ids = whole[prompt_ids.len()..].to_vec();
-    completion_ids.push(tokenizer.eos_id()?);
+    let eos = tokenizer.eos_id()?;
+    if completion_ids.last() != Some(&eos) {
+        completion_ids.push(eos);
+    }
     Ok((prompt_ids, completion_ids))
 }
 

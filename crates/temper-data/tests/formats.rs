@@ -277,7 +277,7 @@ fn implicit_prompt_is_the_shared_prefix() {
                "rejected": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "b"}]}),
     );
     assert!(
-        error.contains("differ only in their final assistant turns"),
+        error.contains("must share their prompt and differ from an assistant message on"),
         "{error}"
     );
 }
@@ -430,4 +430,54 @@ fn field_errors_name_the_field() {
     for (format, record, expected) in cases {
         assert_eq!(parse_err(format, record), expected);
     }
+}
+
+#[test]
+fn string_prompt_beside_whole_conversations_takes_the_shared_prefix() {
+    // UltraFeedback-binarized / Tülu 3 rows, as TRL's maybe_extract_prompt reads them.
+    let record = json!({"prompt": "What is 2 + 2?",
+        "chosen": [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "4"}],
+        "rejected": [{"role": "user", "content": "What is 2 + 2?"}, {"role": "assistant", "content": "5"}]});
+    assert_eq!(detect(&record), Ok(Format::TrlPreference));
+    let examples = parse(Format::TrlPreference, record);
+    let (prompt, chosen, rejected) = pair(&examples[0]);
+    assert_eq!(prompt, [Message::user("What is 2 + 2?")]);
+    assert_eq!(
+        (chosen[0].content.as_str(), rejected[0].content.as_str()),
+        ("4", "5")
+    );
+}
+
+#[test]
+fn sharegpt_errors_name_the_records_own_indices() {
+    let error = parse_err(
+        Format::ShareGpt,
+        json!({"system": "S", "conversations": [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}]}),
+    );
+    assert_eq!(
+        error,
+        "field `conversations[1].role`: user message after a user message: roles out of order"
+    );
+    let error = parse_err(
+        Format::Alpaca,
+        json!({"conversations": [{"instruction": "a", "output": "b"}, {"instruction": "c", "output": ""}]}),
+    );
+    assert_eq!(
+        error,
+        "field `conversations[1].output`: completion is empty"
+    );
+}
+
+#[test]
+fn labelled_candidates_must_say_something_and_null_labels_are_no_labels() {
+    let error = parse_err(
+        Format::ShareGptLabelled,
+        json!({"conversations": [{"from": "human", "value": "q"},
+            [{"from": "gpt", "value": "a", "label": "chosen"}, {"from": "gpt", "value": " ", "label": "rejected"}]]}),
+    );
+    assert!(error.contains("empty assistant message"), "{error}");
+    let record = json!({"conversations": [{"from": "human", "value": "q", "label": null},
+        {"from": "gpt", "value": "a", "label": "chosen"}, {"from": "gpt", "value": "b", "label": "rejected"}]});
+    assert_eq!(detect(&record), Ok(Format::ShareGptLabelled));
+    assert_eq!(parse(Format::ShareGptLabelled, record).len(), 1);
 }

@@ -29,7 +29,11 @@ pub(crate) fn parse_sft(object: &Object) -> Result<Vec<Example>, FieldError> {
             let path = element("conversations", i);
             let turn = as_object(turn, &path)?;
             messages.push(Message::user(user_turn(turn).map_err(|e| e.within(&path))?));
-            let output = required_str(turn, "output").map_err(|e| e.within(&path))?;
+            let output = non_empty(
+                required_str(turn, "output").map_err(|e| e.within(&path))?,
+                &format!("{path}.output"),
+                "completion",
+            )?;
             messages.push(Message::assistant(output));
         }
         if messages.is_empty() {

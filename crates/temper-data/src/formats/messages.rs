@@ -201,21 +201,31 @@ pub(crate) fn check_answer(
         ));
     }
     let whole: Vec<Message> = prompt.iter().chain(answer).cloned().collect();
-    check_conversation(&whole, "", Ending::Assistant).map_err(|e| reindex(e, prompt.len(), field))
+    check_listed_conversation(&whole, prompt.len(), field, "prompt", Ending::Assistant)
 }
 
-/// Maps an error about `prompt + answer` back onto the answer's own field path.
-fn reindex(error: FieldError, prompt_len: usize, field: &str) -> FieldError {
-    let Some(rest) = error.field.strip_prefix('[') else {
-        return FieldError::new(field, error.message);
-    };
-    let Some((index, tail)) = rest.split_once(']') else {
-        return FieldError::new(field, error.message);
-    };
-    match index.parse::<usize>() {
-        Ok(i) if i >= prompt_len => {
-            FieldError::new(format!("{field}[{}]{tail}", i - prompt_len), error.message)
+/// [`check_conversation`] for messages whose first `offset` come from elsewhere in the record
+/// (a top-level system prompt, the prompt before an answer) and the rest from the list
+/// `field`: errors name the list's own indices, or `before` for the leading messages.
+pub(crate) fn check_listed_conversation(
+    messages: &[Message],
+    offset: usize,
+    field: &str,
+    before: &str,
+    ending: Ending,
+) -> Result<(), FieldError> {
+    check_conversation(messages, "", ending).map_err(|error| {
+        let index = error
+            .field
+            .strip_prefix('[')
+            .and_then(|rest| rest.split_once(']'))
+            .and_then(|(index, tail)| Some((index.parse::<usize>().ok()?, tail)));
+        match index {
+            Some((i, tail)) if i >= offset => {
+                FieldError::new(format!("{field}[{}]{tail}", i - offset), error.message)
+            }
+            Some(_) => FieldError::new(before, error.message),
+            None => FieldError::new(field, error.message),
         }
-        _ => FieldError::new("prompt", error.message),
-    }
+    })
 }

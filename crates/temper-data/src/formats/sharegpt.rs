@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::fields::{
     Object, array, as_object, element, non_empty, optional_str, required, string, tools, type_name,
 };
-use super::messages::{Ending, check_answer, check_conversation};
+use super::messages::{Ending, check_answer, check_conversation, check_listed_conversation};
 use crate::error::FieldError;
 use crate::types::{Example, Message, Preference, Role, SftExample};
 
@@ -29,7 +29,7 @@ pub(crate) fn has_labelled_candidates(value: &Value) -> bool {
 
 pub(crate) fn parse_sft(object: &Object) -> Result<Vec<Example>, FieldError> {
     let messages = conversation(object)?;
-    check_conversation(&messages, "conversations", Ending::Assistant)?;
+    check_record_conversation(object, &messages, Ending::Assistant)?;
     Ok(vec![Example::Sft(SftExample::Chat {
         messages,
         completion_start: 0,
@@ -39,7 +39,7 @@ pub(crate) fn parse_sft(object: &Object) -> Result<Vec<Example>, FieldError> {
 
 pub(crate) fn parse_preference(object: &Object) -> Result<Vec<Example>, FieldError> {
     let prompt = conversation(object)?;
-    check_conversation(&prompt, "conversations", Ending::AwaitingAnswer)?;
+    check_record_conversation(object, &prompt, Ending::AwaitingAnswer)?;
     let chosen = vec![parse_message(required(object, "chosen")?, "chosen")?];
     let rejected = vec![parse_message(required(object, "rejected")?, "rejected")?];
     check_answer(&prompt, &chosen, "chosen")?;
@@ -86,6 +86,8 @@ pub(crate) fn parse_labelled(object: &Object) -> Result<Vec<Example>, FieldError
         };
         let (chosen, rejected) = pick_candidates(&candidates, &path)?;
         check_conversation(&history, "conversations", Ending::AwaitingAnswer)?;
+        check_answer(&history, std::slice::from_ref(&chosen), &path)?;
+        check_answer(&history, std::slice::from_ref(&rejected), &path)?;
         if chosen.content == rejected.content && chosen.tool_calls == rejected.tool_calls {
             return Err(FieldError::new(
                 path,
@@ -109,8 +111,13 @@ pub(crate) fn parse_labelled(object: &Object) -> Result<Vec<Example>, FieldError
     Ok(pairs)
 }
 
+/// A message with a label (`"label": null`, as Parquet and `to_json` exports write for
+/// unlabelled turns, is no label).
 fn is_labelled(value: &Value) -> bool {
-    value.as_object().is_some_and(|m| m.contains_key("label"))
+    value
+        .as_object()
+        .and_then(|m| m.get("label"))
+        .is_some_and(|label| !label.is_null())
 }
 
 /// The first chosen and the first rejected candidate of a turn.
@@ -160,6 +167,17 @@ fn pick_candidates(
             "labelled turn has no rejected candidate",
         )),
     }
+}
+
+/// Conversation rules, with errors naming indices of the record's own `conversations` list
+/// (the top-level system prompt, when there is one, comes before it).
+fn check_record_conversation(
+    object: &Object,
+    messages: &[Message],
+    ending: Ending,
+) -> Result<(), FieldError> {
+    let offset = system_prompt(object)?.len();
+    check_listed_conversation(messages, offset, "conversations", "system", ending)
 }
 
 /// The top-level system prompt followed by the messages of `conversations`.

@@ -62,6 +62,13 @@ pub(crate) fn parse_preference(object: &Object) -> Result<Vec<Example>, FieldErr
             check_conversation(&prompt, "prompt", Ending::AwaitingAnswer)?;
             chat_pair(prompt, chosen, rejected, tools(object, "tools")?)?
         }
+        // UltraFeedback-binarized and Tülu 3 rows: a string prompt beside whole conversations.
+        // TRL's `maybe_extract_prompt` then takes the prompt from the conversations.
+        (Turns::Text(_), Turns::Messages(chosen), Turns::Messages(rejected))
+            if chosen.first().is_some_and(|m| m.role != Role::Assistant) =>
+        {
+            implicit_chat_pair(chosen, rejected, tools(object, "tools")?)?
+        }
         (prompt, chosen, _) => {
             let field = if same_style(&prompt, &chosen) {
                 "rejected"
@@ -80,35 +87,7 @@ pub(crate) fn parse_implicit_preference(object: &Object) -> Result<Vec<Example>,
     let rejected = turns(required(object, "rejected")?, "rejected")?;
     let preference = match (chosen, rejected) {
         (Turns::Messages(chosen), Turns::Messages(rejected)) => {
-            check_conversation(&chosen, "chosen", Ending::Assistant)?;
-            check_conversation(&rejected, "rejected", Ending::Assistant)?;
-            let shared = chosen
-                .iter()
-                .zip(&rejected)
-                .take_while(|(c, r)| c == r)
-                .count();
-            if shared == chosen.len() && shared == rejected.len() {
-                return Err(FieldError::new("rejected", "identical to `chosen`"));
-            }
-            let answer_start = chosen[shared..]
-                .first()
-                .zip(rejected[shared..].first())
-                .filter(|(c, r)| c.role == Role::Assistant && r.role == Role::Assistant);
-            if answer_start.is_none() || shared == 0 {
-                return Err(FieldError::new(
-                    "rejected",
-                    format!(
-                        "chosen and rejected must share the prompt and differ only in their final assistant turns (they differ from message {shared})"
-                    ),
-                ));
-            }
-            let prompt = chosen[..shared].to_vec();
-            chat_pair(
-                prompt,
-                chosen[shared..].to_vec(),
-                rejected[shared..].to_vec(),
-                tools(object, "tools")?,
-            )?
+            implicit_chat_pair(chosen, rejected, tools(object, "tools")?)?
         }
         (Turns::Text(chosen), Turns::Text(rejected)) => {
             let split = shared_prefix_len(&chosen, &rejected);
@@ -133,6 +112,43 @@ pub(crate) fn parse_implicit_preference(object: &Object) -> Result<Vec<Example>,
         }
     };
     Ok(vec![Example::Preference(preference)])
+}
+
+/// Whole conversations sharing a prefix: the prompt is that prefix, the answers what follows
+/// from the first message where they differ, which must be the assistant's on both sides.
+fn implicit_chat_pair(
+    chosen: Vec<Message>,
+    rejected: Vec<Message>,
+    tools: Option<Vec<Value>>,
+) -> Result<Preference, FieldError> {
+    check_conversation(&chosen, "chosen", Ending::Assistant)?;
+    check_conversation(&rejected, "rejected", Ending::Assistant)?;
+    let shared = chosen
+        .iter()
+        .zip(&rejected)
+        .take_while(|(c, r)| c == r)
+        .count();
+    if shared == chosen.len() && shared == rejected.len() {
+        return Err(FieldError::new("rejected", "identical to `chosen`"));
+    }
+    let answers_start_with_assistant = [&chosen, &rejected]
+        .iter()
+        .all(|side| side.get(shared).is_some_and(|m| m.role == Role::Assistant));
+    if shared == 0 || !answers_start_with_assistant {
+        return Err(FieldError::new(
+            "rejected",
+            format!(
+                "chosen and rejected must share their prompt and differ from an assistant message on (they first differ at message {shared})"
+            ),
+        ));
+    }
+    let prompt = chosen[..shared].to_vec();
+    chat_pair(
+        prompt,
+        chosen[shared..].to_vec(),
+        rejected[shared..].to_vec(),
+        tools,
+    )
 }
 
 /// TRL's `extract_prompt` for strings: the longest shared prefix, stepping back one character
