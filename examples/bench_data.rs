@@ -17,6 +17,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use serde_json::Value;
+
+/// The allocator the `temper` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use temper::data::tokenize::{Tokenized, tokenize_all};
 use temper::data::{ChatTokenizer, Example, Format, TokenizeOptions, synthetic};
 

@@ -7,6 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Tokenisation allocates many small strings; mimalloc makes `temper data` about 1.5× faster
+/// than the system allocator (measured with examples/bench_data.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "temper",

@@ -9,6 +9,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use temper_data::tokenize::{tokenize, tokenize_all};
 use temper_data::{ChatTokenizer, Example, Format, TokenizeOptions, synthetic};
 
+/// The allocator the `temper` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PAIRS: usize = 10_000;
 
 fn pairs() -> Vec<Example> {

@@ -30,6 +30,7 @@ pub mod dataset;
 pub mod error;
 pub mod formats;
 pub mod packing;
+pub mod pieces;
 pub mod reader;
 pub mod stats;
 pub mod synthetic;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::FieldError;
+use crate::pieces::PieceMemo;
 use crate::tokenizer::{ChatTokenizer, TokenizerError};
 use crate::types::{Example, Message, Preference, Role, SftExample, Turns};
 
@@ -167,7 +168,14 @@ pub fn tokenize(
             let mut prompt_ids = match &rlvr.prompt {
                 // TRL's GRPO tokenises plain prompts without special tokens.
                 Turns::Text(text) => tokenizer.encode(text, false)?,
-                Turns::Messages(messages) => chat_ids(tokenizer, messages, None, true, "prompt")?,
+                Turns::Messages(messages) => chat_ids(
+                    tokenizer,
+                    &mut PieceMemo::default(),
+                    messages,
+                    None,
+                    true,
+                    "prompt",
+                )?,
             };
             if let Some(limit) = options.max_prompt_length.filter(|&l| prompt_ids.len() > l) {
                 prompt_ids.drain(..prompt_ids.len() - limit);
@@ -249,7 +257,8 @@ fn chat_sequence(
     tools: Option<&[Value]>,
     mask: LossMask,
 ) -> Result<TokenizedSequence, TokenizeError> {
-    let input_ids = chat_ids(tokenizer, messages, tools, false, "messages")?;
+    let mut memo = PieceMemo::default();
+    let input_ids = chat_ids(tokenizer, &mut memo, messages, tools, false, "messages")?;
     let last_assistant = messages.iter().rposition(|m| m.role == Role::Assistant);
     let trained = |i: usize| match mask {
         LossMask::Completion => i >= completion_start,
@@ -261,6 +270,7 @@ fn chat_sequence(
     if completion_start > 0 {
         let prompt_ids = chat_ids(
             tokenizer,
+            &mut memo,
             &messages[..completion_start],
             tools,
             true,
@@ -275,14 +285,15 @@ fn chat_sequence(
                 continue;
             }
             let field = format!("messages[{i}]");
-            let start = chat_ids(tokenizer, &messages[..i], tools, true, &field)?;
+            let start = chat_ids(tokenizer, &mut memo, &messages[..i], tools, true, &field)?;
             check_prefix(&start, &input_ids, &field)?;
             // A template may render a turn differently once later turns follow it (Qwen3
             // drops the reasoning of earlier turns): then the turn's end is no prefix either.
             let end = if i + 1 == messages.len() {
                 input_ids.len()
             } else {
-                let through = chat_ids(tokenizer, &messages[..=i], tools, false, &field)?;
+                let through =
+                    chat_ids(tokenizer, &mut memo, &messages[..=i], tools, false, &field)?;
                 check_prefix(&through, &input_ids, &field)?;
                 through.len()
             };
@@ -326,13 +337,15 @@ fn preference_pair(
             tools,
         } => {
             let tools = tools.as_deref();
-            let prompt_ids = chat_ids(tokenizer, prompt, tools, true, "prompt")?;
-            let answer_ids = |answer: &[Message], field: &str| -> Result<Vec<u32>, TokenizeError> {
-                let whole: Vec<Message> = prompt.iter().chain(answer).cloned().collect();
-                let ids = chat_ids(tokenizer, &whole, tools, false, field)?;
-                check_prefix(&prompt_ids, &ids, field)?;
-                Ok(ids[prompt_ids.len()..].to_vec())
-            };
+            let mut memo = PieceMemo::default();
+            let prompt_ids = chat_ids(tokenizer, &mut memo, prompt, tools, true, "prompt")?;
+            let mut answer_ids =
+                |answer: &[Message], field: &str| -> Result<Vec<u32>, TokenizeError> {
+                    let whole: Vec<&Message> = prompt.iter().chain(answer).collect();
+                    let ids = chat_ids(tokenizer, &mut memo, &whole, tools, false, field)?;
+                    check_prefix(&prompt_ids, &ids, field)?;
+                    Ok(ids[prompt_ids.len()..].to_vec())
+                };
             let chosen_ids = answer_ids(chosen, "chosen")?;
             let rejected_ids = answer_ids(rejected, "rejected")?;
             Ok(TokenizedPair {
@@ -364,18 +377,24 @@ fn text_completion(
 
 /// Renders with the chat template and tokenises without adding special tokens (the template
 /// writes them), as `apply_chat_template(..., tokenize=True)` does.
-fn chat_ids(
+fn chat_ids<M: Serialize>(
     tokenizer: &ChatTokenizer,
-    messages: &[Message],
+    memo: &mut PieceMemo,
+    messages: &[M],
     tools: Option<&[Value]>,
     add_generation_prompt: bool,
     field: &str,
 ) -> Result<Vec<u32>, TokenizeError> {
     let template = tokenizer.template(tools.is_some())?;
     let text = template
-        .render(messages, tools, add_generation_prompt)
+        .render_with(
+            messages,
+            tools,
+            add_generation_prompt,
+            &serde_json::Map::new(),
+        )
         .map_err(|e| TokenizeError::Record(FieldError::new(field, e.to_string())))?;
-    Ok(tokenizer.encode(&text, false)?)
+    Ok(tokenizer.encode_chat(&text, memo)?)
 }
 
 fn check_prefix(prefix: &[u32], ids: &[u32], field: &str) -> Result<(), TokenizeError> {

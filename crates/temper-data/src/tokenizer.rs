@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use tokenizers::Tokenizer;
 
+use crate::pieces::{AddedTokenSplitter, PieceMemo};
 use crate::template::{BuiltinTemplate, ChatTemplate, TemplateError};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,10 @@ pub struct ChatTokenizer {
     eos_id: Option<u32>,
     pad_id: Option<u32>,
     special_tokens: BTreeMap<String, String>,
+    /// `None` when the tokenizer's added tokens make piece-wise encoding inexact.
+    splitter: Option<AddedTokenSplitter>,
+    /// The normaliser only applies Unicode normal forms, which leave ASCII text as it is.
+    normalizer_keeps_ascii: bool,
 }
 
 impl std::fmt::Debug for ChatTokenizer {
@@ -174,7 +179,11 @@ impl ChatTokenizer {
             }
             _ => (None, None),
         };
+        let splitter = AddedTokenSplitter::new(&tokenizer);
+        let normalizer_keeps_ascii = tokenizer.get_normalizer().is_none_or(only_normal_forms);
         Ok(ChatTokenizer {
+            splitter,
+            normalizer_keeps_ascii,
             tokenizer,
             template,
             tool_use_template,
@@ -210,6 +219,55 @@ impl ChatTokenizer {
             .map_err(|e| TokenizerError::Encode(e.to_string()))
     }
 
+    /// Encodes a rendered chat without adding special tokens (the template wrote them), as
+    /// `apply_chat_template(tokenize=True)` does. Pieces shared with earlier renders of the
+    /// same example are taken from `memo` (see [`crate::pieces`]); the ids are the same.
+    pub fn encode_chat(
+        &self,
+        text: &str,
+        memo: &mut PieceMemo,
+    ) -> Result<Vec<u32>, TokenizerError> {
+        let Some(splitter) = &self.splitter else {
+            return self.encode(text, false);
+        };
+        let mut ids = Vec::new();
+        splitter.encode_into(text, memo, &mut ids, |piece| self.encode_piece(piece))?;
+        Ok(ids)
+    }
+
+    /// Ids of text holding no added token: the stages `encode` runs on such text (normaliser,
+    /// pre-tokeniser, model), without building an `Encoding` (token strings, offsets) that
+    /// only the ids are wanted from.
+    fn encode_piece(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        use tokenizers::{
+            Model, NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString,
+            PreTokenizer,
+        };
+        let failed = |e: tokenizers::Error| TokenizerError::Encode(e.to_string());
+        let mut normalized = NormalizedString::from(text);
+        let unchanged_by_normalizer = self.normalizer_keeps_ascii && text.is_ascii();
+        if let Some(normalizer) = self
+            .tokenizer
+            .get_normalizer()
+            .filter(|_| !unchanged_by_normalizer)
+        {
+            normalizer.normalize(&mut normalized).map_err(failed)?;
+        }
+        let mut words = PreTokenizedString::from(normalized);
+        if let Some(pre_tokenizer) = self.tokenizer.get_pre_tokenizer() {
+            pre_tokenizer.pre_tokenize(&mut words).map_err(failed)?;
+        }
+        let model = self.tokenizer.get_model();
+        words
+            .tokenize(|word| model.tokenize(word.get()))
+            .map_err(failed)?;
+        Ok(words
+            .get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .flat_map(|(_, _, tokens)| tokens.iter().flatten().map(|token| token.id))
+            .collect())
+    }
+
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TokenizerError> {
         self.tokenizer
             .decode(ids, skip_special_tokens)
@@ -231,6 +289,16 @@ impl ChatTokenizer {
 
     pub fn inner(&self) -> &Tokenizer {
         &self.tokenizer
+    }
+}
+
+/// NFC, NFD, NFKC and NFKD (alone or in sequence) map every ASCII string to itself.
+fn only_normal_forms(normalizer: &tokenizers::NormalizerWrapper) -> bool {
+    use tokenizers::NormalizerWrapper as N;
+    match normalizer {
+        N::NFC(_) | N::NFD(_) | N::NFKC(_) | N::NFKD(_) => true,
+        N::Sequence(sequence) => sequence.as_ref().iter().all(only_normal_forms),
+        _ => false,
     }
 }
 
