@@ -1,15 +1,16 @@
 //! `temper data check` and `temper data render`.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
-use temper_data::check::{CheckReport, check_file};
-use temper_data::tokenize::{TokenizeOutcome, tokenize};
+use temper_data::check::{CheckError, CheckReport, check_file};
+use temper_data::tokenize::{TokenizeError, TokenizeOutcome, tokenize};
 use temper_data::{
-    BuiltinTemplate, ChatTokenizer, DataError, Format, LossMask, TokenizeOptions, Tokenized,
-    TruncationSide, dataset,
+    BuiltinTemplate, ChatTokenizer, DataError, Example, Format, LossMask, RecordError,
+    TokenizeOptions, Tokenized, TruncationSide, dataset,
 };
 
 use crate::Outcome;
@@ -164,6 +165,15 @@ fn check(args: CheckArgs) -> Outcome {
     let options = args.common.tokenize_options();
     let mut outcome = Outcome::Success;
     for file in &args.files {
+        let failed = |message: String, outcome: Outcome| {
+            error_line(&message);
+            if args.json {
+                let object =
+                    json!({"file": file.display().to_string(), "format": null, "error": message});
+                println!("{object}");
+            }
+            outcome
+        };
         match check_file(file, args.common.format.0, tokenizer.as_ref(), &options) {
             Ok(report) => {
                 for error in &report.errors {
@@ -172,19 +182,21 @@ fn check(args: CheckArgs) -> Outcome {
                 if report.invalid > 0 && !args.skip_invalid {
                     outcome = outcome.max(Outcome::Invalid);
                 }
+                if report.records == 0 {
+                    error_line(format!("{}: no records", report.file));
+                    outcome = outcome.max(Outcome::Invalid);
+                }
                 if args.json {
                     println!("{}", serde_json::to_string(&report).unwrap_or_default());
                 } else {
                     print_report(&report, args.skip_invalid);
                 }
             }
-            Err(temper_data::check::CheckError::Data(DataError::Detection { message, .. })) => {
-                error_line(message);
-                outcome = outcome.max(Outcome::Invalid);
+            Err(CheckError::Data(DataError::Detection { message, .. })) => {
+                outcome = outcome.max(failed(message, Outcome::Invalid));
             }
             Err(error) => {
-                error_line(error);
-                outcome = outcome.max(Outcome::Failure);
+                outcome = outcome.max(failed(error.to_string(), Outcome::Failure));
             }
         }
     }
@@ -285,8 +297,8 @@ fn render(args: RenderArgs) -> Outcome {
             return Outcome::Failure;
         }
     };
-    let data = match dataset::load(&args.file, args.common.format.0, true) {
-        Ok(data) => data,
+    let found = match find_record(&args.file, args.common.format.0, args.index) {
+        Ok(found) => found,
         Err(error @ DataError::Detection { .. }) => {
             error_line(error);
             return Outcome::Invalid;
@@ -296,32 +308,33 @@ fn render(args: RenderArgs) -> Outcome {
             return Outcome::Failure;
         }
     };
-    if let Some(error) = data.skipped.iter().find(|e| e.record == args.index) {
-        error_line(error);
-        return Outcome::Invalid;
-    }
-    let examples: Vec<_> = data
-        .examples
-        .iter()
-        .zip(&data.record_of_example)
-        .filter(|&(_, &record)| record == args.index)
-        .map(|(example, _)| example)
-        .collect();
-    if examples.is_empty() {
-        error_line(format!(
-            "{}: no record {} (the file has {})",
-            args.file.display(),
-            args.index,
-            data.records
-        ));
-        return Outcome::Failure;
-    }
+    let (format, examples) = match found {
+        Found::Record {
+            format,
+            examples: Ok(examples),
+        } => (format, examples),
+        Found::Record {
+            examples: Err(error),
+            ..
+        } => {
+            error_line(error);
+            return Outcome::Invalid;
+        }
+        Found::Missing { records } => {
+            error_line(format!(
+                "{}: no record {} (the file has {records})",
+                args.file.display(),
+                args.index
+            ));
+            return Outcome::Failure;
+        }
+    };
     let options = args.common.tokenize_options();
     let mut rendered = Vec::new();
-    for example in examples {
+    for example in &examples {
         match tokenize(&tokenizer, example, &options) {
             Ok(TokenizeOutcome { tokenized, .. }) => rendered.push(shown_sequences(&tokenized)),
-            Err(error) => {
+            Err(TokenizeError::Record(error)) => {
                 error_line(format!(
                     "{}: record {}: {error}",
                     args.file.display(),
@@ -329,13 +342,51 @@ fn render(args: RenderArgs) -> Outcome {
                 ));
                 return Outcome::Invalid;
             }
+            Err(TokenizeError::Setup(error)) => {
+                error_line(format!("{}: {error}", args.tokenizer.display()));
+                return Outcome::Failure;
+            }
         }
     }
     if args.json {
-        print_render_json(&args, &tokenizer, &rendered, data.format.map(|f| f.format))
+        print_render_json(&args, &tokenizer, &rendered, format)
     } else {
         print_render_text(&tokenizer, &rendered)
     }
+}
+
+enum Found {
+    Record {
+        format: Option<Format>,
+        examples: Result<Vec<Example>, RecordError>,
+    },
+    Missing {
+        records: u64,
+    },
+}
+
+/// Reads `path` up to record `index` (streamed: the rest of the file is not read).
+fn find_record(path: &Path, format: Option<Format>, index: u64) -> Result<Found, DataError> {
+    let mut found = None;
+    let mut records = 0;
+    let resolved =
+        dataset::read_parsed_chunks(path, format, dataset::CHUNK_RECORDS, &mut |chunk| {
+            for parsed in chunk {
+                records += 1;
+                if parsed.location.record == index {
+                    found = Some(parsed.examples);
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        })?;
+    Ok(match found {
+        Some(examples) => Found::Record {
+            format: resolved.map(|r| r.format),
+            examples,
+        },
+        None => Found::Missing { records },
+    })
 }
 
 fn decode(tokenizer: &ChatTokenizer, ids: &[u32]) -> Result<String, Outcome> {

@@ -197,12 +197,30 @@ fn json_array_errors_have_no_line() {
 fn ambiguous_input_names_the_candidates() {
     let output = temper(&["data", "check", "fixtures/bad/ambiguous.jsonl", "--json"]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(output.stdout.is_empty());
+    let objects = json_lines(&output);
+    assert_eq!(objects.len(), 1);
+    assert_eq!(objects[0]["format"], Value::Null);
+    assert!(
+        objects[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("alpaca, sharegpt")
+    );
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
         stderr.contains("fit several formats: alpaca, sharegpt"),
         "{stderr}"
     );
+}
+
+#[test]
+fn empty_files_are_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "\n\n").unwrap();
+    let output = temper(&["data", "check", empty.to_str().unwrap(), "--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(json_lines(&output)[0]["records"], 0);
 }
 
 #[test]

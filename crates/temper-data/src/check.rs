@@ -46,6 +46,45 @@ pub struct TokenReport {
     pub truncated_sequences: u64,
 }
 
+/// The token lengths of one record's examples: gathered in parallel, tallied in file order.
+#[derive(Default)]
+struct RecordLengths {
+    prompts: Vec<usize>,
+    completions: Vec<usize>,
+    sequences: Vec<usize>,
+    trained_tokens: u64,
+    truncated_prompts: u64,
+    truncated_sequences: u64,
+}
+
+impl RecordLengths {
+    fn add(&mut self, tokenized: &Tokenized) {
+        match tokenized {
+            Tokenized::Sequence(s) => {
+                if s.prompt_len > 0 {
+                    self.prompts.push(s.prompt_len);
+                }
+                let trained = s.trained_tokens();
+                self.completions.push(trained);
+                self.sequences.push(s.input_ids.len());
+                self.trained_tokens += trained as u64;
+            }
+            Tokenized::Pair(p) => {
+                self.prompts.push(p.prompt_ids.len());
+                for answer in [&p.chosen_ids, &p.rejected_ids] {
+                    self.completions.push(answer.len());
+                    self.sequences.push(p.prompt_ids.len() + answer.len());
+                    self.trained_tokens += answer.len() as u64;
+                }
+            }
+            Tokenized::Prompt(p) => {
+                self.prompts.push(p.prompt_ids.len());
+                self.sequences.push(p.prompt_ids.len());
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct TokenTally {
     prompt: LengthStats,
@@ -57,39 +96,16 @@ struct TokenTally {
 }
 
 impl TokenTally {
-    fn add(&mut self, tokenized: &Tokenized) {
-        match tokenized {
-            Tokenized::Sequence(s) => {
-                if s.prompt_len > 0 {
-                    self.prompt.add(s.prompt_len);
-                }
-                let trained = s.trained_tokens();
-                self.completion.add(trained);
-                self.sequence.add(s.input_ids.len());
-                self.trained_tokens += trained as u64;
-            }
-            Tokenized::Pair(p) => {
-                self.prompt.add(p.prompt_ids.len());
-                for answer in [&p.chosen_ids, &p.rejected_ids] {
-                    self.completion.add(answer.len());
-                    self.sequence.add(p.prompt_ids.len() + answer.len());
-                    self.trained_tokens += answer.len() as u64;
-                }
-            }
-            Tokenized::Prompt(p) => {
-                self.prompt.add(p.prompt_ids.len());
-                self.sequence.add(p.prompt_ids.len());
-            }
-        }
-    }
-
-    fn merge(&mut self, other: TokenTally) {
-        self.prompt.merge(&other.prompt);
-        self.completion.merge(&other.completion);
-        self.sequence.merge(&other.sequence);
-        self.trained_tokens += other.trained_tokens;
-        self.truncated_prompts += other.truncated_prompts;
-        self.truncated_sequences += other.truncated_sequences;
+    fn add(&mut self, record: &RecordLengths) {
+        record.prompts.iter().for_each(|&l| self.prompt.add(l));
+        record
+            .completions
+            .iter()
+            .for_each(|&l| self.completion.add(l));
+        record.sequences.iter().for_each(|&l| self.sequence.add(l));
+        self.trained_tokens += record.trained_tokens;
+        self.truncated_prompts += record.truncated_prompts;
+        self.truncated_sequences += record.truncated_sequences;
     }
 
     fn report(&self) -> TokenReport {
@@ -150,7 +166,7 @@ pub fn check_file(
                     RecordOutcome::Valid { examples, tokens } => {
                         report.examples += examples;
                         if let Some(tokens) = tokens {
-                            tally.merge(tokens);
+                            tally.add(&tokens);
                         }
                     }
                     RecordOutcome::Invalid(error) => {
@@ -182,7 +198,7 @@ pub fn check_file(
 enum RecordOutcome {
     Valid {
         examples: u64,
-        tokens: Option<TokenTally>,
+        tokens: Option<RecordLengths>,
     },
     Invalid(RecordError),
     /// The tokenizer cannot handle this data at all (no chat template, no eos): the check stops.
@@ -204,7 +220,7 @@ fn check_record(
             tokens: None,
         };
     };
-    let mut tokens = TokenTally::default();
+    let mut tokens = RecordLengths::default();
     for example in &examples {
         match tokenize(tokenizer, example, options) {
             Ok(outcome) => {

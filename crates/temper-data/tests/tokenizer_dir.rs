@@ -166,3 +166,64 @@ fn parallel_tokenisation_keeps_input_order() {
         .collect();
     assert_eq!(parallel, sequential);
 }
+
+/// Piece-wise encoding (split at added tokens, each piece once per example, ASCII pieces past
+/// the NFC normaliser) gives exactly the ids of encoding the whole text.
+#[test]
+fn piecewise_chat_encoding_equals_whole_text_encoding() {
+    let tokenizer = common::fixture_tokenizer();
+    let template = tokenizer.template(false).unwrap();
+    let mut texts: Vec<String> = synthetic::preference_records(200, 5)
+        .iter()
+        .flat_map(|r| Format::TrlPreference.parse(r).unwrap())
+        .flat_map(|example| {
+            let Example::Preference(temper_data::Preference::Chat { prompt, chosen, .. }) = example
+            else {
+                unreachable!()
+            };
+            let whole: Vec<Message> = prompt.iter().chain(&chosen).cloned().collect();
+            [
+                template.render(&prompt, None, true).unwrap(),
+                template.render(&whole, None, false).unwrap(),
+            ]
+        })
+        .collect();
+    texts.extend(
+        [
+            "Café déjà vu: naïve Straße, 数学の問題 😀<|im_end|>\n<|im_start|>e\u{301} vs é, Å vs Å",
+            "<|im_start|><|im_start|>x<|endoftext|><|im_end|>",
+            "  \n\t<|eot_id|> tail  ",
+            "",
+            "<|im_start| not special <| im_end |>",
+        ]
+        .map(String::from),
+    );
+    let mut memo = temper_data::pieces::PieceMemo::default();
+    for text in &texts {
+        assert_eq!(
+            tokenizer.encode_chat(text, &mut memo).unwrap(),
+            tokenizer.encode(text, false).unwrap(),
+            "{text:?}"
+        );
+    }
+}
+
+/// A tokenizer whose added tokens strip whitespace is encoded whole (piece-wise would differ).
+#[test]
+fn stripping_added_tokens_fall_back_to_whole_text_encoding() {
+    let dir = directory(json!({"eos_token": "<|im_end|>"}), None);
+    let path = dir.path().join("tokenizer.json");
+    let mut tokenizer_json: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for token in tokenizer_json["added_tokens"].as_array_mut().unwrap() {
+        token["lstrip"] = json!(true);
+    }
+    std::fs::write(&path, tokenizer_json.to_string()).unwrap();
+    let tokenizer = ChatTokenizer::from_dir(dir.path(), None).unwrap();
+    let text = "a  <|im_end|> b";
+    let mut memo = temper_data::pieces::PieceMemo::default();
+    assert_eq!(
+        tokenizer.encode_chat(text, &mut memo).unwrap(),
+        tokenizer.encode(text, false).unwrap()
+    );
+}
