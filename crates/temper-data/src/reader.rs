@@ -42,8 +42,8 @@ pub fn detect_layout(path: &Path) -> Result<FileLayout, DataError> {
         Some("jsonl") | Some("ndjson") => return Ok(FileLayout::JsonLines),
         _ => {}
     }
-    let file = open(path)?;
-    let mut reader = BufReader::new(file);
+    let mut reader = BufReader::new(open(path)?);
+    skip_byte_order_mark(&mut reader).map_err(|source| io_error(path, source))?;
     loop {
         let buffer = reader.fill_buf().map_err(|source| io_error(path, source))?;
         if buffer.is_empty() {
@@ -73,6 +73,14 @@ pub fn read_records(
     }
 }
 
+/// Files saved by some Windows tools start with a UTF-8 byte order mark; JSON has no use for it.
+fn skip_byte_order_mark(reader: &mut BufReader<File>) -> std::io::Result<()> {
+    if reader.fill_buf()?.starts_with(b"\xEF\xBB\xBF") {
+        reader.consume(3);
+    }
+    Ok(())
+}
+
 fn open(path: &Path) -> Result<File, DataError> {
     File::open(path).map_err(|source| io_error(path, source))
 }
@@ -94,6 +102,7 @@ fn read_json_lines(
 ) -> Result<(), DataError> {
     let file_name = display_name(path);
     let mut reader = BufReader::with_capacity(1 << 16, open(path)?);
+    skip_byte_order_mark(&mut reader).map_err(|source| io_error(path, source))?;
     let mut line = Vec::new();
     let mut line_number = 0u64;
     let mut record = 0u64;
@@ -158,7 +167,8 @@ fn read_json_array(
     on_record: &mut dyn FnMut(RawRecord) -> ControlFlow<()>,
 ) -> Result<(), DataError> {
     let file_name = display_name(path);
-    let reader = BufReader::with_capacity(1 << 16, open(path)?);
+    let mut reader = BufReader::with_capacity(1 << 16, open(path)?);
+    skip_byte_order_mark(&mut reader).map_err(|source| io_error(path, source))?;
     let mut deserializer = serde_json::Deserializer::from_reader(reader);
     let mut state = ArrayState {
         file: file_name.clone(),

@@ -159,3 +159,24 @@ fn skip_invalid_keeps_the_good_records() {
     };
     assert_eq!(errors.len(), 1);
 }
+
+#[test]
+fn a_byte_order_mark_is_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, body) in [
+        (
+            "bom.jsonl",
+            "\u{feff}{\"text\": \"a\"}\n{\"text\": \"b\"}\n",
+        ),
+        ("bom.json", "\u{feff}[{\"text\": \"a\"}, {\"text\": \"b\"}]"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        let report = check_file(&path, None, None, &TokenizeOptions::default()).unwrap();
+        assert_eq!(
+            (report.records, report.examples, report.invalid),
+            (2, 2, 0),
+            "{name}"
+        );
+    }
+}
