@@ -42,8 +42,7 @@ pub fn detect_layout(path: &Path) -> Result<FileLayout, DataError> {
         Some("jsonl") | Some("ndjson") => return Ok(FileLayout::JsonLines),
         _ => {}
     }
-    let mut reader = BufReader::new(open(path)?);
-    skip_byte_order_mark(&mut reader).map_err(|source| io_error(path, source))?;
+    let mut reader = open_buffered(path)?;
     loop {
         let buffer = reader.fill_buf().map_err(|source| io_error(path, source))?;
         if buffer.is_empty() {
@@ -73,12 +72,18 @@ pub fn read_records(
     }
 }
 
-/// Files saved by some Windows tools start with a UTF-8 byte order mark; JSON has no use for it.
-fn skip_byte_order_mark(reader: &mut BufReader<File>) -> std::io::Result<()> {
-    if reader.fill_buf()?.starts_with(b"\xEF\xBB\xBF") {
+/// A buffered reader past the UTF-8 byte order mark that files saved by some Windows tools
+/// start with (JSON has no use for it).
+fn open_buffered(path: &Path) -> Result<BufReader<File>, DataError> {
+    let mut reader = BufReader::with_capacity(1 << 16, open(path)?);
+    let starts_with_mark = reader
+        .fill_buf()
+        .map_err(|source| io_error(path, source))?
+        .starts_with(b"\xEF\xBB\xBF");
+    if starts_with_mark {
         reader.consume(3);
     }
-    Ok(())
+    Ok(reader)
 }
 
 fn open(path: &Path) -> Result<File, DataError> {
@@ -101,8 +106,7 @@ fn read_json_lines(
     on_record: &mut dyn FnMut(RawRecord) -> ControlFlow<()>,
 ) -> Result<(), DataError> {
     let file_name = display_name(path);
-    let mut reader = BufReader::with_capacity(1 << 16, open(path)?);
-    skip_byte_order_mark(&mut reader).map_err(|source| io_error(path, source))?;
+    let mut reader = open_buffered(path)?;
     let mut line = Vec::new();
     let mut line_number = 0u64;
     let mut record = 0u64;
@@ -167,8 +171,7 @@ fn read_json_array(
     on_record: &mut dyn FnMut(RawRecord) -> ControlFlow<()>,
 ) -> Result<(), DataError> {
     let file_name = display_name(path);
-    let mut reader = BufReader::with_capacity(1 << 16, open(path)?);
-    skip_byte_order_mark(&mut reader).map_err(|source| io_error(path, source))?;
+    let reader = open_buffered(path)?;
     let mut deserializer = serde_json::Deserializer::from_reader(reader);
     let mut state = ArrayState {
         file: file_name.clone(),

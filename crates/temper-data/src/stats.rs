@@ -51,19 +51,6 @@ impl LengthStats {
         self.histogram[bin] += 1;
     }
 
-    pub fn merge(&mut self, other: &LengthStats) {
-        self.count += other.count;
-        self.sum += other.sum;
-        self.min = self.min.min(other.min);
-        self.max = self.max.max(other.max);
-        if self.histogram.len() < other.histogram.len() {
-            self.histogram.resize(other.histogram.len(), 0);
-        }
-        for (mine, theirs) in self.histogram.iter_mut().zip(&other.histogram) {
-            *mine += theirs;
-        }
-    }
-
     /// The smallest length with at least `q` of the values at or below it.
     fn quantile(&self, q: f64) -> usize {
         let target = ((self.count as f64) * q).ceil().max(1.0) as u64;
@@ -100,9 +87,7 @@ mod tests {
         let s = stats.summary().unwrap();
         assert_eq!((s.count, s.min, s.p50, s.p95, s.max), (100, 1, 50, 95, 100));
         assert!((s.mean - 50.5).abs() < 1e-12);
-        let mut other = LengthStats::default();
-        other.add(1000);
-        stats.merge(&other);
+        stats.add(1000);
         assert_eq!(stats.summary().unwrap().max, 1000);
         assert!(LengthStats::default().summary().is_none());
     }

@@ -72,18 +72,11 @@ impl ChatTokenizer {
     /// `default`.
     pub fn from_dir(dir: &Path, template_name: Option<&str>) -> Result<Self, TokenizerError> {
         let tokenizer_path = dir.join("tokenizer.json");
-        let load_error = |message: String| TokenizerError::Load {
-            path: tokenizer_path.clone(),
-            message,
-        };
-        let mut tokenizer =
-            Tokenizer::from_file(&tokenizer_path).map_err(|e| load_error(e.to_string()))?;
-        // transformers ignores the truncation and padding saved in tokenizer.json unless asked;
-        // left on, they would cut or pad ids and break the prefix checks.
-        tokenizer
-            .with_truncation(None)
-            .map_err(|e| load_error(e.to_string()))?
-            .with_padding(None);
+        let tokenizer =
+            Tokenizer::from_file(&tokenizer_path).map_err(|e| TokenizerError::Load {
+                path: tokenizer_path.clone(),
+                message: e.to_string(),
+            })?;
         let config_path = dir.join("tokenizer_config.json");
         let config = match std::fs::read_to_string(&config_path) {
             Ok(text) => serde_json::from_str::<Value>(&text).map_err(|e| TokenizerError::Load {
@@ -127,6 +120,13 @@ impl ChatTokenizer {
         template_name: Option<&str>,
         config_path: &Path,
     ) -> Result<Self, TokenizerError> {
+        let mut tokenizer = tokenizer;
+        // transformers ignores the truncation and padding saved in tokenizer.json unless asked;
+        // left on, they would cut or pad ids and break the prefix checks.
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?
+            .with_padding(None);
         let special_tokens: BTreeMap<String, String> =
             ["bos_token", "eos_token", "unk_token", "pad_token"]
                 .into_iter()

@@ -227,3 +227,31 @@ fn stripping_added_tokens_fall_back_to_whole_text_encoding() {
         tokenizer.encode(text, false).unwrap()
     );
 }
+
+/// Truncation saved with a tokenizer is switched off on every way in (transformers ignores it).
+#[test]
+fn saved_truncation_never_cuts_ids() {
+    let mut inner =
+        tokenizers::Tokenizer::from_file(common::fixture("tokenizer/tokenizer.json")).unwrap();
+    inner
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: 3,
+            ..Default::default()
+        }))
+        .unwrap();
+    let tokenizer = ChatTokenizer::from_parts(
+        inner,
+        &json!({}),
+        None,
+        None,
+        Path::new("tokenizer_config.json"),
+    )
+    .unwrap();
+    assert!(
+        tokenizer
+            .encode("a sentence with well over three tokens", false)
+            .unwrap()
+            .len()
+            > 3
+    );
+}

@@ -16,8 +16,6 @@ use serde_json::Value;
 
 use crate::types::Message;
 
-pub use pyjson::python_json_dumps;
-
 /// A template for tokenizers that ship none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BuiltinTemplate {

@@ -35,24 +35,16 @@ pub(crate) fn tojson(value: Value, kwargs: Kwargs) -> Result<Value, Error> {
         sort_object_keys(&mut json);
     }
     let mut text =
-        python_json_dumps_with(&json, indent, separators).map_err(|e| invalid(e.to_string()))?;
+        python_json_dumps(&json, indent, separators).map_err(|e| invalid(e.to_string()))?;
     if ensure_ascii.unwrap_or(false) {
         text = escape_non_ascii(&text);
     }
     Ok(Value::from_safe_string(text))
 }
 
-/// `json.dumps(value, ensure_ascii=False, indent=indent)`.
-pub fn python_json_dumps<T: Serialize + ?Sized>(
-    value: &T,
-    indent: Option<usize>,
-) -> Result<String, serde_json::Error> {
-    python_json_dumps_with(value, indent, None)
-}
-
-/// `json.dumps` with Python's default separators: ", " and ": " without indent, "," and ": "
-/// with it; `separators` overrides them.
-fn python_json_dumps_with<T: Serialize + ?Sized>(
+/// `json.dumps(value, ensure_ascii=False, indent=indent, separators=separators)`: Python's
+/// default separators are ", " and ": " without indent, "," and ": " with it.
+pub(crate) fn python_json_dumps<T: Serialize + ?Sized>(
     value: &T,
     indent: Option<usize>,
     separators: Option<(String, String)>,
@@ -198,11 +190,12 @@ mod tests {
     fn matches_python_json_dumps() {
         let value = json!({"name": "get_weather", "parameters": {"city": "Zürich <\"x\">", "list": [1, 2.5, null, true]}, "e": {}});
         assert_eq!(
-            python_json_dumps(&value, None).unwrap(),
+            python_json_dumps(&value, None, None).unwrap(),
             r#"{"name": "get_weather", "parameters": {"city": "Zürich <\"x\">", "list": [1, 2.5, null, true]}, "e": {}}"#
         );
         assert_eq!(
-            python_json_dumps(&json!({"a": [1, {"b": "\n\u{1}"}], "c": []}), Some(2)).unwrap(),
+            python_json_dumps(&json!({"a": [1, {"b": "\n\u{1}"}], "c": []}), Some(2), None)
+                .unwrap(),
             "{\n  \"a\": [\n    1,\n    {\n      \"b\": \"\\n\\u0001\"\n    }\n  ],\n  \"c\": []\n}"
         );
     }
