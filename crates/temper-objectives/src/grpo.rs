@@ -8,6 +8,10 @@ use crate::error::{ObjectiveError, check_same_shape, check_setting};
 use crate::metrics::{LossOutput, Metrics};
 pub use crate::reference::{Aggregation, RewardScaling};
 
+/// The largest per-token log-ratio the k3 estimator sees; beyond it the estimate is capped
+/// (e^20 ≈ 5·10⁸). TRL does not cap; the two agree wherever neither overflows.
+pub use crate::reference::K3_MAX_LOG_RATIO;
+
 /// Added to the standard deviation before dividing, as TRL.
 pub const ADVANTAGE_STD_EPS: f64 = 1e-4;
 
@@ -39,9 +43,10 @@ pub fn group_advantages<B: Backend>(
 }
 
 /// The k3 estimator of `KL(π ‖ π_ref)` per token (Schulman 2020), unbiased and ≥ 0:
-/// `e^{ref − logp} − (ref − logp) − 1`.
+/// `e^{d} − d − 1` with `d = ref − logp`, clamped to ±[`K3_MAX_LOG_RATIO`] first (as verl's
+/// `low_var_kl`) so one token the policy has all but ruled out cannot overflow the loss.
 pub fn k3_kl<B: Backend, const D: usize>(logps: Tensor<B, D>, ref_logps: Tensor<B, D>) -> Tensor<B, D> {
-    let d = ref_logps - logps;
+    let d = (ref_logps - logps).clamp(-K3_MAX_LOG_RATIO, K3_MAX_LOG_RATIO);
     (d.clone().exp() - d).sub_scalar(1.0)
 }
 

@@ -62,6 +62,11 @@ pub fn kto_loss<B: Backend>(
     check_same_shape("reference log-probs", &[n], &ref_logps.dims())?;
     check_same_shape("labels", &[n], &[desirable.len()])?;
     let device = logps.device();
+    if n == 0 {
+        let mut metrics = Metrics::new();
+        metrics.push("kl", kl.unwrap_or_else(|| Tensor::zeros([1], &device)));
+        return Ok(LossOutput { loss: Tensor::zeros([1], &device), metrics });
+    }
     let kl = match (config.loss, kl) {
         (KtoLoss::Kto, Some(kl)) => kl.detach(),
         _ => Tensor::zeros([1], &device),
@@ -87,7 +92,7 @@ pub fn kto_loss<B: Backend>(
     let losses = undesirable_loss
         .mul_scalar(config.undesirable_weight)
         .mask_where(is_desirable.clone(), desirable_loss.mul_scalar(config.desirable_weight));
-    let loss = if n == 0 { Tensor::zeros([1], &device) } else { losses.mean() };
+    let loss = losses.mean();
 
     let mut metrics = Metrics::new();
     metrics.push("kl", kl);

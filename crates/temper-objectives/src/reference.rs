@@ -306,9 +306,13 @@ pub fn grpo_advantages(rewards: &[f64], group_size: usize, scaling: RewardScalin
         .collect()
 }
 
-/// The k3 estimator of KL(π ‖ π_ref) per token (Schulman 2020): `e^{ref − logp} − (ref − logp) − 1`.
+/// The k3 estimator's cap on the log-ratio `ref − logp`.
+pub const K3_MAX_LOG_RATIO: f64 = 20.0;
+
+/// The k3 estimator of KL(π ‖ π_ref) per token (Schulman 2020): `e^d − d − 1` with
+/// `d = ref − logp` capped to ±20.
 pub fn k3_kl(logp: f64, ref_logp: f64) -> f64 {
-    let d = ref_logp - logp;
+    let d = (ref_logp - logp).clamp(-K3_MAX_LOG_RATIO, K3_MAX_LOG_RATIO);
     d.exp() - d - 1.0
 }
 

@@ -1,0 +1,419 @@
+//! Properties of every loss on the single-precision backend (ndarray; CUDA with `--features
+//! cuda`): the tensor code equals its f64 twin, the symmetries and limits the papers state hold,
+//! and extreme or empty inputs give finite losses and gradients.
+//!
+//! "Equal" is `|ours − twin| ≤ 1e-5 · max(|ours|, |twin|) + 1e-6`: relative, with an absolute
+//! floor for losses that are themselves near zero, where f32 rounding of the inputs dominates.
+
+mod common;
+
+use burn::tensor::{Tensor, backend::Backend};
+use common::{Single, SingleGrad, close, pair_tensors, reference_dpo_loss, scalar, t1, t2, values};
+use proptest::prelude::*;
+use temper_objectives::grpo::{
+    Aggregation, GrpoConfig, GrpoInputs, RewardScaling, aggregate, grpo_loss, group_advantages, k3_kl,
+};
+use temper_objectives::kto::{KtoConfig, KtoLoss, kto_loss};
+use temper_objectives::logprobs::{token_log_probs, token_log_probs_chunked};
+use temper_objectives::orpo::{OrpoNll, orpo_loss};
+use temper_objectives::ppo::{gae, masked_whiten, ppo_value_loss};
+use temper_objectives::preference::{DpoConfig, PreferenceLoss, dpo_loss, sigmoid_loss};
+use temper_objectives::reference::{self, Pair};
+use temper_objectives::reward::reward_model_loss;
+use temper_objectives::sft::sft_loss;
+use temper_objectives::simpo::{SimpoConfig, simpo_loss};
+use temper_objectives::{PairLogProbs, SequenceLogProbs};
+
+const REL: f64 = 1e-5;
+const ABS: f64 = 1e-6;
+
+/// Rounds to f32 so the twin sees exactly the tensor's inputs.
+fn f32ed(x: f64) -> f64 {
+    x as f32 as f64
+}
+
+fn pair_strategy(min_logp: f64) -> impl Strategy<Value = Pair> {
+    (min_logp..0.0, min_logp..0.0, min_logp..0.0, min_logp..0.0, 1u32..64, 1u32..64).prop_map(
+        |(c, r, rc, rr, nc, nr)| Pair {
+            logp_c: f32ed(c),
+            logp_r: f32ed(r),
+            ref_c: f32ed(rc),
+            ref_r: f32ed(rr),
+            n_c: nc as f64,
+            n_r: nr as f64,
+        },
+    )
+}
+
+fn pairs_strategy() -> impl Strategy<Value = Vec<Pair>> {
+    prop::collection::vec(pair_strategy(-60.0), 1..8)
+}
+
+fn config_for(loss: PreferenceLoss, beta: f64, smoothing: f64) -> DpoConfig {
+    let label_smoothing = match loss {
+        PreferenceLoss::ExoPair => smoothing.max(1e-3),
+        PreferenceLoss::Robust | PreferenceLoss::Aot | PreferenceLoss::AotPair => smoothing,
+        _ => 0.0,
+    };
+    DpoConfig { label_smoothing, ..DpoConfig::single(loss, beta) }
+}
+
+fn dpo_value<B: Backend>(config: &DpoConfig, pairs: &[Pair]) -> f64 {
+    let (policy, reference) = pair_tensors::<B>(pairs);
+    scalar(dpo_loss(config, &policy, &reference).expect("valid").loss)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_preference_loss_equals_its_f64_twin(
+        pairs in pairs_strategy(), beta in 0.01f64..1.0, smoothing in 0.0f64..0.4,
+    ) {
+        for loss in PreferenceLoss::ALL {
+            let config = config_for(loss, f32ed(beta), f32ed(smoothing));
+            let ours = dpo_value::<Single>(&config, &pairs);
+            let twin = reference_dpo_loss(&config, &pairs);
+            prop_assert!(close(ours, twin, REL, ABS), "{loss}: tensor {ours} vs twin {twin}");
+        }
+    }
+
+    #[test]
+    fn swapping_chosen_and_rejected_negates_the_margin_and_maps_loss_m_to_loss_minus_m(
+        pairs in pairs_strategy(), beta in 0.01f64..1.0,
+    ) {
+        let swapped: Vec<Pair> = pairs.iter().map(Pair::swapped).collect();
+        let config = DpoConfig::single(PreferenceLoss::Sigmoid, f32ed(beta));
+        let (policy, reference) = pair_tensors::<Single>(&pairs);
+        let (policy_s, reference_s) = pair_tensors::<Single>(&swapped);
+        let out = dpo_loss(&config, &policy, &reference).unwrap();
+        let out_s = dpo_loss(&config, &policy_s, &reference_s).unwrap();
+        let margin = |o: &temper_objectives::LossOutput<Single>| scalar(o.metrics.get("rewards/margins").unwrap().clone());
+        prop_assert!(close(margin(&out_s), -margin(&out), REL, ABS));
+        // Per pair: the loss of the swapped pair is the loss at the negated margin.
+        for (p, s) in pairs.iter().zip(&swapped) {
+            let m = t1::<Single>(&[-p.margin()]);
+            let at_minus_m = scalar(sigmoid_loss(config.beta, m));
+            let swapped_loss = dpo_value::<Single>(&config, std::slice::from_ref(s));
+            prop_assert!(close(swapped_loss, at_minus_m, REL, ABS));
+        }
+        // For every loss that reads only the margin, the same holds through the twins.
+        for loss in [PreferenceLoss::Hinge, PreferenceLoss::Robust, PreferenceLoss::ExoPair, PreferenceLoss::Discopop, PreferenceLoss::Ipo, PreferenceLoss::SigmoidNorm] {
+            let config = config_for(loss, f32ed(beta), 0.1);
+            for (p, s) in pairs.iter().zip(&swapped) {
+                let ours = dpo_value::<Single>(&config, std::slice::from_ref(s));
+                let twin = reference_dpo_loss(&config, &[p.swapped()]);
+                prop_assert!(close(ours, twin, REL, ABS), "{loss}");
+            }
+        }
+    }
+
+    #[test]
+    fn losses_that_raise_chosen_likelihood_have_nonpositive_chosen_gradients(
+        pairs in pairs_strategy(), beta in 0.01f64..1.0,
+    ) {
+        let raising = [
+            PreferenceLoss::Sigmoid, PreferenceLoss::Hinge, PreferenceLoss::Robust,
+            PreferenceLoss::BcoPair, PreferenceLoss::ApoZero, PreferenceLoss::SigmoidNorm,
+            PreferenceLoss::Sft, PreferenceLoss::Aot, PreferenceLoss::AotPair,
+        ];
+        for loss in raising {
+            let config = config_for(loss, f32ed(beta), 0.0);
+            let grads = chosen_gradient(&pairs, |policy, reference| {
+                dpo_loss(&config, policy, reference).unwrap().loss
+            });
+            prop_assert!(grads.iter().all(|g| *g <= 0.0 && g.is_finite()), "{loss}: {grads:?}");
+        }
+        let simpo = SimpoConfig::default();
+        let grads = chosen_gradient(&pairs, |policy, _| simpo_loss(&simpo, policy).unwrap().loss);
+        prop_assert!(grads.iter().all(|g| *g <= 0.0), "simpo: {grads:?}");
+        let grads = chosen_gradient(&pairs, |policy, _| {
+            orpo_loss(0.1, policy, OrpoNll::Completion).unwrap().loss
+        });
+        prop_assert!(grads.iter().all(|g| *g <= 0.0), "orpo: {grads:?}");
+    }
+
+    #[test]
+    fn losses_and_gradients_are_finite_down_to_minus_1e4_and_for_empty_masks(
+        pairs in prop::collection::vec(pair_strategy(-1e4), 1..6),
+        empty in prop::collection::vec(any::<bool>(), 6),
+        beta in 0.01f64..1.0,
+    ) {
+        let pairs: Vec<Pair> = pairs
+            .iter()
+            .zip(&empty)
+            .map(|(p, e)| if *e { Pair { n_c: 0.0, logp_c: 0.0, ref_c: 0.0, ..*p } } else { *p })
+            .collect();
+        for loss in PreferenceLoss::ALL {
+            let config = config_for(loss, f32ed(beta), 0.1);
+            let mut value = 0.0;
+            let grads = chosen_gradient(&pairs, |policy, reference| {
+                let loss = dpo_loss(&config, policy, reference).unwrap().loss;
+                value = scalar(loss.clone().inner());
+                loss
+            });
+            prop_assert!(value.is_finite(), "{loss}: loss {value}");
+            prop_assert!(grads.iter().all(|g| g.is_finite()), "{loss}: {grads:?}");
+        }
+        let grads = chosen_gradient(&pairs, |policy, _| simpo_loss(&SimpoConfig::default(), policy).unwrap().loss);
+        prop_assert!(grads.iter().all(|g| g.is_finite()), "simpo: {grads:?}");
+        let grads = chosen_gradient(&pairs, |policy, _| orpo_loss(0.1, policy, OrpoNll::Completion).unwrap().loss);
+        prop_assert!(grads.iter().all(|g| g.is_finite()), "orpo: {grads:?}");
+    }
+
+    #[test]
+    fn length_normalised_losses_are_unchanged_when_a_sequence_is_duplicated(
+        chosen in prop::collection::vec(-8.0f64..0.0, 1..12),
+        rejected in prop::collection::vec(-8.0f64..0.0, 1..12),
+        ref_shift in -2.0f64..2.0,
+    ) {
+        // One pair from per-token log-probs; the reference is the policy shifted per token.
+        let build = |copies: usize| {
+            let row = |tokens: &[f64], shift: f64| {
+                let repeated: Vec<f64> = (0..copies).flat_map(|_| tokens.iter().map(|t| f32ed(t + shift))).collect();
+                let mask = vec![1.0; repeated.len()];
+                SequenceLogProbs::<Single>::from_tokens(t2(&[repeated]), t2(&[mask]))
+            };
+            let policy = PairLogProbs { chosen: row(&chosen, 0.0), rejected: row(&rejected, 0.0) };
+            let reference = PairLogProbs { chosen: row(&chosen, ref_shift / 10.0), rejected: row(&rejected, -ref_shift / 10.0) };
+            (policy, reference)
+        };
+        let (once_p, once_r) = build(1);
+        let (twice_p, twice_r) = build(2);
+        for loss in [PreferenceLoss::SigmoidNorm, PreferenceLoss::Ipo] {
+            let config = DpoConfig::single(loss, 0.3);
+            let once = scalar(dpo_loss(&config, &once_p, &once_r).unwrap().loss);
+            let twice = scalar(dpo_loss(&config, &twice_p, &twice_r).unwrap().loss);
+            prop_assert!(close(once, twice, REL, ABS), "{loss}: {once} vs {twice}");
+        }
+        let simpo = |p: &PairLogProbs<Single>| scalar(simpo_loss(&SimpoConfig::default(), p).unwrap().loss);
+        prop_assert!(close(simpo(&once_p), simpo(&twice_p), REL, ABS));
+        let orpo = |p: &PairLogProbs<Single>| scalar(orpo_loss(0.1, p, OrpoNll::Completion).unwrap().loss);
+        prop_assert!(close(orpo(&once_p), orpo(&twice_p), REL, ABS));
+    }
+
+    #[test]
+    fn simpo_and_orpo_equal_their_twins(pairs in pairs_strategy(), beta in 0.1f64..3.0, gamma in 0.0f64..2.0) {
+        let (policy, _) = pair_tensors::<Single>(&pairs);
+        let config = SimpoConfig { beta: f32ed(beta), gamma: f32ed(gamma), label_smoothing: 0.0 };
+        let ours = scalar(simpo_loss(&config, &policy).unwrap().loss);
+        let twin = reference::mean(pairs.iter().map(|p| reference::simpo_loss(config.beta, config.gamma, 0.0, p)));
+        prop_assert!(close(ours, twin, REL, ABS), "simpo {ours} vs {twin}");
+
+        let lambda = f32ed(beta / 10.0);
+        let ours = scalar(orpo_loss(lambda, &policy, OrpoNll::Completion).unwrap().loss);
+        let nll = reference::mean(pairs.iter().map(|p| -p.logp_c / p.n_c));
+        let twin = reference::orpo_loss(lambda, nll, &pairs);
+        prop_assert!(close(ours, twin, REL, ABS), "orpo {ours} vs {twin}");
+    }
+
+    #[test]
+    fn kto_equals_its_twin(
+        samples in prop::collection::vec((-60.0f64..0.0, -60.0f64..0.0, any::<bool>()), 1..10),
+        kl in 0.0f64..3.0, weights in (0.5f64..2.0, 0.5f64..2.0),
+    ) {
+        let samples: Vec<(f64, f64, bool)> = samples.iter().map(|&(a, b, d)| (f32ed(a), f32ed(b), d)).collect();
+        let config = KtoConfig { beta: 0.1, desirable_weight: f32ed(weights.0), undesirable_weight: f32ed(weights.1), loss: KtoLoss::Kto };
+        let logps = t1::<Single>(&samples.iter().map(|s| s.0).collect::<Vec<_>>());
+        let refs = t1::<Single>(&samples.iter().map(|s| s.1).collect::<Vec<_>>());
+        let labels: Vec<bool> = samples.iter().map(|s| s.2).collect();
+        let kl = f32ed(kl);
+        let ours = scalar(kto_loss(&config, logps, refs, &labels, Some(t1(&[kl]))).unwrap().loss);
+        let twin = reference::mean(reference::kto_losses(0.1, config.desirable_weight, config.undesirable_weight, kl, &samples));
+        prop_assert!(close(ours, twin, REL, ABS), "{ours} vs {twin}");
+    }
+
+    #[test]
+    fn reward_model_loss_equals_its_twin(
+        rewards in prop::collection::vec((-20.0f64..20.0, -20.0f64..20.0, 0.0f64..2.0), 1..10),
+        center in 0.0f64..0.1,
+    ) {
+        let col = |f: fn(&(f64, f64, f64)) -> f64| rewards.iter().map(|r| f32ed(f(r))).collect::<Vec<_>>();
+        let (c, r, m) = (col(|x| x.0), col(|x| x.1), col(|x| x.2));
+        let center = f32ed(center);
+        let ours = scalar(reward_model_loss(t1::<Single>(&c), t1(&r), Some(t1(&m)), Some(center)).unwrap().loss);
+        let twin = reference::reward_model_loss(&c, &r, &m, center);
+        prop_assert!(close(ours, twin, REL, ABS), "{ours} vs {twin}");
+    }
+
+    #[test]
+    fn grpo_advantages_sum_to_zero_per_group_and_equal_their_twin(
+        groups in 1usize..5, size in 1usize..6, seed in prop::collection::vec(0.0f64..1.0, 30),
+    ) {
+        let rewards: Vec<f64> = (0..groups * size).map(|i| f32ed((seed[i % seed.len()] * 4.0).round() / 2.0)).collect();
+        for scaling in [RewardScaling::Group, RewardScaling::Batch, RewardScaling::None] {
+            let ours = values(group_advantages(t1::<Single>(&rewards), size, scaling).unwrap());
+            let twin = reference::grpo_advantages(&rewards, size, scaling);
+            for (a, b) in ours.iter().zip(&twin) {
+                prop_assert!(close(*a, *b, REL, 1e-4), "{scaling:?}: {a} vs {b}");
+            }
+            for group in ours.chunks(size) {
+                let sum: f64 = group.iter().sum();
+                let scale = group.iter().map(|a| a.abs()).fold(1.0, f64::max);
+                prop_assert!(sum.abs() <= 1e-5 * scale * size as f64, "{scaling:?}: group sums to {sum}");
+            }
+        }
+    }
+
+    #[test]
+    fn grpo_loss_equals_its_twin_for_every_aggregation(
+        rows in prop::collection::vec(prop::collection::vec((-5.0f64..0.0, -0.5f64..0.5, -0.5f64..0.5, any::<bool>()), 5), 1..6),
+        advantages in prop::collection::vec(-2.0f64..2.0, 6),
+        beta in prop_oneof![Just(0.0), 0.01f64..0.2],
+        eps_high in 0.1f64..0.4,
+        bias_corrected in any::<bool>(),
+    ) {
+        let logps: Vec<Vec<f64>> = rows.iter().map(|r| r.iter().map(|t| f32ed(t.0)).collect()).collect();
+        let old: Vec<Vec<f64>> = rows.iter().map(|r| r.iter().map(|t| f32ed(t.0 + t.1)).collect()).collect();
+        let reference_logps: Vec<Vec<f64>> = rows.iter().map(|r| r.iter().map(|t| f32ed(t.0 + t.2)).collect()).collect();
+        let mask: Vec<Vec<f64>> = rows.iter().map(|r| r.iter().map(|t| if t.3 { 1.0 } else { 0.0 }).collect()).collect();
+        let advantages: Vec<f64> = advantages[..rows.len()].iter().map(|a| f32ed(*a)).collect();
+        let eps_high = f32ed(eps_high);
+        for aggregation in [Aggregation::Grpo, Aggregation::Bnpo, Aggregation::DrGrpo { max_completion_length: 8 }, Aggregation::Dapo { total_tokens: 11.0 }] {
+            let config = GrpoConfig { beta: f32ed(beta), epsilon_low: 0.2, epsilon_high: eps_high, aggregation, bias_corrected_kl: bias_corrected };
+            let inputs = GrpoInputs {
+                logps: t2::<Single>(&logps),
+                old_logps: Some(t2(&old)),
+                ref_logps: Some(t2(&reference_logps)),
+                mask: t2(&mask),
+                advantages: t1(&advantages),
+            };
+            let ours = scalar(grpo_loss(&config, &inputs).unwrap().loss);
+            let per_token: Vec<Vec<f64>> = (0..rows.len())
+                .map(|i| (0..5).map(|t| reference::grpo_token_loss(
+                    logps[i][t], old[i][t], reference_logps[i][t], advantages[i],
+                    (config.beta, 0.2, eps_high, bias_corrected),
+                )).collect())
+                .collect();
+            let twin = reference::aggregate(&per_token, &mask, aggregation);
+            prop_assert!(close(ours, twin, REL, ABS), "{aggregation:?}: {ours} vs {twin}");
+        }
+    }
+
+    #[test]
+    fn k3_kl_is_nonnegative_and_equals_its_twin(logp in -1e4f64..0.0, reference_logp in -1e4f64..0.0) {
+        let (a, b) = (f32ed(logp), f32ed(reference_logp));
+        let ours = values(k3_kl(t1::<Single>(&[a]), t1(&[b])))[0];
+        prop_assert!(ours >= 0.0 && ours.is_finite());
+        let twin = reference::k3_kl(a, b);
+        prop_assert!(close(ours, twin, REL, ABS), "{ours} vs {twin}");
+    }
+
+    #[test]
+    fn gae_and_value_loss_equal_their_twins(
+        steps in prop::collection::vec((-1.0f64..1.0, -1.0f64..1.0, -1.0f64..1.0, -1.0f64..1.0), 1..12),
+        gamma in 0.9f64..1.0, lambda in 0.8f64..1.0, clip in 0.0f64..0.5,
+    ) {
+        let col = |f: fn(&(f64, f64, f64, f64)) -> f64| steps.iter().map(|s| f32ed(f(s))).collect::<Vec<_>>();
+        let (rewards, values_now, old_values, _) = (col(|s| s.0), col(|s| s.1), col(|s| s.2), col(|s| s.3));
+        let (gamma, lambda, clip) = (f32ed(gamma), f32ed(lambda), f32ed(clip));
+        let (adv, ret) = gae(t2::<Single>(&[rewards.clone()]), t2(&[values_now.clone()]), gamma, lambda).unwrap();
+        let (twin_adv, twin_ret) = reference::gae(&rewards, &values_now, gamma, lambda);
+        for (a, b) in values(adv).iter().zip(&twin_adv).chain(values(ret.clone()).iter().zip(&twin_ret)) {
+            prop_assert!(close(*a, *b, 1e-4, 1e-5), "{a} vs {b}");
+        }
+        let mask = vec![1.0; steps.len()];
+        let ours = scalar(ppo_value_loss(t2::<Single>(&[values_now.clone()]), t2(&[old_values.clone()]), ret, t2(&[mask.clone()]), clip).unwrap());
+        let twin = reference::mean((0..steps.len()).map(|t| reference::ppo_value_loss(values_now[t], old_values[t], twin_ret[t], clip)));
+        prop_assert!(close(ours, twin, 1e-4, 1e-5), "{ours} vs {twin}");
+        if steps.len() > 2 {
+            let white = values(masked_whiten(t2::<Single>(&[rewards.clone()]), t2(&[mask]), true));
+            let m = reference::mean(white.iter().copied());
+            prop_assert!(m.abs() < 1e-4, "whitened mean {m}");
+        }
+    }
+
+    #[test]
+    fn token_log_probs_equal_their_twin_and_chunking_changes_nothing(
+        batch in 1usize..3, seq in 1usize..7, vocab in 2usize..17,
+        seed in prop::collection::vec(-30.0f64..30.0, 3 * 7 * 17),
+        labels_seed in prop::collection::vec(0usize..1000, 21),
+        chunk in 1usize..8,
+    ) {
+        let logits: Vec<f64> = seed[..batch * seq * vocab].iter().map(|x| f32ed(*x)).collect();
+        let labels: Vec<Vec<i64>> = (0..batch).map(|b| (0..seq).map(|t| (labels_seed[b * 7 + t] % vocab) as i64).collect()).collect();
+        let mask: Vec<Vec<f64>> = (0..batch).map(|b| (0..seq).map(|t| ((labels_seed[b * 7 + t] / vocab) % 3 != 0) as u8 as f64).collect()).collect();
+        let logits_t = t1::<Single>(&logits).reshape([batch, seq, vocab]);
+        let plain = values(token_log_probs(logits_t.clone(), common::ints2(&labels), t2(&mask)).unwrap());
+        let chunked = values(token_log_probs_chunked(logits_t, common::ints2(&labels), t2(&mask), chunk).unwrap());
+        for b in 0..batch {
+            for t in 0..seq {
+                let row = &logits[(b * seq + t) * vocab..(b * seq + t + 1) * vocab];
+                let twin = mask[b][t] * reference::token_log_prob(row, labels[b][t] as usize);
+                let i = b * seq + t;
+                prop_assert!(close(plain[i], twin, REL, 1e-5), "{} vs {twin}", plain[i]);
+                // Same arithmetic on a slice; SIMD paths may round the last bit differently.
+                prop_assert!(close(plain[i], chunked[i], REL, 1e-6), "{} vs {}", plain[i], chunked[i]);
+            }
+        }
+    }
+
+    #[test]
+    fn sft_loss_equals_its_twin_and_accumulates_like_one_batch(
+        micro in prop::collection::vec(prop::collection::vec((-10.0f64..0.0, any::<bool>()), 4), 1..5),
+    ) {
+        let rows = |m: &Vec<(f64, bool)>| (
+            vec![m.iter().map(|t| if t.1 { f32ed(t.0) } else { 0.0 }).collect::<Vec<_>>()],
+            vec![m.iter().map(|t| t.1 as u8 as f64).collect::<Vec<_>>()],
+        );
+        let total: f64 = micro.iter().flatten().filter(|t| t.1).count() as f64;
+        let accumulated: f64 = micro
+            .iter()
+            .map(|m| {
+                let (lp, mask) = rows(m);
+                scalar(sft_loss(t2::<Single>(&lp), t2(&mask), Some(total)).unwrap().loss)
+            })
+            .sum();
+        let all: Vec<f64> = micro.iter().flatten().filter(|t| t.1).map(|t| f32ed(t.0)).collect();
+        let twin = reference::sft_loss(&all, total);
+        prop_assert!(close(accumulated, twin, REL, ABS), "{accumulated} vs {twin}");
+    }
+}
+
+#[test]
+fn sigmoid_loss_at_zero_margin_is_ln_2_with_gradient_minus_beta_over_2() {
+    let beta = 0.1;
+    let pair = Pair { logp_c: -12.0, logp_r: -15.0, ref_c: -12.0, ref_r: -15.0, n_c: 4.0, n_r: 5.0 };
+    let config = DpoConfig::single(PreferenceLoss::Sigmoid, beta);
+    let value = dpo_value::<Single>(&config, &[pair]);
+    assert!(close(value, std::f64::consts::LN_2, 1e-7, 0.0), "{value}");
+    let grads = chosen_gradient(&[pair], |policy, reference| dpo_loss(&config, policy, reference).unwrap().loss);
+    assert!(close(grads[0], -beta / 2.0, 1e-6, 0.0), "{grads:?}");
+}
+
+#[test]
+fn empty_batches_and_bad_settings_are_errors_or_defined_values_never_nan() {
+    let empty = t2::<Single>(&[vec![0.0; 3]]);
+    let loss = sft_loss(empty.clone(), empty.clone(), None).unwrap().loss;
+    assert_eq!(scalar(loss), 0.0);
+    let kto = kto_loss(&KtoConfig::default(), t1::<Single>(&[]), t1(&[]), &[], None).unwrap();
+    assert_eq!(scalar(kto.loss), 0.0);
+    let (policy, reference) = pair_tensors::<Single>(&[Pair { logp_c: -1.0, logp_r: -2.0, ref_c: -1.0, ref_r: -2.0, n_c: 1.0, n_r: 1.0 }]);
+    for bad in [
+        DpoConfig::single(PreferenceLoss::Sigmoid, 0.0),
+        DpoConfig { label_smoothing: 0.5, ..DpoConfig::single(PreferenceLoss::Robust, 0.1) },
+        DpoConfig::single(PreferenceLoss::ExoPair, 0.1),
+        DpoConfig { losses: vec![], ..DpoConfig::default() },
+    ] {
+        assert!(dpo_loss(&bad, &policy, &reference).is_err(), "{bad:?}");
+    }
+    assert!(group_advantages(t1::<Single>(&[1.0, 2.0, 3.0]), 2, RewardScaling::Group).is_err());
+    assert!("dpo_norm".parse::<PreferenceLoss>() == Ok(PreferenceLoss::SigmoidNorm));
+    assert!("nope".parse::<PreferenceLoss>().is_err());
+    let one = t2::<Single>(&[vec![-1.0, -2.0]]);
+    let mask = t2::<Single>(&[vec![1.0, 0.0]]);
+    assert!(close(scalar(aggregate(one, mask, Aggregation::Bnpo)), -1.0, 1e-7, 0.0));
+}
+
+/// Runs `loss` on the autodiff backend and returns d loss / d (policy chosen log-prob), per pair.
+fn chosen_gradient(
+    pairs: &[Pair],
+    mut loss: impl FnMut(&PairLogProbs<SingleGrad>, &PairLogProbs<SingleGrad>) -> Tensor<SingleGrad, 1>,
+) -> Vec<f64> {
+    let (mut policy, reference) = pair_tensors::<SingleGrad>(pairs);
+    policy.chosen.sum = policy.chosen.sum.require_grad();
+    let value = loss(&policy, &reference);
+    let grads = value.backward();
+    let grad = policy.chosen.sum.grad(&grads).expect("chosen log-probs are tracked");
+    values::<Single, 1>(grad)
+}
