@@ -1,1 +1,5 @@
+//! Temper: post-train large language models in Rust. This facade re-exports the crates of the
+//! workspace (see `docs/architecture.md`); each is usable on its own.
+
 pub use temper_data as data;
+pub use temper_objectives as objectives;

@@ -8,9 +8,7 @@ use crate::error::{ObjectiveError, check_same_shape, check_setting};
 use crate::metrics::{LossOutput, Metrics};
 pub use crate::reference::{Aggregation, RewardScaling};
 
-/// The largest per-token log-ratio the k3 estimator sees; beyond it the estimate is capped
-/// (e^20 ≈ 5·10⁸). TRL does not cap; the two agree wherever neither overflows.
-pub use crate::reference::K3_MAX_LOG_RATIO;
+pub use crate::reference::MAX_LOG_RATIO;
 
 /// Added to the standard deviation before dividing, as TRL.
 pub const ADVANTAGE_STD_EPS: f64 = 1e-4;
@@ -25,7 +23,7 @@ pub fn group_advantages<B: Backend>(
     scaling: RewardScaling,
 ) -> Result<Tensor<B, 1>, ObjectiveError> {
     let n = rewards.dims()[0];
-    if group_size == 0 || n % group_size != 0 {
+    if group_size == 0 || !n.is_multiple_of(group_size) {
         return Err(ObjectiveError::Batch(format!(
             "{n} rewards do not split into groups of {group_size} completions"
         )));
@@ -35,23 +33,34 @@ pub fn group_advantages<B: Backend>(
     let centred = (grouped.clone() - grouped.clone().mean_dim(1)).reshape([n]);
     let std = match scaling {
         RewardScaling::None => return Ok(centred),
-        RewardScaling::Group if group_size > 1 => grouped.var(1).sqrt().repeat_dim(1, group_size).reshape([n]),
-        RewardScaling::Batch if n > 1 => rewards.reshape([1, n]).var(1).sqrt().reshape([1]).expand([n]),
+        RewardScaling::Group if group_size > 1 => {
+            grouped.var(1).sqrt().repeat_dim(1, group_size).reshape([n])
+        }
+        RewardScaling::Batch if n > 1 => rewards
+            .reshape([1, n])
+            .var(1)
+            .sqrt()
+            .reshape([1])
+            .expand([n]),
         _ => Tensor::zeros([n], &centred.device()),
     };
     Ok(centred / std.add_scalar(ADVANTAGE_STD_EPS))
 }
 
 /// The k3 estimator of `KL(π ‖ π_ref)` per token (Schulman 2020), unbiased and ≥ 0:
-/// `e^{d} − d − 1` with `d = ref − logp`, clamped to ±[`K3_MAX_LOG_RATIO`] first (as verl's
+/// `e^{d} − d − 1` with `d = ref − logp`, clamped to ±[`MAX_LOG_RATIO`] first (as verl's
 /// `low_var_kl`) so one token the policy has all but ruled out cannot overflow the loss.
-pub fn k3_kl<B: Backend, const D: usize>(logps: Tensor<B, D>, ref_logps: Tensor<B, D>) -> Tensor<B, D> {
-    let d = (ref_logps - logps).clamp(-K3_MAX_LOG_RATIO, K3_MAX_LOG_RATIO);
+pub fn k3_kl<B: Backend, const D: usize>(
+    logps: Tensor<B, D>,
+    ref_logps: Tensor<B, D>,
+) -> Tensor<B, D> {
+    let d = (ref_logps - logps).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO);
     (d.clone().exp() - d).sub_scalar(1.0)
 }
 
 /// The clipped surrogate per token, `−min(ρA, clip(ρ, 1−ε_low, 1+ε_high)·A)` with importance
-/// ratio `ρ = e^{logp − old}` `[B, T]` and advantages `[B, 1]` or `[B, T]`.
+/// ratio `ρ = e^{logp − old}` `[B, T]` (its log capped at [`MAX_LOG_RATIO`] by [`grpo_loss`])
+/// and advantages `[B, 1]` or `[B, T]`.
 pub fn clipped_surrogate<B: Backend>(
     ratio: Tensor<B, 2>,
     advantages: Tensor<B, 2>,
@@ -78,7 +87,9 @@ pub fn aggregate<B: Backend>(
         Aggregation::Bnpo => masked.sum() / mask.sum().clamp_min(1.0),
         Aggregation::DrGrpo {
             max_completion_length,
-        } => masked.sum().div_scalar((batch * max_completion_length).max(1) as f64),
+        } => masked
+            .sum()
+            .div_scalar((batch * max_completion_length).max(1) as f64),
         Aggregation::Dapo { total_tokens } => masked.sum().div_scalar(total_tokens.max(1.0)),
     }
 }
@@ -127,10 +138,23 @@ pub struct GrpoInputs<B: Backend> {
 /// The GRPO loss with TRL's metrics: `kl` (when β ≠ 0), `clip_ratio/low_mean`,
 /// `clip_ratio/high_mean`, `clip_ratio/region_mean` (token means), `clip_ratio/low_min`,
 /// `clip_ratio/high_max` (over per-sequence means).
-pub fn grpo_loss<B: Backend>(config: &GrpoConfig, inputs: &GrpoInputs<B>) -> Result<LossOutput<B>, ObjectiveError> {
+pub fn grpo_loss<B: Backend>(
+    config: &GrpoConfig,
+    inputs: &GrpoInputs<B>,
+) -> Result<LossOutput<B>, ObjectiveError> {
     check_setting("beta", config.beta, config.beta >= 0.0, "β must be >= 0")?;
-    check_setting("epsilon_low", config.epsilon_low, (0.0..1.0).contains(&config.epsilon_low), "0 <= ε_low < 1")?;
-    check_setting("epsilon_high", config.epsilon_high, config.epsilon_high >= 0.0, "ε_high >= 0")?;
+    check_setting(
+        "epsilon_low",
+        config.epsilon_low,
+        (0.0..1.0).contains(&config.epsilon_low),
+        "0 <= ε_low < 1",
+    )?;
+    check_setting(
+        "epsilon_high",
+        config.epsilon_high,
+        config.epsilon_high >= 0.0,
+        "ε_high >= 0",
+    )?;
     let dims = inputs.logps.dims();
     check_same_shape("completion mask", &dims, &inputs.mask.dims())?;
     check_same_shape("advantages [B]", &dims[..1], &inputs.advantages.dims())?;
@@ -142,8 +166,13 @@ pub fn grpo_loss<B: Backend>(config: &GrpoConfig, inputs: &GrpoInputs<B>) -> Res
         None => inputs.logps.clone().detach(),
     };
     let advantages = inputs.advantages.clone().detach().unsqueeze_dim::<2>(1);
-    let ratio = (inputs.logps.clone() - old).exp();
-    let mut per_token = clipped_surrogate(ratio.clone(), advantages.clone(), config.epsilon_low, config.epsilon_high);
+    let ratio = (inputs.logps.clone() - old).clamp_max(MAX_LOG_RATIO).exp();
+    let mut per_token = clipped_surrogate(
+        ratio.clone(),
+        advantages.clone(),
+        config.epsilon_low,
+        config.epsilon_high,
+    );
     let mut metrics = Metrics::new();
     let mask = inputs.mask.clone();
     let token_mean = |x: Tensor<B, 2>| (x * mask.clone()).sum() / mask.clone().sum().clamp_min(1.0);
@@ -163,16 +192,26 @@ pub fn grpo_loss<B: Backend>(config: &GrpoConfig, inputs: &GrpoInputs<B>) -> Res
 
     let ratio = ratio.detach();
     let advantages = advantages.expand(dims);
-    let low = ratio.clone().lower_elem(1.0 - config.epsilon_low).bool_and(advantages.clone().lower_elem(0.0));
-    let high = ratio.greater_elem(1.0 + config.epsilon_high).bool_and(advantages.greater_elem(0.0));
+    let low = ratio
+        .clone()
+        .lower_elem(1.0 - config.epsilon_low)
+        .bool_and(advantages.clone().lower_elem(0.0));
+    let high = ratio
+        .greater_elem(1.0 + config.epsilon_high)
+        .bool_and(advantages.greater_elem(0.0));
     let region = low.clone().bool_or(high.clone());
     let (low, high) = (low.float(), high.float());
-    let sequence_mean = |x: Tensor<B, 2>| ((x * mask.clone()).sum_dim(1) / mask.clone().sum_dim(1)).squeeze_dim::<1>(1);
+    let sequence_mean = |x: Tensor<B, 2>| {
+        ((x * mask.clone()).sum_dim(1) / mask.clone().sum_dim(1)).squeeze_dim::<1>(1)
+    };
     metrics.push("clip_ratio/low_mean", token_mean(low.clone()));
     metrics.push("clip_ratio/high_mean", token_mean(high.clone()));
     metrics.push("clip_ratio/region_mean", token_mean(region.float()));
     metrics.push("clip_ratio/low_min", nan_to_zero(sequence_mean(low)).min());
-    metrics.push("clip_ratio/high_max", nan_to_zero(sequence_mean(high)).max());
+    metrics.push(
+        "clip_ratio/high_max",
+        nan_to_zero(sequence_mean(high)).max(),
+    );
     Ok(LossOutput { loss, metrics })
 }
 

@@ -57,7 +57,12 @@ pub fn kto_loss<B: Backend>(
 ) -> Result<LossOutput<B>, ObjectiveError> {
     check_setting("beta", config.beta, config.beta > 0.0, "β must be > 0")?;
     check_setting("desirable_weight", config.desirable_weight, true, "finite")?;
-    check_setting("undesirable_weight", config.undesirable_weight, true, "finite")?;
+    check_setting(
+        "undesirable_weight",
+        config.undesirable_weight,
+        true,
+        "finite",
+    )?;
     let n = logps.dims()[0];
     check_same_shape("reference log-probs", &[n], &ref_logps.dims())?;
     check_same_shape("labels", &[n], &[desirable.len()])?;
@@ -65,7 +70,10 @@ pub fn kto_loss<B: Backend>(
     if n == 0 {
         let mut metrics = Metrics::new();
         metrics.push("kl", kl.unwrap_or_else(|| Tensor::zeros([1], &device)));
-        return Ok(LossOutput { loss: Tensor::zeros([1], &device), metrics });
+        return Ok(LossOutput {
+            loss: Tensor::zeros([1], &device),
+            metrics,
+        });
     }
     let kl = match (config.loss, kl) {
         (KtoLoss::Kto, Some(kl)) => kl.detach(),
@@ -91,7 +99,10 @@ pub fn kto_loss<B: Backend>(
     };
     let losses = undesirable_loss
         .mul_scalar(config.undesirable_weight)
-        .mask_where(is_desirable.clone(), desirable_loss.mul_scalar(config.desirable_weight));
+        .mask_where(
+            is_desirable.clone(),
+            desirable_loss.mul_scalar(config.desirable_weight),
+        );
     let loss = losses.mean();
 
     let mut metrics = Metrics::new();
@@ -100,7 +111,10 @@ pub fn kto_loss<B: Backend>(
     let chosen_count = desirable.iter().filter(|d| **d).count();
     let rejected_count = n - chosen_count;
     let side_mean = |values: Tensor<B, 1>, mask: Tensor<B, 1, Bool>, count: usize| {
-        values.mask_fill(mask.bool_not(), 0.0).sum().div_scalar(count as f64)
+        values
+            .mask_fill(mask.bool_not(), 0.0)
+            .sum()
+            .div_scalar(count as f64)
     };
     let mut side = |name_rewards, name_logps, mask: Tensor<B, 1, Bool>, count| {
         let reward = side_mean(rewards.clone(), mask.clone(), count);
@@ -108,10 +122,22 @@ pub fn kto_loss<B: Backend>(
         metrics.push(name_logps, side_mean(logps.clone(), mask, count));
         reward
     };
-    let chosen = (chosen_count > 0)
-        .then(|| side("rewards/chosen", "logps/chosen", is_desirable.clone(), chosen_count));
-    let rejected = (rejected_count > 0)
-        .then(|| side("rewards/rejected", "logps/rejected", is_desirable.bool_not(), rejected_count));
+    let chosen = (chosen_count > 0).then(|| {
+        side(
+            "rewards/chosen",
+            "logps/chosen",
+            is_desirable.clone(),
+            chosen_count,
+        )
+    });
+    let rejected = (rejected_count > 0).then(|| {
+        side(
+            "rewards/rejected",
+            "logps/rejected",
+            is_desirable.bool_not(),
+            rejected_count,
+        )
+    });
     if let (Some(chosen), Some(rejected)) = (chosen, rejected) {
         metrics.push("rewards/margins", chosen - rejected);
     }

@@ -83,7 +83,7 @@ pub fn token_stats<B: Backend>(
     let [batch, seq, vocab] = logits.dims();
     let ranges = match chunk_len {
         Some(len) => sequence_chunks(seq, len)?,
-        None => vec![0..seq],
+        None => std::iter::once(0..seq).collect(),
     };
     let mut parts = Vec::with_capacity(ranges.len());
     for range in ranges {
@@ -92,9 +92,8 @@ pub fn token_stats<B: Backend>(
         let mask = mask.clone().slice([0..batch, range]);
         parts.push(chunk_stats(logits, labels, mask));
     }
-    let cat = |pick: fn(&TokenStats<B>) -> Tensor<B, 2>| {
-        Tensor::cat(parts.iter().map(pick).collect(), 1)
-    };
+    let cat =
+        |pick: fn(&TokenStats<B>) -> Tensor<B, 2>| Tensor::cat(parts.iter().map(pick).collect(), 1);
     Ok(TokenStats {
         log_probs: cat(|s| s.log_probs.clone()),
         entropy: cat(|s| s.entropy.clone()),
@@ -130,7 +129,7 @@ impl<B: Backend> SequenceLogProbs<B> {
     /// Splits a `[2B]` batch laid out chosen-first (as `temper-data`'s pair batches) into halves.
     pub fn split_pairs(&self) -> Result<PairLogProbs<B>, ObjectiveError> {
         let n = self.sum.dims()[0];
-        if n % 2 != 0 {
+        if !n.is_multiple_of(2) {
             return Err(ObjectiveError::Batch(format!(
                 "a pair batch holds chosen then rejected sequences, so its size must be even; got {n}"
             )));
@@ -138,12 +137,12 @@ impl<B: Backend> SequenceLogProbs<B> {
         let half = n / 2;
         Ok(PairLogProbs {
             chosen: Self {
-                sum: self.sum.clone().slice([0..half]),
-                tokens: self.tokens.clone().slice([0..half]),
+                sum: self.sum.clone().narrow(0, 0, half),
+                tokens: self.tokens.clone().narrow(0, 0, half),
             },
             rejected: Self {
-                sum: self.sum.clone().slice([half..n]),
-                tokens: self.tokens.clone().slice([half..n]),
+                sum: self.sum.clone().narrow(0, half, half),
+                tokens: self.tokens.clone().narrow(0, half, half),
             },
         })
     }
@@ -214,7 +213,11 @@ impl<B: Backend> PairLogProbs<B> {
     }
 
     pub(crate) fn check_matches(&self, other: &Self) -> Result<(), ObjectiveError> {
-        check_same_shape("reference pairs", &self.chosen.sum.dims(), &other.chosen.sum.dims())
+        check_same_shape(
+            "reference pairs",
+            &self.chosen.sum.dims(),
+            &other.chosen.sum.dims(),
+        )
     }
 }
 
@@ -273,8 +276,16 @@ fn check_inputs<B: Backend>(
     mask: &Tensor<B, 2>,
 ) -> Result<(), ObjectiveError> {
     let [batch, seq, _] = logits.dims();
-    check_same_shape("labels against logits [B, T]", &[batch, seq], &labels.dims())?;
-    check_same_shape("loss mask against logits [B, T]", &[batch, seq], &mask.dims())
+    check_same_shape(
+        "labels against logits [B, T]",
+        &[batch, seq],
+        &labels.dims(),
+    )?;
+    check_same_shape(
+        "loss mask against logits [B, T]",
+        &[batch, seq],
+        &mask.dims(),
+    )
 }
 
 fn sequence_chunks(
@@ -289,7 +300,7 @@ fn sequence_chunks(
         });
     }
     if seq == 0 {
-        return Ok(vec![0..0]);
+        return Ok(std::iter::once(0..0).collect());
     }
     Ok((0..seq)
         .step_by(chunk_len)

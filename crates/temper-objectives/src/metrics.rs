@@ -25,7 +25,10 @@ impl<B: Backend> Metrics<B> {
 
     /// The value of `name`, if reported.
     pub fn get(&self, name: &str) -> Option<&Tensor<B, 1>> {
-        self.entries.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+        self.entries
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
     }
 
     /// The names, in order.

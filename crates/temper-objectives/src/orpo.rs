@@ -16,7 +16,7 @@ use crate::logprobs::{PairLogProbs, SequenceLogProbs};
 use crate::metrics::LossOutput;
 use crate::preference::reward_metrics;
 use crate::reference::ORPO_MAX_AVG_LOGP;
-use crate::stable::{log1mexp, log_sigmoid};
+use crate::stable::{log_sigmoid, log1mexp};
 
 /// Which tokens ORPO's NLL term covers.
 #[derive(Clone, Debug)]

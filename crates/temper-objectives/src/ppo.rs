@@ -17,7 +17,12 @@ pub fn gae<B: Backend>(
 ) -> Result<(Tensor<B, 2>, Tensor<B, 2>), ObjectiveError> {
     check_same_shape("values", &rewards.dims(), &values.dims())?;
     check_setting("gamma", gamma, (0.0..=1.0).contains(&gamma), "0 <= γ <= 1")?;
-    check_setting("lambda", lambda, (0.0..=1.0).contains(&lambda), "0 <= λ <= 1")?;
+    check_setting(
+        "lambda",
+        lambda,
+        (0.0..=1.0).contains(&lambda),
+        "0 <= λ <= 1",
+    )?;
     let [batch, seq] = rewards.dims();
     let rewards = rewards.detach();
     let values = values.detach();
@@ -34,14 +39,22 @@ pub fn gae<B: Backend>(
         next_value = value;
     }
     reversed.reverse();
-    let advantages = if seq == 0 { values.clone() } else { Tensor::cat(reversed, 1) };
+    let advantages = if seq == 0 {
+        values.clone()
+    } else {
+        Tensor::cat(reversed, 1)
+    };
     let returns = advantages.clone() + values;
     Ok((advantages, returns))
 }
 
 /// Whitens `values` `[B, T]` over the unmasked positions, `(x − mean)/sqrt(var + 1e-8)` with the
 /// unbiased variance, as TRL's `masked_whiten`; `shift_mean = false` adds the mean back.
-pub fn masked_whiten<B: Backend>(values: Tensor<B, 2>, mask: Tensor<B, 2>, shift_mean: bool) -> Tensor<B, 2> {
+pub fn masked_whiten<B: Backend>(
+    values: Tensor<B, 2>,
+    mask: Tensor<B, 2>,
+    shift_mean: bool,
+) -> Tensor<B, 2> {
     let count = mask.clone().sum();
     let mean = (values.clone() * mask.clone()).sum() / count.clone().clamp_min(1.0);
     let centred = values - mean.clone().unsqueeze::<2>();
@@ -49,7 +62,11 @@ pub fn masked_whiten<B: Backend>(values: Tensor<B, 2>, mask: Tensor<B, 2>, shift
     let bessel = count.clone() / count.sub_scalar(1.0).clamp_min(1.0);
     let scale = (biased_var * bessel).add_scalar(1e-8).sqrt().recip();
     let whitened = centred * scale.unsqueeze::<2>();
-    if shift_mean { whitened } else { whitened + mean.unsqueeze::<2>() }
+    if shift_mean {
+        whitened
+    } else {
+        whitened + mean.unsqueeze::<2>()
+    }
 }
 
 /// PPO's clipped value loss, `½ · masked_mean(max((V − R)², (clip(V, V_old ± ε) − R)²))`, from

@@ -223,8 +223,9 @@ impl<B: Backend> LogRatios<B> {
 
     /// The margin of per-token averaged log-ratios (IPO, `sigmoid_norm`).
     pub fn normalized_margin(&self, policy: &PairLogProbs<B>) -> Tensor<B, 1> {
-        let per_token =
-            |ratio: &Tensor<B, 1>, seq: &SequenceLogProbs<B>| ratio.clone() / seq.tokens.clone().clamp_min(1.0);
+        let per_token = |ratio: &Tensor<B, 1>, seq: &SequenceLogProbs<B>| {
+            ratio.clone() / seq.tokens.clone().clamp_min(1.0)
+        };
         per_token(&self.chosen, &policy.chosen) - per_token(&self.rejected, &policy.rejected)
     }
 }
@@ -245,14 +246,22 @@ pub fn ipo_loss<B: Backend>(beta: f64, normalized_margin: Tensor<B, 1>) -> Tenso
 }
 
 /// Conservative DPO: `−(1−ε) log σ(βh) − ε log σ(−βh)` (also AOT's and SimPO's smoothing).
-pub fn cdpo_loss<B: Backend>(beta: f64, label_smoothing: f64, margin: Tensor<B, 1>) -> Tensor<B, 1> {
+pub fn cdpo_loss<B: Backend>(
+    beta: f64,
+    label_smoothing: f64,
+    margin: Tensor<B, 1>,
+) -> Tensor<B, 1> {
     let z = margin.mul_scalar(beta);
     log_sigmoid(z.clone()).mul_scalar(-(1.0 - label_smoothing))
         - log_sigmoid(z.neg()).mul_scalar(label_smoothing)
 }
 
 /// Robust DPO: `(−(1−ε) log σ(βh) + ε log σ(−βh)) / (1 − 2ε)`, unbiased under label flips.
-pub fn robust_loss<B: Backend>(beta: f64, label_smoothing: f64, margin: Tensor<B, 1>) -> Tensor<B, 1> {
+pub fn robust_loss<B: Backend>(
+    beta: f64,
+    label_smoothing: f64,
+    margin: Tensor<B, 1>,
+) -> Tensor<B, 1> {
     let z = margin.mul_scalar(beta);
     (log_sigmoid(z.clone()).mul_scalar(-(1.0 - label_smoothing))
         + log_sigmoid(z.neg()).mul_scalar(label_smoothing))
@@ -283,7 +292,8 @@ pub fn nca_pair_loss<B: Backend>(beta: f64, ratios: &LogRatios<B>) -> Tensor<B, 
 /// APO-zero: `(1 − σ(r_c)) + σ(r_r)`.
 pub fn apo_zero_loss<B: Backend>(beta: f64, ratios: &LogRatios<B>) -> Tensor<B, 1> {
     // 1 − σ(x) = σ(−x), exact in the tail where 1 − σ(x) cancels.
-    sigmoid(ratios.chosen.clone().mul_scalar(-beta)) + sigmoid(ratios.rejected.clone().mul_scalar(beta))
+    sigmoid(ratios.chosen.clone().mul_scalar(-beta))
+        + sigmoid(ratios.rejected.clone().mul_scalar(beta))
 }
 
 /// APO-down: `σ(r_c) + (1 − σ(r_c − r_r))`.
@@ -292,7 +302,11 @@ pub fn apo_down_loss<B: Backend>(beta: f64, ratios: &LogRatios<B>) -> Tensor<B, 
 }
 
 /// EXO on pairs: `σ(βh)(log σ(βh) − log(1−ε)) + σ(−βh)(log σ(−βh) − log ε)`.
-pub fn exo_pair_loss<B: Backend>(beta: f64, label_smoothing: f64, margin: Tensor<B, 1>) -> Tensor<B, 1> {
+pub fn exo_pair_loss<B: Backend>(
+    beta: f64,
+    label_smoothing: f64,
+    margin: Tensor<B, 1>,
+) -> Tensor<B, 1> {
     let z = margin.mul_scalar(beta);
     let log_q_w = log_sigmoid(z.clone());
     let log_q_l = log_sigmoid(z.neg());
@@ -387,7 +401,11 @@ pub fn dpo_loss<B: Backend>(
     let loss = config
         .losses
         .iter()
-        .map(|&(kind, weight)| per_pair_loss(kind, config, policy, &reference).mean().mul_scalar(weight))
+        .map(|&(kind, weight)| {
+            per_pair_loss(kind, config, policy, &reference)
+                .mean()
+                .mul_scalar(weight)
+        })
         .reduce(|a, b| a + b)
         .expect("validate() rejects an empty loss list");
     let ratios = LogRatios::new(policy, &reference);
@@ -408,7 +426,10 @@ pub fn reward_metrics<B: Backend>(chosen: Tensor<B, 1>, rejected: Tensor<B, 1>) 
     let mut metrics = Metrics::new();
     metrics.push("rewards/chosen", chosen.clone());
     metrics.push("rewards/rejected", rejected.clone());
-    metrics.push("rewards/accuracies", chosen.clone().greater(rejected.clone()).float());
+    metrics.push(
+        "rewards/accuracies",
+        chosen.clone().greater(rejected.clone()).float(),
+    );
     metrics.push("rewards/margins", chosen - rejected);
     metrics
 }

@@ -235,14 +235,12 @@ pub fn kto_losses(
     samples: &[(f64, f64, bool)],
 ) -> Vec<f64> {
     // TRL concatenates desirable losses first, then undesirable ones.
-    let desirable = samples
-        .iter()
-        .filter(|s| s.2)
-        .map(|&(logp, ref_logp, _)| desirable_weight * (1.0 - sigmoid(beta * ((logp - ref_logp) - kl))));
-    let undesirable = samples
-        .iter()
-        .filter(|s| !s.2)
-        .map(|&(logp, ref_logp, _)| undesirable_weight * (1.0 - sigmoid(beta * (kl - (logp - ref_logp)))));
+    let desirable = samples.iter().filter(|s| s.2).map(|&(logp, ref_logp, _)| {
+        desirable_weight * (1.0 - sigmoid(beta * ((logp - ref_logp) - kl)))
+    });
+    let undesirable = samples.iter().filter(|s| !s.2).map(|&(logp, ref_logp, _)| {
+        undesirable_weight * (1.0 - sigmoid(beta * (kl - (logp - ref_logp))))
+    });
     desirable.chain(undesirable).collect()
 }
 
@@ -266,7 +264,9 @@ pub fn reward_model_loss(chosen: &[f64], rejected: &[f64], margin: &[f64], cente
 
 /// The mean of a sequence, 0 when empty.
 pub fn mean(values: impl IntoIterator<Item = f64>) -> f64 {
-    let (sum, n) = values.into_iter().fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    let (sum, n) = values
+        .into_iter()
+        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     if n == 0 { 0.0 } else { sum / n as f64 }
 }
 
@@ -306,22 +306,35 @@ pub fn grpo_advantages(rewards: &[f64], group_size: usize, scaling: RewardScalin
         .collect()
 }
 
-/// The k3 estimator's cap on the log-ratio `ref − logp`.
-pub const K3_MAX_LOG_RATIO: f64 = 20.0;
+/// The cap on a per-token log-ratio before it is exponentiated (e^20 ≈ 5·10⁸), in the k3
+/// estimator (both sides) and the importance ratio (above): past it f32 overflows to inf and
+/// gradients to NaN. TRL does not cap; the two agree wherever neither overflows.
+pub const MAX_LOG_RATIO: f64 = 20.0;
 
 /// The k3 estimator of KL(π ‖ π_ref) per token (Schulman 2020): `e^d − d − 1` with
 /// `d = ref − logp` capped to ±20.
 pub fn k3_kl(logp: f64, ref_logp: f64) -> f64 {
-    let d = (ref_logp - logp).clamp(-K3_MAX_LOG_RATIO, K3_MAX_LOG_RATIO);
+    let d = (ref_logp - logp).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO);
     d.exp() - d - 1.0
 }
 
 /// The clipped surrogate per token (PPO, with DAPO's asymmetric ε):
-/// `−min(ρA, clip(ρ, 1−ε_low, 1+ε_high)A)` with `ρ = e^{logp − old}`.
-pub fn clipped_surrogate(logp: f64, old_logp: f64, advantage: f64, eps_low: f64, eps_high: f64) -> f64 {
-    let ratio = (logp - old_logp).exp();
+/// `−min(ρA, clip(ρ, 1−ε_low, 1+ε_high)A)` with `ρ = e^{logp − old}` (log-ratio capped at 20).
+pub fn clipped_surrogate(
+    logp: f64,
+    old_logp: f64,
+    advantage: f64,
+    eps_low: f64,
+    eps_high: f64,
+) -> f64 {
+    let ratio = importance_ratio(logp, old_logp);
     let clipped = ratio.clamp(1.0 - eps_low, 1.0 + eps_high);
     -(ratio * advantage).min(clipped * advantage)
+}
+
+/// `π(y_t)/π_old(y_t) = e^{logp − old}`, the log-ratio capped at [`MAX_LOG_RATIO`].
+pub fn importance_ratio(logp: f64, old_logp: f64) -> f64 {
+    (logp - old_logp).min(MAX_LOG_RATIO).exp()
 }
 
 /// How per-token GRPO losses become one number (TRL's `loss_type`).
@@ -349,9 +362,9 @@ pub fn aggregate(per_token: &[Vec<f64>], mask: &[Vec<f64>], aggregation: Aggrega
     match aggregation {
         Aggregation::Grpo => mean(sums.iter().zip(&counts).map(|(s, c)| s / at_least_one(*c))),
         Aggregation::Bnpo => total / at_least_one(counts.iter().sum()),
-        Aggregation::DrGrpo { max_completion_length } => {
-            total / (per_token.len() * max_completion_length) as f64
-        }
+        Aggregation::DrGrpo {
+            max_completion_length,
+        } => total / (per_token.len() * max_completion_length) as f64,
         Aggregation::Dapo { total_tokens } => total / at_least_one(total_tokens),
     }
 }
@@ -371,7 +384,11 @@ pub fn grpo_token_loss(
         return surrogate;
     }
     let kl = k3_kl(logp, ref_logp);
-    let weight = if bias_corrected_kl { (logp - old_logp).exp() } else { 1.0 };
+    let weight = if bias_corrected_kl {
+        importance_ratio(logp, old_logp)
+    } else {
+        1.0
+    };
     surrogate + beta * kl * weight
 }
 
@@ -418,5 +435,8 @@ pub fn token_log_prob(logits: &[f64], label: usize) -> f64 {
 /// The entropy of `softmax(logits)`: `−Σ p log p`.
 pub fn entropy(logits: &[f64]) -> f64 {
     let lse = log_sum_exp(logits);
-    -logits.iter().map(|x| (x - lse).exp() * (x - lse)).sum::<f64>()
+    -logits
+        .iter()
+        .map(|x| (x - lse).exp() * (x - lse))
+        .sum::<f64>()
 }

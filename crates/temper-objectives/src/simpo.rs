@@ -38,7 +38,12 @@ pub fn simpo_loss<B: Backend>(
     check_setting("beta", config.beta, config.beta > 0.0, "β must be > 0")?;
     check_setting("gamma", config.gamma, true, "γ is finite")?;
     let eps = config.label_smoothing;
-    check_setting("label_smoothing", eps, (0.0..=0.5).contains(&eps), "0 <= ε <= 0.5")?;
+    check_setting(
+        "label_smoothing",
+        eps,
+        (0.0..=0.5).contains(&eps),
+        "0 <= ε <= 0.5",
+    )?;
     let avg_chosen = policy.chosen.mean();
     let avg_rejected = policy.rejected.mean();
     let z = (avg_chosen.clone() - avg_rejected.clone())

@@ -8,10 +8,13 @@
 mod common;
 
 use burn::tensor::{Tensor, backend::Backend};
-use common::{Single, SingleGrad, close, pair_tensors, reference_dpo_loss, scalar, t1, t2, values};
+use common::{
+    Single, SingleGrad, close, pair_tensors, reference_dpo_loss, row, scalar, t1, t2, values,
+};
 use proptest::prelude::*;
 use temper_objectives::grpo::{
-    Aggregation, GrpoConfig, GrpoInputs, RewardScaling, aggregate, grpo_loss, group_advantages, k3_kl,
+    Aggregation, GrpoConfig, GrpoInputs, RewardScaling, aggregate, group_advantages, grpo_loss,
+    k3_kl,
 };
 use temper_objectives::kto::{KtoConfig, KtoLoss, kto_loss};
 use temper_objectives::logprobs::{token_log_probs, token_log_probs_chunked};
@@ -33,16 +36,22 @@ fn f32ed(x: f64) -> f64 {
 }
 
 fn pair_strategy(min_logp: f64) -> impl Strategy<Value = Pair> {
-    (min_logp..0.0, min_logp..0.0, min_logp..0.0, min_logp..0.0, 1u32..64, 1u32..64).prop_map(
-        |(c, r, rc, rr, nc, nr)| Pair {
+    (
+        min_logp..0.0,
+        min_logp..0.0,
+        min_logp..0.0,
+        min_logp..0.0,
+        1u32..64,
+        1u32..64,
+    )
+        .prop_map(|(c, r, rc, rr, nc, nr)| Pair {
             logp_c: f32ed(c),
             logp_r: f32ed(r),
             ref_c: f32ed(rc),
             ref_r: f32ed(rr),
             n_c: nc as f64,
             n_r: nr as f64,
-        },
-    )
+        })
 }
 
 fn pairs_strategy() -> impl Strategy<Value = Vec<Pair>> {
@@ -55,7 +64,10 @@ fn config_for(loss: PreferenceLoss, beta: f64, smoothing: f64) -> DpoConfig {
         PreferenceLoss::Robust | PreferenceLoss::Aot | PreferenceLoss::AotPair => smoothing,
         _ => 0.0,
     };
-    DpoConfig { label_smoothing, ..DpoConfig::single(loss, beta) }
+    DpoConfig {
+        label_smoothing,
+        ..DpoConfig::single(loss, beta)
+    }
 }
 
 fn dpo_value<B: Backend>(config: &DpoConfig, pairs: &[Pair]) -> f64 {
@@ -162,6 +174,34 @@ proptest! {
     }
 
     #[test]
+    fn kto_reward_and_grpo_are_finite_down_to_minus_1e4(
+        logps in prop::collection::vec((-1e4f64..0.0, -1e4f64..0.0, -1e4f64..0.0, any::<bool>()), 2..8),
+        advantage in -3.0f64..3.0,
+    ) {
+        let col = |f: fn(&(f64, f64, f64, bool)) -> f64| logps.iter().map(|x| f32ed(f(x))).collect::<Vec<_>>();
+        let (a, b, c) = (col(|x| x.0), col(|x| x.1), col(|x| x.2));
+        let labels: Vec<bool> = logps.iter().map(|x| x.3).collect();
+        let policy = t1::<SingleGrad>(&a).require_grad();
+        let kto = kto_loss(&KtoConfig::default(), policy.clone(), t1(&b), &labels, Some(t1(&[5.0]))).unwrap().loss;
+        let rm = reward_model_loss(policy.clone(), t1(&b), None, Some(0.01)).unwrap().loss;
+        let grpo = grpo_loss(
+            &GrpoConfig { beta: 0.04, ..GrpoConfig::default() },
+            &GrpoInputs {
+                logps: policy.clone().reshape([1, a.len()]),
+                old_logps: Some(row(&b)),
+                ref_logps: Some(row(&c)),
+                mask: t2(&[vec![1.0; a.len()]]),
+                advantages: t1(&[advantage]),
+            },
+        ).unwrap().loss;
+        for (name, loss) in [("kto", kto), ("reward", rm), ("grpo", grpo)] {
+            let value = scalar(loss.clone().inner());
+            let grads = values::<Single, 1>(policy.grad(&loss.backward()).unwrap());
+            prop_assert!(value.is_finite() && grads.iter().all(|g| g.is_finite()), "{name}: {value} {grads:?}");
+        }
+    }
+
+    #[test]
     fn length_normalised_losses_are_unchanged_when_a_sequence_is_duplicated(
         chosen in prop::collection::vec(-8.0f64..0.0, 1..12),
         rejected in prop::collection::vec(-8.0f64..0.0, 1..12),
@@ -169,13 +209,13 @@ proptest! {
     ) {
         // One pair from per-token log-probs; the reference is the policy shifted per token.
         let build = |copies: usize| {
-            let row = |tokens: &[f64], shift: f64| {
+            let sequence = |tokens: &[f64], shift: f64| {
                 let repeated: Vec<f64> = (0..copies).flat_map(|_| tokens.iter().map(|t| f32ed(t + shift))).collect();
                 let mask = vec![1.0; repeated.len()];
                 SequenceLogProbs::<Single>::from_tokens(t2(&[repeated]), t2(&[mask]))
             };
-            let policy = PairLogProbs { chosen: row(&chosen, 0.0), rejected: row(&rejected, 0.0) };
-            let reference = PairLogProbs { chosen: row(&chosen, ref_shift / 10.0), rejected: row(&rejected, -ref_shift / 10.0) };
+            let policy = PairLogProbs { chosen: sequence(&chosen, 0.0), rejected: sequence(&rejected, 0.0) };
+            let reference = PairLogProbs { chosen: sequence(&chosen, ref_shift / 10.0), rejected: sequence(&rejected, -ref_shift / 10.0) };
             (policy, reference)
         };
         let (once_p, once_r) = build(1);
@@ -307,17 +347,17 @@ proptest! {
         let col = |f: fn(&(f64, f64, f64, f64)) -> f64| steps.iter().map(|s| f32ed(f(s))).collect::<Vec<_>>();
         let (rewards, values_now, old_values, _) = (col(|s| s.0), col(|s| s.1), col(|s| s.2), col(|s| s.3));
         let (gamma, lambda, clip) = (f32ed(gamma), f32ed(lambda), f32ed(clip));
-        let (adv, ret) = gae(t2::<Single>(&[rewards.clone()]), t2(&[values_now.clone()]), gamma, lambda).unwrap();
+        let (adv, ret) = gae(row::<Single>(&rewards), row(&values_now), gamma, lambda).unwrap();
         let (twin_adv, twin_ret) = reference::gae(&rewards, &values_now, gamma, lambda);
         for (a, b) in values(adv).iter().zip(&twin_adv).chain(values(ret.clone()).iter().zip(&twin_ret)) {
             prop_assert!(close(*a, *b, 1e-4, 1e-5), "{a} vs {b}");
         }
         let mask = vec![1.0; steps.len()];
-        let ours = scalar(ppo_value_loss(t2::<Single>(&[values_now.clone()]), t2(&[old_values.clone()]), ret, t2(&[mask.clone()]), clip).unwrap());
+        let ours = scalar(ppo_value_loss(row::<Single>(&values_now), row(&old_values), ret, row(&mask), clip).unwrap());
         let twin = reference::mean((0..steps.len()).map(|t| reference::ppo_value_loss(values_now[t], old_values[t], twin_ret[t], clip)));
         prop_assert!(close(ours, twin, 1e-4, 1e-5), "{ours} vs {twin}");
         if steps.len() > 2 {
-            let white = values(masked_whiten(t2::<Single>(&[rewards.clone()]), t2(&[mask]), true));
+            let white = values(masked_whiten(row::<Single>(&rewards), row(&mask), true));
             let m = reference::mean(white.iter().copied());
             prop_assert!(m.abs() < 1e-4, "whitened mean {m}");
         }
@@ -373,11 +413,20 @@ proptest! {
 #[test]
 fn sigmoid_loss_at_zero_margin_is_ln_2_with_gradient_minus_beta_over_2() {
     let beta = 0.1;
-    let pair = Pair { logp_c: -12.0, logp_r: -15.0, ref_c: -12.0, ref_r: -15.0, n_c: 4.0, n_r: 5.0 };
+    let pair = Pair {
+        logp_c: -12.0,
+        logp_r: -15.0,
+        ref_c: -12.0,
+        ref_r: -15.0,
+        n_c: 4.0,
+        n_r: 5.0,
+    };
     let config = DpoConfig::single(PreferenceLoss::Sigmoid, beta);
     let value = dpo_value::<Single>(&config, &[pair]);
     assert!(close(value, std::f64::consts::LN_2, 1e-7, 0.0), "{value}");
-    let grads = chosen_gradient(&[pair], |policy, reference| dpo_loss(&config, policy, reference).unwrap().loss);
+    let grads = chosen_gradient(&[pair], |policy, reference| {
+        dpo_loss(&config, policy, reference).unwrap().loss
+    });
     assert!(close(grads[0], -beta / 2.0, 1e-6, 0.0), "{grads:?}");
 }
 
@@ -388,12 +437,25 @@ fn empty_batches_and_bad_settings_are_errors_or_defined_values_never_nan() {
     assert_eq!(scalar(loss), 0.0);
     let kto = kto_loss(&KtoConfig::default(), t1::<Single>(&[]), t1(&[]), &[], None).unwrap();
     assert_eq!(scalar(kto.loss), 0.0);
-    let (policy, reference) = pair_tensors::<Single>(&[Pair { logp_c: -1.0, logp_r: -2.0, ref_c: -1.0, ref_r: -2.0, n_c: 1.0, n_r: 1.0 }]);
+    let (policy, reference) = pair_tensors::<Single>(&[Pair {
+        logp_c: -1.0,
+        logp_r: -2.0,
+        ref_c: -1.0,
+        ref_r: -2.0,
+        n_c: 1.0,
+        n_r: 1.0,
+    }]);
     for bad in [
         DpoConfig::single(PreferenceLoss::Sigmoid, 0.0),
-        DpoConfig { label_smoothing: 0.5, ..DpoConfig::single(PreferenceLoss::Robust, 0.1) },
+        DpoConfig {
+            label_smoothing: 0.5,
+            ..DpoConfig::single(PreferenceLoss::Robust, 0.1)
+        },
         DpoConfig::single(PreferenceLoss::ExoPair, 0.1),
-        DpoConfig { losses: vec![], ..DpoConfig::default() },
+        DpoConfig {
+            losses: vec![],
+            ..DpoConfig::default()
+        },
     ] {
         assert!(dpo_loss(&bad, &policy, &reference).is_err(), "{bad:?}");
     }
@@ -402,7 +464,12 @@ fn empty_batches_and_bad_settings_are_errors_or_defined_values_never_nan() {
     assert!("nope".parse::<PreferenceLoss>().is_err());
     let one = t2::<Single>(&[vec![-1.0, -2.0]]);
     let mask = t2::<Single>(&[vec![1.0, 0.0]]);
-    assert!(close(scalar(aggregate(one, mask, Aggregation::Bnpo)), -1.0, 1e-7, 0.0));
+    assert!(close(
+        scalar(aggregate(one, mask, Aggregation::Bnpo)),
+        -1.0,
+        1e-7,
+        0.0
+    ));
 }
 
 /// Runs `loss` on the autodiff backend and returns d loss / d (policy chosen log-prob), per pair.
@@ -414,6 +481,10 @@ fn chosen_gradient(
     policy.chosen.sum = policy.chosen.sum.require_grad();
     let value = loss(&policy, &reference);
     let grads = value.backward();
-    let grad = policy.chosen.sum.grad(&grads).expect("chosen log-probs are tracked");
+    let grad = policy
+        .chosen
+        .sum
+        .grad(&grads)
+        .expect("chosen log-probs are tracked");
     values::<Single, 1>(grad)
 }

@@ -6,7 +6,9 @@ mod common;
 
 use common::{Exact, assert_close, ints2, reference_dpo_loss, scalar, t1, t2, values};
 use serde_json::Value;
-use temper_objectives::grpo::{Aggregation, GrpoConfig, GrpoInputs, RewardScaling, grpo_loss, group_advantages};
+use temper_objectives::grpo::{
+    Aggregation, GrpoConfig, GrpoInputs, RewardScaling, group_advantages, grpo_loss,
+};
 use temper_objectives::kto::{KtoConfig, KtoLoss, kto_kl, kto_loss};
 use temper_objectives::logprobs::{
     next_token_targets, token_log_probs, token_log_probs_chunked, token_stats,
@@ -22,7 +24,10 @@ use temper_objectives::{LossOutput, PairLogProbs, SequenceLogProbs};
 const TOLERANCE: f64 = 1e-6;
 
 fn cases(kind: &str) -> Vec<Value> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/parity/objectives.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fixtures/parity/objectives.json"
+    );
     let text = std::fs::read_to_string(path).expect("fixture present");
     let document: Value = serde_json::from_str(&text).expect("fixture is JSON");
     let found: Vec<Value> = document["cases"]
@@ -37,7 +42,11 @@ fn cases(kind: &str) -> Vec<Value> {
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number")).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
 }
 
 fn matrix(v: &Value) -> Vec<Vec<f64>> {
@@ -55,7 +64,12 @@ fn assert_metrics(label: &str, ours: &LossOutput<Exact>, anchor: &Value) {
     let mut compared = 0;
     for (name, theirs) in anchor.as_object().expect("metrics object") {
         if let Some((_, value)) = ours.iter().find(|(n, _)| n == name) {
-            assert_close(&format!("{label} {name}"), *value, number(theirs), TOLERANCE);
+            assert_close(
+                &format!("{label} {name}"),
+                *value,
+                number(theirs),
+                TOLERANCE,
+            );
             compared += 1;
         }
     }
@@ -65,7 +79,10 @@ fn assert_metrics(label: &str, ours: &LossOutput<Exact>, anchor: &Value) {
 fn pair_log_probs(case: &Value, prefix: &str) -> PairLogProbs<Exact> {
     let tokens = |side: &str| match case.get(format!("{side}_tokens")) {
         Some(v) => t1(&floats(v)),
-        None => t1(&vec![1.0; floats(&case[format!("{prefix}{side}_logps")]).len()]),
+        None => t1(&vec![
+            1.0;
+            floats(&case[format!("{prefix}{side}_logps")]).len()
+        ]),
     };
     PairLogProbs::new(
         t1(&floats(&case[format!("{prefix}chosen_logps")])),
@@ -79,8 +96,18 @@ fn pair_log_probs(case: &Value, prefix: &str) -> PairLogProbs<Exact> {
 #[test]
 fn token_log_probs_entropy_and_sft_loss_match_trl_and_transformers() {
     for case in cases("tokens") {
-        let logits_rows = matrix(&case["logits"].as_array().unwrap().iter().flat_map(|b| b.as_array().unwrap().clone()).collect());
-        let [batch, seq] = [case["labels"].as_array().unwrap().len(), case["labels"][0].as_array().unwrap().len()];
+        let logits_rows = matrix(
+            &case["logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|b| b.as_array().unwrap().clone())
+                .collect(),
+        );
+        let [batch, seq] = [
+            case["labels"].as_array().unwrap().len(),
+            case["labels"][0].as_array().unwrap().len(),
+        ];
         let vocab = logits_rows[0].len();
         let flat: Vec<f64> = logits_rows.into_iter().flatten().collect();
         let logits = t1::<Exact>(&flat).reshape([batch, seq, vocab]);
@@ -88,33 +115,61 @@ fn token_log_probs_entropy_and_sft_loss_match_trl_and_transformers() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|row| row.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect())
+            .map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_i64().unwrap())
+                    .collect()
+            })
             .collect();
         let mask: Vec<Vec<f64>> = labels
             .iter()
-            .map(|row| row.iter().map(|&l| if l == -100 { 0.0 } else { 1.0 }).collect())
+            .map(|row| {
+                row.iter()
+                    .map(|&l| if l == -100 { 0.0 } else { 1.0 })
+                    .collect()
+            })
             .collect();
         let (logits, targets, mask) = next_token_targets(logits, ints2(&labels), t2(&mask));
 
         let expected = matrix(&case["token_logps"]).concat();
         let plain = values(token_log_probs(logits.clone(), targets.clone(), mask.clone()).unwrap());
-        let chunked = values(token_log_probs_chunked(logits.clone(), targets.clone(), mask.clone(), 2).unwrap());
+        let chunked = values(
+            token_log_probs_chunked(logits.clone(), targets.clone(), mask.clone(), 2).unwrap(),
+        );
         for (i, e) in expected.iter().enumerate() {
             assert_close(&format!("token log-prob {i}"), plain[i], *e, TOLERANCE);
-            assert_close(&format!("chunked token log-prob {i}"), chunked[i], *e, TOLERANCE);
+            assert_close(
+                &format!("chunked token log-prob {i}"),
+                chunked[i],
+                *e,
+                TOLERANCE,
+            );
         }
 
         let stats = token_stats(logits, targets, mask.clone(), Some(3)).unwrap();
         let entropy = values(stats.entropy);
         let mask_flat = values(mask.clone());
         for (i, e) in matrix(&case["entropy"]).concat().iter().enumerate() {
-            assert_close(&format!("entropy {i}"), entropy[i], e * mask_flat[i], TOLERANCE);
+            assert_close(
+                &format!("entropy {i}"),
+                entropy[i],
+                e * mask_flat[i],
+                TOLERANCE,
+            );
         }
 
         let per_token = t2::<Exact>(&matrix(&case["token_logps"]));
         let plain = sft_loss(per_token.clone(), mask.clone(), None).unwrap();
-        assert_close("sft loss", scalar(plain.loss), number(&case["sft_loss"]), TOLERANCE);
-        let accumulated = sft_loss(per_token, mask, Some(number(&case["num_items_in_batch"]))).unwrap();
+        assert_close(
+            "sft loss",
+            scalar(plain.loss),
+            number(&case["sft_loss"]),
+            TOLERANCE,
+        );
+        let accumulated =
+            sft_loss(per_token, mask, Some(number(&case["num_items_in_batch"]))).unwrap();
         assert_close(
             "sft loss under gradient accumulation",
             scalar(accumulated.loss),
@@ -128,7 +183,12 @@ fn token_log_probs_entropy_and_sft_loss_match_trl_and_transformers() {
 fn every_trl_dpo_loss_type_and_combination_matches() {
     let mut seen = Vec::new();
     for case in cases("dpo") {
-        let names: Vec<&str> = case["loss_types"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let names: Vec<&str> = case["loss_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
         let weights = floats(&case["weights"]);
         let config = DpoConfig {
             beta: number(&case["beta"]),
@@ -150,9 +210,19 @@ fn every_trl_dpo_loss_type_and_combination_matches() {
         .unwrap();
         let label = names.join("+");
         let out = dpo_loss(&config, &policy, &reference).expect("valid config");
-        assert_close(&format!("{label} loss"), scalar(out.loss.clone()), number(&case["loss"]), TOLERANCE);
+        assert_close(
+            &format!("{label} loss"),
+            scalar(out.loss.clone()),
+            number(&case["loss"]),
+            TOLERANCE,
+        );
         assert_metrics(&label, &out, &case["metrics"]);
-        assert_close(&format!("{label} reference twin"), reference_dpo(&config, &case), number(&case["loss"]), TOLERANCE);
+        assert_close(
+            &format!("{label} reference twin"),
+            reference_dpo(&config, &case),
+            number(&case["loss"]),
+            TOLERANCE,
+        );
         seen.extend(config.losses.iter().map(|(l, _)| *l));
     }
     for loss in PreferenceLoss::ALL {
@@ -172,7 +242,14 @@ fn reference_dpo(config: &DpoConfig, case: &Value) -> f64 {
         get("rejected_tokens"),
     );
     let pairs: Vec<Pair> = (0..c.len())
-        .map(|i| Pair { logp_c: c[i], logp_r: r[i], ref_c: rc[i], ref_r: rr[i], n_c: nc[i], n_r: nr[i] })
+        .map(|i| Pair {
+            logp_c: c[i],
+            logp_r: r[i],
+            ref_c: rc[i],
+            ref_r: rr[i],
+            n_c: nc[i],
+            n_r: nr[i],
+        })
         .collect();
     reference_dpo_loss(config, &pairs)
 }
@@ -182,9 +259,22 @@ fn orpo_matches_trl() {
     for case in cases("orpo") {
         let policy = pair_log_probs(&case, "");
         let nll = number(&case["nll"]);
-        let full = SequenceLogProbs { sum: t1::<Exact>(&[-nll]), tokens: t1(&[1.0]) };
-        let out = orpo_loss(number(&case["beta"]), &policy, OrpoNll::PromptAndCompletion(&full)).unwrap();
-        assert_close("orpo loss", scalar(out.loss.clone()), number(&case["loss"]), TOLERANCE);
+        let full = SequenceLogProbs {
+            sum: t1::<Exact>(&[-nll]),
+            tokens: t1(&[1.0]),
+        };
+        let out = orpo_loss(
+            number(&case["beta"]),
+            &policy,
+            OrpoNll::PromptAndCompletion(&full),
+        )
+        .unwrap();
+        assert_close(
+            "orpo loss",
+            scalar(out.loss.clone()),
+            number(&case["loss"]),
+            TOLERANCE,
+        );
         assert_metrics("orpo", &out, &case["metrics"]);
     }
 }
@@ -198,7 +288,12 @@ fn simpo_matches_trl_cpo() {
             label_smoothing: number(&case["label_smoothing"]),
         };
         let out = simpo_loss(&config, &pair_log_probs(&case, "")).unwrap();
-        assert_close("simpo loss", scalar(out.loss.clone()), number(&case["loss"]), TOLERANCE);
+        assert_close(
+            "simpo loss",
+            scalar(out.loss.clone()),
+            number(&case["loss"]),
+            TOLERANCE,
+        );
         assert_metrics("simpo", &out, &case["metrics"]);
     }
 }
@@ -216,10 +311,30 @@ fn kto_matches_trl() {
             undesirable_weight: number(&case["undesirable_weight"]),
             loss,
         };
-        let labels: Vec<bool> = case["labels"].as_array().unwrap().iter().map(|v| v.as_bool().unwrap()).collect();
-        let kl = kto_kl(t1::<Exact>(&floats(&case["kl_logps"])), t1(&floats(&case["ref_kl_logps"])));
-        let out = kto_loss(&config, t1(&floats(&case["logps"])), t1(&floats(&case["ref_logps"])), &labels, Some(kl)).unwrap();
-        assert_close("kto loss", scalar(out.loss.clone()), number(&case["loss"]), TOLERANCE);
+        let labels: Vec<bool> = case["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_bool().unwrap())
+            .collect();
+        let kl = kto_kl(
+            t1::<Exact>(&floats(&case["kl_logps"])),
+            t1(&floats(&case["ref_kl_logps"])),
+        );
+        let out = kto_loss(
+            &config,
+            t1(&floats(&case["logps"])),
+            t1(&floats(&case["ref_logps"])),
+            &labels,
+            Some(kl),
+        )
+        .unwrap();
+        assert_close(
+            "kto loss",
+            scalar(out.loss.clone()),
+            number(&case["loss"]),
+            TOLERANCE,
+        );
         assert_metrics("kto", &out, &case["metrics"]);
     }
 }
@@ -227,10 +342,23 @@ fn kto_matches_trl() {
 #[test]
 fn reward_model_loss_matches_trl() {
     for case in cases("reward") {
-        let margin = case["margin"].as_array().map(|_| t1::<Exact>(&floats(&case["margin"])));
+        let margin = case["margin"]
+            .as_array()
+            .map(|_| t1::<Exact>(&floats(&case["margin"])));
         let center = case["center_rewards_coefficient"].as_f64();
-        let out = reward_model_loss(t1(&floats(&case["chosen"])), t1(&floats(&case["rejected"])), margin, center).unwrap();
-        assert_close("reward loss", scalar(out.loss.clone()), number(&case["loss"]), TOLERANCE);
+        let out = reward_model_loss(
+            t1(&floats(&case["chosen"])),
+            t1(&floats(&case["rejected"])),
+            margin,
+            center,
+        )
+        .unwrap();
+        assert_close(
+            "reward loss",
+            scalar(out.loss.clone()),
+            number(&case["loss"]),
+            TOLERANCE,
+        );
         assert_metrics("reward", &out, &case["metrics"]);
     }
 }
@@ -244,7 +372,9 @@ fn grpo_advantages_losses_and_metrics_match_trl() {
             _ => RewardScaling::None,
         };
         let group = case["group_size"].as_u64().unwrap() as usize;
-        let advantages = values(group_advantages(t1::<Exact>(&floats(&case["rewards"])), group, scaling).unwrap());
+        let advantages = values(
+            group_advantages(t1::<Exact>(&floats(&case["rewards"])), group, scaling).unwrap(),
+        );
         for (i, e) in floats(&case["advantages"]).iter().enumerate() {
             assert_close(&format!("advantage {i}"), advantages[i], *e, TOLERANCE);
         }
@@ -255,7 +385,9 @@ fn grpo_advantages_losses_and_metrics_match_trl() {
             "dr_grpo" => Aggregation::DrGrpo {
                 max_completion_length: case["max_completion_length"].as_u64().unwrap() as usize,
             },
-            _ => Aggregation::Dapo { total_tokens: number(&case["num_items_in_batch"]) },
+            _ => Aggregation::Dapo {
+                total_tokens: number(&case["num_items_in_batch"]),
+            },
         };
         let config = GrpoConfig {
             beta: number(&case["beta"]),
@@ -272,7 +404,12 @@ fn grpo_advantages_losses_and_metrics_match_trl() {
             advantages: t1(&advantages),
         };
         let out = grpo_loss(&config, &inputs).unwrap();
-        assert_close(&format!("{loss_type} loss"), scalar(out.loss.clone()), number(&case["loss"]), TOLERANCE);
+        assert_close(
+            &format!("{loss_type} loss"),
+            scalar(out.loss.clone()),
+            number(&case["loss"]),
+            TOLERANCE,
+        );
         assert_metrics(loss_type, &out, &case["metrics"]);
     }
 }

@@ -29,6 +29,11 @@ pub fn t2<B: Backend>(rows: &[Vec<f64>]) -> Tensor<B, 2> {
     Tensor::from_data(data, &Default::default())
 }
 
+/// A one-row matrix `[1, len]`.
+pub fn row<B: Backend>(values: &[f64]) -> Tensor<B, 2> {
+    t1::<B>(values).reshape([1, values.len()])
+}
+
 pub fn ints2<B: Backend>(rows: &[Vec<i64>]) -> Tensor<B, 2, Int> {
     let cols = rows.first().map_or(0, Vec::len);
     let flat: Vec<i64> = rows.iter().flatten().copied().collect();
@@ -37,7 +42,11 @@ pub fn ints2<B: Backend>(rows: &[Vec<i64>]) -> Tensor<B, 2, Int> {
 }
 
 pub fn values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f64> {
-    tensor.into_data().convert::<f64>().to_vec::<f64>().expect("float data")
+    tensor
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .expect("float data")
 }
 
 pub fn scalar<B: Backend>(tensor: Tensor<B, 1>) -> f64 {
@@ -94,11 +103,26 @@ pub fn reference_dpo_loss(config: &DpoConfig, pairs: &[Pair]) -> f64 {
 }
 
 /// Pairs as tensors on backend `B`.
-pub fn pair_tensors<B: Backend>(pairs: &[Pair]) -> (temper_objectives::PairLogProbs<B>, temper_objectives::PairLogProbs<B>) {
+pub fn pair_tensors<B: Backend>(
+    pairs: &[Pair],
+) -> (
+    temper_objectives::PairLogProbs<B>,
+    temper_objectives::PairLogProbs<B>,
+) {
     let col = |f: fn(&Pair) -> f64| t1::<B>(&pairs.iter().map(f).collect::<Vec<_>>());
-    let policy = temper_objectives::PairLogProbs::new(col(|p| p.logp_c), col(|p| p.n_c), col(|p| p.logp_r), col(|p| p.n_r))
-        .expect("same shapes");
-    let reference = temper_objectives::PairLogProbs::new(col(|p| p.ref_c), col(|p| p.n_c), col(|p| p.ref_r), col(|p| p.n_r))
-        .expect("same shapes");
+    let policy = temper_objectives::PairLogProbs::new(
+        col(|p| p.logp_c),
+        col(|p| p.n_c),
+        col(|p| p.logp_r),
+        col(|p| p.n_r),
+    )
+    .expect("same shapes");
+    let reference = temper_objectives::PairLogProbs::new(
+        col(|p| p.ref_c),
+        col(|p| p.n_c),
+        col(|p| p.ref_r),
+        col(|p| p.n_r),
+    )
+    .expect("same shapes");
     (policy, reference)
 }
