@@ -48,13 +48,14 @@ pub fn group_advantages<B: Backend>(
 }
 
 /// The k3 estimator of `KL(π ‖ π_ref)` per token (Schulman 2020), unbiased and ≥ 0:
-/// `e^{d} − d − 1` with `d = ref − logp`, clamped to ±[`MAX_LOG_RATIO`] first (as verl's
-/// `low_var_kl`) so one token the policy has all but ruled out cannot overflow the loss.
+/// `e^{d} − d − 1` with `d = ref − logp`, capped at [`MAX_LOG_RATIO`] first (verl's
+/// `low_var_kl` clamps likewise) so one token the policy has all but ruled out cannot overflow
+/// the loss. Below the cap (every `d < 20`) value and gradient are exactly TRL's.
 pub fn k3_kl<B: Backend, const D: usize>(
     logps: Tensor<B, D>,
     ref_logps: Tensor<B, D>,
 ) -> Tensor<B, D> {
-    let d = (ref_logps - logps).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO);
+    let d = (ref_logps - logps).clamp_max(MAX_LOG_RATIO);
     (d.clone().exp() - d).sub_scalar(1.0)
 }
 
@@ -156,6 +157,11 @@ pub fn grpo_loss<B: Backend>(
         "ε_high >= 0",
     )?;
     let dims = inputs.logps.dims();
+    if dims[0] == 0 {
+        return Err(ObjectiveError::Batch(
+            "GRPO needs at least one completion".into(),
+        ));
+    }
     check_same_shape("completion mask", &dims, &inputs.mask.dims())?;
     check_same_shape("advantages [B]", &dims[..1], &inputs.advantages.dims())?;
     let old = match &inputs.old_logps {
@@ -207,17 +213,17 @@ pub fn grpo_loss<B: Backend>(
     metrics.push("clip_ratio/low_mean", token_mean(low.clone()));
     metrics.push("clip_ratio/high_mean", token_mean(high.clone()));
     metrics.push("clip_ratio/region_mean", token_mean(region.float()));
-    metrics.push("clip_ratio/low_min", nan_to_zero(sequence_mean(low)).min());
+    metrics.push("clip_ratio/low_min", nan_to(sequence_mean(low), 1.0).min());
     metrics.push(
         "clip_ratio/high_max",
-        nan_to_zero(sequence_mean(high)).max(),
+        nan_to(sequence_mean(high), 0.0).max(),
     );
     Ok(LossOutput { loss, metrics })
 }
 
 /// Sequences without tokens give 0/0 in the per-sequence clip means; TRL's `nanmin`/`nanmax`
-/// skip them, and here they count as 0.
-fn nan_to_zero<B: Backend>(x: Tensor<B, 1>) -> Tensor<B, 1> {
+/// skip them, as does filling them with a value that cannot win (1 for a min, 0 for a max).
+fn nan_to<B: Backend>(x: Tensor<B, 1>, neutral: f64) -> Tensor<B, 1> {
     let nan = x.clone().is_nan();
-    x.mask_fill(nan, 0.0)
+    x.mask_fill(nan, neutral)
 }

@@ -38,8 +38,19 @@ impl Default for KtoConfig {
 
 /// The KL estimate `z₀ = max(0, mean(log π(y'|x) − log π_ref(y'|x)))` over mismatched
 /// prompt/completion pairs `y'`, detached (KTO does not back-propagate through it). `[1]`.
-pub fn kto_kl<B: Backend>(kl_logps: Tensor<B, 1>, ref_kl_logps: Tensor<B, 1>) -> Tensor<B, 1> {
-    (kl_logps - ref_kl_logps).detach().mean().clamp_min(0.0)
+pub fn kto_kl<B: Backend>(
+    kl_logps: Tensor<B, 1>,
+    ref_kl_logps: Tensor<B, 1>,
+) -> Result<Tensor<B, 1>, ObjectiveError> {
+    check_same_shape(
+        "reference KL log-probs",
+        &kl_logps.dims(),
+        &ref_kl_logps.dims(),
+    )?;
+    if kl_logps.dims()[0] == 0 {
+        return Ok(Tensor::zeros([1], &kl_logps.device()));
+    }
+    Ok((kl_logps - ref_kl_logps).detach().mean().clamp_min(0.0))
 }
 
 /// The mean KTO loss over all `N` completions, from summed log-probs `[N]` of the policy and the
@@ -67,6 +78,9 @@ pub fn kto_loss<B: Backend>(
     check_same_shape("reference log-probs", &[n], &ref_logps.dims())?;
     check_same_shape("labels", &[n], &[desirable.len()])?;
     let device = logps.device();
+    if let Some(kl) = &kl {
+        check_same_shape("KL estimate (a scalar)", &[1], &kl.dims())?;
+    }
     if n == 0 {
         let mut metrics = Metrics::new();
         metrics.push("kl", kl.unwrap_or_else(|| Tensor::zeros([1], &device)));

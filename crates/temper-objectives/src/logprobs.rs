@@ -37,6 +37,10 @@ pub fn token_log_probs<B: Backend>(
 
 /// [`token_log_probs`] a slice of `chunk_len` positions at a time: the `[B, T, V]` log-softmax
 /// is never built whole, so the extra memory is `[B, chunk_len, V]`. Same results.
+///
+/// The bound holds without autodiff: reference-model and rollout log-probs, evaluation. Under
+/// an autodiff backend every chunk's intermediates are kept for the backward pass, so training
+/// memory is still `O(B·T·V)`.
 pub fn token_log_probs_chunked<B: Backend>(
     logits: Tensor<B, 3>,
     labels: Tensor<B, 2, Int>,
@@ -129,9 +133,9 @@ impl<B: Backend> SequenceLogProbs<B> {
     /// Splits a `[2B]` batch laid out chosen-first (as `temper-data`'s pair batches) into halves.
     pub fn split_pairs(&self) -> Result<PairLogProbs<B>, ObjectiveError> {
         let n = self.sum.dims()[0];
-        if !n.is_multiple_of(2) {
+        if n == 0 || !n.is_multiple_of(2) {
             return Err(ObjectiveError::Batch(format!(
-                "a pair batch holds chosen then rejected sequences, so its size must be even; got {n}"
+                "a pair batch holds chosen then rejected sequences, so its size must be even and positive; got {n}"
             )));
         }
         let half = n / 2;
@@ -212,7 +216,22 @@ impl<B: Backend> PairLogProbs<B> {
         }
     }
 
+    /// Checks that the batch is not empty and its four tensors have the same `[B]` shape (the
+    /// fields are public, so [`PairLogProbs::new`] may have been bypassed).
+    pub fn check(&self) -> Result<(), ObjectiveError> {
+        let dims = self.chosen.sum.dims();
+        if dims[0] == 0 {
+            return Err(ObjectiveError::Batch(
+                "a preference batch needs at least one pair".into(),
+            ));
+        }
+        check_same_shape("chosen token counts", &dims, &self.chosen.tokens.dims())?;
+        check_same_shape("rejected log-probs", &dims, &self.rejected.sum.dims())?;
+        check_same_shape("rejected token counts", &dims, &self.rejected.tokens.dims())
+    }
+
     pub(crate) fn check_matches(&self, other: &Self) -> Result<(), ObjectiveError> {
+        other.check()?;
         check_same_shape(
             "reference pairs",
             &self.chosen.sum.dims(),
@@ -230,7 +249,13 @@ fn gather_log_probs<B: Backend>(
     let log_probs = log_softmax(logits, 2)
         .gather(2, labels.unsqueeze_dim(2))
         .squeeze_dim(2);
-    log_probs * mask
+    zero_where_masked(log_probs, &mask)
+}
+
+/// Zeroes masked positions by selection, not multiplication: a masked position may score
+/// `−∞` (e.g. a vocabulary-masked label 0), and `−∞ · 0` is NaN.
+fn zero_where_masked<B: Backend>(values: Tensor<B, 2>, mask: &Tensor<B, 2>) -> Tensor<B, 2> {
+    values.mask_fill(mask.clone().equal_elem(0.0), 0.0)
 }
 
 fn chunk_stats<B: Backend>(
@@ -258,10 +283,10 @@ fn chunk_stats<B: Backend>(
         .float();
     let mean_logit = logits.mean_dim(2).squeeze_dim(2);
     TokenStats {
-        log_probs: log_probs * mask.clone(),
-        entropy: entropy * mask.clone(),
-        is_top1: is_top1 * mask.clone(),
-        mean_logit: mean_logit * mask,
+        log_probs: zero_where_masked(log_probs, &mask),
+        entropy: zero_where_masked(entropy, &mask),
+        is_top1: zero_where_masked(is_top1, &mask),
+        mean_logit: zero_where_masked(mean_logit, &mask),
     }
 }
 

@@ -49,6 +49,7 @@ pub fn orpo_loss<B: Backend>(
     nll: OrpoNll<'_, B>,
 ) -> Result<LossOutput<B>, ObjectiveError> {
     check_setting("beta", beta, beta >= 0.0, "λ must be >= 0")?;
+    policy.check()?;
     let nll_loss = match nll {
         OrpoNll::PromptAndCompletion(full) => {
             full.sum.clone().sum().neg() / full.tokens.clone().sum().clamp_min(1.0)

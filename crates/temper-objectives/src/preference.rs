@@ -68,7 +68,7 @@ impl PreferenceLoss {
         Self::Sft,
     ];
 
-    /// TRL's name.
+    /// The name: TRL's, except `aot_pair`, which TRL 1.x calls `aot_unpaired` (both parse).
     pub fn name(self) -> &'static str {
         match self {
             Self::Sigmoid => "sigmoid",
@@ -317,12 +317,13 @@ pub fn exo_pair_loss<B: Backend>(
 /// DiscoPOP: `(1 − σ(βh/τ))·(−log σ(βh)) + σ(βh/τ)·e^{−βh}`.
 pub fn discopop_loss<B: Backend>(beta: f64, tau: f64, margin: Tensor<B, 1>) -> Tensor<B, 1> {
     let z = margin.mul_scalar(beta);
-    let modulation = sigmoid(z.clone().div_scalar(tau));
     let logistic = log_sigmoid(z.clone()).neg();
-    // e^{−z} overflows f32 for z < −88; the blend weight σ(z/τ) is 0 there, so cap the
-    // exponent rather than multiply 0 by infinity.
-    let exponential = z.neg().clamp_max(80.0).exp();
-    modulation.clone().neg().add_scalar(1.0) * logistic + modulation * exponential
+    // 1 − σ(z/τ) = σ(−z/τ), exact in the tail.
+    let logistic_weight = sigmoid(z.clone().div_scalar(-tau));
+    // σ(z/τ)·e^{−z} as one exponent: e^{−z} alone overflows f32 for z < −88, where the weight
+    // underflows to 0 and the product would be 0·∞. This overflows only where the value does.
+    let weighted_exponential = (log_sigmoid(z.clone().div_scalar(tau)) - z).exp();
+    logistic_weight * logistic + weighted_exponential
 }
 
 /// Length-normalised DPO: `−log σ(β h̄)` on the per-token averaged margin.
@@ -396,6 +397,7 @@ pub fn dpo_loss<B: Backend>(
     reference: &PairLogProbs<B>,
 ) -> Result<LossOutput<B>, ObjectiveError> {
     config.validate()?;
+    policy.check()?;
     policy.check_matches(reference)?;
     let reference = reference.detach();
     let loss = config

@@ -58,6 +58,12 @@ impl Pair {
         (self.logp_c - self.ref_c) - (self.logp_r - self.ref_r)
     }
 
+    /// The margin of per-token averaged log-ratios, `h̄` (IPO, length-normalised DPO).
+    pub fn margin_per_token(&self) -> f64 {
+        (self.logp_c - self.ref_c) / at_least_one(self.n_c)
+            - (self.logp_r - self.ref_r) / at_least_one(self.n_r)
+    }
+
     /// The pair with chosen and rejected exchanged.
     pub fn swapped(&self) -> Pair {
         Pair {
@@ -217,6 +223,11 @@ pub fn orpo_log_odds(p: &Pair) -> (f64, f64) {
     (log_sigmoid(log_odds), log_odds)
 }
 
+/// LLaMA-Factory's ORPO NLL: the mean over pairs of `−log π(y_c)/|y_c|`.
+pub fn orpo_completion_nll(pairs: &[Pair]) -> f64 {
+    mean(pairs.iter().map(|p| -p.logp_c / at_least_one(p.n_c)))
+}
+
 /// ORPO's loss: `NLL − λ · mean(log σ(log odds ratio))`, with `nll` computed by the caller over
 /// the span it chooses (TRL: prompt and completion tokens; LLaMA-Factory: completion tokens).
 pub fn orpo_loss(beta: f64, nll: f64, pairs: &[Pair]) -> f64 {
@@ -307,14 +318,14 @@ pub fn grpo_advantages(rewards: &[f64], group_size: usize, scaling: RewardScalin
 }
 
 /// The cap on a per-token log-ratio before it is exponentiated (e^20 ≈ 5·10⁸), in the k3
-/// estimator (both sides) and the importance ratio (above): past it f32 overflows to inf and
-/// gradients to NaN. TRL does not cap; the two agree wherever neither overflows.
+/// estimator and the importance ratio: far past it f32 overflows to inf and gradients to NaN.
+/// TRL does not cap; the two agree wherever the log-ratio is below 20.
 pub const MAX_LOG_RATIO: f64 = 20.0;
 
 /// The k3 estimator of KL(π ‖ π_ref) per token (Schulman 2020): `e^d − d − 1` with
-/// `d = ref − logp` capped to ±20.
+/// `d = ref − logp` capped at 20 (only the exponentiated side can overflow).
 pub fn k3_kl(logp: f64, ref_logp: f64) -> f64 {
-    let d = (ref_logp - logp).clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO);
+    let d = (ref_logp - logp).min(MAX_LOG_RATIO);
     d.exp() - d - 1.0
 }
 
@@ -407,6 +418,25 @@ pub fn gae(rewards: &[f64], values: &[f64], gamma: f64, lambda: f64) -> (Vec<f64
     }
     let returns = advantages.iter().zip(values).map(|(a, v)| a + v).collect();
     (advantages, returns)
+}
+
+/// Whitening over the unmasked positions, as TRL's `masked_whiten`: `(x − μ)/sqrt(σ² + 1e-8)`
+/// with the unbiased masked variance; `shift_mean = false` adds `μ` back.
+pub fn masked_whiten(values: &[f64], mask: &[f64], shift_mean: bool) -> Vec<f64> {
+    let count: f64 = mask.iter().sum();
+    let mu = values.iter().zip(mask).map(|(v, m)| v * m).sum::<f64>() / at_least_one(count);
+    let biased = values
+        .iter()
+        .zip(mask)
+        .map(|(v, m)| (v - mu).powi(2) * m)
+        .sum::<f64>()
+        / at_least_one(count);
+    let variance = biased * count / at_least_one(count - 1.0);
+    let scale = 1.0 / (variance + 1e-8).sqrt();
+    values
+        .iter()
+        .map(|v| (v - mu) * scale + if shift_mean { 0.0 } else { mu })
+        .collect()
 }
 
 /// PPO's clipped value loss per token: `½ max((V − R)², (clip(V, V_old ± ε) − R)²)`.

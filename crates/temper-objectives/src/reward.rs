@@ -19,6 +19,11 @@ pub fn reward_model_loss<B: Backend>(
     center_coefficient: Option<f64>,
 ) -> Result<LossOutput<B>, ObjectiveError> {
     let dims = chosen.dims();
+    if dims[0] == 0 {
+        return Err(ObjectiveError::Batch(
+            "a reward-model batch needs at least one pair".into(),
+        ));
+    }
     check_same_shape("rejected rewards", &dims, &rejected.dims())?;
     let difference = chosen.clone() - rejected.clone();
     let shifted = match margin {

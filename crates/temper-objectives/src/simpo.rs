@@ -1,5 +1,6 @@
 //! SimPO (Meng et al. 2024): reference-free preference optimisation on average log-probs with a
-//! target margin γ, as TRL's CPO trainer computes it with `loss_type="simpo"`.
+//! target margin γ, as TRL's CPO trainer computes it with `loss_type="simpo"` and
+//! `cpo_alpha=0` (TRL's default `cpo_alpha=1` adds the chosen NLL: CPO-SimPO).
 
 use burn::tensor::backend::Backend;
 
@@ -44,6 +45,7 @@ pub fn simpo_loss<B: Backend>(
         (0.0..=0.5).contains(&eps),
         "0 <= ε <= 0.5",
     )?;
+    policy.check()?;
     let avg_chosen = policy.chosen.mean();
     let avg_rejected = policy.rejected.mean();
     let z = (avg_chosen.clone() - avg_rejected.clone())

@@ -17,13 +17,17 @@ use temper_objectives::grpo::{
     k3_kl,
 };
 use temper_objectives::kto::{KtoConfig, KtoLoss, kto_loss};
-use temper_objectives::logprobs::{token_log_probs, token_log_probs_chunked};
+use temper_objectives::logprobs::{token_log_probs, token_log_probs_chunked, token_stats};
 use temper_objectives::orpo::{OrpoNll, orpo_loss};
 use temper_objectives::ppo::{gae, masked_whiten, ppo_value_loss};
-use temper_objectives::preference::{DpoConfig, PreferenceLoss, dpo_loss, sigmoid_loss};
+use temper_objectives::preference::{
+    DpoConfig, PreferenceLoss, discopop_loss, dpo_loss, exo_pair_loss, hinge_loss, ipo_loss,
+    logit_metrics, robust_loss, sigmoid_loss, sigmoid_norm_loss,
+};
 use temper_objectives::reference::{self, Pair};
 use temper_objectives::reward::reward_model_loss;
 use temper_objectives::sft::sft_loss;
+use temper_objectives::sft::token_metrics;
 use temper_objectives::simpo::{SimpoConfig, simpo_loss};
 use temper_objectives::{PairLogProbs, SequenceLogProbs};
 
@@ -109,13 +113,25 @@ proptest! {
             let swapped_loss = dpo_value::<Single>(&config, std::slice::from_ref(s));
             prop_assert!(close(swapped_loss, at_minus_m, REL, ABS));
         }
-        // For every loss that reads only the margin, the same holds through the twins.
-        for loss in [PreferenceLoss::Hinge, PreferenceLoss::Robust, PreferenceLoss::ExoPair, PreferenceLoss::Discopop, PreferenceLoss::Ipo, PreferenceLoss::SigmoidNorm] {
-            let config = config_for(loss, f32ed(beta), 0.1);
-            for (p, s) in pairs.iter().zip(&swapped) {
-                let ours = dpo_value::<Single>(&config, std::slice::from_ref(s));
-                let twin = reference_dpo_loss(&config, &[p.swapped()]);
-                prop_assert!(close(ours, twin, REL, ABS), "{loss}");
+        // Every loss that reads only the (averaged) margin: the swapped pair's loss is that
+        // loss's formula at the negated margin.
+        let beta = f32ed(beta);
+        for (p, s) in pairs.iter().zip(&swapped) {
+            let minus_m = || t1::<Single>(&[-p.margin()]);
+            let averaged = p.margin_per_token();
+            let minus_averaged = || t1::<Single>(&[-averaged]);
+            let at_minus_m = [
+                (PreferenceLoss::Hinge, hinge_loss(beta, minus_m())),
+                (PreferenceLoss::Robust, robust_loss(beta, 0.1, minus_m())),
+                (PreferenceLoss::ExoPair, exo_pair_loss(beta, 0.1, minus_m())),
+                (PreferenceLoss::Discopop, discopop_loss(beta, 0.05, minus_m())),
+                (PreferenceLoss::Ipo, ipo_loss(beta, minus_averaged())),
+                (PreferenceLoss::SigmoidNorm, sigmoid_norm_loss(beta, minus_averaged())),
+            ];
+            for (loss, expected) in at_minus_m {
+                let swapped_loss = dpo_value::<Single>(&config_for(loss, beta, 0.1), std::slice::from_ref(s));
+                let expected = scalar(expected);
+                prop_assert!(close(swapped_loss, expected, REL, ABS), "{loss}: {swapped_loss} vs {expected}");
             }
         }
     }
@@ -240,11 +256,23 @@ proptest! {
         let twin = reference::mean(pairs.iter().map(|p| reference::simpo_loss(config.beta, config.gamma, 0.0, p)));
         prop_assert!(close(ours, twin, REL, ABS), "simpo {ours} vs {twin}");
 
+        // LLaMA-Factory's NLL: per-sequence completion averages, then the batch mean.
         let lambda = f32ed(beta / 10.0);
         let ours = scalar(orpo_loss(lambda, &policy, OrpoNll::Completion).unwrap().loss);
-        let nll = reference::mean(pairs.iter().map(|p| -p.logp_c / p.n_c));
-        let twin = reference::orpo_loss(lambda, nll, &pairs);
-        prop_assert!(close(ours, twin, REL, ABS), "orpo {ours} vs {twin}");
+        let twin = reference::orpo_loss(lambda, reference::orpo_completion_nll(&pairs), &pairs);
+        prop_assert!(close(ours, twin, REL, ABS), "orpo (completion NLL) {ours} vs {twin}");
+
+        // TRL's NLL: one token mean over prompt and completion of every chosen sequence.
+        let prompt: Vec<(f64, f64)> = pairs.iter().map(|p| (f32ed(p.logp_r / 3.0), p.n_r)).collect();
+        let full = SequenceLogProbs::<Single> {
+            sum: t1(&pairs.iter().zip(&prompt).map(|(p, q)| f32ed(p.logp_c + q.0)).collect::<Vec<_>>()),
+            tokens: t1(&pairs.iter().zip(&prompt).map(|(p, q)| p.n_c + q.1).collect::<Vec<_>>()),
+        };
+        let ours = scalar(orpo_loss(lambda, &policy, OrpoNll::PromptAndCompletion(&full)).unwrap().loss);
+        let full_logps: Vec<f64> = values(full.sum.clone());
+        let full_tokens: f64 = values(full.tokens.clone()).iter().sum();
+        let twin = reference::orpo_loss(lambda, reference::sft_loss(&full_logps, full_tokens), &pairs);
+        prop_assert!(close(ours, twin, REL, ABS), "orpo (prompt and completion NLL) {ours} vs {twin}");
     }
 
     #[test]
@@ -356,10 +384,13 @@ proptest! {
         let ours = scalar(ppo_value_loss(row::<Single>(&values_now), row(&old_values), ret, row(&mask), clip).unwrap());
         let twin = reference::mean((0..steps.len()).map(|t| reference::ppo_value_loss(values_now[t], old_values[t], twin_ret[t], clip)));
         prop_assert!(close(ours, twin, 1e-4, 1e-5), "{ours} vs {twin}");
-        if steps.len() > 2 {
-            let white = values(masked_whiten(row::<Single>(&rewards), row(&mask), true));
-            let m = reference::mean(white.iter().copied());
-            prop_assert!(m.abs() < 1e-4, "whitened mean {m}");
+        let partial: Vec<f64> = steps.iter().map(|s| (s.3 > -0.5) as u8 as f64).collect();
+        for (shift_mean, mask) in [(true, &mask), (false, &partial)] {
+            let white = values(masked_whiten(row::<Single>(&rewards), row(mask), shift_mean));
+            let twin = reference::masked_whiten(&rewards, mask, shift_mean);
+            for (a, b) in white.iter().zip(&twin) {
+                prop_assert!(close(*a, *b, 1e-4, 1e-4), "whiten: {a} vs {b}");
+            }
         }
     }
 
@@ -386,6 +417,68 @@ proptest! {
                 prop_assert!(close(plain[i], chunked[i], REL, 1e-6), "{} vs {}", plain[i], chunked[i]);
             }
         }
+    }
+
+    #[test]
+    fn token_statistics_and_their_metrics_equal_their_twins(
+        seq in 1usize..6, vocab in 2usize..9,
+        seed in prop::collection::vec(-10.0f64..10.0, 2 * 6 * 9),
+        labels_seed in prop::collection::vec(0usize..1000, 12),
+    ) {
+        // Two rows: row 0 is "chosen", row 1 "rejected".
+        let logits: Vec<f64> = seed[..2 * seq * vocab].iter().map(|x| f32ed(*x)).collect();
+        let label = |b: usize, t: usize| (labels_seed[b * 6 + t] % vocab) as i64;
+        let kept = |b: usize, t: usize| ((labels_seed[b * 6 + t] / vocab) % 4 != 0) as u8 as f64;
+        let labels: Vec<Vec<i64>> = (0..2).map(|b| (0..seq).map(|t| label(b, t)).collect()).collect();
+        let mask: Vec<Vec<f64>> = (0..2).map(|b| (0..seq).map(|t| kept(b, t)).collect()).collect();
+        let stats = token_stats(t1::<Single>(&logits).reshape([2, seq, vocab]), common::ints2(&labels), t2(&mask), Some(2)).unwrap();
+        let (entropy, top1, mean_logit) = (values(stats.entropy.clone()), values(stats.is_top1.clone()), values(stats.mean_logit.clone()));
+        let (mut twin_top1, mut twin_entropy, mut twin_logits, mut tokens) = (0.0, 0.0, [0.0; 2], [0.0; 2]);
+        for b in 0..2 {
+            for t in 0..seq {
+                let i = b * seq + t;
+                let row = &logits[i * vocab..(i + 1) * vocab];
+                let best = (0..vocab).fold(0, |best, v| if row[v] > row[best] { v } else { best });
+                let is_top1 = mask[b][t] * (best as i64 == labels[b][t]) as u8 as f64;
+                let mean = mask[b][t] * reference::mean(row.iter().copied());
+                let h = mask[b][t] * reference::entropy(row);
+                prop_assert!(close(entropy[i], h, 1e-4, 1e-5), "entropy {} vs {h}", entropy[i]);
+                prop_assert!(close(mean_logit[i], mean, REL, ABS));
+                // Ties in the arg-max may break either way; only distinct maxima are compared.
+                let ties = row.iter().filter(|x| **x == row[best]).count();
+                if ties == 1 {
+                    prop_assert_eq!(top1[i], is_top1);
+                }
+                twin_top1 += top1[i];
+                twin_entropy += h;
+                twin_logits[b] += mean;
+                tokens[b] += mask[b][t];
+            }
+        }
+        let all_tokens = (tokens[0] + tokens[1]).max(1.0);
+        let metric = |m: &temper_objectives::Metrics<Single>, name: &str| scalar(m.get(name).unwrap().clone());
+        let token = token_metrics(&stats, &t2(&mask));
+        prop_assert!(close(metric(&token, "mean_token_accuracy"), twin_top1 / all_tokens, REL, ABS));
+        prop_assert!(close(metric(&token, "entropy"), twin_entropy / all_tokens, 1e-4, 1e-5));
+        let side = |x: &Tensor<Single, 2>, b: usize| x.clone().slice([b..b + 1, 0..seq]);
+        let logit = logit_metrics(side(&stats.mean_logit, 0), side(&t2(&mask), 0), side(&stats.mean_logit, 1), side(&t2(&mask), 1));
+        prop_assert!(close(metric(&logit, "logits/chosen"), twin_logits[0] / tokens[0].max(1.0), REL, ABS));
+        prop_assert!(close(metric(&logit, "logits/rejected"), twin_logits[1] / tokens[1].max(1.0), REL, ABS));
+    }
+
+    #[test]
+    fn pair_batches_split_chosen_first(
+        sums in prop::collection::vec(-50.0f64..0.0, 1..6),
+    ) {
+        let n = sums.len();
+        let both: Vec<f64> = sums.iter().chain(sums.iter().map(|s| s - 1.0).collect::<Vec<_>>().iter()).map(|x| f32ed(*x)).collect();
+        let tokens: Vec<f64> = (0..2 * n).map(|i| i as f64).collect();
+        let pairs = SequenceLogProbs::<Single> { sum: t1(&both), tokens: t1(&tokens) }.split_pairs().unwrap();
+        prop_assert_eq!(values(pairs.chosen.sum), both[..n].to_vec());
+        prop_assert_eq!(values(pairs.rejected.sum), both[n..].to_vec());
+        prop_assert_eq!(values(pairs.rejected.tokens), tokens[n..].to_vec());
+        let odd = SequenceLogProbs::<Single> { sum: t1(&both[..2 * n - 1]), tokens: t1(&tokens[..2 * n - 1]) };
+        prop_assert!(odd.split_pairs().is_err());
     }
 
     #[test]
@@ -460,6 +553,30 @@ fn empty_batches_and_bad_settings_are_errors_or_defined_values_never_nan() {
         assert!(dpo_loss(&bad, &policy, &reference).is_err(), "{bad:?}");
     }
     assert!(group_advantages(t1::<Single>(&[1.0, 2.0, 3.0]), 2, RewardScaling::Group).is_err());
+    let none = t1::<Single>(&[]);
+    let empty_pairs =
+        PairLogProbs::new(none.clone(), none.clone(), none.clone(), none.clone()).unwrap();
+    assert!(dpo_loss(&DpoConfig::default(), &empty_pairs, &empty_pairs).is_err());
+    assert!(simpo_loss(&SimpoConfig::default(), &empty_pairs).is_err());
+    assert!(orpo_loss(0.1, &empty_pairs, OrpoNll::Completion).is_err());
+    assert!(reward_model_loss(none.clone(), none.clone(), None, None).is_err());
+    let no_rows = Tensor::<Single, 2>::zeros([0, 3], &Default::default());
+    let inputs = GrpoInputs {
+        logps: no_rows.clone(),
+        old_logps: None,
+        ref_logps: None,
+        mask: no_rows,
+        advantages: none.clone(),
+    };
+    assert!(grpo_loss(&GrpoConfig::default(), &inputs).is_err());
+    let mismatched = PairLogProbs::<Single> {
+        chosen: policy.chosen.clone(),
+        rejected: SequenceLogProbs {
+            sum: t1(&[1.0, 2.0]),
+            tokens: t1(&[1.0, 1.0]),
+        },
+    };
+    assert!(dpo_loss(&DpoConfig::default(), &mismatched, &reference).is_err());
     assert!("dpo_norm".parse::<PreferenceLoss>() == Ok(PreferenceLoss::SigmoidNorm));
     assert!("nope".parse::<PreferenceLoss>().is_err());
     let one = t2::<Single>(&[vec![-1.0, -2.0]]);
