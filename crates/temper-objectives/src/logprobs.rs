@@ -246,10 +246,14 @@ fn gather_log_probs<B: Backend>(
     mask: Tensor<B, 2>,
 ) -> Tensor<B, 2> {
     let labels = safe_labels(labels, &mask);
-    let log_probs = log_softmax(logits, 2)
-        .gather(2, labels.unsqueeze_dim(2))
-        .squeeze_dim(2);
-    zero_where_masked(log_probs, &mask)
+    // `x[label] − logsumexp(x)` with the row max shifted out: the same stable value as a
+    // log-softmax followed by a gather, without materialising a second `[B, T, V]` tensor of
+    // log-probabilities. The max is detached: the shift cancels, so its gradient is zero.
+    let max = logits.clone().detach().max_dim(2);
+    let shifted = logits - max;
+    let picked = shifted.clone().gather(2, labels.unsqueeze_dim(2));
+    let log_sum_exp = shifted.exp().sum_dim(2).log();
+    zero_where_masked((picked - log_sum_exp).squeeze_dim(2), &mask)
 }
 
 /// Zeroes masked positions by selection, not multiplication: a masked position may score
