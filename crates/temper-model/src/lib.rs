@@ -1,0 +1,20 @@
+//! Decoder-only transformers configured from Hugging Face `config.json`.
+//!
+//! Work in progress (issue 4): today this crate reads and validates the configs of the
+//! supported families ([`config`]) and computes RoPE frequencies as transformers does
+//! ([`rope`]). The Burn model, checkpoint IO, LoRA and generation come next.
+//!
+//! ```
+//! let json = r#"{"model_type": "qwen2", "vocab_size": 32, "hidden_size": 16,
+//!   "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+//!   "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 10000.0}"#;
+//! let config = temper_model::ModelConfig::from_json(json)?;
+//! assert_eq!(config.head_dim, 4);
+//! assert!(config.attention_bias); // Qwen2 projects q, k, v with a bias
+//! # Ok::<(), temper_model::ConfigError>(())
+//! ```
+
+pub mod config;
+pub mod rope;
+
+pub use config::{ConfigError, Family, ModelConfig, NormPlacement, QkNorm, RopeScaling};
