@@ -130,3 +130,29 @@ fn broken_configs_are_clear_errors() {
     let missing = ModelConfig::from_json(r#"{"model_type": "qwen2"}"#).unwrap_err();
     assert!(missing.to_string().contains("is missing"), "{missing}");
 }
+
+#[test]
+fn configs_written_by_transformers_resolve() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/models");
+    let read = |name: &str| {
+        let text =
+            std::fs::read_to_string(format!("{dir}/{name}/config.json")).expect("fixture config");
+        ModelConfig::from_json(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let llama = read("llama");
+    assert_eq!((llama.rope_theta, llama.head_dim), (500000.0, 4));
+    assert_eq!(
+        llama.rope_scaling.unwrap().original_max_position_embeddings,
+        16
+    );
+    let qwen2 = read("qwen2");
+    assert!(qwen2.tie_word_embeddings && qwen2.attention_bias);
+    assert_eq!(qwen2.rope_theta, 1000000.0);
+    assert_eq!(read("qwen3").head_dim, 8);
+    assert_eq!(read("mistral").layer_windows, vec![Some(4); 2]);
+    let olmo2 = read("olmo2");
+    assert_eq!(
+        (olmo2.norm_placement, olmo2.eos_token_ids.clone()),
+        (NormPlacement::Post, vec![2042])
+    );
+}
