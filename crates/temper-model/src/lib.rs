@@ -1,8 +1,10 @@
 //! Decoder-only transformers configured from Hugging Face `config.json`.
 //!
 //! Work in progress (issue 4): today this crate reads and validates the configs of the
-//! supported families ([`config`]) and computes RoPE frequencies as transformers does
-//! ([`rope`]). The Burn model, checkpoint IO, LoRA and generation come next.
+//! supported families ([`config`]), computes RoPE frequencies as transformers does ([`rope`]),
+//! and opens safetensors checkpoints, single or sharded, checking every tensor against the
+//! config by name and shape ([`checkpoint`]). The Burn model, saving, LoRA and generation come
+//! next.
 //!
 //! ```
 //! let json = r#"{"model_type": "qwen2", "vocab_size": 32, "hidden_size": 16,
@@ -14,7 +16,9 @@
 //! # Ok::<(), temper_model::ConfigError>(())
 //! ```
 
+pub mod checkpoint;
 pub mod config;
 pub mod rope;
 
+pub use checkpoint::{Checkpoint, CheckpointError};
 pub use config::{ConfigError, Family, ModelConfig, NormPlacement, QkNorm, RopeScaling};

@@ -1,0 +1,266 @@
+//! A Hugging Face checkpoint directory as a set of named tensors: `model.safetensors`, or the
+//! shards listed by `model.safetensors.index.json`, memory-mapped (nothing is read into memory
+//! until a tensor is used, so loading never holds the file and the model twice).
+//!
+//! [`expected_tensors`] lists the HF names and shapes a config implies; [`Checkpoint::verify`]
+//! reports every missing, unexpected and mis-shaped tensor by name before any weight is loaded.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+
+use crate::config::{ModelConfig, NormPlacement, QkNorm};
+
+/// Why a checkpoint cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("{dir}: no model.safetensors or model.safetensors.index.json")]
+    NotFound { dir: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a valid safetensors file ({reason})")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path}: {reason}")]
+    Index { path: PathBuf, reason: String },
+    #[error("{dir}: checkpoint does not match config.json: {details}")]
+    Mismatch { dir: PathBuf, details: String },
+}
+
+/// A stored tensor's element type and shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredTensor {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    /// The file (shard) that holds it.
+    pub file: usize,
+    /// Its bytes within that file.
+    pub bytes: std::ops::Range<usize>,
+}
+
+/// Memory-mapped safetensors files and where each tensor lives.
+pub struct Checkpoint {
+    dir: PathBuf,
+    files: Vec<(PathBuf, Mmap)>,
+    tensors: BTreeMap<String, StoredTensor>,
+}
+
+/// Tensors older checkpoints carry that the model recomputes.
+const IGNORED_SUFFIXES: [&str; 1] = ["rotary_emb.inv_freq"];
+
+impl Checkpoint {
+    /// Opens `dir/model.safetensors`, or every shard named by `dir/model.safetensors.index.json`.
+    pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
+        let index_path = dir.join("model.safetensors.index.json");
+        let single = dir.join("model.safetensors");
+        let shard_names = if index_path.is_file() {
+            shards_of(&index_path)?
+        } else if single.is_file() {
+            vec!["model.safetensors".to_string()]
+        } else {
+            return Err(CheckpointError::NotFound {
+                dir: dir.to_path_buf(),
+            });
+        };
+        let mut files = Vec::with_capacity(shard_names.len());
+        let mut tensors = BTreeMap::new();
+        for (file_index, name) in shard_names.iter().enumerate() {
+            let path = dir.join(name);
+            let map = map_file(&path)?;
+            let parsed = SafeTensors::deserialize(&map).map_err(|e| CheckpointError::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            for (tensor_name, view) in parsed.tensors() {
+                let start = view.data().as_ptr() as usize - map.as_ptr() as usize;
+                let stored = StoredTensor {
+                    dtype: view.dtype(),
+                    shape: view.shape().to_vec(),
+                    file: file_index,
+                    bytes: start..start + view.data().len(),
+                };
+                if tensors.insert(tensor_name.clone(), stored).is_some() {
+                    return Err(CheckpointError::Index {
+                        path: path.clone(),
+                        reason: format!("tensor `{tensor_name}` is stored in two shards"),
+                    });
+                }
+            }
+            files.push((path, map));
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            files,
+            tensors,
+        })
+    }
+
+    /// Every stored tensor, by name.
+    pub fn tensors(&self) -> &BTreeMap<String, StoredTensor> {
+        &self.tensors
+    }
+
+    /// The raw little-endian bytes of one tensor, borrowed from the memory map.
+    pub fn bytes(&self, name: &str) -> Option<&[u8]> {
+        let stored = self.tensors.get(name)?;
+        let (_, map) = &self.files[stored.file];
+        map.get(stored.bytes.clone())
+    }
+
+    /// Checks the stored tensors against what `config` needs: every missing, unexpected and
+    /// mis-shaped tensor is named in one error.
+    pub fn verify(&self, config: &ModelConfig) -> Result<(), CheckpointError> {
+        let expected: HashMap<String, Vec<usize>> = expected_tensors(config).into_iter().collect();
+        let mut missing: Vec<&str> = expected
+            .keys()
+            .filter(|name| !self.tensors.contains_key(*name))
+            .map(String::as_str)
+            .collect();
+        missing.sort_unstable();
+        let unexpected: Vec<&str> = self
+            .tensors
+            .keys()
+            .filter(|name| !expected.contains_key(*name))
+            .filter(|name| !IGNORED_SUFFIXES.iter().any(|s| name.ends_with(s)))
+            .filter(|name| !(config.tie_word_embeddings && *name == "lm_head.weight"))
+            .map(String::as_str)
+            .collect();
+        let misshaped: Vec<String> = self
+            .tensors
+            .iter()
+            .filter_map(|(name, stored)| {
+                let want = expected.get(name)?;
+                (want != &stored.shape)
+                    .then(|| format!("{name} is {:?}, expected {want:?}", stored.shape))
+            })
+            .collect();
+        let mut problems = Vec::new();
+        if !missing.is_empty() {
+            problems.push(format!("missing {}", missing.join(", ")));
+        }
+        if !unexpected.is_empty() {
+            problems.push(format!("unexpected {}", unexpected.join(", ")));
+        }
+        if !misshaped.is_empty() {
+            problems.push(format!("wrong shape: {}", misshaped.join("; ")));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(CheckpointError::Mismatch {
+                dir: self.dir.clone(),
+                details: problems.join("; "),
+            })
+        }
+    }
+}
+
+/// The HF tensor names and shapes (`[out, in]` for linear weights) a config implies.
+pub fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
+    let h = config.hidden_size;
+    let q = config.num_heads * config.head_dim;
+    let kv = config.num_kv_heads * config.head_dim;
+    let i = config.intermediate_size;
+    let mut out = vec![
+        (
+            "model.embed_tokens.weight".to_string(),
+            vec![config.vocab_size, h],
+        ),
+        ("model.norm.weight".to_string(), vec![h]),
+    ];
+    if !config.tie_word_embeddings {
+        out.push(("lm_head.weight".to_string(), vec![config.vocab_size, h]));
+    }
+    for layer in 0..config.num_layers {
+        let mut add = |name: &str, shape: Vec<usize>| {
+            out.push((format!("model.layers.{layer}.{name}"), shape))
+        };
+        for (proj, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
+            add(&format!("self_attn.{proj}.weight"), vec![rows, h]);
+            if config.attention_bias {
+                add(&format!("self_attn.{proj}.bias"), vec![rows]);
+            }
+        }
+        add("self_attn.o_proj.weight", vec![h, q]);
+        if config.output_bias {
+            add("self_attn.o_proj.bias", vec![h]);
+        }
+        match config.qk_norm {
+            QkNorm::None => {}
+            QkNorm::PerHead => {
+                add("self_attn.q_norm.weight", vec![config.head_dim]);
+                add("self_attn.k_norm.weight", vec![config.head_dim]);
+            }
+            QkNorm::AllHeads => {
+                add("self_attn.q_norm.weight", vec![q]);
+                add("self_attn.k_norm.weight", vec![kv]);
+            }
+        }
+        for (proj, shape) in [
+            ("gate_proj", vec![i, h]),
+            ("up_proj", vec![i, h]),
+            ("down_proj", vec![h, i]),
+        ] {
+            let rows = shape[0];
+            add(&format!("mlp.{proj}.weight"), shape);
+            if config.mlp_bias {
+                add(&format!("mlp.{proj}.bias"), vec![rows]);
+            }
+        }
+        let norms: [&str; 2] = match config.norm_placement {
+            NormPlacement::Pre => ["input_layernorm", "post_attention_layernorm"],
+            NormPlacement::Post => ["post_attention_layernorm", "post_feedforward_layernorm"],
+        };
+        for norm in norms {
+            add(&format!("{norm}.weight"), vec![h]);
+        }
+    }
+    out
+}
+
+fn map_file(path: &Path) -> Result<Mmap, CheckpointError> {
+    let io = |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io)?;
+    // SAFETY: the map is read-only and lives as long as the checkpoint; a checkpoint file
+    // changed by another process while mapped is outside what any loader can guard against.
+    unsafe { Mmap::map(&file) }.map_err(io)
+}
+
+/// The distinct shard file names of an index, in first-seen order.
+fn shards_of(index_path: &Path) -> Result<Vec<String>, CheckpointError> {
+    let text = std::fs::read_to_string(index_path).map_err(|source| CheckpointError::Io {
+        path: index_path.to_path_buf(),
+        source,
+    })?;
+    let bad = |reason: &str| CheckpointError::Index {
+        path: index_path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let index: Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+    let map = index
+        .get("weight_map")
+        .and_then(Value::as_object)
+        .ok_or_else(|| bad("no `weight_map` object"))?;
+    let mut shards: Vec<String> = Vec::new();
+    for file in map.values() {
+        let file = file
+            .as_str()
+            .ok_or_else(|| bad("a `weight_map` value is not a file name"))?;
+        if file.contains('/') || file.contains('\\') || file == ".." {
+            return Err(bad("shard names must be plain file names"));
+        }
+        if !shards.iter().any(|s| s == file) {
+            shards.push(file.to_string());
+        }
+    }
+    Ok(shards)
+}
