@@ -1,10 +1,10 @@
 //! Decoder-only transformers configured from Hugging Face `config.json`.
 //!
 //! Work in progress (issue 4): today this crate reads and validates the configs of the
-//! supported families ([`config`]), computes RoPE frequencies as transformers does ([`rope`]),
-//! and opens safetensors checkpoints, single or sharded, checking every tensor against the
-//! config by name and shape ([`checkpoint`]). The Burn model, saving, LoRA and generation come
-//! next.
+//! supported families ([`config`]), opens safetensors checkpoints, single or sharded, checking
+//! every tensor against the config by name and shape ([`checkpoint`]), and runs the forward
+//! pass over Burn ([`model`], loaded by [`load_model`]) with transformers' logits. Saving,
+//! LoRA and generation come next.
 //!
 //! ```
 //! let json = r#"{"model_type": "qwen2", "vocab_size": 32, "hidden_size": 16,
@@ -16,9 +16,15 @@
 //! # Ok::<(), temper_model::ConfigError>(())
 //! ```
 
+pub mod attention;
 pub mod checkpoint;
 pub mod config;
+pub mod layers;
+pub mod load;
+pub mod model;
 pub mod rope;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use config::{ConfigError, Family, ModelConfig, NormPlacement, QkNorm, RopeScaling};
+pub use load::{LoadError, load_model};
+pub use model::CausalLm;

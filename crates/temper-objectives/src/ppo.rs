@@ -60,8 +60,9 @@ pub fn masked_whiten<B: Backend>(
     let centred = values - mean.clone().unsqueeze::<2>();
     let biased_var = (centred.clone().square() * mask).sum() / count.clone().clamp_min(1.0);
     let bessel = count.clone() / count.sub_scalar(1.0).clamp_min(1.0);
-    let scale = (biased_var * bessel).add_scalar(1e-8).sqrt().recip();
-    let whitened = centred * scale.unsqueeze::<2>();
+    // Divide rather than multiply by `recip()`: burn-ndarray's SIMD reciprocal is approximate.
+    let std = (biased_var * bessel).add_scalar(1e-8).sqrt();
+    let whitened = centred / std.unsqueeze::<2>();
     if shift_mean {
         whitened
     } else {

@@ -1,0 +1,156 @@
+//! Grouped-query self-attention with RoPE in Hugging Face's half-rotation layout, optional
+//! q/k RMSNorm (Qwen3 per head, OLMo 2 over all heads), and causal, padding and sliding-window
+//! masks.
+
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
+
+use crate::config::QkNorm;
+use crate::layers::RmsNorm;
+
+/// RoPE's cosines and sines per token, `[batch, seq, head_dim]` each (the `head_dim / 2`
+/// frequencies repeated twice, as transformers' `cat((freqs, freqs))`).
+#[derive(Clone, Debug)]
+pub struct Rotary<B: Backend> {
+    pub cos: Tensor<B, 3>,
+    pub sin: Tensor<B, 3>,
+}
+
+impl<B: Backend> Rotary<B> {
+    /// From position ids `[batch, seq]` and inverse frequencies `[head_dim / 2]`.
+    pub fn new(positions: Tensor<B, 2>, inverse_frequencies: Tensor<B, 1>) -> Self {
+        let [batch, seq] = positions.dims();
+        let half = inverse_frequencies.dims()[0];
+        let angles = positions.reshape([batch, seq, 1]) * inverse_frequencies.reshape([1, 1, half]);
+        let angles = Tensor::cat(vec![angles.clone(), angles], 2);
+        Self {
+            cos: angles.clone().cos(),
+            sin: angles.sin(),
+        }
+    }
+
+    /// Rotates `x` `[batch, heads, seq, head_dim]`: `x·cos + rotate_half(x)·sin` with
+    /// `rotate_half([x₁, x₂]) = [−x₂, x₁]`.
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [batch, heads, seq, dim] = x.dims();
+        let half = dim / 2;
+        let first = x.clone().slice([0..batch, 0..heads, 0..seq, 0..half]);
+        let second = x.clone().slice([0..batch, 0..heads, 0..seq, half..dim]);
+        let rotated = Tensor::cat(vec![second.neg(), first], 3);
+        let cos = self.cos.clone().unsqueeze_dim::<4>(1);
+        let sin = self.sin.clone().unsqueeze_dim::<4>(1);
+        x * cos + rotated * sin
+    }
+}
+
+/// Self-attention of one decoder layer.
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    pub q_proj: Linear<B>,
+    pub k_proj: Linear<B>,
+    pub v_proj: Linear<B>,
+    pub o_proj: Linear<B>,
+    pub q_norm: Option<RmsNorm<B>>,
+    pub k_norm: Option<RmsNorm<B>>,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub per_head_norm: bool,
+}
+
+impl<B: Backend> Attention<B> {
+    /// `x` `[batch, seq, hidden]`, `mask` `[batch, 1, seq, seq]` (true = may attend).
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rotary: &Rotary<B>,
+        mask: Tensor<B, 4, Bool>,
+    ) -> Tensor<B, 3> {
+        let [batch, seq, _] = x.dims();
+        let (heads, kv_heads, dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let mut q = self.q_proj.forward(x.clone());
+        let mut k = self.k_proj.forward(x.clone());
+        let v = self.v_proj.forward(x);
+        if !self.per_head_norm {
+            q = norm_or_same(&self.q_norm, q);
+            k = norm_or_same(&self.k_norm, k);
+        }
+        let split = |t: Tensor<B, 3>, n: usize| t.reshape([batch, seq, n, dim]);
+        let (mut q, mut k, v) = (split(q, heads), split(k, kv_heads), split(v, kv_heads));
+        if self.per_head_norm {
+            q = norm_or_same(&self.q_norm, q);
+            k = norm_or_same(&self.k_norm, k);
+        }
+        let q = rotary.apply(q.swap_dims(1, 2));
+        let k = repeat_kv(rotary.apply(k.swap_dims(1, 2)), heads / kv_heads);
+        let v = repeat_kv(v.swap_dims(1, 2), heads / kv_heads);
+        let scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar((dim as f64).powf(-0.5));
+        let scores = scores.mask_fill(mask.bool_not(), f32::MIN);
+        let context = softmax(scores, 3).matmul(v);
+        let context = context.swap_dims(1, 2).reshape([batch, seq, heads * dim]);
+        self.o_proj.forward(context)
+    }
+}
+
+fn norm_or_same<B: Backend, const D: usize>(
+    norm: &Option<RmsNorm<B>>,
+    x: Tensor<B, D>,
+) -> Tensor<B, D> {
+    match norm {
+        Some(norm) => norm.forward(x),
+        None => x,
+    }
+}
+
+/// `[batch, kv_heads, seq, dim]` → `[batch, kv_heads · n_rep, seq, dim]`, each kv head repeated
+/// for its `n_rep` query heads in turn (transformers' `repeat_kv`).
+fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
+    if n_rep == 1 {
+        return x;
+    }
+    let [batch, kv_heads, seq, dim] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .repeat_dim(2, n_rep)
+        .reshape([batch, kv_heads * n_rep, seq, dim])
+}
+
+/// Which keys each query may attend to, `[batch, 1, seq, seq]`: earlier or same index, not
+/// padding (`attention_mask` 0), and within `window` indices when the layer slides.
+pub fn attention_mask<B: Backend>(
+    padding: Tensor<B, 2>,
+    window: Option<usize>,
+) -> Tensor<B, 4, Bool> {
+    let [batch, seq] = padding.dims();
+    let device = padding.device();
+    let query = Tensor::<B, 1, burn::tensor::Int>::arange(0..seq as i64, &device)
+        .float()
+        .reshape([seq, 1]);
+    let key = query.clone().reshape([1, seq]);
+    let offset = query - key; // q_idx − kv_idx
+    let mut allowed = offset.clone().greater_equal_elem(0.0);
+    if let Some(window) = window {
+        allowed = allowed.bool_and(offset.lower_elem(window as f64));
+    }
+    let keys = padding.greater_elem(0.0).reshape([batch, 1, 1, seq]);
+    allowed
+        .reshape([1, 1, seq, seq])
+        .expand([batch, 1, seq, seq])
+        .bool_and(keys.expand([batch, 1, seq, seq]))
+}
+
+/// The q/k norms a config asks for, with their widths.
+pub fn qk_norm_widths(
+    qk_norm: QkNorm,
+    heads: usize,
+    kv_heads: usize,
+    dim: usize,
+) -> Option<(usize, usize)> {
+    match qk_norm {
+        QkNorm::None => None,
+        QkNorm::PerHead => Some((dim, dim)),
+        QkNorm::AllHeads => Some((heads * dim, kv_heads * dim)),
+    }
+}

@@ -1,0 +1,104 @@
+//! The decoder-only transformer: embeddings, decoder layers (pre-norm, or OLMo 2's post-norm),
+//! final norm and LM head (tied to the embeddings or not).
+
+use burn::module::Module;
+use burn::nn::{Embedding, Linear};
+use burn::tensor::{Int, Tensor, backend::Backend};
+
+use crate::attention::{Attention, Rotary, attention_mask};
+use crate::config::{ModelConfig, NormPlacement};
+use crate::layers::{Mlp, RmsNorm};
+
+/// One decoder layer.
+#[derive(Module, Debug)]
+pub struct DecoderLayer<B: Backend> {
+    pub self_attn: Attention<B>,
+    pub mlp: Mlp<B>,
+    /// Pre-norm: before attention (`input_layernorm`); post-norm: after attention
+    /// (`post_attention_layernorm`).
+    pub attention_norm: RmsNorm<B>,
+    /// Pre-norm: before the MLP (`post_attention_layernorm`); post-norm: after the MLP
+    /// (`post_feedforward_layernorm`).
+    pub mlp_norm: RmsNorm<B>,
+    pub post_norm: bool,
+    /// Sliding attention window of this layer, if any.
+    pub window: Option<usize>,
+}
+
+impl<B: Backend> DecoderLayer<B> {
+    pub fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rotary: &Rotary<B>,
+        padding: &Tensor<B, 2>,
+    ) -> Tensor<B, 3> {
+        let mask = attention_mask(padding.clone(), self.window);
+        if self.post_norm {
+            let h = x.clone()
+                + self
+                    .attention_norm
+                    .forward(self.self_attn.forward(x, rotary, mask));
+            h.clone() + self.mlp_norm.forward(self.mlp.forward(h))
+        } else {
+            let h = x.clone()
+                + self
+                    .self_attn
+                    .forward(self.attention_norm.forward(x), rotary, mask);
+            h.clone() + self.mlp.forward(self.mlp_norm.forward(h))
+        }
+    }
+}
+
+/// A causal language model of any supported family.
+#[derive(Module, Debug)]
+pub struct CausalLm<B: Backend> {
+    pub embed_tokens: Embedding<B>,
+    pub layers: Vec<DecoderLayer<B>>,
+    pub norm: RmsNorm<B>,
+    /// `None` when the head is tied to the embeddings.
+    pub lm_head: Option<Linear<B>>,
+    /// RoPE inverse frequencies `[head_dim / 2]`: a constant, not a parameter.
+    pub inverse_frequencies: Tensor<B, 1>,
+}
+
+impl<B: Backend> CausalLm<B> {
+    /// Logits `[batch, seq, vocab]` for `input_ids` `[batch, seq]`, with `attention_mask`
+    /// `[batch, seq]` (1 = token, 0 = padding) and `position_ids` `[batch, seq]` (left padding:
+    /// 0 at the first real token; packing: restart at each sequence).
+    pub fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2>,
+        position_ids: Tensor<B, 2, Int>,
+    ) -> Tensor<B, 3> {
+        let rotary = Rotary::new(position_ids.float(), self.inverse_frequencies.clone());
+        let mut x = self.embed_tokens.forward(input_ids);
+        for layer in &self.layers {
+            x = layer.forward(x, &rotary, &attention_mask);
+        }
+        let x = self.norm.forward(x);
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => x.matmul(self.embed_tokens.weight.val().transpose().unsqueeze()),
+        }
+    }
+
+    /// Position ids for a batch from its attention mask: 0 at each row's first real token,
+    /// counting only real tokens (what transformers' `generate` does for left padding).
+    pub fn positions_from_mask(attention_mask: &Tensor<B, 2>) -> Tensor<B, 2, Int> {
+        attention_mask
+            .clone()
+            .cumsum(1)
+            .sub_scalar(1.0)
+            .clamp_min(0.0)
+            .int()
+    }
+}
+
+/// Per-layer flags the config decides.
+pub(crate) fn layer_shape(config: &ModelConfig, layer: usize) -> (bool, Option<usize>) {
+    (
+        config.norm_placement == NormPlacement::Post,
+        config.layer_windows.get(layer).copied().flatten(),
+    )
+}
