@@ -60,12 +60,15 @@ pub struct Attention<B: Backend> {
 }
 
 impl<B: Backend> Attention<B> {
-    /// `x` `[batch, seq, hidden]`, `mask` `[batch, 1, seq, seq]` (true = may attend).
+    /// `x` `[batch, new, hidden]` (the new tokens), `mask` `[batch, 1, new, total]` (true = may
+    /// attend), `cache` the keys and values of earlier tokens, extended by the new ones
+    /// (`None`: no earlier tokens, nothing kept).
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
         rotary: &Rotary<B>,
         mask: Tensor<B, 4, Bool>,
+        cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
         let [batch, seq, _] = x.dims();
         let (heads, kv_heads, dim) = (self.num_heads, self.num_kv_heads, self.head_dim);
@@ -83,8 +86,13 @@ impl<B: Backend> Attention<B> {
             k = norm_or_same(&self.k_norm, k);
         }
         let q = rotary.apply(q.swap_dims(1, 2));
-        let k = repeat_kv(rotary.apply(k.swap_dims(1, 2)), heads / kv_heads);
-        let v = repeat_kv(v.swap_dims(1, 2), heads / kv_heads);
+        let (k, v) = (rotary.apply(k.swap_dims(1, 2)), v.swap_dims(1, 2));
+        let (k, v) = match cache {
+            Some(cache) => cache.extend(k, v),
+            None => (k, v),
+        };
+        let k = repeat_kv(k, heads / kv_heads);
+        let v = repeat_kv(v, heads / kv_heads);
         let scores = q
             .matmul(k.swap_dims(2, 3))
             .mul_scalar((dim as f64).powf(-0.5));
@@ -92,6 +100,42 @@ impl<B: Backend> Attention<B> {
         let context = softmax(scores, 3).matmul(v);
         let context = context.swap_dims(1, 2).reshape([batch, seq, heads * dim]);
         self.o_proj.forward(context)
+    }
+}
+
+/// One layer's keys (after RoPE) and values of the tokens seen so far, `[batch, kv_heads,
+/// seq, head_dim]` each.
+#[derive(Clone, Debug, Default)]
+pub struct LayerCache<B: Backend> {
+    keys: Option<Tensor<B, 4>>,
+    values: Option<Tensor<B, 4>>,
+}
+
+impl<B: Backend> LayerCache<B> {
+    /// Appends the new tokens' keys and values; returns all of them.
+    pub fn extend(
+        &mut self,
+        keys: Tensor<B, 4>,
+        values: Tensor<B, 4>,
+    ) -> (Tensor<B, 4>, Tensor<B, 4>) {
+        let join = |old: Option<Tensor<B, 4>>, new: Tensor<B, 4>| match old {
+            Some(old) => Tensor::cat(vec![old, new], 2),
+            None => new,
+        };
+        let keys = join(self.keys.take(), keys);
+        let values = join(self.values.take(), values);
+        self.keys = Some(keys.clone());
+        self.values = Some(values.clone());
+        (keys, values)
+    }
+
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.keys.as_ref().map_or(0, |k| k.dims()[2])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -117,28 +161,33 @@ fn repeat_kv<B: Backend>(x: Tensor<B, 4>, n_rep: usize) -> Tensor<B, 4> {
         .reshape([batch, kv_heads * n_rep, seq, dim])
 }
 
-/// Which keys each query may attend to, `[batch, 1, seq, seq]`: earlier or same index, not
-/// padding (`attention_mask` 0), and within `window` indices when the layer slides.
+/// Which keys the last `queries` tokens may attend to, `[batch, 1, queries, total]`: earlier
+/// or same index, not padding (`padding` `[batch, total]` is 0 there), and within `window`
+/// indices when the layer slides. Indices count padding, as transformers' masks do.
 pub fn attention_mask<B: Backend>(
     padding: Tensor<B, 2>,
     window: Option<usize>,
+    queries: usize,
 ) -> Tensor<B, 4, Bool> {
-    let [batch, seq] = padding.dims();
+    let [batch, total] = padding.dims();
     let device = padding.device();
-    let query = Tensor::<B, 1, burn::tensor::Int>::arange(0..seq as i64, &device)
+    let start = (total - queries) as i64;
+    let query = Tensor::<B, 1, burn::tensor::Int>::arange(start..total as i64, &device)
         .float()
-        .reshape([seq, 1]);
-    let key = query.clone().reshape([1, seq]);
+        .reshape([queries, 1]);
+    let key = Tensor::<B, 1, burn::tensor::Int>::arange(0..total as i64, &device)
+        .float()
+        .reshape([1, total]);
     let offset = query - key; // q_idx − kv_idx
     let mut allowed = offset.clone().greater_equal_elem(0.0);
     if let Some(window) = window {
         allowed = allowed.bool_and(offset.lower_elem(window as f64));
     }
-    let keys = padding.greater_elem(0.0).reshape([batch, 1, 1, seq]);
+    let keys = padding.greater_elem(0.0).reshape([batch, 1, 1, total]);
     allowed
-        .reshape([1, 1, seq, seq])
-        .expand([batch, 1, seq, seq])
-        .bool_and(keys.expand([batch, 1, seq, seq]))
+        .reshape([1, 1, queries, total])
+        .expand([batch, 1, queries, total])
+        .bool_and(keys.expand([batch, 1, queries, total]))
 }
 
 /// The q/k norms a config asks for, with their widths.

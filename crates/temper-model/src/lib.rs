@@ -3,8 +3,8 @@
 //! Work in progress (issue 4): today this crate reads and validates the configs of the
 //! supported families ([`config`]), opens safetensors checkpoints, single or sharded, checking
 //! every tensor against the config by name and shape ([`checkpoint`]), and runs the forward
-//! pass over Burn ([`model`], loaded by [`load_model`]) with transformers' logits. Saving,
-//! LoRA and generation come next.
+//! pass over Burn ([`model`], loaded by [`load_model`]) with transformers' logits, and
+//! generates with a KV cache ([`generate`]). Saving and LoRA come next.
 //!
 //! ```
 //! let json = r#"{"model_type": "qwen2", "vocab_size": 32, "hidden_size": 16,
@@ -19,6 +19,7 @@
 pub mod attention;
 pub mod checkpoint;
 pub mod config;
+pub mod generate;
 pub mod layers;
 pub mod load;
 pub mod model;
@@ -26,5 +27,6 @@ pub mod rope;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use config::{ConfigError, Family, ModelConfig, NormPlacement, QkNorm, RopeScaling};
+pub use generate::{Decoding, Generation, GenerationConfig, generate};
 pub use load::{LoadError, load_model};
-pub use model::CausalLm;
+pub use model::{CausalLm, KvCache};

@@ -1,11 +1,11 @@
 //! The decoder-only transformer: embeddings, decoder layers (pre-norm, or OLMo 2's post-norm),
-//! final norm and LM head (tied to the embeddings or not).
+//! final norm and LM head (tied to the embeddings or not), with or without a KV cache.
 
 use burn::module::Module;
 use burn::nn::{Embedding, Linear};
 use burn::tensor::{Int, Tensor, backend::Backend};
 
-use crate::attention::{Attention, Rotary, attention_mask};
+use crate::attention::{Attention, LayerCache, Rotary, attention_mask};
 use crate::config::{ModelConfig, NormPlacement};
 use crate::layers::{Mlp, RmsNorm};
 
@@ -26,26 +26,47 @@ pub struct DecoderLayer<B: Backend> {
 }
 
 impl<B: Backend> DecoderLayer<B> {
+    /// `x` `[batch, new, hidden]`; `padding` `[batch, total]` covers cached and new tokens.
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
         rotary: &Rotary<B>,
         padding: &Tensor<B, 2>,
+        cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
-        let mask = attention_mask(padding.clone(), self.window);
+        let mask = attention_mask(padding.clone(), self.window, x.dims()[1]);
         if self.post_norm {
-            let h = x.clone()
-                + self
-                    .attention_norm
-                    .forward(self.self_attn.forward(x, rotary, mask));
+            let attended = self.self_attn.forward(x.clone(), rotary, mask, cache);
+            let h = x + self.attention_norm.forward(attended);
             h.clone() + self.mlp_norm.forward(self.mlp.forward(h))
         } else {
-            let h = x.clone()
-                + self
-                    .self_attn
-                    .forward(self.attention_norm.forward(x), rotary, mask);
+            let normed = self.attention_norm.forward(x.clone());
+            let h = x + self.self_attn.forward(normed, rotary, mask, cache);
             h.clone() + self.mlp.forward(self.mlp_norm.forward(h))
         }
+    }
+}
+
+/// Keys and values of every layer, for incremental decoding.
+#[derive(Clone, Debug)]
+pub struct KvCache<B: Backend> {
+    pub layers: Vec<LayerCache<B>>,
+}
+
+impl<B: Backend> KvCache<B> {
+    pub fn new(num_layers: usize) -> Self {
+        Self {
+            layers: (0..num_layers).map(|_| LayerCache::default()).collect(),
+        }
+    }
+
+    /// Positions held (padding included).
+    pub fn len(&self) -> usize {
+        self.layers.first().map_or(0, LayerCache::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -74,8 +95,30 @@ impl<B: Backend> CausalLm<B> {
         let rotary = Rotary::new(position_ids.float(), self.inverse_frequencies.clone());
         let mut x = self.embed_tokens.forward(input_ids);
         for layer in &self.layers {
-            x = layer.forward(x, &rotary, &attention_mask);
+            x = layer.forward(x, &rotary, &attention_mask, None);
         }
+        self.head(x)
+    }
+
+    /// Logits `[batch, new, vocab]` for `new` tokens after those held in `cache`, which gains
+    /// them. `attention_mask` `[batch, cached + new]` covers every token so far;
+    /// `position_ids` `[batch, new]` the new ones.
+    pub fn forward_cached(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2>,
+        position_ids: Tensor<B, 2, Int>,
+        cache: &mut KvCache<B>,
+    ) -> Tensor<B, 3> {
+        let rotary = Rotary::new(position_ids.float(), self.inverse_frequencies.clone());
+        let mut x = self.embed_tokens.forward(input_ids);
+        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            x = layer.forward(x, &rotary, &attention_mask, Some(layer_cache));
+        }
+        self.head(x)
+    }
+
+    fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = self.norm.forward(x);
         match &self.lm_head {
             Some(head) => head.forward(x),
