@@ -3,11 +3,11 @@
 //! masks.
 
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
 
 use crate::config::QkNorm;
 use crate::layers::RmsNorm;
+use crate::lora::Projection;
 
 /// RoPE's cosines and sines per token, `[batch, seq, head_dim]` each (the `head_dim / 2`
 /// frequencies repeated twice, as transformers' `cat((freqs, freqs))`).
@@ -47,10 +47,10 @@ impl<B: Backend> Rotary<B> {
 /// Self-attention of one decoder layer.
 #[derive(Module, Debug)]
 pub struct Attention<B: Backend> {
-    pub q_proj: Linear<B>,
-    pub k_proj: Linear<B>,
-    pub v_proj: Linear<B>,
-    pub o_proj: Linear<B>,
+    pub q_proj: Projection<B>,
+    pub k_proj: Projection<B>,
+    pub v_proj: Projection<B>,
+    pub o_proj: Projection<B>,
     pub q_norm: Option<RmsNorm<B>>,
     pub k_norm: Option<RmsNorm<B>>,
     pub num_heads: usize,

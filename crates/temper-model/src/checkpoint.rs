@@ -68,6 +68,10 @@ impl Checkpoint {
                 dir: dir.to_path_buf(),
             });
         };
+        Self::open_shards(dir, &shard_names)
+    }
+
+    fn open_shards(dir: &Path, shard_names: &[String]) -> Result<Self, CheckpointError> {
         let mut files = Vec::with_capacity(shard_names.len());
         let mut tensors = BTreeMap::new();
         for (file_index, name) in shard_names.iter().enumerate() {
@@ -99,6 +103,40 @@ impl Checkpoint {
             files,
             tensors,
         })
+    }
+
+    /// Opens one safetensors file (e.g. a PEFT `adapter_model.safetensors`).
+    pub fn open_file(path: &Path) -> Result<Self, CheckpointError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name =
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| CheckpointError::NotFound {
+                    dir: path.to_path_buf(),
+                })?;
+        Self::open_shards(dir, &[name.to_string()])
+    }
+
+    /// One tensor's values as f32 (converted from F32, BF16 or F16), with its shape.
+    pub fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>), CheckpointError> {
+        let problem = |details: String| CheckpointError::Mismatch {
+            dir: self.dir.clone(),
+            details,
+        };
+        let stored = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| problem(format!("missing {name}")))?;
+        let bytes = self
+            .bytes(name)
+            .ok_or_else(|| problem(format!("{name} is unreadable")))?;
+        let values = to_f32(stored.dtype, bytes).ok_or_else(|| {
+            problem(format!(
+                "{name} is stored as {:?}; supported: F32, BF16, F16",
+                stored.dtype
+            ))
+        })?;
+        Ok((values, stored.shape.clone()))
     }
 
     /// Every stored tensor, by name.
@@ -222,6 +260,34 @@ pub fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
         }
     }
     out
+}
+
+/// Little-endian F32, BF16 or F16 bytes as f32 values.
+fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    let pairs = || {
+        bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    match dtype {
+        Dtype::F32 => Some(
+            bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        ),
+        Dtype::BF16 => Some(
+            pairs()
+                .map(|bits| half::bf16::from_bits(bits).to_f32())
+                .collect(),
+        ),
+        Dtype::F16 => Some(
+            pairs()
+                .map(|bits| half::f16::from_bits(bits).to_f32())
+                .collect(),
+        ),
+        _ => None,
+    }
 }
 
 fn map_file(path: &Path) -> Result<Mmap, CheckpointError> {

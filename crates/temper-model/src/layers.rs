@@ -1,8 +1,8 @@
 //! The small pieces of a decoder layer, as transformers computes them: RMSNorm and the SwiGLU
-//! MLP. Linear layers are burn-nn's `Linear` (weights stored `[in, out]`).
+//! MLP. Projections are burn-nn's `Linear` (weights stored `[in, out]`) with an optional LoRA.
 
+use crate::lora::Projection;
 use burn::module::{Module, Param};
-use burn::nn::Linear;
 use burn::tensor::{Tensor, activation::silu, backend::Backend};
 
 /// RMSNorm: `w ⊙ x / sqrt(mean(x²) + ε)` over the last dimension.
@@ -29,9 +29,9 @@ impl<B: Backend> RmsNorm<B> {
 /// SwiGLU: `down(silu(gate(x)) ⊙ up(x))`.
 #[derive(Module, Debug)]
 pub struct Mlp<B: Backend> {
-    pub gate_proj: Linear<B>,
-    pub up_proj: Linear<B>,
-    pub down_proj: Linear<B>,
+    pub gate_proj: Projection<B>,
+    pub up_proj: Projection<B>,
+    pub down_proj: Projection<B>,
 }
 
 impl<B: Backend> Mlp<B> {

@@ -7,12 +7,12 @@ use std::path::Path;
 use burn::module::Param;
 use burn::nn::{Embedding, Linear};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
-use safetensors::Dtype;
 
 use crate::attention::{Attention, qk_norm_widths};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::config::{ConfigError, ModelConfig, QkNorm};
 use crate::layers::{Mlp, RmsNorm};
+use crate::lora::Projection;
 use crate::model::{CausalLm, DecoderLayer, layer_shape};
 use crate::rope::inverse_frequencies;
 
@@ -116,10 +116,10 @@ impl<B: Backend> Weights<'_, B> {
         };
         Ok(DecoderLayer {
             self_attn: Attention {
-                q_proj: self.linear(&attn("q_proj"), config.attention_bias)?,
-                k_proj: self.linear(&attn("k_proj"), config.attention_bias)?,
-                v_proj: self.linear(&attn("v_proj"), config.attention_bias)?,
-                o_proj: self.linear(&attn("o_proj"), config.output_bias)?,
+                q_proj: self.projection(&attn("q_proj"), config.attention_bias)?,
+                k_proj: self.projection(&attn("k_proj"), config.attention_bias)?,
+                v_proj: self.projection(&attn("v_proj"), config.attention_bias)?,
+                o_proj: self.projection(&attn("o_proj"), config.output_bias)?,
                 q_norm,
                 k_norm,
                 num_heads: config.num_heads,
@@ -128,15 +128,19 @@ impl<B: Backend> Weights<'_, B> {
                 per_head_norm: config.qk_norm == QkNorm::PerHead,
             },
             mlp: Mlp {
-                gate_proj: self.linear(&format!("{prefix}.mlp.gate_proj"), config.mlp_bias)?,
-                up_proj: self.linear(&format!("{prefix}.mlp.up_proj"), config.mlp_bias)?,
-                down_proj: self.linear(&format!("{prefix}.mlp.down_proj"), config.mlp_bias)?,
+                gate_proj: self.projection(&format!("{prefix}.mlp.gate_proj"), config.mlp_bias)?,
+                up_proj: self.projection(&format!("{prefix}.mlp.up_proj"), config.mlp_bias)?,
+                down_proj: self.projection(&format!("{prefix}.mlp.down_proj"), config.mlp_bias)?,
             },
             attention_norm: self.norm(&format!("{prefix}.{attention_norm}.weight"), eps)?,
             mlp_norm: self.norm(&format!("{prefix}.{mlp_norm}.weight"), eps)?,
             post_norm,
             window,
         })
+    }
+
+    fn projection(&self, prefix: &str, bias: bool) -> Result<Projection<B>, CheckpointError> {
+        Ok(Projection::new(self.linear(prefix, bias)?))
     }
 
     /// A linear layer from HF's `[out, in]` weight, transposed on the host to Burn's `[in, out]`
@@ -180,59 +184,13 @@ impl<B: Backend> Weights<'_, B> {
 
     /// One stored tensor's values as f32 on the host, with its shape (`rank` dimensions).
     fn values(&self, name: &str, rank: usize) -> Result<(Vec<f32>, Vec<usize>), CheckpointError> {
-        let problem = |reason: String| CheckpointError::Mismatch {
-            dir: std::path::PathBuf::from(name),
-            details: reason,
-        };
-        let stored = self
-            .checkpoint
-            .tensors()
-            .get(name)
-            .ok_or_else(|| problem("missing".into()))?;
-        let bytes = self
-            .checkpoint
-            .bytes(name)
-            .ok_or_else(|| problem("unreadable".into()))?;
-        let values = to_f32(stored.dtype, bytes).ok_or_else(|| {
-            problem(format!(
-                "stored as {:?}; supported: F32, BF16, F16",
-                stored.dtype
-            ))
-        })?;
-        if stored.shape.len() != rank {
-            return Err(problem(format!(
-                "has {} dimensions, expected {rank}",
-                stored.shape.len()
-            )));
+        let (values, shape) = self.checkpoint.read_f32(name)?;
+        if shape.len() != rank {
+            return Err(CheckpointError::Mismatch {
+                dir: std::path::PathBuf::from(name),
+                details: format!("has {} dimensions, expected {rank}", shape.len()),
+            });
         }
-        Ok((values, stored.shape.clone()))
-    }
-}
-
-/// Little-endian F32, BF16 or F16 bytes as f32 values.
-fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
-    let pairs = || {
-        bytes
-            .chunks_exact(2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]))
-    };
-    match dtype {
-        Dtype::F32 => Some(
-            bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-        ),
-        Dtype::BF16 => Some(
-            pairs()
-                .map(|bits| half::bf16::from_bits(bits).to_f32())
-                .collect(),
-        ),
-        Dtype::F16 => Some(
-            pairs()
-                .map(|bits| half::f16::from_bits(bits).to_f32())
-                .collect(),
-        ),
-        _ => None,
+        Ok((values, shape))
     }
 }
