@@ -4,8 +4,8 @@
 //! supported families ([`config`]), opens safetensors checkpoints, single or sharded, checking
 //! every tensor against the config by name and shape ([`checkpoint`]), and runs the forward
 //! pass over Burn ([`model`], loaded by [`load_model`]) with transformers' logits, and
-//! generates with a KV cache ([`generate`]), with PEFT LoRA adapters ([`lora`]). Saving
-//! comes next.
+//! generates with a KV cache ([`generate`]), with PEFT LoRA adapters ([`lora`]), and saves
+//! checkpoints and adapters that transformers and PEFT load ([`save`]).
 //!
 //! ```
 //! let json = r#"{"model_type": "qwen2", "vocab_size": 32, "hidden_size": 16,
@@ -26,6 +26,7 @@ pub mod load;
 pub mod lora;
 pub mod model;
 pub mod rope;
+pub mod save;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use config::{ConfigError, Family, ModelConfig, NormPlacement, QkNorm, RopeScaling};
@@ -33,3 +34,4 @@ pub use generate::{Decoding, Generation, GenerationConfig, generate};
 pub use load::{LoadError, load_model};
 pub use lora::{LoraConfig, add_lora, load_adapter, merge_adapters, set_adapters_enabled};
 pub use model::{CausalLm, KvCache};
+pub use save::{SaveDtype, SaveError, SaveOptions, save_adapter, save_model};

@@ -1,0 +1,381 @@
+//! Writes a model back in Hugging Face layout: `config.json`, safetensors (sharded above a
+//! size, with `model.safetensors.index.json`), and the source directory's generation config and
+//! tokenizer files, so that `transformers` loads it. LoRA adapters are written as PEFT
+//! directories. Tensors are converted shard by shard, so saving holds one shard in memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Tensor, backend::Backend};
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+use serde_json::{Value, json};
+
+use crate::lora::{LoraConfig, Projection};
+use crate::model::CausalLm;
+
+/// Files copied from the source model directory when present.
+pub const COPIED_FILES: [&str; 9] = [
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "added_tokens.json",
+];
+
+/// The element type written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaveDtype {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl SaveDtype {
+    fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "float32",
+            Self::Bf16 => "bfloat16",
+            Self::F16 => "float16",
+        }
+    }
+
+    fn bytes_per_value(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::Bf16 | Self::F16 => 2,
+        }
+    }
+}
+
+/// Settings of [`save_model`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct SaveOptions {
+    pub dtype: SaveDtype,
+    /// Shards hold at most this many bytes of tensor data (transformers' default is 5 GB).
+    pub max_shard_bytes: usize,
+}
+
+impl Default for SaveOptions {
+    fn default() -> Self {
+        Self {
+            dtype: SaveDtype::F32,
+            max_shard_bytes: 5_000_000_000,
+        }
+    }
+}
+
+/// Why saving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+    #[error(
+        "the model has LoRA adapters: merge them (merge_adapters) or save them with save_adapter"
+    )]
+    UnmergedAdapters,
+}
+
+/// A tensor to write: its HF name, its shape in the file, and its values read on demand (so a
+/// shard is converted only when it is written).
+struct Entry {
+    name: String,
+    shape: Vec<usize>,
+    values: Box<dyn Fn() -> Vec<f32>>,
+}
+
+/// `transpose`: a Burn `[in, out]` linear weight written as HF's `[out, in]`.
+fn entry<B: Backend, const D: usize>(name: String, tensor: Tensor<B, D>, transpose: bool) -> Entry {
+    let dims = tensor.dims();
+    let shape = if transpose {
+        vec![dims[1], dims[0]]
+    } else {
+        dims.to_vec()
+    };
+    Entry {
+        name,
+        shape,
+        values: Box::new(move || {
+            let t = tensor.clone();
+            let data = if transpose {
+                let t2: Tensor<B, 2> = t.reshape([dims[0], dims[1]]);
+                t2.transpose().into_data()
+            } else {
+                t.into_data()
+            };
+            data.convert::<f32>().to_vec::<f32>().expect("float tensor")
+        }),
+    }
+}
+
+/// Saves `model` to `out_dir` in HF layout, taking `config.json` and the tokenizer and
+/// generation files from `source_dir` (the directory it was loaded from).
+pub fn save_model<B: Backend>(
+    model: &CausalLm<B>,
+    source_dir: &Path,
+    out_dir: &Path,
+    options: &SaveOptions,
+) -> Result<(), SaveError> {
+    let has_adapters = model.layers.iter().any(|l| {
+        let a = &l.self_attn;
+        let m = &l.mlp;
+        [
+            &a.q_proj,
+            &a.k_proj,
+            &a.v_proj,
+            &a.o_proj,
+            &m.gate_proj,
+            &m.up_proj,
+            &m.down_proj,
+        ]
+        .iter()
+        .any(|p| p.lora.is_some())
+    });
+    if has_adapters {
+        return Err(SaveError::UnmergedAdapters);
+    }
+    std::fs::create_dir_all(out_dir).map_err(|source| io(out_dir, source))?;
+    let entries = model_entries(model);
+    write_shards(&entries, out_dir, options)?;
+    write_config(source_dir, out_dir, options.dtype)?;
+    for file in COPIED_FILES {
+        let from = source_dir.join(file);
+        if from.is_file() {
+            std::fs::copy(&from, out_dir.join(file)).map_err(|source| io(&from, source))?;
+        }
+    }
+    Ok(())
+}
+
+fn model_entries<B: Backend>(model: &CausalLm<B>) -> Vec<Entry> {
+    let mut entries = vec![entry(
+        "model.embed_tokens.weight".into(),
+        model.embed_tokens.weight.val(),
+        false,
+    )];
+    for (i, layer) in model.layers.iter().enumerate() {
+        let p = |name: &str| format!("model.layers.{i}.{name}");
+        let attn = &layer.self_attn;
+        let mut projection = |name: String, proj: &Projection<B>| {
+            entries.push(entry(
+                format!("{name}.weight"),
+                proj.linear.weight.val(),
+                true,
+            ));
+            if let Some(bias) = &proj.linear.bias {
+                entries.push(entry(format!("{name}.bias"), bias.val(), false));
+            }
+        };
+        projection(p("self_attn.q_proj"), &attn.q_proj);
+        projection(p("self_attn.k_proj"), &attn.k_proj);
+        projection(p("self_attn.v_proj"), &attn.v_proj);
+        projection(p("self_attn.o_proj"), &attn.o_proj);
+        projection(p("mlp.gate_proj"), &layer.mlp.gate_proj);
+        projection(p("mlp.up_proj"), &layer.mlp.up_proj);
+        projection(p("mlp.down_proj"), &layer.mlp.down_proj);
+        if let (Some(q), Some(k)) = (&attn.q_norm, &attn.k_norm) {
+            entries.push(entry(p("self_attn.q_norm.weight"), q.weight.val(), false));
+            entries.push(entry(p("self_attn.k_norm.weight"), k.weight.val(), false));
+        }
+        let (first, second) = if layer.post_norm {
+            ("post_attention_layernorm", "post_feedforward_layernorm")
+        } else {
+            ("input_layernorm", "post_attention_layernorm")
+        };
+        entries.push(entry(
+            p(&format!("{first}.weight")),
+            layer.attention_norm.weight.val(),
+            false,
+        ));
+        entries.push(entry(
+            p(&format!("{second}.weight")),
+            layer.mlp_norm.weight.val(),
+            false,
+        ));
+    }
+    entries.push(entry(
+        "model.norm.weight".into(),
+        model.norm.weight.val(),
+        false,
+    ));
+    if let Some(head) = &model.lm_head {
+        entries.push(entry("lm_head.weight".into(), head.weight.val(), true));
+    }
+    entries
+}
+
+/// Splits entries into shards in order and writes them (one shard's bytes in memory at a time).
+fn write_shards(entries: &[Entry], out_dir: &Path, options: &SaveOptions) -> Result<(), SaveError> {
+    let size = |e: &Entry| e.shape.iter().product::<usize>() * options.dtype.bytes_per_value();
+    let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
+    let mut current = 0;
+    for (i, e) in entries.iter().enumerate() {
+        let bytes = size(e);
+        if current > 0 && current + bytes > options.max_shard_bytes {
+            shards.push(Vec::new());
+            current = 0;
+        }
+        shards.last_mut().expect("one shard at least").push(i);
+        current += bytes;
+    }
+    let count = shards.len();
+    let file_name = |k: usize| {
+        if count == 1 {
+            "model.safetensors".to_string()
+        } else {
+            format!("model-{:05}-of-{count:05}.safetensors", k + 1)
+        }
+    };
+    let mut weight_map = BTreeMap::new();
+    for (k, shard) in shards.iter().enumerate() {
+        let path = out_dir.join(file_name(k));
+        let encoded: Vec<(String, Vec<u8>, Vec<usize>)> = shard
+            .iter()
+            .map(|&i| {
+                let e = &entries[i];
+                weight_map.insert(e.name.clone(), file_name(k));
+                (
+                    e.name.clone(),
+                    encode((e.values)(), options.dtype),
+                    e.shape.clone(),
+                )
+            })
+            .collect();
+        write_safetensors(&encoded, options.dtype, &path)?;
+    }
+    if count > 1 {
+        let total: usize = entries.iter().map(size).sum();
+        let index = json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+        let path = out_dir.join("model.safetensors.index.json");
+        write_json(&path, &index)?;
+    }
+    Ok(())
+}
+
+fn encode(values: Vec<f32>, dtype: SaveDtype) -> Vec<u8> {
+    match dtype {
+        SaveDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        SaveDtype::Bf16 => values
+            .iter()
+            .flat_map(|v| half::bf16::from_f32(*v).to_bits().to_le_bytes())
+            .collect(),
+        SaveDtype::F16 => values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_bits().to_le_bytes())
+            .collect(),
+    }
+}
+
+/// Writes tensors with the `{"format": "pt"}` metadata transformers requires.
+fn write_safetensors(
+    tensors: &[(String, Vec<u8>, Vec<usize>)],
+    dtype: SaveDtype,
+    path: &Path,
+) -> Result<(), SaveError> {
+    let dtype = match dtype {
+        SaveDtype::F32 => Dtype::F32,
+        SaveDtype::Bf16 => Dtype::BF16,
+        SaveDtype::F16 => Dtype::F16,
+    };
+    let failed = |reason: String| SaveError::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let views = tensors
+        .iter()
+        .map(|(name, bytes, shape)| {
+            TensorView::new(dtype, shape.clone(), bytes)
+                .map(|view| (name.as_str(), view))
+                .map_err(|e| failed(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(views, Some(metadata), path).map_err(|e| failed(e.to_string()))
+}
+
+/// The source `config.json` with its dtype fields set to what was written.
+fn write_config(source_dir: &Path, out_dir: &Path, dtype: SaveDtype) -> Result<(), SaveError> {
+    let from = source_dir.join("config.json");
+    let text = std::fs::read_to_string(&from).map_err(|source| io(&from, source))?;
+    let mut config: Value = serde_json::from_str(&text).map_err(|e| SaveError::Write {
+        path: from.clone(),
+        reason: e.to_string(),
+    })?;
+    if let Some(object) = config.as_object_mut() {
+        for key in ["dtype", "torch_dtype"] {
+            if object.contains_key(key) || key == "dtype" {
+                object.insert(key.to_string(), json!(dtype.name()));
+            }
+        }
+    }
+    write_json(&out_dir.join("config.json"), &config)
+}
+
+fn write_json(path: &Path, value: &Value) -> Result<(), SaveError> {
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialise") + "\n";
+    std::fs::write(path, text).map_err(|source| io(path, source))
+}
+
+fn io(path: &Path, source: std::io::Error) -> SaveError {
+    SaveError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes the model's adapters as a PEFT directory (`adapter_config.json`,
+/// `adapter_model.safetensors`), loadable by PEFT onto the base model.
+pub fn save_adapter<B: Backend>(
+    model: &CausalLm<B>,
+    config: &LoraConfig,
+    base_model_class: &str,
+    out_dir: &Path,
+) -> Result<(), SaveError> {
+    std::fs::create_dir_all(out_dir).map_err(|source| io(out_dir, source))?;
+    let mut tensors = Vec::new();
+    for (i, layer) in model.layers.iter().enumerate() {
+        let attn = &layer.self_attn;
+        let mlp = &layer.mlp;
+        let named = [
+            ("self_attn.q_proj", &attn.q_proj),
+            ("self_attn.k_proj", &attn.k_proj),
+            ("self_attn.v_proj", &attn.v_proj),
+            ("self_attn.o_proj", &attn.o_proj),
+            ("mlp.gate_proj", &mlp.gate_proj),
+            ("mlp.up_proj", &mlp.up_proj),
+            ("mlp.down_proj", &mlp.down_proj),
+        ];
+        for (name, projection) in named {
+            let Some(lora) = &projection.lora else {
+                continue;
+            };
+            let prefix = format!("base_model.model.model.layers.{i}.{name}");
+            // PEFT: lora_A.weight [r, in] = aᵀ, lora_B.weight [out, r] = bᵀ.
+            for (suffix, matrix) in [("lora_A", lora.a.val()), ("lora_B", lora.b.val())] {
+                let e = entry::<B, 2>(format!("{prefix}.{suffix}.weight"), matrix, true);
+                tensors.push((
+                    e.name.clone(),
+                    encode((e.values)(), SaveDtype::F32),
+                    e.shape.clone(),
+                ));
+            }
+        }
+    }
+    write_safetensors(
+        &tensors,
+        SaveDtype::F32,
+        &out_dir.join("adapter_model.safetensors"),
+    )?;
+    let path = out_dir.join("adapter_config.json");
+    std::fs::write(&path, config.to_peft_json(base_model_class) + "\n")
+        .map_err(|source| io(&path, source))
+}
