@@ -86,9 +86,14 @@ struct CommonArgs {
 struct FormatArg(Option<Format>);
 
 fn parse_format(name: &str) -> Result<FormatArg, String> {
+    parse_format_name(name).map(FormatArg)
+}
+
+/// `auto` (pick from the first record) or a format name.
+pub fn parse_format_name(name: &str) -> Result<Option<Format>, String> {
     match name {
-        "auto" => Ok(FormatArg(None)),
-        other => other.parse().map(|f| FormatArg(Some(f))),
+        "auto" => Ok(None),
+        other => other.parse().map(Some),
     }
 }
 

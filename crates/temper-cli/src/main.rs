@@ -2,6 +2,7 @@
 //! are 0 for success, 1 for invalid input or a failed check, 2 for usage, I/O or model errors.
 
 mod data;
+mod model;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,12 @@ enum Command {
     /// Inspect and validate datasets.
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Per-example completion log-prob sums and token counts under a model (JSONL with --json).
+    Score(model::ScoreArgs),
+    /// Generate a continuation of one prompt.
+    Generate(model::GenerateArgs),
+    /// Chat with a model in the terminal, streaming its replies.
+    Chat(model::ChatArgs),
 }
 
 /// How a command ended, as an exit code.
@@ -42,6 +49,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Data(command) => data::run(command),
+        Command::Score(args) => model::score(args),
+        Command::Generate(args) => model::generate_text(args),
+        Command::Chat(args) => model::chat(args),
     };
     ExitCode::from(outcome as u8)
 }

@@ -52,6 +52,42 @@ impl Default for GenerationConfig {
     }
 }
 
+impl GenerationConfig {
+    /// Stops and padding from a model directory: `generation_config.json`'s `eos_token_id`
+    /// (an id or a list) and `pad_token_id`, else `config.json`'s eos ids; greedy otherwise.
+    pub fn for_model_dir(dir: &std::path::Path, config: &crate::ModelConfig) -> Self {
+        let generation: serde_json::Value =
+            std::fs::read_to_string(dir.join("generation_config.json"))
+                .ok()
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default();
+        let ids = |v: &serde_json::Value| -> Vec<u32> {
+            match v {
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .filter_map(|i| i.as_u64())
+                    .map(|i| i as u32)
+                    .collect(),
+                other => other.as_u64().map(|i| vec![i as u32]).unwrap_or_default(),
+            }
+        };
+        let mut eos_token_ids = ids(&generation["eos_token_id"]);
+        if eos_token_ids.is_empty() {
+            eos_token_ids = config.eos_token_ids.clone();
+        }
+        let pad_token_id = generation["pad_token_id"]
+            .as_u64()
+            .map(|p| p as u32)
+            .or_else(|| eos_token_ids.first().copied())
+            .unwrap_or(0);
+        Self {
+            eos_token_ids,
+            pad_token_id,
+            ..Self::default()
+        }
+    }
+}
+
 /// What [`generate`] returns, one entry per prompt.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Generation {
@@ -69,6 +105,17 @@ pub fn generate<B: Backend>(
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
     device: &B::Device,
+) -> Generation {
+    generate_streaming(model, prompts, config, device, |_, _| {})
+}
+
+/// [`generate`], calling `on_token(row, token)` as each token is chosen (for streaming output).
+pub fn generate_streaming<B: Backend>(
+    model: &CausalLm<B>,
+    prompts: &[Vec<u32>],
+    config: &GenerationConfig,
+    device: &B::Device,
+    mut on_token: impl FnMut(usize, u32),
 ) -> Generation {
     let rows = prompts.len();
     let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
@@ -130,6 +177,7 @@ pub fn generate<B: Backend>(
             let token = choose(&scores, config.decoding, &mut rng);
             out.log_probs[row].push(log_softmax_at(raw, token));
             out.tokens[row].push(token as u32);
+            on_token(row, token as u32);
             out.stopped_at_eos[row] = config.eos_token_ids.contains(&(token as u32));
             sequences[row].push(token as u32);
             mask[row].push(1.0);

@@ -27,11 +27,13 @@ pub mod lora;
 pub mod model;
 pub mod rope;
 pub mod save;
+pub mod score;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use config::{ConfigError, Family, ModelConfig, NormPlacement, QkNorm, RopeScaling};
-pub use generate::{Decoding, Generation, GenerationConfig, generate};
+pub use generate::{Decoding, Generation, GenerationConfig, generate, generate_streaming};
 pub use load::{LoadError, load_model};
 pub use lora::{LoraConfig, add_lora, load_adapter, merge_adapters, set_adapters_enabled};
 pub use model::{CausalLm, KvCache};
 pub use save::{SaveDtype, SaveError, SaveOptions, save_adapter, save_model};
+pub use score::{ScoredSequence, score_sequences};

@@ -72,3 +72,40 @@ fn mistral_sliding_window_matches_transformers() {
 fn olmo2_matches_transformers() {
     check_family("olmo2");
 }
+
+#[test]
+fn scoring_in_batches_matches_transformers_completion_log_probs() {
+    use temper_model::{ScoredSequence, score_sequences};
+    let case = case("olmo2");
+    let (_, model): (_, CausalLm<B>) =
+        load_model(&model_dir("olmo2"), &Default::default()).unwrap();
+    // Row 0 is unpadded in the fixture; score it alone and beside a shorter sequence.
+    let ids: Vec<u32> = matrix_i64(&case["input_ids"])[0]
+        .iter()
+        .map(|t| *t as u32)
+        .collect();
+    let scored: Vec<bool> = matrix_i64(&case["completion_mask"])[0]
+        .iter()
+        .map(|m| *m == 1)
+        .collect();
+    let sequence = ScoredSequence {
+        ids: ids.clone(),
+        scored: scored.clone(),
+    };
+    let short = ScoredSequence {
+        ids: ids[..5].to_vec(),
+        scored: vec![false, true, true, true, true],
+    };
+    let results = score_sequences(
+        &model,
+        &[sequence.clone(), short, sequence],
+        2,
+        &Default::default(),
+    );
+    let expected = case["completion_logps"][0].as_f64().unwrap();
+    for (sum, count) in [results[0], results[2]] {
+        assert!((sum - expected).abs() <= 1e-3, "{sum} vs {expected}");
+        assert_eq!(count, 4);
+    }
+    assert_eq!(results[1].1, 4);
+}

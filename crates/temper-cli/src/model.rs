@@ -1,0 +1,338 @@
+//! `temper score`, `temper generate` and `temper chat`: load a Hugging Face model directory,
+//! tokenise with temper-data, run temper-model, print.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde_json::json;
+use temper_data::tokenize::tokenize;
+use temper_data::{
+    ChatTokenizer, Example, Message, RlvrPrompt, TokenizeOptions, Tokenized, Turns, dataset,
+};
+use temper_model::{
+    CausalLm, Decoding, GenerationConfig, ModelConfig, ScoredSequence, generate,
+    generate_streaming, load_model, score_sequences,
+};
+
+use crate::Outcome;
+use crate::data::parse_format_name;
+
+/// The backend the model commands run on.
+#[cfg(not(feature = "cuda"))]
+type Device = burn::backend::NdArray<f32>;
+#[cfg(feature = "cuda")]
+type Device = burn::backend::Cuda<f32, i32>;
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// Hugging Face model directory (config.json, safetensors, tokenizer files).
+    #[arg(long)]
+    model: PathBuf,
+    /// Dataset file (SFT or preference data).
+    #[arg(long)]
+    data: PathBuf,
+    /// Dataset format, or auto.
+    #[arg(long, default_value = "auto")]
+    format: String,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// Print one JSON object per example on stdout, nothing else.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long)]
+    prompt: String,
+    /// Apply the chat template to the prompt as one user message, with the generation prompt.
+    #[arg(long)]
+    chat: bool,
+    #[arg(long, default_value_t = 128)]
+    max_new_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    #[arg(long)]
+    top_p: Option<f64>,
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print `{"prompt_tokens", "tokens", "text"}` on stdout, nothing else.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ChatArgs {
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, default_value_t = 512)]
+    max_new_tokens: usize,
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    #[arg(long)]
+    top_p: Option<f64>,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn fail(message: impl std::fmt::Display) -> Outcome {
+    eprintln!("error: {message}");
+    Outcome::Failure
+}
+
+/// The model, its config and its tokenizer, from one directory.
+fn open(dir: &Path) -> Result<(ModelConfig, CausalLm<Device>, ChatTokenizer), String> {
+    let (config, model) =
+        load_model::<Device>(dir, &Default::default()).map_err(|e| e.to_string())?;
+    let tokenizer =
+        ChatTokenizer::from_dir(dir, None).map_err(|e| format!("{}: {e}", dir.display()))?;
+    Ok((config, model, tokenizer))
+}
+
+pub fn score(args: ScoreArgs) -> Outcome {
+    let format = match parse_format_name(&args.format) {
+        Ok(format) => format,
+        Err(message) => return fail(message),
+    };
+    let (_, model, tokenizer) = match open(&args.model) {
+        Ok(opened) => opened,
+        Err(message) => return fail(message),
+    };
+    let data = match dataset::load(&args.data, format, false) {
+        Ok(data) => data,
+        Err(error) => {
+            eprintln!("{error}");
+            return Outcome::Invalid;
+        }
+    };
+    // Each example becomes one or two scored sequences: the tokens trained on are scored.
+    let mut sequences = Vec::new();
+    let mut shapes = Vec::new();
+    for (index, example) in data.examples.iter().enumerate() {
+        match tokenize(&tokenizer, example, &TokenizeOptions::default()).map(|o| o.tokenized) {
+            Ok(Tokenized::Sequence(sequence)) => {
+                sequences.push(ScoredSequence {
+                    ids: sequence.input_ids,
+                    scored: sequence.loss_mask,
+                });
+                shapes.push(false);
+            }
+            Ok(Tokenized::Pair(pair)) => {
+                for completion in [&pair.chosen_ids, &pair.rejected_ids] {
+                    let ids: Vec<u32> = pair.prompt_ids.iter().chain(completion).copied().collect();
+                    let scored = (0..ids.len()).map(|i| i >= pair.prompt_ids.len()).collect();
+                    sequences.push(ScoredSequence { ids, scored });
+                }
+                shapes.push(true);
+            }
+            Ok(Tokenized::Prompt(_)) => {
+                return fail(format!(
+                    "{}: prompt-only data has nothing to score",
+                    args.data.display()
+                ));
+            }
+            Err(error) => {
+                eprintln!("{}: example {index}: {error}", args.data.display());
+                return Outcome::Invalid;
+            }
+        }
+    }
+    let scores = score_sequences(&model, &sequences, args.batch_size, &Default::default());
+    let mut next = scores.into_iter();
+    let mut stdout = std::io::stdout().lock();
+    for (index, is_pair) in shapes.into_iter().enumerate() {
+        let line = if is_pair {
+            let (chosen, rejected) = (
+                next.next().unwrap_or_default(),
+                next.next().unwrap_or_default(),
+            );
+            if args.json {
+                json!({"index": index, "chosen_logp": chosen.0, "chosen_tokens": chosen.1,
+                       "rejected_logp": rejected.0, "rejected_tokens": rejected.1})
+                .to_string()
+            } else {
+                format!(
+                    "{index}\tchosen {:.4} ({} tokens)\trejected {:.4} ({} tokens)",
+                    chosen.0, chosen.1, rejected.0, rejected.1
+                )
+            }
+        } else {
+            let (logp, tokens) = next.next().unwrap_or_default();
+            if args.json {
+                json!({"index": index, "logp": logp, "tokens": tokens}).to_string()
+            } else {
+                format!("{index}\t{logp:.4} ({tokens} tokens)")
+            }
+        };
+        if writeln!(stdout, "{line}").is_err() {
+            return Outcome::Failure;
+        }
+    }
+    Outcome::Success
+}
+
+fn generation_config(
+    dir: &Path,
+    config: &ModelConfig,
+    temperature: f64,
+    top_p: Option<f64>,
+    top_k: Option<usize>,
+    seed: u64,
+) -> GenerationConfig {
+    let decoding = if temperature > 0.0 {
+        Decoding::Sample {
+            temperature,
+            top_k,
+            top_p,
+        }
+    } else {
+        Decoding::Greedy
+    };
+    GenerationConfig {
+        decoding,
+        seed,
+        ..GenerationConfig::for_model_dir(dir, config)
+    }
+}
+
+/// Prompt ids: the chat template over the messages with the generation prompt, or the text
+/// with the tokenizer's special tokens (as `tokenizer(text)` in transformers).
+fn prompt_ids(
+    tokenizer: &ChatTokenizer,
+    chat: Option<Vec<Message>>,
+    text: &str,
+) -> Result<Vec<u32>, String> {
+    match chat {
+        Some(messages) => {
+            let example = Example::Rlvr(RlvrPrompt {
+                prompt: Turns::Messages(messages),
+                ground_truth: None,
+                datasets: Vec::new(),
+                extra: Default::default(),
+            });
+            match tokenize(tokenizer, &example, &TokenizeOptions::default())
+                .map_err(|e| e.to_string())?
+                .tokenized
+            {
+                Tokenized::Prompt(prompt) => Ok(prompt.prompt_ids),
+                _ => Err("a chat prompt tokenises to a prompt".into()),
+            }
+        }
+        None => tokenizer.encode(text, true).map_err(|e| e.to_string()),
+    }
+}
+
+pub fn generate_text(args: GenerateArgs) -> Outcome {
+    let (config, model, tokenizer) = match open(&args.model) {
+        Ok(opened) => opened,
+        Err(message) => return fail(message),
+    };
+    let chat = args.chat.then(|| vec![Message::user(args.prompt.clone())]);
+    let prompt = match prompt_ids(&tokenizer, chat, &args.prompt) {
+        Ok(ids) => ids,
+        Err(message) => return fail(message),
+    };
+    let mut settings = generation_config(
+        &args.model,
+        &config,
+        args.temperature,
+        args.top_p,
+        args.top_k,
+        args.seed,
+    );
+    settings.max_new_tokens = args.max_new_tokens;
+    settings.repetition_penalty = args.repetition_penalty;
+    let output = generate(
+        &model,
+        std::slice::from_ref(&prompt),
+        &settings,
+        &Default::default(),
+    );
+    let tokens = &output.tokens[0];
+    let text = match tokenizer.decode(tokens, true) {
+        Ok(text) => text,
+        Err(error) => return fail(error),
+    };
+    if args.json {
+        println!(
+            "{}",
+            json!({"prompt_tokens": prompt.len(), "tokens": tokens, "text": text})
+        );
+    } else {
+        println!("{text}");
+    }
+    Outcome::Success
+}
+
+pub fn chat(args: ChatArgs) -> Outcome {
+    let (config, model, tokenizer) = match open(&args.model) {
+        Ok(opened) => opened,
+        Err(message) => return fail(message),
+    };
+    let mut settings = generation_config(
+        &args.model,
+        &config,
+        args.temperature,
+        args.top_p,
+        None,
+        args.seed,
+    );
+    settings.max_new_tokens = args.max_new_tokens;
+    let mut messages: Vec<Message> = Vec::new();
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    eprintln!(
+        "temper chat: {} ({}); an empty line or end of input quits.",
+        args.model.display(),
+        config.family.model_type()
+    );
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            return Outcome::Success;
+        }
+        messages.push(Message::user(line.trim_end().to_string()));
+        let prompt = match prompt_ids(&tokenizer, Some(messages.clone()), "") {
+            Ok(ids) => ids,
+            Err(message) => return fail(message),
+        };
+        // Stream: print the decoded text as it grows (decoding the whole reply each time keeps
+        // multi-token characters intact).
+        let mut reply: Vec<u32> = Vec::new();
+        let mut printed = 0;
+        let output = generate_streaming(
+            &model,
+            &[prompt],
+            &settings,
+            &Default::default(),
+            |_, token| {
+                reply.push(token);
+                // A byte-level token may end inside a character: wait until it is complete.
+                if let Ok(text) = tokenizer.decode(&reply, true)
+                    && text.len() > printed
+                    && text.is_char_boundary(printed)
+                    && !text.ends_with('\u{FFFD}')
+                {
+                    let _ = write!(stdout, "{}", &text[printed..]);
+                    let _ = stdout.flush();
+                    printed = text.len();
+                }
+            },
+        );
+        let _ = writeln!(stdout);
+        let text = tokenizer
+            .decode(&output.tokens[0], true)
+            .unwrap_or_default();
+        messages.push(Message::assistant(text));
+    }
+}

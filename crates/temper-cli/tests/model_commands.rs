@@ -1,0 +1,185 @@
+//! `temper score`, `temper generate` and `temper chat` on the bundled tiny Qwen2 checkpoint
+//! (fixtures/models/qwen2, which carries the bundled tokenizer): output shapes, determinism,
+//! agreement with the library, exit codes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const MODEL: &str = "fixtures/models/qwen2";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn temper(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_temper"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("temper runs")
+}
+
+fn json_lines(output: &Output) -> Vec<Value> {
+    String::from_utf8(output.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect()
+}
+
+#[test]
+fn score_prints_one_object_per_example_in_order() {
+    let pairs = temper(&[
+        "score",
+        "--model",
+        MODEL,
+        "--data",
+        "fixtures/data/trl_preference.jsonl",
+        "--json",
+        "--batch-size",
+        "2",
+    ]);
+    assert_eq!(
+        pairs.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&pairs.stderr)
+    );
+    let rows = json_lines(&pairs);
+    assert_eq!(rows.len(), 3);
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["index"], i);
+        assert!(row["chosen_logp"].as_f64().unwrap() < 0.0);
+        assert!(row["rejected_tokens"].as_u64().unwrap() > 0);
+    }
+    // Batching does not change the numbers.
+    let one_by_one = json_lines(&temper(&[
+        "score",
+        "--model",
+        MODEL,
+        "--data",
+        "fixtures/data/trl_preference.jsonl",
+        "--json",
+        "--batch-size",
+        "1",
+    ]));
+    for (a, b) in rows.iter().zip(&one_by_one) {
+        let (x, y) = (
+            a["chosen_logp"].as_f64().unwrap(),
+            b["chosen_logp"].as_f64().unwrap(),
+        );
+        assert!((x - y).abs() < 1e-3, "{x} vs {y}");
+    }
+    let sft = json_lines(&temper(&[
+        "score",
+        "--model",
+        MODEL,
+        "--data",
+        "fixtures/data/alpaca.jsonl",
+        "--json",
+    ]));
+    assert_eq!(sft.len(), 4);
+    assert!(
+        sft.iter()
+            .all(|r| r["logp"].as_f64().unwrap() < 0.0 && r["tokens"].as_u64().unwrap() > 0)
+    );
+}
+
+#[test]
+fn generate_is_greedy_at_temperature_zero_and_seeded_otherwise() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            "--model",
+            MODEL,
+            "--prompt",
+            "Hello there",
+            "--max-new-tokens",
+            "6",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let output = temper(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        json_lines(&output).remove(0)
+    };
+    let greedy = run(&[]);
+    assert_eq!(greedy["tokens"].as_array().unwrap().len(), 6);
+    assert!(greedy["prompt_tokens"].as_u64().unwrap() > 0 && greedy["text"].is_string());
+    assert_eq!(run(&[]), greedy);
+    let sampled = run(&["--temperature", "1.0", "--seed", "5"]);
+    assert_eq!(run(&["--temperature", "1.0", "--seed", "5"]), sampled);
+    let chat = run(&["--chat"]);
+    assert!(
+        chat["prompt_tokens"].as_u64().unwrap() > greedy["prompt_tokens"].as_u64().unwrap(),
+        "the template adds tokens"
+    );
+}
+
+#[test]
+fn chat_answers_each_line_and_quits_on_an_empty_one() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_temper"))
+        .args(["chat", "--model", MODEL, "--max-new-tokens", "4"])
+        .current_dir(repo())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hi\nand again\n\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).lines().count(),
+        2,
+        "one reply per line"
+    );
+}
+
+#[test]
+fn bad_models_and_data_are_one_line_errors() {
+    let missing = temper(&[
+        "generate",
+        "--model",
+        "fixtures/models/nope",
+        "--prompt",
+        "x",
+    ]);
+    assert_eq!(missing.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let bad_data = temper(&[
+        "score",
+        "--model",
+        MODEL,
+        "--data",
+        "fixtures/bad/missing_field.jsonl",
+    ]);
+    assert_eq!(
+        bad_data.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&bad_data.stderr)
+    );
+    let prompts = temper(&[
+        "score",
+        "--model",
+        MODEL,
+        "--data",
+        "fixtures/data/trl_prompt_only.jsonl",
+    ]);
+    assert_eq!(prompts.status.code(), Some(2));
+}
