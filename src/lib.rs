@@ -2,4 +2,5 @@
 //! workspace (see `docs/architecture.md`); each is usable on its own.
 
 pub use temper_data as data;
+pub use temper_model as model;
 pub use temper_objectives as objectives;

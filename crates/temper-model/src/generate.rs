@@ -150,14 +150,13 @@ pub fn generate_streaming<B: Backend>(
         let logits = if config.use_cache {
             let step = step_inputs::<B>(&sequences, &mask, fed, device);
             fed = sequences[0].len();
-            model.forward_cached(step.0, step.1, step.2, &mut cache)
+            model.last_logits(step.0, step.1, step.2, Some(&mut cache))
         } else {
             let all = step_inputs::<B>(&sequences, &mask, 0, device);
-            model.forward(all.0, all.1, all.2)
+            model.last_logits(all.0, all.1, all.2, None)
         };
-        let [_, seq, vocab] = logits.dims();
+        let vocab = logits.dims()[1];
         let last: Vec<f32> = logits
-            .slice([0..rows, seq - 1..seq, 0..vocab])
             .into_data()
             .convert::<f32>()
             .to_vec()

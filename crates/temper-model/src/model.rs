@@ -92,12 +92,7 @@ impl<B: Backend> CausalLm<B> {
         attention_mask: Tensor<B, 2>,
         position_ids: Tensor<B, 2, Int>,
     ) -> Tensor<B, 3> {
-        let rotary = Rotary::new(position_ids.float(), self.inverse_frequencies.clone());
-        let mut x = self.embed_tokens.forward(input_ids);
-        for layer in &self.layers {
-            x = layer.forward(x, &rotary, &attention_mask, None);
-        }
-        self.head(x)
+        self.head(self.hidden(input_ids, attention_mask, position_ids, None))
     }
 
     /// Logits `[batch, new, vocab]` for `new` tokens after those held in `cache`, which gains
@@ -110,19 +105,62 @@ impl<B: Backend> CausalLm<B> {
         position_ids: Tensor<B, 2, Int>,
         cache: &mut KvCache<B>,
     ) -> Tensor<B, 3> {
+        self.head(self.hidden(input_ids, attention_mask, position_ids, Some(cache)))
+    }
+
+    /// The logits of the last position only, `[batch, vocab]` (what decoding needs: the LM head
+    /// is the largest matmul of a step, so it is not run for the other positions).
+    pub fn last_logits(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2>,
+        position_ids: Tensor<B, 2, Int>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 2> {
+        let hidden = self.hidden(input_ids, attention_mask, position_ids, cache);
+        let [batch, seq, width] = hidden.dims();
+        let last = hidden.slice([0..batch, seq - 1..seq, 0..width]);
+        self.head(last).squeeze_dim(1)
+    }
+
+    /// Hidden states `[batch, new, hidden]` after the last decoder layer.
+    fn hidden(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2>,
+        position_ids: Tensor<B, 2, Int>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Tensor<B, 3> {
         let rotary = Rotary::new(position_ids.float(), self.inverse_frequencies.clone());
         let mut x = self.embed_tokens.forward(input_ids);
-        for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            x = layer.forward(x, &rotary, &attention_mask, Some(layer_cache));
+        match cache {
+            Some(cache) => {
+                for (layer, layer_cache) in self.layers.iter().zip(cache.layers.iter_mut()) {
+                    x = layer.forward(x, &rotary, &attention_mask, Some(layer_cache));
+                }
+            }
+            None => {
+                for layer in &self.layers {
+                    x = layer.forward(x, &rotary, &attention_mask, None);
+                }
+            }
         }
-        self.head(x)
+        x
     }
 
     fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = self.norm.forward(x);
         match &self.lm_head {
             Some(head) => head.forward(x),
-            None => x.matmul(self.embed_tokens.weight.val().transpose().unsqueeze()),
+            // Tied head: `(E · xᵀ)ᵀ` with E `[vocab, hidden]` as stored. `x · Eᵀ` would have
+            // burn-ndarray copy the transposed `[hidden, vocab]` matrix on every call.
+            None => self
+                .embed_tokens
+                .weight
+                .val()
+                .unsqueeze::<3>()
+                .matmul(x.swap_dims(1, 2))
+                .swap_dims(1, 2),
         }
     }
 

@@ -1,0 +1,155 @@
+//! The model on the CPU at a real shape: a randomly initialised Qwen2.5-0.5B (494M parameters,
+//! the hub config's shapes) on burn-ndarray f32. Prints one table: forward + backward tokens/s
+//! and peak heap memory at sequence length 512, and generation tokens/s with and without the
+//! KV cache.
+//!
+//!     cargo run --release --example bench_model [-- --layers N] [-- --new-tokens N]
+//!
+//! `--layers` shrinks the depth for a quick look (the full model needs about 8 GB and minutes).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use burn::backend::{Autodiff, NdArray};
+use burn::tensor::{Distribution, Int, Tensor};
+use temper::model::{GenerationConfig, ModelConfig, generate, random_model};
+use temper::objectives::logprobs::{next_token_targets, token_log_probs};
+
+/// Counts live and peak heap bytes (ndarray allocates every tensor on the heap); no crate
+/// measures a whole process's peak without a profiler.
+struct PeakCounter;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for PeakCounter {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(live, Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: PeakCounter = PeakCounter;
+
+type Cpu = NdArray<f32>;
+type CpuGrad = Autodiff<Cpu>;
+
+/// Qwen/Qwen2.5-0.5B's config.json (the shapes that matter).
+const QWEN25_05B: &str = r#"{"model_type": "qwen2", "vocab_size": 151936, "hidden_size": 896,
+  "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+  "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+  "max_position_embeddings": 32768, "tie_word_embeddings": true, "eos_token_id": 151643}"#;
+
+fn arg(name: &str) -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn gib(bytes: usize) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+fn main() {
+    let mut config = ModelConfig::from_json(QWEN25_05B).expect("valid config");
+    if let Some(layers) = arg("--layers") {
+        config.num_layers = layers;
+        config.layer_windows.truncate(layers);
+    }
+    let seq = 512;
+    let new_tokens = arg("--new-tokens").unwrap_or(32);
+    let device = Default::default();
+
+    let model = random_model::<CpuGrad>(&config, &device);
+    let params: usize = {
+        let (h, i, v, l) = (
+            config.hidden_size,
+            config.intermediate_size,
+            config.vocab_size,
+            config.num_layers,
+        );
+        let kv = config.num_kv_heads * config.head_dim;
+        v * h + l * (2 * h * h + 2 * h * kv + 3 * h * i + 2 * kv + h + 2 * h) + h
+    };
+    println!(
+        "Qwen2.5-0.5B-shaped random model: {} layers, {:.0}M parameters, burn-ndarray f32, {} threads",
+        config.num_layers,
+        params as f64 / 1e6,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    // Forward + backward of the token log-prob loss at sequence length 512.
+    let ids =
+        Tensor::<CpuGrad, 2, Int>::random([1, seq], Distribution::Uniform(0.0, 32000.0), &device);
+    let mask = Tensor::<CpuGrad, 2>::ones([1, seq], &device);
+    let positions = Tensor::<CpuGrad, 1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
+    let before = LIVE.load(Ordering::Relaxed);
+    PEAK.store(before, Ordering::Relaxed);
+    let start = Instant::now();
+    let logits = model.forward(ids.clone(), mask.clone(), positions);
+    let (logits, targets, target_mask) = next_token_targets(logits, ids, mask);
+    let loss = token_log_probs(logits, targets, target_mask)
+        .expect("shapes agree")
+        .sum()
+        .neg();
+    let grads = loss.backward();
+    let train_seconds = start.elapsed().as_secs_f64();
+    let train_peak = PEAK.load(Ordering::Relaxed) - before;
+    drop(grads);
+
+    // Generation: a 32-token prompt, `new_tokens` greedy tokens, with and without the cache.
+    let inference = random_model::<Cpu>(&config, &device);
+    let prompt: Vec<u32> = (0..32).map(|i| 100 + i * 7).collect();
+    let mut timings = Vec::new();
+    for use_cache in [true, false] {
+        let settings = GenerationConfig {
+            max_new_tokens: new_tokens,
+            use_cache,
+            ..GenerationConfig::default()
+        };
+        let start = Instant::now();
+        let out = generate(
+            &inference,
+            std::slice::from_ref(&prompt),
+            &settings,
+            &device,
+        );
+        timings.push((
+            use_cache,
+            out.tokens[0].len(),
+            start.elapsed().as_secs_f64(),
+        ));
+    }
+
+    println!("| work | tokens | seconds | tokens/s | peak heap |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| forward + backward, seq {seq} | {seq} | {train_seconds:.2} | {:.1} | {:.2} GiB |",
+        seq as f64 / train_seconds,
+        gib(train_peak)
+    );
+    for (use_cache, tokens, seconds) in timings {
+        let label = if use_cache {
+            "generation, KV cache"
+        } else {
+            "generation, recomputing"
+        };
+        println!(
+            "| {label} | {tokens} | {seconds:.2} | {:.2} | |",
+            tokens as f64 / seconds
+        );
+    }
+}
