@@ -2,24 +2,15 @@
 //! prompt and a left-padded batch), KV-cache decoding against full recomputation, and sampling
 //! being seedable.
 
-use std::path::Path;
+mod common;
 
-use burn::backend::NdArray;
+use common::{B, case, model_dir};
 use serde_json::Value;
 use temper_model::{CausalLm, Decoding, GenerationConfig, generate, load_model};
 
-type B = NdArray<f32>;
-
 fn load(name: &str) -> (CausalLm<B>, Value) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let (_, model) = load_model(
-        &root.join(format!("fixtures/models/{name}")),
-        &Default::default(),
-    )
-    .unwrap();
-    let case =
-        std::fs::read_to_string(root.join(format!("fixtures/parity/models/{name}.json"))).unwrap();
-    (model, serde_json::from_str(&case).unwrap())
+    let (_, model) = load_model(&model_dir(name), &Default::default()).unwrap();
+    (model, case(name))
 }
 
 fn rows(v: &Value) -> Vec<Vec<u32>> {
