@@ -139,6 +139,11 @@ impl Checkpoint {
         Ok((values, stored.shape.clone()))
     }
 
+    /// The directory the checkpoint was opened from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Every stored tensor, by name.
     pub fn tensors(&self) -> &BTreeMap<String, StoredTensor> {
         &self.tensors

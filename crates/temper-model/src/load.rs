@@ -187,8 +187,8 @@ impl<B: Backend> Weights<'_, B> {
         let (values, shape) = self.checkpoint.read_f32(name)?;
         if shape.len() != rank {
             return Err(CheckpointError::Mismatch {
-                dir: std::path::PathBuf::from(name),
-                details: format!("has {} dimensions, expected {rank}", shape.len()),
+                dir: self.checkpoint.dir().to_path_buf(),
+                details: format!("{name} has {} dimensions, expected {rank}", shape.len()),
             });
         }
         Ok((values, shape))
