@@ -11,8 +11,8 @@ use temper_data::{
     ChatTokenizer, Example, Message, RlvrPrompt, TokenizeOptions, Tokenized, Turns, dataset,
 };
 use temper_model::{
-    CausalLm, Decoding, GenerationConfig, ModelConfig, ScoredSequence, generate,
-    generate_streaming, load_model, score_sequences,
+    CausalLm, Decoding, GenerationConfig, ModelConfig, ScoredSequence, generate_streaming,
+    load_model, score_sequences,
 };
 
 use crate::Outcome;
@@ -65,6 +65,9 @@ pub struct GenerateArgs {
     repetition_penalty: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Stop when the generated text contains this string (kept in the output); repeatable.
+    #[arg(long)]
+    stop: Vec<String>,
     /// Print `{"prompt_tokens", "tokens", "text"}` on stdout, nothing else.
     #[arg(long)]
     json: bool,
@@ -251,11 +254,20 @@ pub fn generate_text(args: GenerateArgs) -> Outcome {
     );
     settings.max_new_tokens = args.max_new_tokens;
     settings.repetition_penalty = args.repetition_penalty;
-    let output = generate(
+    // Stop strings are checked on the decoded text after every token.
+    let mut so_far: Vec<u32> = Vec::new();
+    let output = generate_streaming(
         &model,
         std::slice::from_ref(&prompt),
         &settings,
         &Default::default(),
+        |_, token| {
+            so_far.push(token);
+            args.stop.is_empty()
+                || !tokenizer
+                    .decode(&so_far, true)
+                    .is_ok_and(|text| args.stop.iter().any(|stop| text.contains(stop.as_str())))
+        },
     );
     let tokens = &output.tokens[0];
     let text = match tokenizer.decode(tokens, true) {
@@ -327,6 +339,7 @@ pub fn chat(args: ChatArgs) -> Outcome {
                     let _ = stdout.flush();
                     printed = text.len();
                 }
+                true
             },
         );
         let _ = writeln!(stdout);

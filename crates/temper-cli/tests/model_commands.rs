@@ -89,7 +89,7 @@ fn score_prints_one_object_per_example_in_order() {
 }
 
 #[test]
-fn generate_is_greedy_at_temperature_zero_and_seeded_otherwise() {
+fn generate_is_greedy_at_temperature_zero_seeded_otherwise_and_stops_at_stop_strings() {
     let run = |extra: &[&str]| {
         let mut args = vec![
             "generate",
@@ -97,8 +97,6 @@ fn generate_is_greedy_at_temperature_zero_and_seeded_otherwise() {
             MODEL,
             "--prompt",
             "Hello there",
-            "--max-new-tokens",
-            "6",
             "--json",
         ];
         args.extend_from_slice(extra);
@@ -111,17 +109,51 @@ fn generate_is_greedy_at_temperature_zero_and_seeded_otherwise() {
         );
         json_lines(&output).remove(0)
     };
-    let greedy = run(&[]);
+    let greedy = run(&["--max-new-tokens", "6"]);
     assert_eq!(greedy["tokens"].as_array().unwrap().len(), 6);
     assert!(greedy["prompt_tokens"].as_u64().unwrap() > 0 && greedy["text"].is_string());
-    assert_eq!(run(&[]), greedy);
-    let sampled = run(&["--temperature", "1.0", "--seed", "5"]);
-    assert_eq!(run(&["--temperature", "1.0", "--seed", "5"]), sampled);
-    let chat = run(&["--chat"]);
+    assert_eq!(run(&["--max-new-tokens", "6"]), greedy);
+    let sampled = run(&[
+        "--max-new-tokens",
+        "6",
+        "--temperature",
+        "1.0",
+        "--seed",
+        "5",
+    ]);
+    assert_eq!(
+        run(&[
+            "--max-new-tokens",
+            "6",
+            "--temperature",
+            "1.0",
+            "--seed",
+            "5"
+        ]),
+        sampled
+    );
+    let chat = run(&["--max-new-tokens", "6", "--chat"]);
     assert!(
         chat["prompt_tokens"].as_u64().unwrap() > greedy["prompt_tokens"].as_u64().unwrap(),
         "the template adds tokens"
     );
+
+    // A stop string that never appears changes nothing; one from the greedy text stops early
+    // and is kept.
+    let longer = run(&["--max-new-tokens", "12"]);
+    assert_eq!(
+        run(&["--max-new-tokens", "12", "--stop", "never-generated"]),
+        longer
+    );
+    let text = longer["text"].as_str().unwrap().to_string();
+    let stop: String = text.chars().take(3).collect();
+    assert!(
+        !stop.trim().is_empty(),
+        "greedy text starts with something: {text:?}"
+    );
+    let early = run(&["--max-new-tokens", "12", "--stop", &stop]);
+    assert!(early["tokens"].as_array().unwrap().len() < 12, "{early}");
+    assert!(early["text"].as_str().unwrap().contains(&stop));
 }
 
 #[test]

@@ -95,8 +95,10 @@ pub struct Generation {
     pub tokens: Vec<Vec<u32>>,
     /// `log p(token)` under the model's own distribution (no temperature, penalty or filtering).
     pub log_probs: Vec<Vec<f32>>,
-    /// Whether the row stopped at an eos token (otherwise at `max_new_tokens`).
+    /// Whether the row stopped at an eos token.
     pub stopped_at_eos: Vec<bool>,
+    /// Whether the streaming callback stopped the row (e.g. at a stop string).
+    pub stopped_by_caller: Vec<bool>,
 }
 
 /// Generates continuations of `prompts` (token ids, unpadded; left-padded together here).
@@ -106,16 +108,17 @@ pub fn generate<B: Backend>(
     config: &GenerationConfig,
     device: &B::Device,
 ) -> Generation {
-    generate_streaming(model, prompts, config, device, |_, _| {})
+    generate_streaming(model, prompts, config, device, |_, _| true)
 }
 
-/// [`generate`], calling `on_token(row, token)` as each token is chosen (for streaming output).
+/// [`generate`], calling `on_token(row, token)` as each token is chosen (streaming output,
+/// stop strings); it returns whether that row goes on (`false` stops it, the token kept).
 pub fn generate_streaming<B: Backend>(
     model: &CausalLm<B>,
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
     device: &B::Device,
-    mut on_token: impl FnMut(usize, u32),
+    mut on_token: impl FnMut(usize, u32) -> bool,
 ) -> Generation {
     let rows = prompts.len();
     let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
@@ -139,7 +142,9 @@ pub fn generate_streaming<B: Backend>(
         tokens: vec![Vec::new(); rows],
         log_probs: vec![Vec::new(); rows],
         stopped_at_eos: vec![false; rows],
+        stopped_by_caller: vec![false; rows],
     };
+    let mut finished = vec![false; rows];
     if rows == 0 || width == 0 || config.max_new_tokens == 0 {
         return out;
     }
@@ -162,7 +167,7 @@ pub fn generate_streaming<B: Backend>(
             .to_vec()
             .expect("f32 logits");
         for (row, raw) in last.chunks(vocab).enumerate() {
-            if out.stopped_at_eos[row] {
+            if finished[row] {
                 sequences[row].push(config.pad_token_id);
                 mask[row].push(1.0);
                 continue;
@@ -176,12 +181,13 @@ pub fn generate_streaming<B: Backend>(
             let token = choose(&scores, config.decoding, &mut rng);
             out.log_probs[row].push(log_softmax_at(raw, token));
             out.tokens[row].push(token as u32);
-            on_token(row, token as u32);
+            out.stopped_by_caller[row] = !on_token(row, token as u32);
             out.stopped_at_eos[row] = config.eos_token_ids.contains(&(token as u32));
+            finished[row] = out.stopped_at_eos[row] || out.stopped_by_caller[row];
             sequences[row].push(token as u32);
             mask[row].push(1.0);
         }
-        if out.stopped_at_eos.iter().all(|s| *s) {
+        if finished.iter().all(|f| *f) {
             break;
         }
     }
