@@ -1,0 +1,54 @@
+"""The PyTorch side of `examples/bench_model.rs`: a randomly initialised Qwen2.5-0.5B-shaped
+model in transformers on the CPU (float32, eager attention), timed on the same work: forward +
+backward of the summed token log-probs at sequence length 512, and greedy generation of N
+tokens after a 32-token prompt with and without the KV cache.
+
+    /root/.cache/temper-trl-venv/bin/python examples/anchors/torch_model_bench.py [--new-tokens 16]
+
+Prints one JSON object (seconds, tokens/s, torch threads).
+"""
+
+import argparse
+import json
+import time
+
+import torch
+from transformers import AutoModelForCausalLM, Qwen2Config
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--new-tokens", type=int, default=16)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                         num_attention_heads=14, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1000000.0,
+                         max_position_embeddings=32768, tie_word_embeddings=True)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="eager")
+    seq = 512
+    ids = torch.randint(0, 32000, (1, seq))
+    start = time.perf_counter()
+    logits = model(input_ids=ids).logits[:, :-1]
+    logps = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).sum()
+    (-logps).backward()
+    train = time.perf_counter() - start
+
+    model.eval()
+    prompt = torch.tensor([[100 + i * 7 for i in range(32)]])
+    result = {"threads": torch.get_num_threads(), "forward_backward_seconds": train,
+              "forward_backward_tokens_per_s": seq / train}
+    with torch.no_grad():
+        for use_cache in (True, False):
+            start = time.perf_counter()
+            out = model.generate(prompt, do_sample=False, max_new_tokens=args.new_tokens,
+                                 min_new_tokens=args.new_tokens, use_cache=use_cache, eos_token_id=None, pad_token_id=0)
+            seconds = time.perf_counter() - start
+            tokens = out.shape[1] - prompt.shape[1]
+            key = "generation_cache" if use_cache else "generation_recompute"
+            result[f"{key}_seconds"] = seconds
+            result[f"{key}_tokens_per_s"] = tokens / seconds
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
