@@ -7,40 +7,17 @@
 //!
 //! `--layers` shrinks the depth for a quick look (the full model needs about 8 GB and minutes).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::{Distribution, Int, Tensor};
+use peak_alloc::PeakAlloc;
 use temper::model::{GenerationConfig, ModelConfig, generate, random_model};
 use temper::objectives::logprobs::{next_token_targets, token_log_probs};
 
-/// Counts live and peak heap bytes (ndarray allocates every tensor on the heap); no crate
-/// measures a whole process's peak without a profiler.
-struct PeakCounter;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for PeakCounter {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
-
+/// Counts live and peak heap bytes (ndarray allocates every tensor on the heap).
 #[global_allocator]
-static ALLOCATOR: PeakCounter = PeakCounter;
+static HEAP: PeakAlloc = PeakAlloc;
 
 type Cpu = NdArray<f32>;
 type CpuGrad = Autodiff<Cpu>;
@@ -96,8 +73,8 @@ fn main() {
         Tensor::<CpuGrad, 2, Int>::random([1, seq], Distribution::Uniform(0.0, 32000.0), &device);
     let mask = Tensor::<CpuGrad, 2>::ones([1, seq], &device);
     let positions = Tensor::<CpuGrad, 1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
+    HEAP.reset_peak_usage();
+    let before = HEAP.current_usage();
     let start = Instant::now();
     let logits = model.forward(ids.clone(), mask.clone(), positions);
     let (logits, targets, target_mask) = next_token_targets(logits, ids, mask);
@@ -107,7 +84,7 @@ fn main() {
         .neg();
     let grads = loss.backward();
     let train_seconds = start.elapsed().as_secs_f64();
-    let train_peak = PEAK.load(Ordering::Relaxed) - before;
+    let train_peak = HEAP.peak_usage() - before;
     drop(grads);
 
     // Generation: a 32-token prompt, `new_tokens` greedy tokens, with and without the cache.

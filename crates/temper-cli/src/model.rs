@@ -52,19 +52,8 @@ pub struct GenerateArgs {
     /// Apply the chat template to the prompt as one user message, with the generation prompt.
     #[arg(long)]
     chat: bool,
-    #[arg(long, default_value_t = 128)]
-    max_new_tokens: usize,
-    /// 0 is greedy.
-    #[arg(long, default_value_t = 0.0)]
-    temperature: f64,
-    #[arg(long)]
-    top_p: Option<f64>,
-    #[arg(long)]
-    top_k: Option<usize>,
-    #[arg(long, default_value_t = 1.0)]
-    repetition_penalty: f64,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Stop when the generated text contains this string (kept in the output); repeatable.
     #[arg(long)]
     stop: Vec<String>,
@@ -77,14 +66,48 @@ pub struct GenerateArgs {
 pub struct ChatArgs {
     #[arg(long)]
     model: PathBuf,
-    #[arg(long, default_value_t = 512)]
+    #[command(flatten)]
+    sampling: SamplingArgs,
+}
+
+/// How tokens are chosen, shared by `generate` and `chat`.
+#[derive(Args)]
+struct SamplingArgs {
+    #[arg(long, default_value_t = 256)]
     max_new_tokens: usize,
+    /// 0 is greedy.
     #[arg(long, default_value_t = 0.0)]
     temperature: f64,
     #[arg(long)]
     top_p: Option<f64>,
+    #[arg(long)]
+    top_k: Option<usize>,
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f64,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+}
+
+impl SamplingArgs {
+    /// These settings on top of the model directory's stops and padding.
+    fn settings(&self, dir: &Path, config: &ModelConfig) -> GenerationConfig {
+        let decoding = if self.temperature > 0.0 {
+            Decoding::Sample {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+            }
+        } else {
+            Decoding::Greedy
+        };
+        GenerationConfig {
+            decoding,
+            seed: self.seed,
+            max_new_tokens: self.max_new_tokens,
+            repetition_penalty: self.repetition_penalty,
+            ..GenerationConfig::for_model_dir(dir, config)
+        }
+    }
 }
 
 fn fail(message: impl std::fmt::Display) -> Outcome {
@@ -98,6 +121,15 @@ fn open(dir: &Path) -> Result<(ModelConfig, CausalLm<Device>, ChatTokenizer), St
         load_model::<Device>(dir, &Default::default()).map_err(|e| e.to_string())?;
     let tokenizer =
         ChatTokenizer::from_dir(dir, None).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // A token id past the embedding table would fail inside the backend: refuse the pair here.
+    let tokenizer_vocab = tokenizer.inner().get_vocab_size(true);
+    if tokenizer_vocab > config.vocab_size {
+        return Err(format!(
+            "{}: the tokenizer has {tokenizer_vocab} tokens but the model's vocab_size is {}",
+            dir.display(),
+            config.vocab_size
+        ));
+    }
     Ok((config, model, tokenizer))
 }
 
@@ -183,30 +215,6 @@ pub fn score(args: ScoreArgs) -> Outcome {
     Outcome::Success
 }
 
-fn generation_config(
-    dir: &Path,
-    config: &ModelConfig,
-    temperature: f64,
-    top_p: Option<f64>,
-    top_k: Option<usize>,
-    seed: u64,
-) -> GenerationConfig {
-    let decoding = if temperature > 0.0 {
-        Decoding::Sample {
-            temperature,
-            top_k,
-            top_p,
-        }
-    } else {
-        Decoding::Greedy
-    };
-    GenerationConfig {
-        decoding,
-        seed,
-        ..GenerationConfig::for_model_dir(dir, config)
-    }
-}
-
 /// Prompt ids: the chat template over the messages with the generation prompt, or the text
 /// with the tokenizer's special tokens (as `tokenizer(text)` in transformers).
 fn prompt_ids(
@@ -244,16 +252,7 @@ pub fn generate_text(args: GenerateArgs) -> Outcome {
         Ok(ids) => ids,
         Err(message) => return fail(message),
     };
-    let mut settings = generation_config(
-        &args.model,
-        &config,
-        args.temperature,
-        args.top_p,
-        args.top_k,
-        args.seed,
-    );
-    settings.max_new_tokens = args.max_new_tokens;
-    settings.repetition_penalty = args.repetition_penalty;
+    let settings = args.sampling.settings(&args.model, &config);
     // Stop strings are checked on the decoded text after every token.
     let mut so_far: Vec<u32> = Vec::new();
     let output = generate_streaming(
@@ -290,15 +289,7 @@ pub fn chat(args: ChatArgs) -> Outcome {
         Ok(opened) => opened,
         Err(message) => return fail(message),
     };
-    let mut settings = generation_config(
-        &args.model,
-        &config,
-        args.temperature,
-        args.top_p,
-        None,
-        args.seed,
-    );
-    settings.max_new_tokens = args.max_new_tokens;
+    let settings = args.sampling.settings(&args.model, &config);
     let mut messages: Vec<Message> = Vec::new();
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout();

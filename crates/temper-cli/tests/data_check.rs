@@ -1,29 +1,9 @@
 //! `temper data check --json` on every bundled fixture: exact counts, format and exit code.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
+use common::{json_lines, temper};
 use serde_json::Value;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn temper(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_temper"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("temper runs")
-}
-
-fn json_lines(output: &Output) -> Vec<Value> {
-    String::from_utf8(output.stdout.clone())
-        .expect("stdout is UTF-8")
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
-        .collect()
-}
 
 /// (file, format, kind, records, examples)
 const FIXTURES: &[(&str, &str, &str, u64, u64)] = &[

@@ -2,33 +2,14 @@
 //! (fixtures/models/qwen2, which carries the bundled tokenizer): output shapes, determinism,
 //! agreement with the library, exit codes.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+mod common;
 
-use serde_json::Value;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::{json_lines, repo, temper};
 
 const MODEL: &str = "fixtures/models/qwen2";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn temper(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_temper"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("temper runs")
-}
-
-fn json_lines(output: &Output) -> Vec<Value> {
-    String::from_utf8(output.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
-        .collect()
-}
 
 #[test]
 fn score_prints_one_object_per_example_in_order() {

@@ -12,7 +12,7 @@ use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
 use serde_json::{Value, json};
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
-use crate::model::{CausalLm, DecoderLayer};
+use crate::model::CausalLm;
 
 /// The projection names LoRA can target, in PEFT's spelling.
 pub const TARGETS: [&str; 7] = [
@@ -161,29 +161,9 @@ impl LoraConfig {
     }
 }
 
-/// The named projections of one layer, for adapters to attach to.
-fn projections<B: Backend>(layer: &mut DecoderLayer<B>) -> [(&'static str, &mut Projection<B>); 7] {
-    let attn = &mut layer.self_attn;
-    let mlp = &mut layer.mlp;
-    [
-        ("q_proj", &mut attn.q_proj),
-        ("k_proj", &mut attn.k_proj),
-        ("v_proj", &mut attn.v_proj),
-        ("o_proj", &mut attn.o_proj),
-        ("gate_proj", &mut mlp.gate_proj),
-        ("up_proj", &mut mlp.up_proj),
-        ("down_proj", &mut mlp.down_proj),
-    ]
-}
-
-/// PEFT's key prefix of one projection's adapter.
-fn adapter_prefix(layer: usize, name: &str) -> String {
-    let group = if ["gate_proj", "up_proj", "down_proj"].contains(&name) {
-        "mlp"
-    } else {
-        "self_attn"
-    };
-    format!("base_model.model.model.layers.{layer}.{group}.{name}")
+/// The PEFT target name of a projection (`self_attn.q_proj` → `q_proj`).
+fn target_name(hf_name: &str) -> &str {
+    hf_name.rsplit('.').next().unwrap_or(hf_name)
 }
 
 /// Adds fresh adapters (PEFT's init: `A` Kaiming-uniform, `B` zero, so the model is unchanged)
@@ -195,8 +175,8 @@ pub fn add_lora<B: Backend>(
 ) -> CausalLm<B> {
     let mut model = model.no_grad();
     for layer in model.layers.iter_mut() {
-        for (name, projection) in projections(layer) {
-            if !config.target_modules.iter().any(|t| t == name) {
+        for (name, projection) in layer.projections_mut() {
+            if !config.target_modules.iter().any(|t| t == target_name(name)) {
                 continue;
             }
             let [d_in, d_out] = projection.linear.weight.dims();
@@ -248,8 +228,8 @@ pub fn load_adapter<B: Backend>(
     let mut used = 0;
     let layers = model.layers.len();
     for (index, layer) in model.layers.iter_mut().enumerate() {
-        for (name, projection) in projections(layer) {
-            let prefix = adapter_prefix(index, name);
+        for (name, projection) in layer.projections_mut() {
+            let prefix = format!("base_model.model.model.layers.{index}.{name}");
             let (a_name, b_name) = (
                 format!("{prefix}.lora_A.weight"),
                 format!("{prefix}.lora_B.weight"),
@@ -287,7 +267,7 @@ pub fn load_adapter<B: Backend>(
 /// Switches every adapter on or off (off: the base model, e.g. as DPO's reference).
 pub fn set_adapters_enabled<B: Backend>(model: &mut CausalLm<B>, enabled: bool) {
     for layer in model.layers.iter_mut() {
-        for (_, projection) in projections(layer) {
+        for (_, projection) in layer.projections_mut() {
             if let Some(lora) = projection.lora.as_mut() {
                 lora.enabled = enabled;
             }
@@ -298,7 +278,7 @@ pub fn set_adapters_enabled<B: Backend>(model: &mut CausalLm<B>, enabled: bool) 
 /// Folds every adapter into its base weight (`W + s · Aᵀ Bᵀ` in `[in, out]` layout) and drops it.
 pub fn merge_adapters<B: Backend>(mut model: CausalLm<B>) -> CausalLm<B> {
     for layer in model.layers.iter_mut() {
-        for (_, projection) in projections(layer) {
+        for (_, projection) in layer.projections_mut() {
             if let Some(lora) = projection.lora.take() {
                 let delta = lora.a.val().matmul(lora.b.val()).mul_scalar(lora.scaling);
                 let merged = projection.linear.weight.val() + delta;

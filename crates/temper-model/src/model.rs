@@ -8,6 +8,7 @@ use burn::tensor::{Int, Tensor, backend::Backend};
 use crate::attention::{Attention, LayerCache, Rotary, attention_mask};
 use crate::config::{ModelConfig, NormPlacement};
 use crate::layers::{Mlp, RmsNorm};
+use crate::lora::Projection;
 
 /// One decoder layer.
 #[derive(Module, Debug)]
@@ -44,6 +45,36 @@ impl<B: Backend> DecoderLayer<B> {
             let h = x + self.self_attn.forward(normed, rotary, mask, cache);
             h.clone() + self.mlp.forward(self.mlp_norm.forward(h))
         }
+    }
+}
+
+impl<B: Backend> DecoderLayer<B> {
+    /// The seven projections with their HF names inside a layer (`self_attn.q_proj`, ...).
+    pub fn projections(&self) -> [(&'static str, &Projection<B>); 7] {
+        let (attn, mlp) = (&self.self_attn, &self.mlp);
+        [
+            ("self_attn.q_proj", &attn.q_proj),
+            ("self_attn.k_proj", &attn.k_proj),
+            ("self_attn.v_proj", &attn.v_proj),
+            ("self_attn.o_proj", &attn.o_proj),
+            ("mlp.gate_proj", &mlp.gate_proj),
+            ("mlp.up_proj", &mlp.up_proj),
+            ("mlp.down_proj", &mlp.down_proj),
+        ]
+    }
+
+    /// [`DecoderLayer::projections`], mutably (for adapters to attach to).
+    pub fn projections_mut(&mut self) -> [(&'static str, &mut Projection<B>); 7] {
+        let (attn, mlp) = (&mut self.self_attn, &mut self.mlp);
+        [
+            ("self_attn.q_proj", &mut attn.q_proj),
+            ("self_attn.k_proj", &mut attn.k_proj),
+            ("self_attn.v_proj", &mut attn.v_proj),
+            ("self_attn.o_proj", &mut attn.o_proj),
+            ("mlp.gate_proj", &mut mlp.gate_proj),
+            ("mlp.up_proj", &mut mlp.up_proj),
+            ("mlp.down_proj", &mut mlp.down_proj),
+        ]
     }
 }
 

@@ -11,7 +11,7 @@ use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use serde_json::{Value, json};
 
-use crate::lora::{LoraConfig, Projection};
+use crate::lora::LoraConfig;
 use crate::model::CausalLm;
 
 /// Files copied from the source model directory when present.
@@ -125,21 +125,10 @@ pub fn save_model<B: Backend>(
     out_dir: &Path,
     options: &SaveOptions,
 ) -> Result<(), SaveError> {
-    let has_adapters = model.layers.iter().any(|l| {
-        let a = &l.self_attn;
-        let m = &l.mlp;
-        [
-            &a.q_proj,
-            &a.k_proj,
-            &a.v_proj,
-            &a.o_proj,
-            &m.gate_proj,
-            &m.up_proj,
-            &m.down_proj,
-        ]
+    let has_adapters = model
+        .layers
         .iter()
-        .any(|p| p.lora.is_some())
-    });
+        .any(|layer| layer.projections().iter().any(|(_, p)| p.lora.is_some()));
     if has_adapters {
         return Err(SaveError::UnmergedAdapters);
     }
@@ -165,23 +154,13 @@ fn model_entries<B: Backend>(model: &CausalLm<B>) -> Vec<Entry> {
     for (i, layer) in model.layers.iter().enumerate() {
         let p = |name: &str| format!("model.layers.{i}.{name}");
         let attn = &layer.self_attn;
-        let mut projection = |name: String, proj: &Projection<B>| {
-            entries.push(entry(
-                format!("{name}.weight"),
-                proj.linear.weight.val(),
-                true,
-            ));
-            if let Some(bias) = &proj.linear.bias {
-                entries.push(entry(format!("{name}.bias"), bias.val(), false));
+        for (name, projection) in layer.projections() {
+            let weight = projection.linear.weight.val();
+            entries.push(entry(p(&format!("{name}.weight")), weight, true));
+            if let Some(bias) = &projection.linear.bias {
+                entries.push(entry(p(&format!("{name}.bias")), bias.val(), false));
             }
-        };
-        projection(p("self_attn.q_proj"), &attn.q_proj);
-        projection(p("self_attn.k_proj"), &attn.k_proj);
-        projection(p("self_attn.v_proj"), &attn.v_proj);
-        projection(p("self_attn.o_proj"), &attn.o_proj);
-        projection(p("mlp.gate_proj"), &layer.mlp.gate_proj);
-        projection(p("mlp.up_proj"), &layer.mlp.up_proj);
-        projection(p("mlp.down_proj"), &layer.mlp.down_proj);
+        }
         if let (Some(q), Some(k)) = (&attn.q_norm, &attn.k_norm) {
             entries.push(entry(p("self_attn.q_norm.weight"), q.weight.val(), false));
             entries.push(entry(p("self_attn.k_norm.weight"), k.weight.val(), false));
@@ -343,18 +322,7 @@ pub fn save_adapter<B: Backend>(
     std::fs::create_dir_all(out_dir).map_err(|source| io(out_dir, source))?;
     let mut tensors = Vec::new();
     for (i, layer) in model.layers.iter().enumerate() {
-        let attn = &layer.self_attn;
-        let mlp = &layer.mlp;
-        let named = [
-            ("self_attn.q_proj", &attn.q_proj),
-            ("self_attn.k_proj", &attn.k_proj),
-            ("self_attn.v_proj", &attn.v_proj),
-            ("self_attn.o_proj", &attn.o_proj),
-            ("mlp.gate_proj", &mlp.gate_proj),
-            ("mlp.up_proj", &mlp.up_proj),
-            ("mlp.down_proj", &mlp.down_proj),
-        ];
-        for (name, projection) in named {
+        for (name, projection) in layer.projections() {
             let Some(lora) = &projection.lora else {
                 continue;
             };

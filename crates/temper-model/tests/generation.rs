@@ -4,27 +4,13 @@
 
 mod common;
 
-use common::{B, case, model_dir};
+use common::{B, case, model_dir, token_rows};
 use serde_json::Value;
 use temper_model::{CausalLm, Decoding, GenerationConfig, generate, load_model};
 
 fn load(name: &str) -> (CausalLm<B>, Value) {
     let (_, model) = load_model(&model_dir(name), &Default::default()).unwrap();
     (model, case(name))
-}
-
-fn rows(v: &Value) -> Vec<Vec<u32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect()
 }
 
 fn greedy(use_cache: bool) -> GenerationConfig {
@@ -42,19 +28,19 @@ fn greedy_generation_matches_transformers_for_every_family() {
         let (model, case) = load(name);
         let single = generate(
             &model,
-            &rows(&case["greedy_prompt"]),
+            &token_rows(&case["greedy_prompt"]),
             &greedy(true),
             &Default::default(),
         );
         assert_eq!(
             single.tokens,
-            rows(&case["greedy_tokens"]),
+            token_rows(&case["greedy_tokens"]),
             "{name}: single prompt"
         );
         // The batch: the same prompt, and its last four tokens left-padded by two.
-        let prompts: Vec<Vec<u32>> = rows(&case["greedy_batch_prompt"])
+        let prompts: Vec<Vec<u32>> = token_rows(&case["greedy_batch_prompt"])
             .into_iter()
-            .zip(rows(&case["greedy_batch_mask"]))
+            .zip(token_rows(&case["greedy_batch_mask"]))
             .map(|(ids, mask)| {
                 ids.into_iter()
                     .zip(mask)
@@ -66,7 +52,7 @@ fn greedy_generation_matches_transformers_for_every_family() {
         let batch = generate(&model, &prompts, &greedy(true), &Default::default());
         assert_eq!(
             batch.tokens,
-            rows(&case["greedy_batch_tokens"]),
+            token_rows(&case["greedy_batch_tokens"]),
             "{name}: left-padded batch"
         );
     }
@@ -76,7 +62,7 @@ fn greedy_generation_matches_transformers_for_every_family() {
 fn kv_cache_decoding_equals_full_recomputation() {
     for name in ["llama", "mistral", "olmo2"] {
         let (model, case) = load(name);
-        let prompts = vec![rows(&case["greedy_prompt"])[0].clone(), vec![5, 6, 7]];
+        let prompts = vec![token_rows(&case["greedy_prompt"])[0].clone(), vec![5, 6, 7]];
         let sample = |use_cache| GenerationConfig {
             decoding: Decoding::Sample {
                 temperature: 0.8,
@@ -103,7 +89,7 @@ fn kv_cache_decoding_equals_full_recomputation() {
 #[test]
 fn sampling_is_seeded_and_stops_at_eos() {
     let (model, case) = load("qwen3");
-    let prompt = rows(&case["greedy_prompt"]);
+    let prompt = token_rows(&case["greedy_prompt"]);
     let config = |seed| GenerationConfig {
         decoding: Decoding::Sample {
             temperature: 1.0,
@@ -125,7 +111,7 @@ fn sampling_is_seeded_and_stops_at_eos() {
     assert!(a.log_probs[0].iter().all(|l| *l <= 0.0 && l.is_finite()));
 
     // Stop at the third greedy token by declaring it an eos id.
-    let expected = rows(&case["greedy_tokens"])[0].clone();
+    let expected = token_rows(&case["greedy_tokens"])[0].clone();
     let stop = GenerationConfig {
         eos_token_ids: vec![expected[2]],
         ..greedy(true)

@@ -1,36 +1,12 @@
 //! Loading never holds the file and the model twice: peak heap while loading stays within 1.3×
 //! the model's f32 size (the file is memory-mapped; tensors are converted one at a time).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use burn::backend::NdArray;
+use peak_alloc::PeakAlloc;
 use temper_model::{ModelConfig, SaveOptions, load_model, random_model, save_model};
 
-/// Counts live and peak heap bytes of this test binary.
-struct PeakCounter;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for PeakCounter {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: PeakCounter = PeakCounter;
+static HEAP: PeakAlloc = PeakAlloc;
 
 type B = NdArray<f32>;
 
@@ -52,11 +28,11 @@ fn loading_peaks_below_1_3_times_the_model() {
         .unwrap()
         .len() as usize;
 
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
+    HEAP.reset_peak_usage();
+    let before = HEAP.current_usage();
     let (_, model) = load_model::<B>(saved.path(), &Default::default()).unwrap();
-    let peak = PEAK.load(Ordering::Relaxed) - before;
-    let held = LIVE.load(Ordering::Relaxed) - before;
+    let peak = HEAP.peak_usage() - before;
+    let held = HEAP.current_usage() - before;
     drop(model);
     let ratio = peak as f64 / file_bytes as f64;
     eprintln!("loading peak: {peak} bytes, {ratio:.3}× the {file_bytes}-byte model");

@@ -5,7 +5,9 @@ mod common;
 
 use burn::backend::Autodiff;
 use burn::tensor::Tensor;
-use common::{B, anchor_logits, case, logits_for, matrix_i64, model_dir, worst_attended};
+use common::{
+    B, anchor_logits, case, logits_for, matrix_i64, model_dir, token_rows, worst_attended,
+};
 use temper_model::{
     CausalLm, GenerationConfig, LoraConfig, add_lora, generate, load_adapter, load_model,
     merge_adapters, set_adapters_enabled,
@@ -40,19 +42,13 @@ fn peft_adapter_matches_transformers_and_peft() {
     let worst = worst_against(&model, "qwen3_lora", "qwen3_lora");
     assert!(worst <= 1e-4, "adapter logits differ by {worst}");
     let case = case("qwen3_lora");
-    let prompt: Vec<Vec<u32>> = matrix_i64(&case["greedy_prompt"])
-        .into_iter()
-        .map(|r| r.into_iter().map(|t| t as u32).collect())
-        .collect();
+    let prompt: Vec<Vec<u32>> = token_rows(&case["greedy_prompt"]);
     let config = GenerationConfig {
         max_new_tokens: 20,
         pad_token_id: 2040,
         ..GenerationConfig::default()
     };
-    let expected: Vec<Vec<u32>> = matrix_i64(&case["greedy_tokens"])
-        .into_iter()
-        .map(|r| r.into_iter().map(|t| t as u32).collect())
-        .collect();
+    let expected: Vec<Vec<u32>> = token_rows(&case["greedy_tokens"]);
     assert_eq!(
         generate(&model, &prompt, &config, &Default::default()).tokens,
         expected

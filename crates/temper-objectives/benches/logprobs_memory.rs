@@ -1,39 +1,16 @@
 //! Peak heap memory of the plain and the chunked log-prob gather at `[8, 1024, 32768]`, measured
-//! by counting the allocator's live bytes (the ndarray backend allocates on the heap). Prints a
+//! by a counting global allocator (`peak_alloc`; the ndarray backend allocates on the heap). Prints a
 //! table; run with `cargo bench -p temper-objectives --bench logprobs_memory`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use burn::backend::NdArray;
 use burn::tensor::{Distribution, Int, Tensor};
+use peak_alloc::PeakAlloc;
 use temper_objectives::logprobs::{token_log_probs, token_log_probs_chunked};
 
-/// Counts live and peak bytes; no crate does this for a whole process without a profiler.
-struct PeakCounter;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for PeakCounter {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(live, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: PeakCounter = PeakCounter;
+static HEAP: PeakAlloc = PeakAlloc;
 
 type Cpu = NdArray<f32>;
 const SHAPE: [usize; 3] = [8, 1024, 32768];
@@ -44,14 +21,11 @@ fn mib(bytes: usize) -> f64 {
 
 /// Runs `f`, returning (peak bytes above what was live before, seconds).
 fn measure(f: impl FnOnce()) -> (usize, f64) {
-    let before = LIVE.load(Ordering::Relaxed);
-    PEAK.store(before, Ordering::Relaxed);
+    HEAP.reset_peak_usage();
+    let before = HEAP.current_usage();
     let start = Instant::now();
     f();
-    (
-        PEAK.load(Ordering::Relaxed) - before,
-        start.elapsed().as_secs_f64(),
-    )
+    (HEAP.peak_usage() - before, start.elapsed().as_secs_f64())
 }
 
 fn main() {

@@ -380,16 +380,39 @@ pub fn aggregate(per_token: &[Vec<f64>], mask: &[Vec<f64>], aggregation: Aggrega
     }
 }
 
+/// One completion token as GRPO sees it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GrpoToken {
+    pub logp: f64,
+    pub old_logp: f64,
+    pub ref_logp: f64,
+    pub advantage: f64,
+}
+
+/// GRPO's settings: KL weight β, the clip range, and TRL's `use_bias_correction_kl`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GrpoSettings {
+    pub beta: f64,
+    pub eps_low: f64,
+    pub eps_high: f64,
+    pub bias_corrected_kl: bool,
+}
+
 /// GRPO's per-token loss before aggregation: the clipped surrogate plus `β · KL`, where TRL's
 /// `use_bias_correction_kl` weighs the KL by the importance ratio.
-pub fn grpo_token_loss(
-    logp: f64,
-    old_logp: f64,
-    ref_logp: f64,
-    advantage: f64,
-    config: (f64, f64, f64, bool),
-) -> f64 {
-    let (beta, eps_low, eps_high, bias_corrected_kl) = config;
+pub fn grpo_token_loss(token: &GrpoToken, settings: &GrpoSettings) -> f64 {
+    let GrpoToken {
+        logp,
+        old_logp,
+        ref_logp,
+        advantage,
+    } = *token;
+    let GrpoSettings {
+        beta,
+        eps_low,
+        eps_high,
+        bias_corrected_kl,
+    } = *settings;
     let surrogate = clipped_surrogate(logp, old_logp, advantage, eps_low, eps_high);
     if beta == 0.0 {
         return surrogate;

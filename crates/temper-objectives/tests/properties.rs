@@ -347,11 +347,16 @@ proptest! {
                 advantages: t1(&advantages),
             };
             let ours = scalar(grpo_loss(&config, &inputs).unwrap().loss);
+            let settings = reference::GrpoSettings {
+                beta: config.beta, eps_low: 0.2, eps_high, bias_corrected_kl: bias_corrected,
+            };
             let per_token: Vec<Vec<f64>> = (0..rows.len())
-                .map(|i| (0..5).map(|t| reference::grpo_token_loss(
-                    logps[i][t], old[i][t], reference_logps[i][t], advantages[i],
-                    (config.beta, 0.2, eps_high, bias_corrected),
-                )).collect())
+                .map(|i| (0..5).map(|t| {
+                    let token = reference::GrpoToken {
+                        logp: logps[i][t], old_logp: old[i][t], ref_logp: reference_logps[i][t], advantage: advantages[i],
+                    };
+                    reference::grpo_token_loss(&token, &settings)
+                }).collect())
                 .collect();
             let twin = reference::aggregate(&per_token, &mask, aggregation);
             prop_assert!(close(ours, twin, REL, ABS), "{aggregation:?}: {ours} vs {twin}");

@@ -47,6 +47,14 @@ pub fn matrix_i64(v: &Value) -> Vec<Vec<i64>> {
         .collect()
 }
 
+/// Rows of token ids.
+pub fn token_rows(v: &Value) -> Vec<Vec<u32>> {
+    matrix_i64(v)
+        .into_iter()
+        .map(|row| row.into_iter().map(|t| t as u32).collect())
+        .collect()
+}
+
 pub fn ints(rows: &[Vec<i64>]) -> Tensor<B, 2, Int> {
     let shape = [rows.len(), rows[0].len()];
     Tensor::from_data(TensorData::new(rows.concat(), shape), &Default::default())
