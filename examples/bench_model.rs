@@ -1,6 +1,7 @@
 //! The model on the CPU at a real shape: a randomly initialised Qwen2.5-0.5B (494M parameters,
 //! the hub config's shapes) on burn-ndarray f32. Prints one table: forward + backward tokens/s
-//! and peak heap memory at sequence length 512, and generation tokens/s with and without the
+//! and peak heap memory at sequence length 512 (with and without per-layer activation
+//! checkpointing), and generation tokens/s with and without the
 //! KV cache.
 //!
 //!     cargo run --release --example bench_model [-- --layers N] [-- --new-tokens N]
@@ -12,7 +13,10 @@ use std::time::Instant;
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::{Distribution, Int, Tensor};
 use peak_alloc::PeakAlloc;
-use temper::model::{GenerationConfig, ModelConfig, generate, random_model};
+use temper::model::{
+    GenerationConfig, GradientCheckpointing, ModelConfig, generate, loss_and_gradients,
+    random_model,
+};
 use temper::objectives::logprobs::{next_token_targets, token_log_probs};
 
 /// Counts live and peak heap bytes (ndarray allocates every tensor on the heap).
@@ -68,24 +72,41 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
-    // Forward + backward of the token log-prob loss at sequence length 512.
+    // Forward + backward of the token log-prob loss at sequence length 512, with each layer's
+    // activations kept and with them recomputed.
     let ids =
         Tensor::<CpuGrad, 2, Int>::random([1, seq], Distribution::Uniform(0.0, 32000.0), &device);
     let mask = Tensor::<CpuGrad, 2>::ones([1, seq], &device);
     let positions = Tensor::<CpuGrad, 1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
-    HEAP.reset_peak_usage();
-    let before = HEAP.current_usage();
-    let start = Instant::now();
-    let logits = model.forward(ids.clone(), mask.clone(), positions);
-    let (logits, targets, target_mask) = next_token_targets(logits, ids, mask);
-    let loss = token_log_probs(logits, targets, target_mask)
-        .expect("shapes agree")
-        .sum()
-        .neg();
-    let grads = loss.backward();
-    let train_seconds = start.elapsed().as_secs_f64();
-    let train_peak = HEAP.peak_usage() - before;
-    drop(grads);
+    let mut training = Vec::new();
+    for checkpointing in [GradientCheckpointing::Off, GradientCheckpointing::PerLayer] {
+        HEAP.reset_peak_usage();
+        let before = HEAP.current_usage();
+        let start = Instant::now();
+        let targets = ids.clone();
+        let backward = loss_and_gradients(
+            &model,
+            ids.clone(),
+            mask.clone(),
+            positions.clone(),
+            checkpointing,
+            |logits| {
+                let (logits, targets, target_mask) =
+                    next_token_targets(logits, targets, mask.clone());
+                let loss = token_log_probs(logits, targets, target_mask)
+                    .expect("shapes agree")
+                    .sum()
+                    .neg();
+                (loss, ())
+            },
+        );
+        training.push((
+            checkpointing,
+            start.elapsed().as_secs_f64(),
+            HEAP.peak_usage() - before,
+        ));
+        drop(backward);
+    }
 
     // Generation: a 32-token prompt, `new_tokens` greedy tokens, with and without the cache.
     let inference = random_model::<Cpu>(&config, &device);
@@ -113,11 +134,17 @@ fn main() {
 
     println!("| work | tokens | seconds | tokens/s | peak heap |");
     println!("|---|---:|---:|---:|---:|");
-    println!(
-        "| forward + backward, seq {seq} | {seq} | {train_seconds:.2} | {:.1} | {:.2} GiB |",
-        seq as f64 / train_seconds,
-        gib(train_peak)
-    );
+    for (checkpointing, seconds, peak) in training {
+        let label = match checkpointing {
+            GradientCheckpointing::Off => "forward + backward",
+            GradientCheckpointing::PerLayer => "forward + backward, per-layer checkpointing",
+        };
+        println!(
+            "| {label}, seq {seq} | {seq} | {seconds:.2} | {:.1} | {:.2} GiB |",
+            seq as f64 / seconds,
+            gib(peak)
+        );
+    }
     for (use_cache, tokens, seconds) in timings {
         let label = if use_cache {
             "generation, KV cache"

@@ -1,7 +1,8 @@
 """The PyTorch side of `examples/bench_model.rs`: a randomly initialised Qwen2.5-0.5B-shaped
 model in transformers on the CPU (float32, eager attention), timed on the same work: forward +
-backward of the summed token log-probs at sequence length 512, and greedy generation of N
-tokens after a 32-token prompt with and without the KV cache.
+backward of the summed token log-probs at sequence length 512 (plain, and with transformers'
+gradient checkpointing), and greedy generation of N tokens after a 32-token prompt with and
+without the KV cache.
 
     /root/.cache/temper-trl-venv/bin/python examples/anchors/torch_model_bench.py [--new-tokens 16]
 
@@ -16,6 +17,16 @@ import torch
 from transformers import AutoModelForCausalLM, Qwen2Config
 
 
+def forward_backward(model, ids):
+    """Seconds for one forward + backward of the summed next-token log-probs."""
+    model.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    logits = model(input_ids=ids).logits[:, :-1]
+    logps = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).sum()
+    (-logps).backward()
+    return time.perf_counter() - start
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--new-tokens", type=int, default=16)
@@ -27,16 +38,18 @@ def main():
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="eager")
     seq = 512
     ids = torch.randint(0, 32000, (1, seq))
-    start = time.perf_counter()
-    logits = model(input_ids=ids).logits[:, :-1]
-    logps = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).sum()
-    (-logps).backward()
-    train = time.perf_counter() - start
+    model.train()  # transformers checkpoints only in training mode
+    train = forward_backward(model, ids)
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    train_checkpointed = forward_backward(model, ids)
+    model.gradient_checkpointing_disable()
 
     model.eval()
     prompt = torch.tensor([[100 + i * 7 for i in range(32)]])
     result = {"threads": torch.get_num_threads(), "forward_backward_seconds": train,
-              "forward_backward_tokens_per_s": seq / train}
+              "forward_backward_tokens_per_s": seq / train,
+              "forward_backward_checkpointed_seconds": train_checkpointed,
+              "forward_backward_checkpointed_tokens_per_s": seq / train_checkpointed}
     with torch.no_grad():
         for use_cache in (True, False):
             start = time.perf_counter()

@@ -1,6 +1,7 @@
 //! The `temper` command. Parses arguments, calls the libraries, prints results; exit codes
 //! are 0 for success, 1 for invalid input or a failed check, 2 for usage, I/O or model errors.
 
+mod backend;
 mod data;
 mod model;
 

@@ -4,6 +4,7 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
+use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
 use temper_data::tokenize::tokenize;
@@ -16,13 +17,8 @@ use temper_model::{
 };
 
 use crate::Outcome;
+use crate::backend::{BackendArgs, with_backend};
 use crate::data::parse_format_name;
-
-/// The backend the model commands run on.
-#[cfg(not(feature = "cuda"))]
-type Device = burn::backend::NdArray<f32>;
-#[cfg(feature = "cuda")]
-type Device = burn::backend::Cuda<f32, i32>;
 
 #[derive(Args)]
 pub struct ScoreArgs {
@@ -41,6 +37,8 @@ pub struct ScoreArgs {
     /// Print one JSON object per example on stdout, nothing else.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    backend: BackendArgs,
 }
 
 #[derive(Args)]
@@ -60,6 +58,8 @@ pub struct GenerateArgs {
     /// Print `{"prompt_tokens", "tokens", "text"}` on stdout, nothing else.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    backend: BackendArgs,
 }
 
 #[derive(Args)]
@@ -68,6 +68,8 @@ pub struct ChatArgs {
     model: PathBuf,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    backend: BackendArgs,
 }
 
 /// How tokens are chosen, shared by `generate` and `chat`.
@@ -116,9 +118,8 @@ fn fail(message: impl std::fmt::Display) -> Outcome {
 }
 
 /// The model, its config and its tokenizer, from one directory.
-fn open(dir: &Path) -> Result<(ModelConfig, CausalLm<Device>, ChatTokenizer), String> {
-    let (config, model) =
-        load_model::<Device>(dir, &Default::default()).map_err(|e| e.to_string())?;
+fn open<B: Backend>(dir: &Path) -> Result<(ModelConfig, CausalLm<B>, ChatTokenizer), String> {
+    let (config, model) = load_model::<B>(dir, &Default::default()).map_err(|e| e.to_string())?;
     let tokenizer =
         ChatTokenizer::from_dir(dir, None).map_err(|e| format!("{}: {e}", dir.display()))?;
     // A token id past the embedding table would fail inside the backend: refuse the pair here.
@@ -134,11 +135,15 @@ fn open(dir: &Path) -> Result<(ModelConfig, CausalLm<Device>, ChatTokenizer), St
 }
 
 pub fn score(args: ScoreArgs) -> Outcome {
+    with_backend!(args.backend.dtype, B => score_on::<B>(args))
+}
+
+fn score_on<B: Backend>(args: ScoreArgs) -> Outcome {
     let format = match parse_format_name(&args.format) {
         Ok(format) => format,
         Err(message) => return fail(message),
     };
-    let (_, model, tokenizer) = match open(&args.model) {
+    let (_, model, tokenizer) = match open::<B>(&args.model) {
         Ok(opened) => opened,
         Err(message) => return fail(message),
     };
@@ -243,7 +248,11 @@ fn prompt_ids(
 }
 
 pub fn generate_text(args: GenerateArgs) -> Outcome {
-    let (config, model, tokenizer) = match open(&args.model) {
+    with_backend!(args.backend.dtype, B => generate_text_on::<B>(args))
+}
+
+fn generate_text_on<B: Backend>(args: GenerateArgs) -> Outcome {
+    let (config, model, tokenizer) = match open::<B>(&args.model) {
         Ok(opened) => opened,
         Err(message) => return fail(message),
     };
@@ -285,7 +294,11 @@ pub fn generate_text(args: GenerateArgs) -> Outcome {
 }
 
 pub fn chat(args: ChatArgs) -> Outcome {
-    let (config, model, tokenizer) = match open(&args.model) {
+    with_backend!(args.backend.dtype, B => chat_on::<B>(args))
+}
+
+fn chat_on<B: Backend>(args: ChatArgs) -> Outcome {
+    let (config, model, tokenizer) = match open::<B>(&args.model) {
         Ok(opened) => opened,
         Err(message) => return fail(message),
     };

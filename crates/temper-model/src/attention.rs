@@ -3,11 +3,12 @@
 //! masks.
 
 use burn::module::Module;
-use burn::tensor::{Bool, Tensor, activation::softmax, backend::Backend};
+use burn::tensor::{Bool, Element, FloatDType, Int, Tensor, activation::softmax, backend::Backend};
 
 use crate::config::QkNorm;
 use crate::layers::RmsNorm;
 use crate::lora::Projection;
+use crate::precision::{narrowed, widened};
 
 /// RoPE's cosines and sines per token, `[batch, seq, head_dim]` each (the `head_dim / 2`
 /// frequencies repeated twice, as transformers' `cat((freqs, freqs))`).
@@ -18,15 +19,19 @@ pub struct Rotary<B: Backend> {
 }
 
 impl<B: Backend> Rotary<B> {
-    /// From position ids `[batch, seq]` and inverse frequencies `[head_dim / 2]`.
-    pub fn new(positions: Tensor<B, 2>, inverse_frequencies: Tensor<B, 1>) -> Self {
+    /// From position ids `[batch, seq]` and inverse frequencies `[head_dim / 2]` (kept in
+    /// f32). The angles are computed in f32 whatever the model's float type, as transformers
+    /// does: bf16 holds integers exactly only up to 256.
+    pub fn new(positions: Tensor<B, 2, Int>, inverse_frequencies: Tensor<B, 1>) -> Self {
         let [batch, seq] = positions.dims();
         let half = inverse_frequencies.dims()[0];
-        let angles = positions.reshape([batch, seq, 1]) * inverse_frequencies.reshape([1, 1, half]);
+        let positions = positions.cast(FloatDType::F32).reshape([batch, seq, 1]);
+        let angles = positions * inverse_frequencies.reshape([1, 1, half]);
         let angles = Tensor::cat(vec![angles.clone(), angles], 2);
+        let dtype = <B::FloatElem as Element>::dtype();
         Self {
-            cos: angles.clone().cos(),
-            sin: angles.sin(),
+            cos: narrowed(angles.clone().cos(), dtype),
+            sin: narrowed(angles.sin(), dtype),
         }
     }
 
@@ -96,8 +101,10 @@ impl<B: Backend> Attention<B> {
         let scores = q
             .matmul(k.swap_dims(2, 3))
             .mul_scalar((dim as f64).powf(-0.5));
-        let scores = scores.mask_fill(mask.bool_not(), f32::MIN);
-        let context = softmax(scores, 3).matmul(v);
+        // Softmax in f32 also under half precision (transformers' eager attention), where
+        // f32::MIN is a finite "minus infinity" that keeps fully masked rows free of NaN.
+        let scores = widened(scores).mask_fill(mask.bool_not(), f32::MIN);
+        let context = narrowed(softmax(scores, 3), v.dtype()).matmul(v);
         let context = context.swap_dims(1, 2).reshape([batch, seq, heads * dim]);
         self.o_proj.forward(context)
     }

@@ -4,7 +4,7 @@
 
 use burn::module::Param;
 use burn::nn::{Embedding, Linear};
-use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
+use burn::tensor::{DType, Distribution, Tensor, TensorData, backend::Backend};
 
 use crate::attention::{Attention, qk_norm_widths};
 use crate::config::{ModelConfig, QkNorm};
@@ -92,6 +92,9 @@ pub fn random_model<B: Backend>(config: &ModelConfig, device: &B::Device) -> Cau
         layers,
         norm: norm(h),
         lm_head: (!config.tie_word_embeddings).then(|| linear(h, config.vocab_size, false)),
-        inverse_frequencies: Tensor::from_data(TensorData::new(frequencies, [count]), device),
+        inverse_frequencies: Tensor::from_data(
+            TensorData::new(frequencies, [count]),
+            (device, DType::F32),
+        ),
     }
 }

@@ -2,10 +2,12 @@
 //! MLP. Projections are burn-nn's `Linear` (weights stored `[in, out]`) with an optional LoRA.
 
 use crate::lora::Projection;
+use crate::precision::{narrowed, widened};
 use burn::module::{Module, Param};
 use burn::tensor::{Tensor, activation::silu, backend::Backend};
 
-/// RMSNorm: `w ⊙ x / sqrt(mean(x²) + ε)` over the last dimension.
+/// RMSNorm: `w ⊙ x / sqrt(mean(x²) + ε)` over the last dimension (normalised in f32 when the
+/// model computes in half precision).
 #[derive(Module, Debug)]
 pub struct RmsNorm<B: Backend> {
     pub weight: Param<Tensor<B, 1>>,
@@ -15,10 +17,12 @@ pub struct RmsNorm<B: Backend> {
 impl<B: Backend> RmsNorm<B> {
     /// `x`: `[..., width]` with `width` the weight's length.
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let dtype = x.dtype();
+        let x = widened(x);
         let mean_square = x.clone().square().mean_dim(D - 1);
         // A division, not `* sqrt(..).recip()`: burn-ndarray's SIMD reciprocal is approximate
         // (about 1e-4 relative) on aligned data, which made results depend on allocation.
-        let normalized = x / mean_square.add_scalar(self.eps).sqrt();
+        let normalized = narrowed(x / mean_square.add_scalar(self.eps).sqrt(), dtype);
         let width = self.weight.dims()[0];
         let mut shape = [1; D];
         shape[D - 1] = width;

@@ -1,11 +1,13 @@
-//! Decoder-only transformers configured from Hugging Face `config.json`.
+//! Decoder-only transformers configured from Hugging Face `config.json`: Llama 3, Qwen2.5,
+//! Qwen3, Mistral and OLMo 2 with transformers' logits.
 //!
-//! Work in progress (issue 4): today this crate reads and validates the configs of the
-//! supported families ([`config`]), opens safetensors checkpoints, single or sharded, checking
-//! every tensor against the config by name and shape ([`checkpoint`]), and runs the forward
-//! pass over Burn ([`model`], loaded by [`load_model`]) with transformers' logits, and
-//! generates with a KV cache ([`generate`]), with PEFT LoRA adapters ([`lora`]), and saves
-//! checkpoints and adapters that transformers and PEFT load ([`save`]).
+//! It reads and validates the configs of the supported families ([`config`]), opens safetensors
+//! checkpoints, single or sharded, checking every tensor against the config by name and shape
+//! ([`checkpoint`]), runs the forward pass over any Burn backend ([`model`], loaded by
+//! [`load_model`]), trains with per-layer activation checkpointing on or off
+//! ([`gradient_checkpointing`]), generates with a KV cache ([`generate`]), carries PEFT LoRA
+//! adapters ([`lora`]), and saves checkpoints and adapters that transformers and PEFT load
+//! ([`save`]).
 //!
 //! ```
 //! let json = r#"{"model_type": "qwen2", "vocab_size": 32, "hidden_size": 16,
@@ -21,11 +23,13 @@ pub mod attention;
 pub mod checkpoint;
 pub mod config;
 pub mod generate;
+pub mod gradient_checkpointing;
 pub mod init;
 pub mod layers;
 pub mod load;
 pub mod lora;
 pub mod model;
+mod precision;
 pub mod rope;
 pub mod save;
 pub mod score;
@@ -33,6 +37,7 @@ pub mod score;
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use config::{ConfigError, Family, ModelConfig, NormPlacement, QkNorm, RopeScaling};
 pub use generate::{Decoding, Generation, GenerationConfig, generate, generate_streaming};
+pub use gradient_checkpointing::{Backward, GradientCheckpointing, loss_and_gradients};
 pub use init::random_model;
 pub use load::{LoadError, load_model};
 pub use lora::{LoraConfig, add_lora, load_adapter, merge_adapters, set_adapters_enabled};

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use burn::module::Param;
 use burn::nn::{Embedding, Linear};
-use burn::tensor::{Tensor, TensorData, backend::Backend};
+use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
 
 use crate::attention::{Attention, qk_norm_widths};
 use crate::checkpoint::{Checkpoint, CheckpointError};
@@ -77,7 +77,10 @@ pub fn from_checkpoint<B: Backend>(
         } else {
             Some(weights.linear("lm_head", false)?)
         },
-        inverse_frequencies: Tensor::from_data(TensorData::new(frequencies, [count]), device),
+        inverse_frequencies: Tensor::from_data(
+            TensorData::new(frequencies, [count]),
+            (device, DType::F32),
+        ),
     })
 }
 

@@ -109,7 +109,8 @@ pub struct CausalLm<B: Backend> {
     pub norm: RmsNorm<B>,
     /// `None` when the head is tied to the embeddings.
     pub lm_head: Option<Linear<B>>,
-    /// RoPE inverse frequencies `[head_dim / 2]`: a constant, not a parameter.
+    /// RoPE inverse frequencies `[head_dim / 2]` in f32 (whatever the model computes in): a
+    /// constant, not a parameter.
     pub inverse_frequencies: Tensor<B, 1>,
 }
 
@@ -162,7 +163,7 @@ impl<B: Backend> CausalLm<B> {
         position_ids: Tensor<B, 2, Int>,
         cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
-        let rotary = Rotary::new(position_ids.float(), self.inverse_frequencies.clone());
+        let rotary = Rotary::new(position_ids, self.inverse_frequencies.clone());
         let mut x = self.embed_tokens.forward(input_ids);
         match cache {
             Some(cache) => {
@@ -179,7 +180,7 @@ impl<B: Backend> CausalLm<B> {
         x
     }
 
-    fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    pub(crate) fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = self.norm.forward(x);
         match &self.lm_head {
             Some(head) => head.forward(x),
