@@ -1,0 +1,70 @@
+//! Learning-rate schedules as `transformers.get_scheduler` defines them: the rate for optimizer
+//! step `k` (0-based) is `peak · λ(k)`, with linear warmup `λ(k) = k / warmup` first.
+
+use std::f64::consts::PI;
+
+/// The `lr_scheduler_type` values supported, in transformers' spelling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleKind {
+    /// `constant`: the peak throughout; transformers ignores warmup for it.
+    Constant,
+    /// `constant_with_warmup`.
+    ConstantWithWarmup,
+    /// `linear`: warmup, then linear decay to 0 at the last step.
+    Linear,
+    /// `cosine`: warmup, then half a cosine down to 0.
+    Cosine,
+}
+
+impl ScheduleKind {
+    pub const NAMES: [&'static str; 4] = ["constant", "constant_with_warmup", "linear", "cosine"];
+
+    /// Parses transformers' name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "constant" => Some(Self::Constant),
+            "constant_with_warmup" => Some(Self::ConstantWithWarmup),
+            "linear" => Some(Self::Linear),
+            "cosine" => Some(Self::Cosine),
+            _ => None,
+        }
+    }
+}
+
+/// A schedule over a run of `total_steps` optimizer steps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Schedule {
+    pub kind: ScheduleKind,
+    pub peak: f64,
+    pub warmup_steps: usize,
+    pub total_steps: usize,
+}
+
+impl Schedule {
+    /// Warmup steps from a ratio of the run, as transformers' `get_warmup_steps` rounds it up.
+    pub fn warmup_from_ratio(ratio: f64, total_steps: usize) -> usize {
+        (ratio * total_steps as f64).ceil() as usize
+    }
+
+    /// The rate of optimizer step `step` (0-based: the first update uses `learning_rate(0)`).
+    pub fn learning_rate(&self, step: usize) -> f64 {
+        self.peak * self.factor(step)
+    }
+
+    fn factor(&self, step: usize) -> f64 {
+        let (step, warmup, total) = (
+            step as f64,
+            self.warmup_steps as f64,
+            self.total_steps as f64,
+        );
+        if self.kind != ScheduleKind::Constant && step < warmup {
+            return step / warmup.max(1.0);
+        }
+        let progress = (step - warmup) / (total - warmup).max(1.0);
+        match self.kind {
+            ScheduleKind::Constant | ScheduleKind::ConstantWithWarmup => 1.0,
+            ScheduleKind::Linear => ((total - step) / (total - warmup).max(1.0)).max(0.0),
+            ScheduleKind::Cosine => (0.5 * (1.0 + (PI * progress).cos())).max(0.0),
+        }
+    }
+}
