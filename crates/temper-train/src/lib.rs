@@ -1,11 +1,14 @@
 //! Training over Burn with the semantics of PyTorch and Hugging Face's Trainer, so that a run
 //! here can be checked step for step against TRL.
 //!
-//! Work in progress (issue 6). Today: AdamW as `torch.optim.AdamW` computes it, with weight
-//! decay skipped for biases and norm weights as the Trainer does ([`optimizer`]); the learning
-//! rate schedules of `transformers.get_scheduler` ([`schedule`]); clipping by the global
-//! gradient norm as `torch.nn.utils.clip_grad_norm_` ([`clip`]); parameter names and their
-//! gradients ([`parameters`]).
+//! Work in progress (issue 6). Today: the shared step loop ([`trainer`]: seeded batches,
+//! gradient accumulation, clipping, AdamW, schedule, TRL's metrics) for SFT, the DPO family,
+//! ORPO and SimPO ([`objective`]), with reference log-probs computed up front; AdamW as
+//! `torch.optim.AdamW` computes it, with weight decay skipped for biases and norm weights as
+//! the Trainer does ([`optimizer`]); the learning rate schedules of `transformers.get_scheduler`
+//! ([`schedule`]); clipping by the global gradient norm as `torch.nn.utils.clip_grad_norm_`
+//! ([`clip`]); parameter names and their gradients ([`parameters`]). Checkpointing, resuming,
+//! evaluation, metrics files and the commands are still to come.
 //!
 //! ```
 //! use temper_train::schedule::{Schedule, ScheduleKind};
@@ -15,11 +18,16 @@
 //! assert_eq!(schedule.learning_rate(2), 1e-3);
 //! ```
 
+pub mod batch;
 pub mod clip;
+pub mod objective;
 pub mod optimizer;
 pub mod parameters;
 pub mod schedule;
+pub mod trainer;
 
 pub use clip::clip_global_norm;
+pub use objective::{NllSpan, Objective};
 pub use optimizer::{AdamW, AdamWConfig, OptimizerStateError};
 pub use schedule::{Schedule, ScheduleKind};
+pub use trainer::{ReferenceScores, StepLog, TrainError, Trainer, TrainingArgs, reference_scores};

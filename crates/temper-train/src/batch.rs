@@ -1,0 +1,36 @@
+//! A padded `temper-data` batch as tensors on a device.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use temper_data::batch::Batch;
+
+/// The model's inputs and the loss mask of one padded batch, each `[rows, seq]`.
+#[derive(Clone, Debug)]
+pub struct DeviceBatch<B: Backend> {
+    pub input_ids: Tensor<B, 2, Int>,
+    /// 1 for tokens, 0 for padding.
+    pub attention_mask: Tensor<B, 2>,
+    pub position_ids: Tensor<B, 2, Int>,
+    /// 1 for the tokens trained on (answers, completions).
+    pub loss_mask: Tensor<B, 2>,
+}
+
+impl<B: Backend> DeviceBatch<B> {
+    pub fn new(batch: &Batch, device: &B::Device) -> Self {
+        let shape = [batch.rows, batch.seq_len];
+        let ints = |values: &[u32]| {
+            let values: Vec<i64> = values.iter().map(|&v| i64::from(v)).collect();
+            Tensor::from_data(TensorData::new(values, shape), device)
+        };
+        let floats = |values: &[u8]| {
+            let values: Vec<f32> = values.iter().map(|&v| f32::from(v)).collect();
+            Tensor::from_data(TensorData::new(values, shape), device)
+        };
+        Self {
+            input_ids: ints(&batch.input_ids),
+            attention_mask: floats(&batch.attention_mask),
+            position_ids: ints(&batch.position_ids),
+            loss_mask: floats(&batch.loss_mask),
+        }
+    }
+}

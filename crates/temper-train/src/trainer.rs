@@ -1,0 +1,423 @@
+//! The step loop every trainer shares: batches in a seeded order, gradient accumulation with
+//! the Trainer's loss normalisation, clipping by the global norm, AdamW, the schedule, and the
+//! metrics of each step with TRL's names.
+//!
+//! Which batches update `k` uses is a function of `k` and the seed alone (epoch `k / u`, the
+//! `k mod u`-th group of micro-batches of that epoch's seeded order, `u` updates per epoch), so a
+//! run resumed at step `k` sees exactly the batches the uninterrupted run would have.
+
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData};
+use temper_data::Tokenized;
+use temper_data::batch::{BatchOrder, batch_indices, collate_pairs, collate_sequences};
+use temper_data::tokenize::{TokenizedPair, TokenizedSequence};
+use temper_model::{
+    CausalLm, GradientCheckpointing, ScoredSequence, loss_and_gradients, score_sequences,
+};
+use temper_objectives::{ObjectiveError, PairLogProbs};
+
+use crate::batch::DeviceBatch;
+use crate::clip::clip_global_norm;
+use crate::objective::Objective;
+use crate::optimizer::{AdamW, AdamWConfig};
+use crate::schedule::{Schedule, ScheduleKind};
+
+/// The run's settings, with transformers' `TrainingArguments` names and defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainingArgs {
+    /// Stop after this many optimizer steps (overrides `num_train_epochs`).
+    pub max_steps: Option<usize>,
+    pub num_train_epochs: f64,
+    pub per_device_train_batch_size: usize,
+    pub gradient_accumulation_steps: usize,
+    pub learning_rate: f64,
+    pub lr_scheduler_type: ScheduleKind,
+    pub warmup_steps: usize,
+    /// Used when `warmup_steps` is 0.
+    pub warmup_ratio: f64,
+    pub optimizer: AdamWConfig,
+    /// Clip to this global gradient norm; 0 disables clipping.
+    pub max_grad_norm: f64,
+    pub seed: u64,
+    pub batch_order: BatchOrder,
+    pub gradient_checkpointing: bool,
+}
+
+impl Default for TrainingArgs {
+    fn default() -> Self {
+        Self {
+            max_steps: None,
+            num_train_epochs: 3.0,
+            per_device_train_batch_size: 8,
+            gradient_accumulation_steps: 1,
+            learning_rate: 5e-5,
+            lr_scheduler_type: ScheduleKind::Linear,
+            warmup_steps: 0,
+            warmup_ratio: 0.0,
+            optimizer: AdamWConfig::default(),
+            max_grad_norm: 1.0,
+            seed: 42,
+            batch_order: BatchOrder::Shuffled,
+            gradient_checkpointing: false,
+        }
+    }
+}
+
+/// A reference model's summed log-probs and token counts of one pair's completions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ReferenceScores {
+    pub chosen: f64,
+    pub chosen_tokens: usize,
+    pub rejected: f64,
+    pub rejected_tokens: usize,
+}
+
+/// Scores every pair under `reference` (no autodiff: pass the inner backend's model), in
+/// batches of `batch_size` sequences.
+pub fn reference_scores<B: Backend>(
+    reference: &CausalLm<B>,
+    pairs: &[TokenizedPair],
+    batch_size: usize,
+    device: &B::Device,
+) -> Vec<ReferenceScores> {
+    let sequences: Vec<ScoredSequence> = pairs
+        .iter()
+        .flat_map(|pair| {
+            [&pair.chosen_ids, &pair.rejected_ids].map(|answer| {
+                let ids: Vec<u32> = pair.prompt_ids.iter().chain(answer).copied().collect();
+                let scored = (0..ids.len()).map(|i| i >= pair.prompt_ids.len()).collect();
+                ScoredSequence { ids, scored }
+            })
+        })
+        .collect();
+    score_sequences(reference, &sequences, batch_size, device)
+        .chunks(2)
+        .map(|scores| ReferenceScores {
+            chosen: scores[0].0,
+            chosen_tokens: scores[0].1,
+            rejected: scores[1].0,
+            rejected_tokens: scores[1].1,
+        })
+        .collect()
+}
+
+/// What one optimizer step logged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepLog {
+    /// 1-based: the number of updates done, as the Trainer's `global_step`.
+    pub step: usize,
+    /// Fractional epochs done after this update.
+    pub epoch: f64,
+    /// The loss of the batch used for this update, computed before it.
+    pub loss: f64,
+    /// The rate this update used.
+    pub learning_rate: f64,
+    /// The global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// The objective's metrics (TRL's names), averaged over the micro-batches.
+    pub metrics: Vec<(String, f64)>,
+    /// The examples this update trained on, in batch order.
+    pub records: Vec<usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("the training data is empty")]
+    NoData,
+    #[error("record {index}: {reason}")]
+    Record { index: usize, reason: String },
+    #[error("{0}")]
+    Settings(String),
+    #[error(transparent)]
+    Objective(#[from] ObjectiveError),
+    #[error("step {step}: the {what} is {value} (records {records:?}); stopped before updating")]
+    NonFinite {
+        step: usize,
+        what: &'static str,
+        value: f64,
+        records: Vec<usize>,
+    },
+}
+
+/// A model being trained, with its optimizer and position in the run.
+pub struct Trainer<B: AutodiffBackend> {
+    model: Option<CausalLm<B>>,
+    optimizer: AdamW<B::InnerBackend>,
+    objective: Objective,
+    args: TrainingArgs,
+    examples: Vec<Tokenized>,
+    lengths: Vec<usize>,
+    reference: Vec<ReferenceScores>,
+    pad_id: u32,
+    schedule: Schedule,
+    updates_per_epoch: usize,
+    step: usize,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    /// A trainer at step 0. `examples` must all be sequences (SFT) or all pairs (preference
+    /// objectives); `reference` holds one entry per pair when the objective needs it.
+    pub fn new(
+        model: CausalLm<B>,
+        objective: Objective,
+        args: TrainingArgs,
+        examples: Vec<Tokenized>,
+        reference: Vec<ReferenceScores>,
+        pad_id: u32,
+        device: B::Device,
+    ) -> Result<Self, TrainError> {
+        if examples.is_empty() {
+            return Err(TrainError::NoData);
+        }
+        if args.per_device_train_batch_size == 0 || args.gradient_accumulation_steps == 0 {
+            return Err(TrainError::Settings(
+                "per_device_train_batch_size and gradient_accumulation_steps must be at least 1"
+                    .into(),
+            ));
+        }
+        let mut lengths = Vec::with_capacity(examples.len());
+        for (index, example) in examples.iter().enumerate() {
+            let length = match (example, objective.is_preference()) {
+                (Tokenized::Sequence(s), false) => s.input_ids.len(),
+                (Tokenized::Pair(p), true) => {
+                    p.prompt_ids.len() + p.chosen_ids.len().max(p.rejected_ids.len())
+                }
+                _ => {
+                    let wanted = if objective.is_preference() {
+                        "a preference pair"
+                    } else {
+                        "an SFT sequence"
+                    };
+                    return Err(TrainError::Record {
+                        index,
+                        reason: format!("this objective trains on {wanted}"),
+                    });
+                }
+            };
+            lengths.push(length);
+        }
+        if objective.needs_reference() && reference.len() != examples.len() {
+            return Err(TrainError::Settings(format!(
+                "{} reference scores for {} pairs",
+                reference.len(),
+                examples.len()
+            )));
+        }
+        let micro_per_epoch = examples.len().div_ceil(args.per_device_train_batch_size);
+        let updates_per_epoch = micro_per_epoch.div_ceil(args.gradient_accumulation_steps);
+        let total_steps = args
+            .max_steps
+            .unwrap_or_else(|| (args.num_train_epochs * updates_per_epoch as f64).ceil() as usize);
+        let warmup_steps = if args.warmup_steps > 0 {
+            args.warmup_steps
+        } else {
+            Schedule::warmup_from_ratio(args.warmup_ratio, total_steps)
+        };
+        Ok(Self {
+            model: Some(model),
+            optimizer: AdamW::new(args.optimizer),
+            schedule: Schedule {
+                kind: args.lr_scheduler_type,
+                peak: args.learning_rate,
+                warmup_steps,
+                total_steps,
+            },
+            objective,
+            args,
+            examples,
+            lengths,
+            reference,
+            pad_id,
+            updates_per_epoch,
+            step: 0,
+            device,
+        })
+    }
+
+    /// Optimizer steps the run makes in all.
+    pub fn total_steps(&self) -> usize {
+        self.schedule.total_steps
+    }
+
+    /// Updates done so far.
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+
+    pub fn model(&self) -> &CausalLm<B> {
+        self.model
+            .as_ref()
+            .expect("the model is only taken during a step")
+    }
+
+    /// The micro-batches (example indices) of update `step`.
+    pub fn micro_batches(&self, step: usize) -> Vec<Vec<usize>> {
+        let epoch = step / self.updates_per_epoch;
+        let within = step % self.updates_per_epoch;
+        let accumulation = self.args.gradient_accumulation_steps;
+        let batches = batch_indices(
+            &self.lengths,
+            self.args.per_device_train_batch_size,
+            self.args.batch_order,
+            self.args.seed,
+            epoch as u64,
+            false,
+        );
+        let start = within * accumulation;
+        let end = (start + accumulation).min(batches.len());
+        batches[start..end].to_vec()
+    }
+
+    /// Makes the next update and returns what it logged. A non-finite loss or gradient norm
+    /// stops before the update, leaving the model as it was.
+    pub fn step(&mut self) -> Result<StepLog, TrainError> {
+        let step = self.step;
+        let micro_batches = self.micro_batches(step);
+        let records: Vec<usize> = micro_batches.iter().flatten().copied().collect();
+        let sft_tokens = match self.objective {
+            Objective::Sft => Some(
+                records
+                    .iter()
+                    .map(|&i| match &self.examples[i] {
+                        Tokenized::Sequence(s) => {
+                            s.loss_mask.iter().skip(1).filter(|&&m| m).count()
+                        }
+                        _ => 0,
+                    })
+                    .sum::<usize>() as f64,
+            ),
+            _ => None,
+        };
+        // Preference losses are batch means: each micro-batch counts 1/n of the update.
+        let scale = match self.objective {
+            Objective::Sft => 1.0,
+            _ => 1.0 / micro_batches.len() as f64,
+        };
+        let checkpointing = if self.args.gradient_checkpointing {
+            GradientCheckpointing::PerLayer
+        } else {
+            GradientCheckpointing::Off
+        };
+        let model = self
+            .model
+            .take()
+            .expect("the model is only taken during a step");
+        let mut accumulated = GradientsAccumulator::<CausalLm<B>>::new();
+        let mut loss = 0.0;
+        let mut metric_sums: Vec<(String, f64)> = Vec::new();
+        for indices in &micro_batches {
+            let batch = self.collate(indices);
+            let reference = self.reference_batch(indices);
+            let objective = &self.objective;
+            let backward = loss_and_gradients(
+                &model,
+                batch.input_ids.clone(),
+                batch.attention_mask.clone(),
+                batch.position_ids.clone(),
+                checkpointing,
+                |logits| match objective.loss(logits, &batch, reference.as_ref(), sft_tokens) {
+                    Ok(output) => (output.loss.clone().mul_scalar(scale), Ok(output.metrics)),
+                    Err(error) => (Tensor::zeros([1], &batch.input_ids.device()), Err(error)),
+                },
+            );
+            let metrics = match backward.output {
+                Ok(metrics) => metrics.to_f64(),
+                Err(error) => {
+                    self.model = Some(model);
+                    return Err(error.into());
+                }
+            };
+            loss += scalar(backward.loss);
+            for (name, value) in metrics {
+                match metric_sums.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, sum)) => *sum += value,
+                    None => metric_sums.push((name.to_string(), value)),
+                }
+            }
+            accumulated.accumulate(&model, backward.gradients);
+        }
+        let mut gradients: GradientsParams = accumulated.grads();
+        let grad_norm = clip_global_norm::<B, _>(&model, &mut gradients, self.args.max_grad_norm);
+        for (what, value) in [("loss", loss), ("gradient norm", grad_norm)] {
+            if !value.is_finite() {
+                self.model = Some(model);
+                return Err(TrainError::NonFinite {
+                    step: step + 1,
+                    what,
+                    value,
+                    records,
+                });
+            }
+        }
+        let learning_rate = self.schedule.learning_rate(step);
+        self.model = Some(self.optimizer.step(model, gradients, learning_rate));
+        self.step += 1;
+        let count = micro_batches.len() as f64;
+        Ok(StepLog {
+            step: self.step,
+            epoch: self.step as f64 / self.updates_per_epoch as f64,
+            loss,
+            learning_rate,
+            grad_norm,
+            metrics: metric_sums
+                .into_iter()
+                .filter(|(name, _)| name != "loss")
+                .map(|(name, sum)| (name, sum / count))
+                .collect(),
+            records,
+        })
+    }
+
+    fn collate(&self, indices: &[usize]) -> DeviceBatch<B> {
+        let batch = if self.objective.is_preference() {
+            let pairs: Vec<&TokenizedPair> = indices
+                .iter()
+                .filter_map(|&i| match &self.examples[i] {
+                    Tokenized::Pair(pair) => Some(pair),
+                    _ => None,
+                })
+                .collect();
+            collate_pairs(&pairs, self.pad_id)
+        } else {
+            let sequences: Vec<&TokenizedSequence> = indices
+                .iter()
+                .filter_map(|&i| match &self.examples[i] {
+                    Tokenized::Sequence(sequence) => Some(sequence),
+                    _ => None,
+                })
+                .collect();
+            collate_sequences(&sequences, self.pad_id)
+        };
+        DeviceBatch::new(&batch, &self.device)
+    }
+
+    fn reference_batch(&self, indices: &[usize]) -> Option<PairLogProbs<B>> {
+        if !self.objective.needs_reference() {
+            return None;
+        }
+        let column = |f: fn(&ReferenceScores) -> f64| {
+            let values: Vec<f32> = indices
+                .iter()
+                .map(|&i| f(&self.reference[i]) as f32)
+                .collect();
+            Tensor::from_data(TensorData::new(values, [indices.len()]), &self.device)
+        };
+        PairLogProbs::new(
+            column(|r| r.chosen),
+            column(|r| r.chosen_tokens as f64),
+            column(|r| r.rejected),
+            column(|r| r.rejected_tokens as f64),
+        )
+        .ok()
+    }
+}
+
+fn scalar<B: Backend>(value: Tensor<B, 1>) -> f64 {
+    value
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .map_or(f64::NAN, |v| v[0])
+}
