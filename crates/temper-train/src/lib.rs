@@ -19,6 +19,7 @@
 //! ```
 
 pub mod batch;
+pub mod checkpoint;
 pub mod clip;
 pub mod objective;
 pub mod optimizer;

@@ -246,6 +246,17 @@ impl<B: AutodiffBackend> Trainer<B> {
         self.step
     }
 
+    pub fn optimizer(&self) -> &AdamW<B::InnerBackend> {
+        &self.optimizer
+    }
+
+    /// Continues a run: the optimizer state and step count saved with the model this trainer
+    /// was built from (see [`crate::checkpoint`]).
+    pub fn resume(&mut self, optimizer: AdamW<B::InnerBackend>, steps_done: usize) {
+        self.optimizer = optimizer;
+        self.step = steps_done;
+    }
+
     pub fn model(&self) -> &CausalLm<B> {
         self.model
             .as_ref()

@@ -1,0 +1,112 @@
+//! Exact resume: six DPO steps straight equal three steps, a checkpoint, a fresh process's
+//! worth of loading (model from the HF directory, optimizer and step from the checkpoint), and
+//! three more steps, metric for metric and bit for bit on the CPU. A partial checkpoint left by
+//! a killed write never hides the last complete one.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::{Autodiff, NdArray};
+use burn::module::AutodiffModule;
+use temper_data::Tokenized;
+use temper_data::tokenize::{TokenizedPair, tokenize};
+use temper_data::{ChatTokenizer, TokenizeOptions, dataset};
+use temper_model::load_model;
+use temper_objectives::preference::{DpoConfig, PreferenceLoss};
+use temper_train::checkpoint::{load_training_state, save_checkpoint};
+use temper_train::{Objective, ScheduleKind, StepLog, Trainer, TrainingArgs, reference_scores};
+
+type Ad = Autodiff<NdArray<f32>>;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn base() -> PathBuf {
+    root().join("fixtures/models/qwen2")
+}
+
+fn trainer(model_dir: &Path) -> Trainer<Ad> {
+    let device = Default::default();
+    let tokenizer = ChatTokenizer::from_dir(&base(), None).unwrap();
+    let data = dataset::load(
+        &root().join("fixtures/data/trl_preference_standard.jsonl"),
+        None,
+        false,
+    )
+    .unwrap();
+    let examples: Vec<Tokenized> = data
+        .examples
+        .iter()
+        .map(|e| {
+            tokenize(&tokenizer, e, &TokenizeOptions::default())
+                .unwrap()
+                .tokenized
+        })
+        .collect();
+    let pairs: Vec<TokenizedPair> = examples
+        .iter()
+        .map(|e| match e {
+            Tokenized::Pair(p) => p.clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    // The reference is the base model in both runs.
+    let (_, reference) = load_model::<Ad>(&base(), &device).unwrap();
+    let reference = reference_scores(&reference.valid(), &pairs, 4, &device);
+    let (_, model) = load_model::<Ad>(model_dir, &device).unwrap();
+    let args = TrainingArgs {
+        max_steps: Some(6),
+        per_device_train_batch_size: 2,
+        learning_rate: 5e-3,
+        lr_scheduler_type: ScheduleKind::Cosine,
+        warmup_steps: 1,
+        ..TrainingArgs::default()
+    };
+    let objective = Objective::Dpo(DpoConfig::single(PreferenceLoss::Sigmoid, 0.1));
+    let pad = tokenizer.pad_id().unwrap_or(0);
+    Trainer::new(model, objective, args, examples, reference, pad, device).unwrap()
+}
+
+fn run(trainer: &mut Trainer<Ad>, steps: usize) -> Vec<StepLog> {
+    (0..steps).map(|_| trainer.step().unwrap()).collect()
+}
+
+#[test]
+fn resuming_from_a_checkpoint_equals_the_straight_run() {
+    let straight = run(&mut trainer(&base()), 6);
+
+    let output = tempfile::tempdir().unwrap();
+    let mut first = trainer(&base());
+    let mut logs = run(&mut first, 3);
+    let checkpoint = save_checkpoint(&first, &base(), output.path()).unwrap();
+    assert_eq!(checkpoint, output.path().join("checkpoint-3"));
+    drop(first);
+
+    let mut resumed = trainer(&checkpoint);
+    let (optimizer, step) = load_training_state(&checkpoint, &Default::default()).unwrap();
+    resumed.resume(optimizer, step);
+    logs.extend(run(&mut resumed, 3));
+    assert_eq!(logs, straight);
+}
+
+#[test]
+fn a_killed_write_leaves_the_last_checkpoint_loadable() {
+    let output = tempfile::tempdir().unwrap();
+    let mut trainer = trainer(&base());
+    run(&mut trainer, 2);
+    let saved = save_checkpoint(&trainer, &base(), output.path()).unwrap();
+    // A write of checkpoint-3 that died half-way: its partial directory holds a truncated file.
+    let partial = output.path().join(".checkpoint-3.partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    std::fs::write(partial.join("model.safetensors"), b"trunc").unwrap();
+    assert!(!output.path().join("checkpoint-3").exists());
+    let (_, model) = load_model::<Ad>(&saved, &Default::default()).unwrap();
+    let (_, step) = load_training_state::<NdArray<f32>>(&saved, &Default::default()).unwrap();
+    assert_eq!(step, 2);
+    assert_eq!(model.layers.len(), trainer.model().layers.len());
+    // The next save of step 3 replaces the debris.
+    run(&mut trainer, 1);
+    let next = save_checkpoint(&trainer, &base(), output.path()).unwrap();
+    assert!(next.ends_with("checkpoint-3") && !partial.exists());
+    load_model::<Ad>(&next, &Default::default()).unwrap();
+}
