@@ -1,0 +1,135 @@
+//! Word counting as IFEval does it: `RegexpTokenizer(r"\w+")` for `number_words`, and NLTK's
+//! `word_tokenize` (Punkt sentences, then the improved Treebank tokenizer of NLTK 3.9+) for
+//! `capital_word_frequency`, where splitting "CAN'T" into "CA" and "N'T" changes the count.
+//!
+//! The Treebank rules are NLTK's regular expressions read with Python's meaning
+//! ([`crate::python::translate`]); their lookarounds need `fancy_regex`.
+
+use std::sync::LazyLock;
+
+use fancy_regex::Regex;
+
+use super::punkt;
+use crate::python::{is_word, translate};
+
+/// IFEval's `count_words`: runs of `\w` characters.
+pub fn count_words(text: &str) -> usize {
+    let mut count = 0;
+    let mut in_word = false;
+    for c in text.chars() {
+        let word = is_word(c);
+        if word && !in_word {
+            count += 1;
+        }
+        in_word = word;
+    }
+    count
+}
+
+struct Rule {
+    regex: Regex,
+    replacement: &'static str,
+}
+
+fn rules(table: &[(&str, &'static str)]) -> Vec<Rule> {
+    table
+        .iter()
+        .map(|&(pattern, replacement)| Rule {
+            regex: Regex::new(&translate(pattern, false)).expect("NLTK's patterns are valid"),
+            replacement,
+        })
+        .collect()
+}
+
+static STARTING_QUOTES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
+    rules(&[
+        ("([«“‘„]|[`]+)", " ${1} "),
+        (r#"^""#, "``"),
+        ("(``)", " ${1} "),
+        (r#"([ \(\[{<])("|'{2})"#, "${1} `` "),
+        (r"(?i)(?<!\w)(')(?!(?:re|ve|ll|m|t|s|d|n)\b)(?=\w)", "${1} "),
+    ])
+});
+
+static PUNCTUATION: LazyLock<Vec<Rule>> = LazyLock::new(|| {
+    rules(&[
+        (r#"([^\.])(\.)((?>[\]\)}>"'»”’ ]*))\s*$"#, "${1} ${2} ${3} "),
+        (r"([:,])([^\d])", " ${1} ${2}"),
+        (r"([:,])$", " ${1} "),
+        (r"\.{2,}", " ${0} "),
+        (r"[;@#\x24%&]", " ${0} "),
+        (r"[\u{2012}-\u{2015}]", " ${0} "),
+        (r#"([^\.])(\.)([\]\)}>"']*)\s*$"#, "${1} ${2}${3} "),
+        (r"[?!]", " ${0} "),
+        (r"([^'])' ", "${1} ' "),
+        (r"[*]", " ${0} "),
+        (r"[\]\[\(\)\{\}<>]", " ${0} "),
+        (r"--", " -- "),
+    ])
+});
+
+static ENDING_QUOTES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
+    rules(&[
+        ("([»”’])", " ${1} "),
+        ("''", " '' "),
+        ("\"", " '' "),
+        (r"\s+", " "),
+        (r"([^' ])('[sS]|'[mM]|'[dD]|') ", "${1} ${2} "),
+        (r"([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) ", "${1} ${2} "),
+        (r"(?i)\b(can)(not)\b", " ${1} ${2} "),
+        (r"(?i)\b(d)('ye)\b", " ${1} ${2} "),
+        (r"(?i)\b(gim)(me)\b", " ${1} ${2} "),
+        (r"(?i)\b(gon)(na)\b", " ${1} ${2} "),
+        (r"(?i)\b(got)(ta)\b", " ${1} ${2} "),
+        (r"(?i)\b(lem)(me)\b", " ${1} ${2} "),
+        (r"(?i)\b(more)('n)\b", " ${1} ${2} "),
+        (r"(?i)\b(wan)(na)(?=\s)", " ${1} ${2} "),
+        (r"(?i) ('t)(is)\b", " ${1} ${2} "),
+        (r"(?i) ('t)(was)\b", " ${1} ${2} "),
+    ])
+});
+
+fn apply(rules: &[Rule], mut text: String) -> String {
+    for rule in rules {
+        // A pattern that exceeds fancy_regex's backtrack limit leaves the text as it was.
+        if let Ok(replaced) = rule.regex.try_replacen(&text, 0, rule.replacement) {
+            text = replaced.into_owned();
+        }
+    }
+    text
+}
+
+/// `NLTKWordTokenizer().tokenize(sentence)`.
+pub fn treebank_tokenize(sentence: &str) -> Vec<String> {
+    let text = apply(&STARTING_QUOTES, sentence.to_string());
+    let text = apply(&PUNCTUATION, text);
+    let text = apply(&ENDING_QUOTES, format!(" {text} "));
+    crate::python::split_whitespace(&text)
+        .map(str::to_string)
+        .collect()
+}
+
+/// `nltk.word_tokenize(text)`.
+pub fn word_tokenize(text: &str) -> Vec<String> {
+    punkt::sentences(text)
+        .into_iter()
+        .flat_map(treebank_tokenize)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nltk_word_tokenize_examples() {
+        assert_eq!(
+            word_tokenize("I CAN'T believe it's THE U.S.A. cannot (OK)"),
+            vec![
+                "I", "CA", "N'T", "believe", "it", "'s", "THE", "U.S.A.", "can", "not", "(", "OK",
+                ")"
+            ]
+        );
+        assert_eq!(count_words("Hello, world! It's 3pm."), 5);
+    }
+}
