@@ -277,12 +277,30 @@ impl Parser<'_> {
         })
     }
 
+    /// A number as sympy's LaTeX grammar reads it: `\d+(,\d{3})*(\.\d+)?` or `\.\d+` (a comma
+    /// before three digits groups thousands; a trailing `.` is not part of a number).
     fn number(&mut self) -> Option<f64> {
-        let start = self.pos;
-        while self.peek().is_some_and(|c| c.is_ascii_digit() || c == '.') {
+        let digit_at = |p: &Self, i: usize| p.chars.get(i).is_some_and(char::is_ascii_digit);
+        let mut text = String::new();
+        while digit_at(self, self.pos) {
+            text.push(self.chars[self.pos]);
             self.pos += 1;
+            let grouped = self.peek() == Some(',')
+                && (1..=3).all(|k| digit_at(self, self.pos + k))
+                && !digit_at(self, self.pos + 4)
+                && !text.is_empty();
+            if grouped {
+                self.pos += 1;
+            }
         }
-        let text: String = self.chars[start..self.pos].iter().collect();
+        if self.peek() == Some('.') && digit_at(self, self.pos + 1) {
+            text.push('.');
+            self.pos += 1;
+            while digit_at(self, self.pos) {
+                text.push(self.chars[self.pos]);
+                self.pos += 1;
+            }
+        }
         text.parse().ok()
     }
 
