@@ -9,7 +9,9 @@ use temper_verifiers::format::{r1_format_matches, remove_thinking_section};
 use temper_verifiers::{Instructions, Registry, Verifier};
 
 fn rows(name: &str) -> Vec<Value> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/verifiers").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/verifiers")
+        .join(name);
     std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .lines()
@@ -18,11 +20,21 @@ fn rows(name: &str) -> Vec<Value> {
 }
 
 fn strings(value: &Value) -> Vec<String> {
-    value.as_array().expect("a list").iter().map(|v| v.as_str().expect("a string").to_string()).collect()
+    value
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|v| v.as_str().expect("a string").to_string())
+        .collect()
 }
 
 fn bools(value: &Value) -> Vec<bool> {
-    value.as_array().expect("a list").iter().map(|v| v.as_bool().expect("a bool")).collect()
+    value
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|v| v.as_bool().expect("a bool"))
+        .collect()
 }
 
 #[test]
@@ -33,14 +45,23 @@ fn ifeval_strict_and_loose_agree_on_every_row() {
     for (index, row) in rows.iter().enumerate() {
         let ids = strings(&row["instruction_id_list"]);
         let kwargs = row["kwargs"].as_array().expect("kwargs").clone();
-        let instructions = Instructions::new(&ids, &kwargs).unwrap_or_else(|e| panic!("row {index}: {e}"));
+        let instructions =
+            Instructions::new(&ids, &kwargs).unwrap_or_else(|e| panic!("row {index}: {e}"));
         let response = row["response"].as_str().expect("response");
         let following = instructions.following(response);
         if following.strict != bools(&row["strict"]) || following.loose != bools(&row["loose"]) {
-            disagreements.push(format!("row {index} {ids:?}: {following:?} vs {} {}", row["strict"], row["loose"]));
+            disagreements.push(format!(
+                "row {index} {ids:?}: {following:?} vs {} {}",
+                row["strict"], row["loose"]
+            ));
         }
     }
-    assert!(disagreements.is_empty(), "{} disagreements:\n{}", disagreements.len(), disagreements.join("\n"));
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
 }
 
 #[test]
@@ -52,7 +73,10 @@ fn every_ifeval_instruction_is_covered_both_ways() {
             .filter(|row| strings(&row["instruction_id_list"]) == [id])
             .map(|row| bools(&row["strict"])[0])
             .collect();
-        assert!(verdicts.contains(&true) && verdicts.contains(&false), "{id} lacks a passing or failing case");
+        assert!(
+            verdicts.contains(&true) && verdicts.contains(&false),
+            "{id} lacks a passing or failing case"
+        );
     }
 }
 
@@ -61,12 +85,19 @@ fn agree_on_scores(file: &str, score_field: &str) -> Vec<String> {
     let registry = Registry::default();
     let mut disagreements = Vec::new();
     for (index, row) in rows(file).iter().enumerate() {
-        let verifier = registry.get(row["dataset"].as_str().expect("dataset")).expect("a registered verifier");
-        let verdict = verifier.verify(row["response"].as_str().expect("response"), &row["ground_truth"]);
+        let verifier = registry
+            .get(row["dataset"].as_str().expect("dataset"))
+            .expect("a registered verifier");
+        let verdict = verifier.verify(
+            row["response"].as_str().expect("response"),
+            &row["ground_truth"],
+        );
         let expected = row[score_field].as_f64().expect("a score");
         match verdict {
             Ok(verdict) if (verdict.score - expected).abs() < 1e-12 => {}
-            other => disagreements.push(format!("{file} row {index}: {other:?}, reference {expected}: {row}")),
+            other => disagreements.push(format!(
+                "{file} row {index}: {other:?}, reference {expected}: {row}"
+            )),
         }
     }
     disagreements
@@ -94,8 +125,16 @@ fn rlvr_ifeval_agrees_with_open_instructs_wrapper() {
 fn format_rules_agree_with_open_instruct() {
     for row in rows("format.jsonl") {
         let response = row["response"].as_str().expect("response");
-        assert_eq!(r1_format_matches(response), row["format_reward"].as_f64() == Some(1.0), "{response:?}");
-        assert_eq!(remove_thinking_section(response), row["without_thinking"].as_str().expect("text"), "{response:?}");
+        assert_eq!(
+            r1_format_matches(response),
+            row["format_reward"].as_f64() == Some(1.0),
+            "{response:?}"
+        );
+        assert_eq!(
+            remove_thinking_section(response),
+            row["without_thinking"].as_str().expect("text"),
+            "{response:?}"
+        );
     }
 }
 
@@ -112,9 +151,17 @@ fn math_disagreements_are_the_documented_ones() {
     let mut report = Vec::new();
     for (index, row) in rows("math.jsonl").iter().enumerate() {
         let response = row["response"].as_str().expect("response");
-        let score = math.verify(response, &row["ground_truth"]).expect("math verifies").score;
-        let strict_score = strict.verify(response, &row["ground_truth"]).expect("strict_math verifies").score;
-        if score != row["score"].as_f64().expect("score") || strict_score != row["strict_math_score"].as_f64().expect("score") {
+        let score = math
+            .verify(response, &row["ground_truth"])
+            .expect("math verifies")
+            .score;
+        let strict_score = strict
+            .verify(response, &row["ground_truth"])
+            .expect("strict_math verifies")
+            .score;
+        if score != row["score"].as_f64().expect("score")
+            || strict_score != row["strict_math_score"].as_f64().expect("score")
+        {
             found.push(index);
             report.push(format!(
                 "row {index}: temper {score}/{strict_score}, open-instruct {}/{}, math-verify {}: {response:?} vs {}",

@@ -165,18 +165,27 @@ impl IfEvalVerifier {
     /// `ast.literal_eval(label)[0]`, then `json.loads` if that is a string; an already
     /// parsed list or object is taken as the reference would see it after `literal_eval`.
     fn constraint(ground_truth: &Value) -> Result<Value, VerifyError> {
-        let bad = |reason: &str| VerifyError::BadGroundTruth { verifier: "ifeval", reason: reason.to_string() };
+        let bad = |reason: &str| VerifyError::BadGroundTruth {
+            verifier: "ifeval",
+            reason: reason.to_string(),
+        };
         let parsed = match ground_truth {
-            Value::String(text) => literal::literal_eval(text).ok_or_else(|| bad("is not a Python literal"))?,
+            Value::String(text) => {
+                literal::literal_eval(text).ok_or_else(|| bad("is not a Python literal"))?
+            }
             other => other.clone(),
         };
         let first = match parsed {
-            Value::Array(items) => items.into_iter().next().ok_or_else(|| bad("is an empty list"))?,
+            Value::Array(items) => items
+                .into_iter()
+                .next()
+                .ok_or_else(|| bad("is an empty list"))?,
             object @ Value::Object(_) => object,
             _ => return Err(bad("must be a list holding instruction_id and kwargs")),
         };
         match first {
-            Value::String(text) => serde_json::from_str(&text).map_err(|e| bad(&format!("holds a string that is not JSON: {e}"))),
+            Value::String(text) => serde_json::from_str(&text)
+                .map_err(|e| bad(&format!("holds a string that is not JSON: {e}"))),
             other => Ok(other),
         }
     }

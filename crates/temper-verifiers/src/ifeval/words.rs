@@ -26,17 +26,60 @@ pub fn count_words(text: &str) -> usize {
     count
 }
 
+/// The regex crate where the pattern allows (fast, no per-match overhead), `fancy_regex`
+/// where it has lookarounds.
+enum Pattern {
+    Plain(regex::Regex),
+    Fancy(Regex),
+}
+
 struct Rule {
-    regex: Regex,
+    regex: Pattern,
     replacement: &'static str,
+    /// Text the rule cannot match without (lowercase): lookaround patterns run on
+    /// `fancy_regex`'s backtracking engine at every position, so they are skipped when it is
+    /// absent.
+    needle: Option<&'static str>,
+}
+
+/// The literal every match of a rule contains, for the rules whose lookarounds make them slow.
+fn needle(pattern: &str) -> Option<&'static str> {
+    const NEEDLES: [(&str, &str); 13] = [
+        ("(can)(not)", "cannot"),
+        ("(d)('ye)", "d'ye"),
+        ("(gim)(me)", "gimme"),
+        ("(gon)(na)", "gonna"),
+        ("(got)(ta)", "gotta"),
+        ("(lem)(me)", "lemme"),
+        ("(more)('n)", "more'n"),
+        ("(wan)(na)", "wanna"),
+        ("('t)(is)", "'tis"),
+        ("('t)(was)", "'twas"),
+        ("(?<!\\w)(')", "'"),
+        ("([:,])$", ""),
+        ("(\\.)", "."),
+    ];
+    NEEDLES
+        .iter()
+        .find(|(marker, _)| pattern.contains(marker))
+        .map(|&(_, needle)| needle)
 }
 
 fn rules(table: &[(&str, &'static str)]) -> Vec<Rule> {
     table
         .iter()
         .map(|&(pattern, replacement)| Rule {
-            regex: Regex::new(&translate(pattern, false)).expect("NLTK's patterns are valid"),
+            regex: {
+                let translated = translate(pattern, false);
+                match regex::Regex::new(&translated) {
+                    Ok(plain) => Pattern::Plain(plain),
+                    Err(_) => {
+                        Pattern::Fancy(Regex::new(&translated).expect("NLTK's patterns are valid"))
+                    }
+                }
+            },
             replacement,
+            needle: needle(pattern),
         })
         .collect()
 }
@@ -91,9 +134,24 @@ static ENDING_QUOTES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
 
 fn apply(rules: &[Rule], mut text: String) -> String {
     for rule in rules {
-        // A pattern that exceeds fancy_regex's backtrack limit leaves the text as it was.
-        if let Ok(replaced) = rule.regex.try_replacen(&text, 0, rule.replacement) {
-            text = replaced.into_owned();
+        if let Some(needle) = rule.needle {
+            let present = match needle {
+                // `([:,])$`: the text must end in `:` or `,` (before an optional newline).
+                "" => text.trim_end_matches('\n').ends_with([':', ',']),
+                _ => text.to_lowercase().contains(needle),
+            };
+            if !present {
+                continue;
+            }
+        }
+        match &rule.regex {
+            Pattern::Plain(regex) => text = regex.replace_all(&text, rule.replacement).into_owned(),
+            // A search over fancy_regex's backtrack limit leaves the text as it was.
+            Pattern::Fancy(regex) => {
+                if let Ok(replaced) = regex.try_replacen(&text, 0, rule.replacement) {
+                    text = replaced.into_owned();
+                }
+            }
         }
     }
     text
