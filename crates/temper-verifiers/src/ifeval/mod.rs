@@ -4,6 +4,7 @@
 //! - [`checkers`]: one [`Checker`] per instruction id, built from IFEval's kwargs.
 //! - [`punkt`] and [`words`]: NLTK's sentence and word tokenisation, as IFEval counts.
 //! - [`language`]: langdetect's answers from `whatlang`.
+//! - [`report`]: the official report's prompt- and instruction-level accuracies.
 //! - [`IfEvalVerifier`]: open-instruct's `ifeval` reward (mean of the instructions followed).
 
 pub mod checkers;
@@ -11,6 +12,7 @@ pub mod language;
 pub mod literal;
 pub mod punkt;
 pub mod pyjson;
+pub mod report;
 pub mod words;
 
 use serde_json::{Map, Value, json};
