@@ -2,6 +2,8 @@
 //! as lowercase strings) and a strict mode that reads only the `#### answer` line GSM8K's
 //! reference solutions end with.
 
+use std::borrow::Cow;
+
 use serde_json::{Value, json};
 
 use crate::error::VerifyError;
@@ -9,52 +11,48 @@ use crate::python::is_decimal;
 use crate::verifier::{Verdict, Verifier, ground_truth_text};
 
 /// `re.sub(r"(\d),(\d)", r"\1\2", text)`: left to right, a digit used once.
-pub fn drop_thousands_separators(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
+pub fn drop_thousands_separators(text: &str) -> Cow<'_, str> {
+    if !text.contains(',') {
+        return Cow::Borrowed(text);
+    }
     let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        if i + 2 < chars.len()
-            && is_decimal(chars[i])
-            && chars[i + 1] == ','
-            && is_decimal(chars[i + 2])
-        {
-            out.push(chars[i]);
-            out.push(chars[i + 2]);
-            i += 3;
-        } else {
-            out.push(chars[i]);
-            i += 1;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if !is_decimal(c) {
+            continue;
+        }
+        // `c` opens a match when a comma and a digit follow; the digit is then consumed too.
+        let mut ahead = chars.clone();
+        if ahead.next() == Some(',') {
+            if let Some(d) = ahead.next().filter(|&d| is_decimal(d)) {
+                out.push(d);
+                chars = ahead;
+            }
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// The last match of `[-+]?\d*\.\d+|\d+` (a sign only with a decimal point, as the pattern
-/// reads), or `None`.
+/// reads), or `None`. One forward scan, as `re.findall` does.
 pub fn last_number(text: &str) -> Option<&str> {
-    let bytes: Vec<(usize, char)> = text.char_indices().collect();
-    let n = bytes.len();
-    let end_of = |i: usize| if i < n { bytes[i].0 } else { text.len() };
-    let digits_from = |mut i: usize| {
-        while i < n && is_decimal(bytes[i].1) {
-            i += 1;
-        }
-        i
-    };
     let mut last = None;
     let mut i = 0;
-    while i < n {
-        // Alternative 1: [-+]?\d*\.\d+
-        let mut j = i;
-        if matches!(bytes[j].1, '-' | '+') {
-            j += 1;
+    let digits_from = |mut j: usize| {
+        while let Some(c) = text[j..].chars().next().filter(|&c| is_decimal(c)) {
+            j += c.len_utf8();
         }
+        j
+    };
+    while let Some(c) = text[i..].chars().next() {
+        // Alternative 1: [-+]?\d*\.\d+
+        let j = if matches!(c, '-' | '+') { i + 1 } else { i };
         let after_int = digits_from(j);
-        if after_int < n && bytes[after_int].1 == '.' {
+        if text[after_int..].starts_with('.') {
             let after_frac = digits_from(after_int + 1);
             if after_frac > after_int + 1 {
-                last = Some(&text[bytes[i].0..end_of(after_frac)]);
+                last = Some(&text[i..after_frac]);
                 i = after_frac;
                 continue;
             }
@@ -62,13 +60,22 @@ pub fn last_number(text: &str) -> Option<&str> {
         // Alternative 2: \d+
         let after_digits = digits_from(i);
         if after_digits > i {
-            last = Some(&text[bytes[i].0..end_of(after_digits)]);
+            last = Some(&text[i..after_digits]);
             i = after_digits;
             continue;
         }
-        i += 1;
+        i += c.len_utf8();
     }
     last
+}
+
+/// `str(a).lower() == str(b).lower()` without allocating for ASCII text.
+fn equal_lowercase(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a.to_lowercase() == b.to_lowercase()
+    }
 }
 
 /// The `#### answer` of a GSM8K-style solution: the number after the last `####`, with `,`,
@@ -92,6 +99,25 @@ pub struct Gsm8k {
     pub strict: bool,
 }
 
+impl Gsm8k {
+    /// What is compared, and whether it matches.
+    fn check<'a>(&self, response: &'a str, label: &str) -> (Option<Cow<'a, str>>, bool) {
+        if self.strict {
+            let extracted = hash_answer(response);
+            let expected =
+                hash_answer(&format!("#### {label}")).unwrap_or_else(|| label.to_string());
+            let correct = extracted.as_deref() == Some(expected.as_str());
+            return (extracted.map(Cow::Owned), correct);
+        }
+        let text = drop_thousands_separators(response);
+        let (extracted, correct) = {
+            let extracted = last_number(&text).unwrap_or(&text);
+            (extracted.to_string(), equal_lowercase(extracted, label))
+        };
+        (Some(Cow::Owned(extracted)), correct)
+    }
+}
+
 impl Verifier for Gsm8k {
     fn name(&self) -> &'static str {
         if self.strict { "gsm8k_strict" } else { "gsm8k" }
@@ -99,22 +125,29 @@ impl Verifier for Gsm8k {
 
     fn verify(&self, response: &str, ground_truth: &Value) -> Result<Verdict, VerifyError> {
         let label = ground_truth_text(ground_truth);
-        if self.strict {
-            let extracted = hash_answer(response);
-            let expected = hash_answer(&format!("#### {label}")).unwrap_or_else(|| label.clone());
-            let correct = extracted.as_deref() == Some(expected.as_str());
-            return Ok(Verdict::pass_fail(
-                correct,
-                json!({"extracted": extracted, "ground_truth": label}),
-            ));
-        }
-        let without_separators = drop_thousands_separators(response);
-        let extracted = last_number(&without_separators).unwrap_or(&without_separators);
-        let correct = extracted.to_lowercase() == label.to_lowercase();
+        let (extracted, correct) = self.check(response, &label);
         Ok(Verdict::pass_fail(
             correct,
             json!({"extracted": extracted, "ground_truth": label}),
         ))
+    }
+
+    fn score(&self, response: &str, ground_truth: &Value) -> Result<f64, VerifyError> {
+        let label = ground_truth_text(ground_truth);
+        if self.strict {
+            return Ok(if self.check(response, &label).1 {
+                1.0
+            } else {
+                0.0
+            });
+        }
+        let text = drop_thousands_separators(response);
+        let extracted = last_number(&text).unwrap_or(&text);
+        Ok(if equal_lowercase(extracted, &label) {
+            1.0
+        } else {
+            0.0
+        })
     }
 }
 

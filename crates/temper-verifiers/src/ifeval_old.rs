@@ -6,7 +6,6 @@
 
 use std::sync::LazyLock;
 
-use fancy_regex::Regex as FancyRegex;
 use regex::Regex;
 use serde_json::{Map, Value, json};
 
@@ -49,13 +48,37 @@ fn fixed(pattern: &str) -> Regex {
     Regex::new(pattern).expect("a fixed pattern")
 }
 
-static WORDS: LazyLock<FancyRegex> =
-    LazyLock::new(|| python::compile(r"\b\w+\b", false, false).expect("valid"));
-static CAPITAL_WORDS: LazyLock<FancyRegex> =
-    LazyLock::new(|| python::compile(r"\b[A-Z]+\b", false, false).expect("valid"));
-static SENTENCE_SPLIT: LazyLock<FancyRegex> = LazyLock::new(|| {
-    python::compile(r"(?<!\w\.\w.)(?<![A-Z][a-z]\.)(?<=\.|\?|!)\s", false, false).expect("valid")
-});
+/// The words of `re.findall(r"\b\w+\b", text)`: maximal runs of Python word characters.
+fn word_runs(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !python::is_word(c))
+        .filter(|run| !run.is_empty())
+}
+
+/// `len(re.split(r"(?<!\w\.\w.)(?<![A-Z][a-z]\.)(?<=\.|\?|!)\s", text))`: whitespace after
+/// `.`, `?` or `!`, except after an abbreviation like "e.g." or "Mr.".
+fn regex_sentence_count(text: &str) -> usize {
+    let chars: Vec<char> = text.chars().collect();
+    let mut splits = 0;
+    for i in 1..chars.len() {
+        if !python::is_space(chars[i]) || !matches!(chars[i - 1], '.' | '?' | '!') {
+            continue;
+        }
+        let dotted_abbreviation = i >= 4
+            && python::is_word(chars[i - 4])
+            && chars[i - 3] == '.'
+            && python::is_word(chars[i - 2])
+            && chars[i - 1] != '\n';
+        let title = i >= 3
+            && chars[i - 3].is_ascii_uppercase()
+            && chars[i - 2].is_ascii_lowercase()
+            && chars[i - 1] == '.';
+        if !dotted_abbreviation && !title {
+            splits += 1;
+        }
+    }
+    splits + 1
+}
+
 static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| fixed(r"\[(.*?)\]"));
 static TITLE: LazyLock<Regex> = LazyLock::new(|| fixed(r"<<(.*?)>>"));
 static HIGHLIGHT: LazyLock<Regex> = LazyLock::new(|| fixed(r"\*(.*?)\*"));
@@ -146,11 +169,7 @@ pub fn call(func: &str, text: &str, args: &Map<String, Value>) -> Result<bool, V
             let keyword = a.string("word")?.to_lowercase();
             let n = a.number("N")?;
             let text = lower();
-            let count = WORDS
-                .find_iter(&text)
-                .filter_map(Result::ok)
-                .filter(|m| m.as_str() == keyword)
-                .count();
+            let count = word_runs(&text).filter(|word| *word == keyword).count();
             count as f64 == n
         }
         "validate_forbidden_words" => {
@@ -196,7 +215,7 @@ pub fn call(func: &str, text: &str, args: &Map<String, Value>) -> Result<bool, V
         }
         "verify_sentence_constraint" => {
             a.only(&["N", "quantifier"])?;
-            let sentences = python::count_matches(&SENTENCE_SPLIT, text) + 1;
+            let sentences = regex_sentence_count(text);
             quantified(sentences, a.number("N")?, a.string("quantifier")?, 1.0)
         }
         "validate_paragraphs" => {
@@ -263,7 +282,7 @@ pub fn call(func: &str, text: &str, args: &Map<String, Value>) -> Result<bool, V
             let splitter = regex::escape(a.string("section_splitter")?);
             let pattern =
                 python::compile_or_literal(&format!(r"\s?{splitter}\s?\d+\s?"), true, false);
-            python::count_matches(&pattern, text) as f64 >= a.number("N")?
+            pattern.count(text) as f64 >= a.number("N")?
         }
         "validate_json_format" => {
             a.only(&[])?;
@@ -292,7 +311,9 @@ pub fn call(func: &str, text: &str, args: &Map<String, Value>) -> Result<bool, V
             a.only(&["N", "quantifier"])?;
             let n = a.number("N")?;
             quantified(
-                python::count_matches(&CAPITAL_WORDS, text),
+                word_runs(text)
+                    .filter(|w| w.bytes().all(|b| b.is_ascii_uppercase()))
+                    .count(),
                 n,
                 a.string("quantifier")?,
                 tolerance(n),

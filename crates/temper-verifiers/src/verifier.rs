@@ -1,5 +1,7 @@
 //! The `Verifier` trait: a response and a ground truth in, a score in [0, 1] with details out.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -37,13 +39,20 @@ pub trait Verifier: Send + Sync {
     /// as the dataset stores it). Errors are for ground truths the verifier cannot read, never
     /// for responses: any response gets a score.
     fn verify(&self, response: &str, ground_truth: &Value) -> Result<Verdict, VerifyError>;
+
+    /// The score alone: what a trainer needs, without building the details. Verifiers whose
+    /// details cost more than their check override it; the score is always `verify`'s.
+    fn score(&self, response: &str, ground_truth: &Value) -> Result<f64, VerifyError> {
+        self.verify(response, ground_truth)
+            .map(|verdict| verdict.score)
+    }
 }
 
 /// The ground truth as the string Python's `str(label)` would give (numbers keep their JSON
 /// spelling, which is Python's for ints and for floats like `72.0`).
-pub fn ground_truth_text(ground_truth: &Value) -> String {
+pub fn ground_truth_text(ground_truth: &Value) -> Cow<'_, str> {
     match ground_truth {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
+        Value::String(text) => Cow::Borrowed(text),
+        other => Cow::Owned(other.to_string()),
     }
 }

@@ -7,12 +7,13 @@
 
 use std::sync::LazyLock;
 
-use fancy_regex::Regex as FancyRegex;
+use std::sync::Arc;
+
 use regex::Regex;
 use serde_json::{Map, Value};
 
 use super::{InstructionError, language, punkt, pyjson, words};
-use crate::python;
+use crate::python::{self, Pattern};
 
 /// IFEval's `_COMPARISON_RELATION`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,13 +35,13 @@ impl Relation {
 /// One instruction, ready to check responses.
 #[derive(Debug)]
 pub enum Checker {
-    KeywordsExistence(Vec<FancyRegex>),
+    KeywordsExistence(Vec<Arc<Pattern>>),
     KeywordFrequency {
-        keyword: FancyRegex,
+        keyword: Arc<Pattern>,
         frequency: i64,
         relation: Relation,
     },
-    ForbiddenWords(Vec<FancyRegex>),
+    ForbiddenWords(Vec<Arc<Pattern>>),
     LetterFrequency {
         letter: char,
         frequency: i64,
@@ -62,12 +63,12 @@ pub enum Checker {
         first_word: String,
     },
     NumberPlaceholders(i64),
-    Postscript(FancyRegex),
+    Postscript(Arc<Pattern>),
     NumberBulletLists(i64),
     ConstrainedResponse,
     NumberHighlightedSections(i64),
     MultipleSections {
-        splitter: FancyRegex,
+        splitter: Arc<Pattern>,
         num_sections: i64,
     },
     JsonFormat,
@@ -212,7 +213,7 @@ impl Checker {
             "keywords:forbidden_words" => Checker::ForbiddenWords(
                 k.strings("forbidden_words")?
                     .into_iter()
-                    .map(|w| python::compile_or_literal(&format!(r"\b{w}\b"), true, false))
+                    .map(|w| python::word_bounded(w, true))
                     .collect(),
             ),
             "keywords:letter_frequency" => {
@@ -316,15 +317,13 @@ impl Checker {
     /// IFEval's `check_following(value)`.
     pub fn check(&self, value: &str) -> bool {
         match self {
-            Checker::KeywordsExistence(keywords) => {
-                keywords.iter().all(|k| python::search(k, value))
-            }
+            Checker::KeywordsExistence(keywords) => keywords.iter().all(|k| k.search(value)),
             Checker::KeywordFrequency {
                 keyword,
                 frequency,
                 relation,
-            } => relation.holds(python::count_matches(keyword, value), *frequency),
-            Checker::ForbiddenWords(words) => !words.iter().any(|w| python::search(w, value)),
+            } => relation.holds(keyword.count(value), *frequency),
+            Checker::ForbiddenWords(words) => !words.iter().any(|w| w.search(value)),
             Checker::LetterFrequency {
                 letter,
                 frequency,
@@ -351,7 +350,7 @@ impl Checker {
                 first_word,
             } => nth_paragraph_first_word(value, *num_paragraphs, *nth_paragraph, first_word),
             Checker::NumberPlaceholders(minimum) => count(&PLACEHOLDER, value) as i64 >= *minimum,
-            Checker::Postscript(pattern) => python::search(pattern, &value.to_lowercase()),
+            Checker::Postscript(pattern) => pattern.search(&value.to_lowercase()),
             Checker::NumberBulletLists(expected) => {
                 (count(&STAR_BULLET, value) + count(&DASH_BULLET, value)) as i64 == *expected
             }
@@ -367,7 +366,7 @@ impl Checker {
             Checker::MultipleSections {
                 splitter,
                 num_sections,
-            } => python::count_matches(splitter, value) as i64 >= *num_sections,
+            } => splitter.count(value) as i64 >= *num_sections,
             Checker::JsonFormat => json_format(value),
             Checker::Title => TITLE.find_iter(value).any(|m| {
                 !python::strip(m.as_str().trim_start_matches('<').trim_end_matches('>')).is_empty()

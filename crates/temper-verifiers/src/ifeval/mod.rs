@@ -113,14 +113,16 @@ impl Instructions {
     /// `test_instruction_following_loose`: followed if any of eight variants follows it
     /// (first line, last line or both removed, asterisks removed).
     pub fn loose(&self, response: &str) -> Vec<bool> {
-        let variants = loose_variants(response);
+        // A checker is a function of the text: identical or blank variants need no second look.
+        let mut variants: Vec<String> = Vec::with_capacity(8);
+        for variant in loose_variants(response) {
+            if !python::strip(&variant).is_empty() && !variants.contains(&variant) {
+                variants.push(variant);
+            }
+        }
         self.checkers
             .iter()
-            .map(|c| {
-                variants
-                    .iter()
-                    .any(|v| !python::strip(v).is_empty() && c.check(v))
-            })
+            .map(|c| variants.iter().any(|v| c.check(v)))
             .collect()
     }
 

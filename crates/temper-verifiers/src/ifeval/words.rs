@@ -44,7 +44,7 @@ struct Rule {
 
 /// The literal every match of a rule contains, for the rules whose lookarounds make them slow.
 fn needle(pattern: &str) -> Option<&'static str> {
-    const NEEDLES: [(&str, &str); 13] = [
+    const NEEDLES: [(&str, &str); 10] = [
         ("(can)(not)", "cannot"),
         ("(d)('ye)", "d'ye"),
         ("(gim)(me)", "gimme"),
@@ -55,9 +55,6 @@ fn needle(pattern: &str) -> Option<&'static str> {
         ("(wan)(na)", "wanna"),
         ("('t)(is)", "'tis"),
         ("('t)(was)", "'twas"),
-        ("(?<!\\w)(')", "'"),
-        ("([:,])$", ""),
-        ("(\\.)", "."),
     ];
     NEEDLES
         .iter()
@@ -90,19 +87,18 @@ static STARTING_QUOTES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         (r#"^""#, "``"),
         ("(``)", " ${1} "),
         (r#"([ \(\[{<])("|'{2})"#, "${1} `` "),
-        (r"(?i)(?<!\w)(')(?!(?:re|ve|ll|m|t|s|d|n)\b)(?=\w)", "${1} "),
     ])
 });
 
 static PUNCTUATION: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     rules(&[
-        (r#"([^\.])(\.)((?>[\]\)}>"'»”’ ]*))\s*$"#, "${1} ${2} ${3} "),
+        (r#"([^\.])(\.)([\]\)}>"'»”’ ]*)\s*\z"#, "${1} ${2} ${3} "),
         (r"([:,])([^\d])", " ${1} ${2}"),
-        (r"([:,])$", " ${1} "),
+        (r"([:,])(\n?)\z", " ${1} ${2}"),
         (r"\.{2,}", " ${0} "),
         (r"[;@#\x24%&]", " ${0} "),
         (r"[\u{2012}-\u{2015}]", " ${0} "),
-        (r#"([^\.])(\.)([\]\)}>"']*)\s*$"#, "${1} ${2}${3} "),
+        (r#"([^\.])(\.)([\]\)}>"']*)\s*\z"#, "${1} ${2}${3} "),
         (r"[?!]", " ${0} "),
         (r"([^'])' ", "${1} ' "),
         (r"[*]", " ${0} "),
@@ -134,18 +130,20 @@ static ENDING_QUOTES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
 
 fn apply(rules: &[Rule], mut text: String) -> String {
     for rule in rules {
-        if let Some(needle) = rule.needle {
-            let present = match needle {
-                // `([:,])$`: the text must end in `:` or `,` (before an optional newline).
-                "" => text.trim_end_matches('\n').ends_with([':', ',']),
-                _ => text.to_lowercase().contains(needle),
-            };
-            if !present {
-                continue;
-            }
+        if rule
+            .needle
+            .is_some_and(|needle| !text.to_lowercase().contains(needle))
+        {
+            continue;
         }
         match &rule.regex {
-            Pattern::Plain(regex) => text = regex.replace_all(&text, rule.replacement).into_owned(),
+            Pattern::Plain(regex) => {
+                if let std::borrow::Cow::Owned(replaced) =
+                    regex.replace_all(&text, rule.replacement)
+                {
+                    text = replaced;
+                }
+            }
             // A search over fancy_regex's backtrack limit leaves the text as it was.
             Pattern::Fancy(regex) => {
                 if let Ok(replaced) = regex.try_replacen(&text, 0, rule.replacement) {
@@ -157,9 +155,44 @@ fn apply(rules: &[Rule], mut text: String) -> String {
     text
 }
 
+/// NLTK's `(?i)(?<!\w)(\')(?!(?:re|ve|ll|m|t|s|d|n)\b)(?=\w)` → `"' "`: an opening single
+/// quote before a word (not a contraction like 's or 're) is split from it.
+fn split_opening_quotes(text: &str) -> String {
+    if !text.contains('\'') {
+        return text.to_string();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, &c) in chars.iter().enumerate() {
+        out.push(c);
+        if c != '\''
+            || (i > 0 && is_word(chars[i - 1]))
+            || !chars.get(i + 1).is_some_and(|&n| is_word(n))
+        {
+            continue;
+        }
+        let contraction = ["re", "ve", "ll", "m", "t", "s", "d", "n"]
+            .iter()
+            .any(|suffix| {
+                let n = suffix.len();
+                chars.len() >= i + 1 + n
+                    && chars[i + 1..i + 1 + n]
+                        .iter()
+                        .zip(suffix.chars())
+                        .all(|(a, b)| a.to_lowercase().eq(b.to_lowercase()))
+                    && !chars.get(i + 1 + n).is_some_and(|&next| is_word(next))
+            });
+        if !contraction {
+            out.push(' ');
+        }
+    }
+    out
+}
+
 /// `NLTKWordTokenizer().tokenize(sentence)`.
 pub fn treebank_tokenize(sentence: &str) -> Vec<String> {
     let text = apply(&STARTING_QUOTES, sentence.to_string());
+    let text = split_opening_quotes(&text);
     let text = apply(&PUNCTUATION, text);
     let text = apply(&ENDING_QUOTES, format!(" {text} "));
     crate::python::split_whitespace(&text)
