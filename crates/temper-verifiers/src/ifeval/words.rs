@@ -36,6 +36,9 @@ enum Pattern {
 struct Rule {
     regex: Pattern,
     replacement: &'static str,
+    /// Characters of which every match has one ("" for none known): a rule is only run on
+    /// text holding one of them.
+    trigger: &'static str,
     /// Text the rule cannot match without (lowercase): lookaround patterns run on
     /// `fancy_regex`'s backtracking engine at every position, so they are skipped when it is
     /// absent.
@@ -62,10 +65,10 @@ fn needle(pattern: &str) -> Option<&'static str> {
         .map(|&(_, needle)| needle)
 }
 
-fn rules(table: &[(&str, &'static str)]) -> Vec<Rule> {
+fn rules(table: &[(&str, &'static str, &'static str)]) -> Vec<Rule> {
     table
         .iter()
-        .map(|&(pattern, replacement)| Rule {
+        .map(|&(pattern, replacement, trigger)| Rule {
             regex: {
                 let translated = translate(pattern, false);
                 match regex::Regex::new(&translated) {
@@ -76,6 +79,7 @@ fn rules(table: &[(&str, &'static str)]) -> Vec<Rule> {
                 }
             },
             replacement,
+            trigger,
             needle: needle(pattern),
         })
         .collect()
@@ -83,53 +87,78 @@ fn rules(table: &[(&str, &'static str)]) -> Vec<Rule> {
 
 static STARTING_QUOTES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     rules(&[
-        ("([«“‘„]|[`]+)", " ${1} "),
-        (r#"^""#, "``"),
-        ("(``)", " ${1} "),
-        (r#"([ \(\[{<])("|'{2})"#, "${1} `` "),
+        ("([«“‘„]|[`]+)", " ${1} ", "«“‘„`"),
+        (r#"^""#, "``", "\""),
+        ("(``)", " ${1} ", "`"),
+        (r#"([ \(\[{<])("|'{2})"#, "${1} `` ", "\"'"),
     ])
 });
 
 static PUNCTUATION: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     rules(&[
-        (r#"([^\.])(\.)([\]\)}>"'»”’ ]*)\s*\z"#, "${1} ${2} ${3} "),
-        (r"([:,])([^\d])", " ${1} ${2}"),
-        (r"([:,])(\n?)\z", " ${1} ${2}"),
-        (r"\.{2,}", " ${0} "),
-        (r"[;@#\x24%&]", " ${0} "),
-        (r"[\u{2012}-\u{2015}]", " ${0} "),
-        (r#"([^\.])(\.)([\]\)}>"']*)\s*\z"#, "${1} ${2}${3} "),
-        (r"[?!]", " ${0} "),
-        (r"([^'])' ", "${1} ' "),
-        (r"[*]", " ${0} "),
-        (r"[\]\[\(\)\{\}<>]", " ${0} "),
-        (r"--", " -- "),
+        (
+            r#"([^\.])(\.)([\]\)}>"'»”’ ]*)\s*\z"#,
+            "${1} ${2} ${3} ",
+            ".",
+        ),
+        (r"([:,])([^\d])", " ${1} ${2}", ":,"),
+        (r"([:,])(\n?)\z", " ${1} ${2}", ":,"),
+        (r"\.{2,}", " ${0} ", "."),
+        (r"[;@#\x24%&]", " ${0} ", ";@#$%&"),
+        (
+            r"[\u{2012}-\u{2015}]",
+            " ${0} ",
+            "\u{2012}\u{2013}\u{2014}\u{2015}",
+        ),
+        (r#"([^\.])(\.)([\]\)}>"']*)\s*\z"#, "${1} ${2}${3} ", "."),
+        (r"[?!]", " ${0} ", "?!"),
+        (r"([^'])' ", "${1} ' ", "'"),
+        (r"[*]", " ${0} ", "*"),
+        (r"[\]\[\(\)\{\}<>]", " ${0} ", "[](){}<>"),
+        (r"--", " -- ", "-"),
     ])
 });
 
 static ENDING_QUOTES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     rules(&[
-        ("([»”’])", " ${1} "),
-        ("''", " '' "),
-        ("\"", " '' "),
-        (r"\s+", " "),
-        (r"([^' ])('[sS]|'[mM]|'[dD]|') ", "${1} ${2} "),
-        (r"([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) ", "${1} ${2} "),
-        (r"(?i)\b(can)(not)\b", " ${1} ${2} "),
-        (r"(?i)\b(d)('ye)\b", " ${1} ${2} "),
-        (r"(?i)\b(gim)(me)\b", " ${1} ${2} "),
-        (r"(?i)\b(gon)(na)\b", " ${1} ${2} "),
-        (r"(?i)\b(got)(ta)\b", " ${1} ${2} "),
-        (r"(?i)\b(lem)(me)\b", " ${1} ${2} "),
-        (r"(?i)\b(more)('n)\b", " ${1} ${2} "),
-        (r"(?i)\b(wan)(na)(?=\s)", " ${1} ${2} "),
-        (r"(?i) ('t)(is)\b", " ${1} ${2} "),
-        (r"(?i) ('t)(was)\b", " ${1} ${2} "),
+        ("([»”’])", " ${1} ", "»”’"),
+        ("''", " '' ", "'"),
+        ("\"", " '' ", "\""),
+        (r"\s+", " ", ""),
+        (r"([^' ])('[sS]|'[mM]|'[dD]|') ", "${1} ${2} ", "'"),
+        (
+            r"([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) ",
+            "${1} ${2} ",
+            "'",
+        ),
+        (r"(?i)\b(can)(not)\b", " ${1} ${2} ", ""),
+        (r"(?i)\b(d)('ye)\b", " ${1} ${2} ", ""),
+        (r"(?i)\b(gim)(me)\b", " ${1} ${2} ", ""),
+        (r"(?i)\b(gon)(na)\b", " ${1} ${2} ", ""),
+        (r"(?i)\b(got)(ta)\b", " ${1} ${2} ", ""),
+        (r"(?i)\b(lem)(me)\b", " ${1} ${2} ", ""),
+        (r"(?i)\b(more)('n)\b", " ${1} ${2} ", ""),
+        (r"(?i)\b(wan)(na)(?=\s)", " ${1} ${2} ", ""),
+        (r"(?i) ('t)(is)\b", " ${1} ${2} ", ""),
+        (r"(?i) ('t)(was)\b", " ${1} ${2} ", ""),
     ])
 });
 
 fn apply(rules: &[Rule], mut text: String) -> String {
+    let mut lowercase: Option<String> = None;
     for rule in rules {
+        if !rule.trigger.is_empty() && !text.contains(|c: char| rule.trigger.contains(c)) {
+            continue;
+        }
+        if let Some(needle) = rule.needle {
+            // Contractions only insert spaces, so the first lowercase copy serves them all.
+            if !lowercase
+                .get_or_insert_with(|| text.to_lowercase())
+                .contains(needle)
+            {
+                continue;
+            }
+        }
         if rule
             .needle
             .is_some_and(|needle| !text.to_lowercase().contains(needle))
