@@ -60,13 +60,32 @@ fn rows(name: &str) -> Vec<Value> {
         .collect()
 }
 
-/// Rows per second of `score` over `rows`, repeated until `seconds` have passed, on one core
+/// One fixture row, read out of its JSON before timing (as the Python side reads dicts).
+struct Case {
+    response: String,
+    ground_truth: Value,
+    ids: Vec<String>,
+    kwargs: Vec<Value>,
+}
+
+impl Case {
+    fn new(row: &Value) -> Case {
+        Case {
+            response: row["response"].as_str().unwrap_or("").to_string(),
+            ground_truth: row["ground_truth"].clone(),
+            ids: serde_json::from_value(row["instruction_id_list"].clone()).unwrap_or_default(),
+            kwargs: serde_json::from_value(row["kwargs"].clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Rows per second of `score` over `cases`, repeated until `seconds` have passed, on one core
 /// or (in chunks of one pass) on all.
 fn rate(
-    rows: &[Value],
+    cases: &[Case],
     seconds: f64,
     parallel: bool,
-    score: &(dyn Fn(&Value) -> f64 + Sync),
+    score: &(dyn Fn(&Case) -> f64 + Sync),
 ) -> f64 {
     let start = Instant::now();
     let mut done = 0usize;
@@ -79,23 +98,22 @@ fn rate(
         let total: f64 = if parallel {
             (0..passes)
                 .into_par_iter()
-                .map(|_| rows.iter().map(score).sum::<f64>())
+                .map(|_| cases.iter().map(score).sum::<f64>())
                 .sum()
         } else {
-            rows.iter().map(score).sum()
+            cases.iter().map(score).sum()
         };
         std::hint::black_box(total);
-        done += rows.len() * passes;
+        done += cases.len() * passes;
     }
     done as f64 / start.elapsed().as_secs_f64()
 }
 
-fn ifeval_score(row: &Value) -> f64 {
-    let ids: Vec<String> =
-        serde_json::from_value(row["instruction_id_list"].clone()).unwrap_or_default();
-    let kwargs: Vec<Value> = serde_json::from_value(row["kwargs"].clone()).unwrap_or_default();
-    let instructions = Instructions::new(&ids, &kwargs).expect("fixture kwargs are valid");
-    let following = instructions.following(row["response"].as_str().unwrap_or(""));
+/// IFEval's strict and loose evaluation of one row, kwargs built as the reference builds them.
+fn ifeval_score(case: &Case) -> f64 {
+    let instructions =
+        Instructions::new(&case.ids, &case.kwargs).expect("fixture kwargs are valid");
+    let following = instructions.following(&case.response);
     following.loose.iter().filter(|&&f| f).count() as f64
 }
 
@@ -157,13 +175,13 @@ fn main() {
         ("ifeval_old", "ifeval_old.jsonl"),
         ("ifeval", "ifeval.jsonl"),
     ] {
-        let rows = rows(file);
+        let rows: Vec<Case> = rows(file).iter().map(Case::new).collect();
         let verifier = (name != "ifeval").then(|| registry.get(name).expect("registered"));
-        let score = |row: &Value| match verifier {
+        let score = |case: &Case| match verifier {
             Some(verifier) => verifier
-                .score(row["response"].as_str().unwrap_or(""), &row["ground_truth"])
+                .score(&case.response, &case.ground_truth)
                 .unwrap_or(0.0),
-            None => ifeval_score(row),
+            None => ifeval_score(case),
         };
         let one = rate(&rows, args.seconds, false, &score);
         let all = rate(&rows, args.seconds, true, &score);
