@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::Value;
-use temper_verifiers::{Instructions, Registry, Verifier};
+use temper_verifiers::{Instructions, Registry};
 
 fn rows(name: &str) -> Vec<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

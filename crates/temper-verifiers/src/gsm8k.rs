@@ -24,11 +24,11 @@ pub fn drop_thousands_separators(text: &str) -> Cow<'_, str> {
         }
         // `c` opens a match when a comma and a digit follow; the digit is then consumed too.
         let mut ahead = chars.clone();
-        if ahead.next() == Some(',') {
-            if let Some(d) = ahead.next().filter(|&d| is_decimal(d)) {
-                out.push(d);
-                chars = ahead;
-            }
+        if ahead.next() == Some(',')
+            && let Some(d) = ahead.next().filter(|&d| is_decimal(d))
+        {
+            out.push(d);
+            chars = ahead;
         }
     }
     Cow::Owned(out)

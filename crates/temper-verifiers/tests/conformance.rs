@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 use temper_verifiers::format::{r1_format_matches, remove_thinking_section};
-use temper_verifiers::{Instructions, Registry, Verifier};
+use temper_verifiers::{Instructions, Registry};
 
 fn rows(name: &str) -> Vec<Value> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -162,8 +162,8 @@ fn word_tokenize(line: &str) -> Vec<&str> {
 
 /// Length of the lazy `\S+?` word that ends where the reference's lookahead first succeeds.
 fn word_end(rest: &str) -> usize {
-    let mut iter = rest.char_indices().skip(1).peekable();
-    while let Some((i, c)) = iter.next() {
+    let iter = rest.char_indices().skip(1).peekable();
+    for (i, c) in iter {
         let after = &rest[i..];
         if is_space(c) || is_non_word_char(c) || multi_char_len(after) > 0 {
             return i;
@@ -452,10 +452,10 @@ fn slices_from_text(text: &str) -> Vec<(usize, usize)> {
             previous_start
         };
         let word = (word_start, end.start);
-        if let Some((previous_end, previous_word)) = previous.take() {
-            if previous_word.1 <= word.0 {
-                consider(&previous_end, previous_word, &mut slices);
-            }
+        if let Some((previous_end, previous_word)) = previous.take()
+            && previous_word.1 <= word.0
+        {
+            consider(&previous_end, previous_word, &mut slices);
         }
         previous = Some((end, word));
     }

@@ -23,10 +23,10 @@ pub fn candidates(response: &str) -> Vec<String> {
     if let Some(minerva) = minerva_candidate(response) {
         answers.push(minerva);
     }
-    if answers.is_empty() {
-        if let Some(dollar) = extract::last_dollar_answer(response) {
-            answers.push(normalize::normalize_final_answer(dollar));
-        }
+    if answers.is_empty()
+        && let Some(dollar) = extract::last_dollar_answer(response)
+    {
+        answers.push(normalize::normalize_final_answer(dollar));
     }
     if answers.is_empty() {
         answers.push(normalize::normalize_final_answer(response));
