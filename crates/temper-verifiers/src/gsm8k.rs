@@ -69,6 +69,29 @@ pub fn last_number(text: &str) -> Option<&str> {
     last
 }
 
+/// What open-instruct compares: the last number of the response once thousands separators
+/// are dropped, or the whole response when it has no digit.
+///
+/// Only the tail that can hold that number is rewritten: a character other than a digit, `.`,
+/// `+`, `-` or `,` can be part of neither a separator match nor a number, so both regexes
+/// restart after it, and the last number lies in the run of such characters that ends with the
+/// response's last digit. The rest of the response is only scanned backwards, once.
+pub fn extract(response: &str) -> Cow<'_, str> {
+    let numeric = |c: char| is_decimal(c) || matches!(c, '.' | '+' | '-' | ',');
+    let mut chars = response.char_indices().rev();
+    let Some((last_digit, digit)) = chars.by_ref().find(|&(_, c)| is_decimal(c)) else {
+        return Cow::Borrowed(response);
+    };
+    let end = last_digit + digit.len_utf8();
+    let start = chars
+        .find(|&(_, c)| !numeric(c))
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    match drop_thousands_separators(&response[start..end]) {
+        Cow::Borrowed(tail) => Cow::Borrowed(last_number(tail).unwrap_or(tail)),
+        Cow::Owned(tail) => Cow::Owned(last_number(&tail).unwrap_or(&tail).to_string()),
+    }
+}
+
 /// `str(a).lower() == str(b).lower()` without allocating for ASCII text.
 fn equal_lowercase(a: &str, b: &str) -> bool {
     if a.is_ascii() && b.is_ascii() {
@@ -109,12 +132,9 @@ impl Gsm8k {
             let correct = extracted.as_deref() == Some(expected.as_str());
             return (extracted.map(Cow::Owned), correct);
         }
-        let text = drop_thousands_separators(response);
-        let (extracted, correct) = {
-            let extracted = last_number(&text).unwrap_or(&text);
-            (extracted.to_string(), equal_lowercase(extracted, label))
-        };
-        (Some(Cow::Owned(extracted)), correct)
+        let extracted = extract(response);
+        let correct = equal_lowercase(&extracted, label);
+        (Some(extracted), correct)
     }
 }
 
@@ -141,9 +161,7 @@ impl Verifier for Gsm8k {
                 0.0
             });
         }
-        let text = drop_thousands_separators(response);
-        let extracted = last_number(&text).unwrap_or(&text);
-        Ok(if equal_lowercase(extracted, &label) {
+        Ok(if equal_lowercase(&extract(response), &label) {
             1.0
         } else {
             0.0
@@ -164,6 +182,19 @@ mod tests {
         assert_eq!(last_number("x -5 then +.5 and 3.25."), Some("3.25"));
         assert_eq!(last_number("minus -7"), Some("7"));
         assert_eq!(last_number("none"), None);
+        for text in [
+            "a 1,234,567 b",
+            "1,2,3",
+            "x -5.5 y",
+            "1.2.3 end",
+            "a+.5",
+            "none",
+            "9, 10",
+            "٣,٤",
+        ] {
+            let full = drop_thousands_separators(text);
+            assert_eq!(extract(text), last_number(&full).unwrap_or(&full), "{text}");
+        }
         let v = Gsm8k { strict: false };
         assert_eq!(
             v.verify("So 1,000 apples.", &json!("1000")).unwrap().score,

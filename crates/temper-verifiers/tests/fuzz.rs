@@ -4,7 +4,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
-use temper_verifiers::gsm8k::{drop_thousands_separators, hash_answer, last_number};
+use temper_verifiers::gsm8k::{drop_thousands_separators, extract, hash_answer, last_number};
 use temper_verifiers::ifeval::checkers::Checker;
 use temper_verifiers::ifeval::{literal, punkt, pyjson, words};
 use temper_verifiers::ifeval_old::{FUNCTION_NAMES, call};
@@ -64,7 +64,12 @@ fn latex() -> impl Strategy<Value = String> {
 }
 
 fn prose() -> impl Strategy<Value = String> {
-    prop_oneof![any::<String>(), latex(), "[ -~\n]{0,300}"]
+    prop_oneof![
+        any::<String>(),
+        latex(),
+        "[ -~\n]{0,300}",
+        "[0-9.,+ a٣-]{0,40}"
+    ]
 }
 
 proptest! {
@@ -89,6 +94,8 @@ proptest! {
         if let Some(number) = last_number(&cleaned) {
             prop_assert!(cleaned.contains(number));
         }
+        // The tail-only extraction equals the whole-text pipeline it shortcuts.
+        prop_assert_eq!(extract(&text), last_number(&cleaned).unwrap_or(&cleaned));
         let _ = hash_answer(&text);
     }
 
