@@ -44,10 +44,6 @@ pub const FUNCTION_NAMES: [&str; 25] = [
     "validate_no_commas",
 ];
 
-fn fixed(pattern: &str) -> Regex {
-    Regex::new(pattern).expect("a fixed pattern")
-}
-
 /// The words of `re.findall(r"\b\w+\b", text)`: maximal runs of Python word characters.
 fn word_runs(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| !python::is_word(c))
@@ -79,9 +75,9 @@ fn regex_sentence_count(text: &str) -> usize {
     splits + 1
 }
 
-static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| fixed(r"\[(.*?)\]"));
-static TITLE: LazyLock<Regex> = LazyLock::new(|| fixed(r"<<(.*?)>>"));
-static HIGHLIGHT: LazyLock<Regex> = LazyLock::new(|| fixed(r"\*(.*?)\*"));
+static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| python::fixed(r"\[(.*?)\]"));
+static TITLE: LazyLock<Regex> = LazyLock::new(|| python::fixed(r"<<(.*?)>>"));
+static HIGHLIGHT: LazyLock<Regex> = LazyLock::new(|| python::fixed(r"\*(.*?)\*"));
 
 /// Python's `round()` (half to even) of `n × 0.1`, at least 1: the "around" tolerance.
 fn tolerance(n: f64) -> f64 {

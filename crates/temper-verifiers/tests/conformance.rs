@@ -103,22 +103,14 @@ fn agree_on_scores(file: &str, score_field: &str) -> Vec<String> {
     disagreements
 }
 
+/// gsm8k (open-instruct `GSM8KVerifier`), ifeval_old (`IFEvalVerifierOld`) and the `ifeval`
+/// RLVR form (open-instruct's `IFEvalVerifier` wrapper over IFEval's checkers).
 #[test]
-fn gsm8k_agrees_with_open_instruct() {
-    let disagreements = agree_on_scores("gsm8k.jsonl", "score");
-    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
-}
-
-#[test]
-fn ifeval_old_agrees_with_open_instruct() {
-    let disagreements = agree_on_scores("ifeval_old.jsonl", "score");
-    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
-}
-
-#[test]
-fn rlvr_ifeval_agrees_with_open_instructs_wrapper() {
-    let disagreements = agree_on_scores("rlvr_ifeval.jsonl", "score");
-    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+fn rlvr_verifiers_agree_with_open_instruct() {
+    for file in ["gsm8k.jsonl", "ifeval_old.jsonl", "rlvr_ifeval.jsonl"] {
+        let disagreements = agree_on_scores(file, "score");
+        assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+    }
 }
 
 #[test]

@@ -404,17 +404,15 @@ impl Checker {
     }
 }
 
-fn regex(pattern: &str) -> Regex {
-    Regex::new(pattern).expect("a fixed pattern")
-}
-
-static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| regex(r"\[.*?\]"));
-static STAR_BULLET: LazyLock<Regex> = LazyLock::new(|| regex(r"(?m)^[\s\x1c-\x1f]*\*[^*].*$"));
-static DASH_BULLET: LazyLock<Regex> = LazyLock::new(|| regex(r"(?m)^[\s\x1c-\x1f]*-.*$"));
-static HIGHLIGHT: LazyLock<Regex> = LazyLock::new(|| regex(r"\*[^\n*]*\*"));
-static DOUBLE_HIGHLIGHT: LazyLock<Regex> = LazyLock::new(|| regex(r"\*\*[^\n*]*\*\*"));
-static DIVIDER: LazyLock<Regex> = LazyLock::new(|| regex(r"[\s\x1c-\x1f]?\*\*\*[\s\x1c-\x1f]?"));
-static TITLE: LazyLock<Regex> = LazyLock::new(|| regex(r"<<[^\n]+>>"));
+static PLACEHOLDER: LazyLock<Regex> = LazyLock::new(|| python::fixed(r"\[.*?\]"));
+static STAR_BULLET: LazyLock<Regex> =
+    LazyLock::new(|| python::fixed(r"(?m)^[\s\x1c-\x1f]*\*[^*].*$"));
+static DASH_BULLET: LazyLock<Regex> = LazyLock::new(|| python::fixed(r"(?m)^[\s\x1c-\x1f]*-.*$"));
+static HIGHLIGHT: LazyLock<Regex> = LazyLock::new(|| python::fixed(r"\*[^\n*]*\*"));
+static DOUBLE_HIGHLIGHT: LazyLock<Regex> = LazyLock::new(|| python::fixed(r"\*\*[^\n*]*\*\*"));
+static DIVIDER: LazyLock<Regex> =
+    LazyLock::new(|| python::fixed(r"[\s\x1c-\x1f]?\*\*\*[\s\x1c-\x1f]?"));
+static TITLE: LazyLock<Regex> = LazyLock::new(|| python::fixed(r"<<[^\n]+>>"));
 
 fn count(regex: &Regex, value: &str) -> usize {
     regex.find_iter(value).count()

@@ -44,16 +44,11 @@ impl Parser {
             '[' => self.sequence(']', depth).map(Value::Array),
             '(' => self.sequence(')', depth).map(Value::Array),
             '{' => self.dict(depth),
-            '\'' | '"' => self.string().map(Value::String),
+            '\'' | '"' => self.string(false).map(Value::String),
             'u' | 'U' | 'r' | 'R' if matches!(self.chars.get(self.pos + 1), Some('\'' | '"')) => {
                 let raw = matches!(self.peek(), Some('r' | 'R'));
                 self.pos += 1;
-                if raw {
-                    self.raw_string()
-                } else {
-                    self.string()
-                }
-                .map(Value::String)
+                self.string(raw).map(Value::String)
             }
             c if c == '-' || c == '+' || c == '.' || c.is_ascii_digit() => self.number(),
             _ => self.name(),
@@ -99,24 +94,6 @@ impl Parser {
         Number::from_f64(float).map(Value::Number)
     }
 
-    fn raw_string(&mut self) -> Option<String> {
-        let quote = self.peek()?;
-        self.pos += 1;
-        let mut out = String::new();
-        loop {
-            let c = self.peek()?;
-            self.pos += 1;
-            if c == quote {
-                return Some(out);
-            }
-            out.push(c);
-            if c == '\\' {
-                out.push(self.peek()?);
-                self.pos += 1;
-            }
-        }
-    }
-
     fn hex(&mut self, digits: usize) -> Option<char> {
         let text: String = self
             .chars
@@ -127,7 +104,8 @@ impl Parser {
         char::from_u32(u32::from_str_radix(&text, 16).ok()?)
     }
 
-    fn string(&mut self) -> Option<String> {
+    /// A quoted string; `raw` keeps backslashes (an `r'...'` literal).
+    fn string(&mut self, raw: bool) -> Option<String> {
         let quote = self.peek()?;
         self.pos += 1;
         let mut out = String::new();
@@ -139,6 +117,12 @@ impl Parser {
             }
             if c != '\\' {
                 out.push(c);
+                continue;
+            }
+            if raw {
+                out.push(c);
+                out.push(self.peek()?);
+                self.pos += 1;
                 continue;
             }
             let escaped = self.peek()?;
@@ -229,6 +213,7 @@ mod tests {
             )
         );
         assert_eq!(literal_eval("'it\\'s'"), Some(json!("it's")));
+        assert_eq!(literal_eval("r'a\\nb'"), Some(json!("a\\nb")));
         assert_eq!(literal_eval("[1, 2"), None);
         assert_eq!(literal_eval(&"[".repeat(10_000)), None);
     }

@@ -68,17 +68,13 @@ const REMOVED_EXPRESSIONS: [&str; 42] = [
     "\\dots",
 ];
 
-fn regex(pattern: &str) -> Regex {
-    Regex::new(pattern).expect("a fixed pattern")
-}
-
-static DOLLARS: LazyLock<Regex> = LazyLock::new(|| regex(r"(.*?)(\$)(.*?)(\$)(.*)"));
-static TEXT: LazyLock<Regex> = LazyLock::new(|| regex(r"(\\text\{)(.*?)(\})"));
-static TEXTBF: LazyLock<Regex> = LazyLock::new(|| regex(r"(\\textbf\{)(.*?)(\})"));
-static OVERLINE: LazyLock<Regex> = LazyLock::new(|| regex(r"(\\overline\{)(.*?)(\})"));
-static BOXED: LazyLock<Regex> = LazyLock::new(|| regex(r"(\\boxed\{)(.*)(\})"));
-static SHORT_FRAC: LazyLock<Regex> = LazyLock::new(|| regex(r"(frac)([^{])(.)"));
-static SHORT_SQRT: LazyLock<Regex> = LazyLock::new(|| regex(r"(sqrt)([^{])"));
+static DOLLARS: LazyLock<Regex> = LazyLock::new(|| python::fixed(r"(.*?)(\$)(.*?)(\$)(.*)"));
+static TEXT: LazyLock<Regex> = LazyLock::new(|| python::fixed(r"(\\text\{)(.*?)(\})"));
+static TEXTBF: LazyLock<Regex> = LazyLock::new(|| python::fixed(r"(\\textbf\{)(.*?)(\})"));
+static OVERLINE: LazyLock<Regex> = LazyLock::new(|| python::fixed(r"(\\overline\{)(.*?)(\})"));
+static BOXED: LazyLock<Regex> = LazyLock::new(|| python::fixed(r"(\\boxed\{)(.*)(\})"));
+static SHORT_FRAC: LazyLock<Regex> = LazyLock::new(|| python::fixed(r"(frac)([^{])(.)"));
+static SHORT_SQRT: LazyLock<Regex> = LazyLock::new(|| python::fixed(r"(sqrt)([^{])"));
 
 /// `normalize_final_answer` (Lewkowycz et al. 2022, appendix D).
 pub fn normalize_final_answer(answer: &str) -> String {

@@ -5,7 +5,7 @@
 mod pattern;
 mod tables;
 
-pub use pattern::{Pattern, compile, compile_or_literal, translate, word_bounded};
+pub use pattern::{Pattern, compile, compile_or_literal, fixed, translate, word_bounded};
 
 /// Python's `\w` for `str` patterns, as a Rust regex class.
 pub const WORD: &str = r"[\p{L}\p{N}_]";
@@ -85,28 +85,32 @@ fn is_titlecase(c: char) -> bool {
     )
 }
 
-/// `str.isupper()`: no lowercase or titlecase character and at least one uppercase one.
-pub fn is_upper(s: &str) -> bool {
+/// `str.isupper()` (`upper`) or `str.islower()`: no character of the other case or titlecase,
+/// and at least one of the asked case.
+fn is_cased(s: &str, upper: bool) -> bool {
     let mut cased = false;
     for c in s.chars() {
-        if c.is_lowercase() || is_titlecase(c) {
+        let (wanted, other) = if upper {
+            (c.is_uppercase(), c.is_lowercase())
+        } else {
+            (c.is_lowercase(), c.is_uppercase())
+        };
+        if other || is_titlecase(c) {
             return false;
         }
-        cased |= c.is_uppercase();
+        cased |= wanted;
     }
     cased
 }
 
-/// `str.islower()`: no uppercase or titlecase character and at least one lowercase one.
+/// `str.isupper()`.
+pub fn is_upper(s: &str) -> bool {
+    is_cased(s, true)
+}
+
+/// `str.islower()`.
 pub fn is_lower(s: &str) -> bool {
-    let mut cased = false;
-    for c in s.chars() {
-        if c.is_uppercase() || is_titlecase(c) {
-            return false;
-        }
-        cased |= c.is_lowercase();
-    }
-    cased
+    is_cased(s, false)
 }
 
 /// `char.isupper()` for the first character of a token (Punkt's `first_upper`).

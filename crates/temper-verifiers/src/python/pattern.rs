@@ -83,6 +83,11 @@ fn cached(key: Key, build: impl FnOnce() -> Option<Pattern>) -> Option<Arc<Patte
     Some(pattern)
 }
 
+/// A pattern written in this crate (not from user input), for `LazyLock` statics.
+pub fn fixed(pattern: &str) -> regex::Regex {
+    regex::Regex::new(pattern).expect("a fixed pattern")
+}
+
 /// No regex metacharacter: the pattern matches itself.
 fn is_literal(pattern: &str) -> bool {
     !pattern.contains([
