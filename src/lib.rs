@@ -4,3 +4,5 @@
 pub use temper_data as data;
 pub use temper_model as model;
 pub use temper_objectives as objectives;
+pub use temper_train as train;
+pub use temper_verifiers as verifiers;

@@ -4,6 +4,7 @@
 mod backend;
 mod data;
 mod model;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,8 @@ enum Command {
     Generate(model::GenerateArgs),
     /// Chat with a model in the terminal, streaming its replies.
     Chat(model::ChatArgs),
+    /// Score responses with the RLVR verifiers (GSM8K, MATH, IFEval) and summarise.
+    Verify(verify::VerifyArgs),
 }
 
 /// How a command ended, as an exit code.
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         Command::Score(args) => model::score(args),
         Command::Generate(args) => model::generate_text(args),
         Command::Chat(args) => model::chat(args),
+        Command::Verify(args) => verify::run(args),
     };
     ExitCode::from(outcome as u8)
 }
