@@ -3,13 +3,13 @@
 //! three more steps, metric for metric and bit for bit on the CPU. A partial checkpoint left by
 //! a killed write never hides the last complete one.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, NdArray};
 use burn::module::AutodiffModule;
-use temper_data::Tokenized;
-use temper_data::tokenize::{TokenizedPair, tokenize};
-use temper_data::{ChatTokenizer, TokenizeOptions, dataset};
+use common::{pairs, qwen2, tokenized};
 use temper_model::load_model;
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_train::checkpoint::{load_training_state, save_checkpoint};
@@ -17,42 +17,16 @@ use temper_train::{Objective, ScheduleKind, StepLog, Trainer, TrainingArgs, refe
 
 type Ad = Autodiff<NdArray<f32>>;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn base() -> PathBuf {
-    root().join("fixtures/models/qwen2")
+    qwen2()
 }
 
 fn trainer(model_dir: &Path) -> Trainer<Ad> {
     let device = Default::default();
-    let tokenizer = ChatTokenizer::from_dir(&base(), None).unwrap();
-    let data = dataset::load(
-        &root().join("fixtures/data/trl_preference_standard.jsonl"),
-        None,
-        false,
-    )
-    .unwrap();
-    let examples: Vec<Tokenized> = data
-        .examples
-        .iter()
-        .map(|e| {
-            tokenize(&tokenizer, e, &TokenizeOptions::default())
-                .unwrap()
-                .tokenized
-        })
-        .collect();
-    let pairs: Vec<TokenizedPair> = examples
-        .iter()
-        .map(|e| match e {
-            Tokenized::Pair(p) => p.clone(),
-            _ => unreachable!(),
-        })
-        .collect();
+    let (examples, pad) = tokenized("trl_preference_standard.jsonl");
     // The reference is the base model in both runs.
     let (_, reference) = load_model::<Ad>(&base(), &device).unwrap();
-    let reference = reference_scores(&reference.valid(), &pairs, 4, &device);
+    let reference = reference_scores(&reference.valid(), &pairs(&examples), 4, &device);
     let (_, model) = load_model::<Ad>(model_dir, &device).unwrap();
     let args = TrainingArgs {
         max_steps: Some(6),
@@ -63,7 +37,6 @@ fn trainer(model_dir: &Path) -> Trainer<Ad> {
         ..TrainingArgs::default()
     };
     let objective = Objective::Dpo(DpoConfig::single(PreferenceLoss::Sigmoid, 0.1));
-    let pad = tokenizer.pad_id().unwrap_or(0);
     Trainer::new(model, objective, args, examples, reference, pad, device).unwrap()
 }
 

@@ -2,12 +2,11 @@
 //! policy starts at ln 2 with zero rewards and then separates chosen from rejected; SFT lowers
 //! its loss; batches are the same for the same step and seed; bad settings and data are errors.
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use burn::backend::{Autodiff, NdArray};
 use burn::module::AutodiffModule;
-use temper_data::tokenize::tokenize;
-use temper_data::{ChatTokenizer, TokenizeOptions, Tokenized, dataset};
+use common::{pairs, qwen2, tokenized as examples};
 use temper_model::load_model;
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_train::{
@@ -15,26 +14,6 @@ use temper_train::{
 };
 
 type Ad = Autodiff<NdArray<f32>>;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn examples(file: &str) -> (Vec<Tokenized>, u32) {
-    let dir = root().join("fixtures/models/qwen2");
-    let tokenizer = ChatTokenizer::from_dir(&dir, None).unwrap();
-    let data = dataset::load(&root().join("fixtures/data").join(file), None, false).unwrap();
-    let examples = data
-        .examples
-        .iter()
-        .map(|e| {
-            tokenize(&tokenizer, e, &TokenizeOptions::default())
-                .unwrap()
-                .tokenized
-        })
-        .collect();
-    (examples, tokenizer.pad_id().unwrap_or(0))
-}
 
 fn args(steps: usize) -> TrainingArgs {
     TrainingArgs {
@@ -46,20 +25,10 @@ fn args(steps: usize) -> TrainingArgs {
     }
 }
 
-fn pairs(examples: &[Tokenized]) -> Vec<temper_data::tokenize::TokenizedPair> {
-    examples
-        .iter()
-        .map(|e| match e {
-            Tokenized::Pair(pair) => pair.clone(),
-            _ => panic!("preference data"),
-        })
-        .collect()
-}
-
 #[test]
 fn dpo_against_its_own_copy_starts_at_ln2_and_learns_the_preference() {
     let device = Default::default();
-    let (_, model) = load_model::<Ad>(&root().join("fixtures/models/qwen2"), &device).unwrap();
+    let (_, model) = load_model::<Ad>(&qwen2(), &device).unwrap();
     let (examples, pad_id) = examples("trl_preference_standard.jsonl");
     let reference = reference_scores(&model.valid(), &pairs(&examples), 4, &device);
     let objective = Objective::Dpo(DpoConfig::single(PreferenceLoss::Sigmoid, 0.1));
@@ -110,7 +79,7 @@ fn dpo_against_its_own_copy_starts_at_ln2_and_learns_the_preference() {
 #[test]
 fn sft_lowers_the_completion_loss() {
     let device = Default::default();
-    let (_, model) = load_model::<Ad>(&root().join("fixtures/models/qwen2"), &device).unwrap();
+    let (_, model) = load_model::<Ad>(&qwen2(), &device).unwrap();
     let (examples, pad_id) = examples("trl_prompt_completion_standard.jsonl");
     let mut trainer = Trainer::new(
         model,
@@ -141,7 +110,7 @@ fn batches_depend_on_the_step_and_seed_only() {
     let device = Default::default();
     let (examples, pad_id) = examples("trl_prompt_completion_standard.jsonl");
     let make = |seed| {
-        let (_, model) = load_model::<Ad>(&root().join("fixtures/models/qwen2"), &device).unwrap();
+        let (_, model) = load_model::<Ad>(&qwen2(), &device).unwrap();
         let args = TrainingArgs { seed, ..args(6) };
         Trainer::new(
             model,
@@ -171,7 +140,7 @@ fn batches_depend_on_the_step_and_seed_only() {
 #[test]
 fn mismatched_data_and_settings_are_errors() {
     let device = Default::default();
-    let (_, model) = load_model::<Ad>(&root().join("fixtures/models/qwen2"), &device).unwrap();
+    let (_, model) = load_model::<Ad>(&qwen2(), &device).unwrap();
     let (sft, pad_id) = examples("trl_prompt_completion_standard.jsonl");
     let objective = Objective::Dpo(DpoConfig::single(PreferenceLoss::Sigmoid, 0.1));
     let error = Trainer::new(

@@ -5,10 +5,11 @@
 //! relative for DPO (sigmoid, ipo, hinge, sigmoid_norm), ORPO, SimPO (TRL's CPO, with and
 //! without the NLL term) and SFT (completion-only).
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use burn::backend::{Autodiff, NdArray};
 use burn::module::AutodiffModule;
+use common::{pairs, root};
 use serde_json::Value;
 use temper_data::Tokenized;
 use temper_data::batch::BatchOrder;
@@ -19,10 +20,6 @@ use temper_objectives::simpo::SimpoConfig;
 use temper_train::{NllSpan, Objective, ScheduleKind, Trainer, TrainingArgs, reference_scores};
 
 type Ad = Autodiff<NdArray<f32>>;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn fixture() -> Value {
     let text = std::fs::read_to_string(root().join("fixtures/parity/train/trl_runs.json")).unwrap();
@@ -125,14 +122,7 @@ fn worst_difference(run: &Value) -> (f64, String) {
     let reference = if objective.needs_reference() {
         let (_, reference) =
             load_model::<Ad>(&root().join("fixtures/models/train/reference"), &device).unwrap();
-        let pairs: Vec<TokenizedPair> = examples
-            .iter()
-            .map(|e| match e {
-                Tokenized::Pair(p) => p.clone(),
-                _ => unreachable!(),
-            })
-            .collect();
-        reference_scores(&reference.valid(), &pairs, 8, &device)
+        reference_scores(&reference.valid(), &pairs(&examples), 8, &device)
     } else {
         Vec::new()
     };
