@@ -39,6 +39,7 @@ def main():
     seq = 512
     ids = torch.randint(0, 32000, (1, seq))
     model.train()  # transformers checkpoints only in training mode
+    forward_backward(model, ids)  # warm-up (first-touch allocations), not measured
     train = forward_backward(model, ids)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     train_checkpointed = forward_backward(model, ids)
