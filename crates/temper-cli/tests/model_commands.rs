@@ -196,3 +196,19 @@ fn bad_models_and_data_are_one_line_errors() {
     ]);
     assert_eq!(prompts.status.code(), Some(2));
 }
+
+/// Half precision is for the CUDA build; the CPU build says so and exits 2.
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn half_precision_on_the_cpu_build_is_a_usage_error() {
+    let output = temper(&[
+        "generate", "--model", MODEL, "--prompt", "Hi", "--dtype", "bf16",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--dtype bf16") && stderr.contains("cuda"),
+        "{stderr}"
+    );
+}
