@@ -277,7 +277,8 @@ pub fn call(func: &str, text: &str, args: &Map<String, Value>) -> Result<bool, V
             a.only(&["N", "section_splitter"])?;
             let splitter = regex::escape(a.string("section_splitter")?);
             let pattern =
-                python::compile_or_literal(&format!(r"\s?{splitter}\s?\d+\s?"), true, false);
+                python::compile_or_literal(&format!(r"\s?{splitter}\s?\d+\s?"), true, false)
+                    .ok_or_else(|| a.bad("section_splitter is too long to match".into()))?;
             pattern.count(text) as f64 >= a.number("N")?
         }
         "validate_json_format" => {

@@ -181,6 +181,15 @@ impl<'a> Kwargs<'a> {
         }
     }
 
+    /// A pattern built from kwarg `name`, or the error of one too long to compile.
+    fn pattern(
+        &self,
+        name: &'static str,
+        pattern: Option<Arc<Pattern>>,
+    ) -> Result<Arc<Pattern>, InstructionError> {
+        pattern.ok_or_else(|| self.bad(name, "is too long to match as a pattern"))
+    }
+
     fn relation(&self, name: &'static str) -> Result<Relation, InstructionError> {
         match self.string(name)? {
             "less than" => Ok(Relation::LessThan),
@@ -198,23 +207,26 @@ impl Checker {
             "keywords:existence" => Checker::KeywordsExistence(
                 k.strings("keywords")?
                     .into_iter()
-                    .map(|w| python::compile_or_literal(w, true, false))
-                    .collect(),
+                    .map(|w| k.pattern("keywords", python::compile_or_literal(w, true, false)))
+                    .collect::<Result<_, _>>()?,
             ),
             "keywords:frequency" => Checker::KeywordFrequency {
-                keyword: python::compile_or_literal(
-                    python::strip(k.nonempty_string("keyword")?),
-                    true,
-                    false,
-                ),
+                keyword: k.pattern(
+                    "keyword",
+                    python::compile_or_literal(
+                        python::strip(k.nonempty_string("keyword")?),
+                        true,
+                        false,
+                    ),
+                )?,
                 frequency: k.count("frequency")?,
                 relation: k.relation("relation")?,
             },
             "keywords:forbidden_words" => Checker::ForbiddenWords(
                 k.strings("forbidden_words")?
                     .into_iter()
-                    .map(|w| python::word_bounded(w, true))
-                    .collect(),
+                    .map(|w| k.pattern("forbidden_words", python::word_bounded(w, true)))
+                    .collect::<Result<_, _>>()?,
             ),
             "keywords:letter_frequency" => {
                 let letter = k.nonempty_string("letter")?;
@@ -271,7 +283,10 @@ impl Checker {
                     "P.S." => r"\s*p\.\s?s\..*$".to_string(),
                     other => format!(r"\s*{}.*$", other.to_lowercase()),
                 };
-                Checker::Postscript(python::compile_or_literal(&pattern, false, true))
+                Checker::Postscript(k.pattern(
+                    "postscript_marker",
+                    python::compile_or_literal(&pattern, false, true),
+                )?)
             }
             "detectable_format:number_bullet_lists" => {
                 Checker::NumberBulletLists(k.count("num_bullets")?)
@@ -283,11 +298,14 @@ impl Checker {
             "detectable_format:multiple_sections" => {
                 let splitter = python::strip(k.string("section_spliter")?);
                 Checker::MultipleSections {
-                    splitter: python::compile_or_literal(
-                        &format!(r"\s?{splitter}\s?\d+\s?"),
-                        false,
-                        false,
-                    ),
+                    splitter: k.pattern(
+                        "section_spliter",
+                        python::compile_or_literal(
+                            &format!(r"\s?{splitter}\s?\d+\s?"),
+                            false,
+                            false,
+                        ),
+                    )?,
                     num_sections: k.count("num_sections")?,
                 }
             }
@@ -494,4 +512,27 @@ fn two_responses(value: &str) -> bool {
         }
     }
     valid.len() == 2 && python::strip(valid[0]) != python::strip(valid[1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_keyword_too_long_to_compile_is_a_kwarg_error() {
+        let huge = "x".repeat(600_000);
+        let kwargs = json!({"forbidden_words": [huge]});
+        let error = Checker::new("keywords:forbidden_words", kwargs.as_object().unwrap()).err();
+        assert!(
+            matches!(
+                &error,
+                Some(InstructionError::BadKwarg {
+                    kwarg: "forbidden_words",
+                    ..
+                })
+            ),
+            "{error:?}"
+        );
+    }
 }

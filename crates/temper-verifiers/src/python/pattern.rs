@@ -120,19 +120,24 @@ pub fn compile(pattern: &str, ignore_case: bool, multiline: bool) -> Option<Arc<
 }
 
 /// Like [`compile`], and where that fails the pattern is taken literally (Python would raise
-/// `re.error`; a reward function has to answer something).
-pub fn compile_or_literal(pattern: &str, ignore_case: bool, multiline: bool) -> Arc<Pattern> {
-    compile(pattern, ignore_case, multiline).unwrap_or_else(|| {
-        let literal = regex::Regex::new(&with_flags(&regex::escape(pattern), ignore_case));
-        Arc::new(Pattern::Plain(
-            literal.expect("an escaped literal is a valid pattern"),
-        ))
+/// `re.error`; a reward function has to answer something). `None` only for a literal beyond
+/// the regex engine's size limit (megabytes of kwarg).
+pub fn compile_or_literal(
+    pattern: &str,
+    ignore_case: bool,
+    multiline: bool,
+) -> Option<Arc<Pattern>> {
+    compile(pattern, ignore_case, multiline).or_else(|| {
+        regex::Regex::new(&with_flags(&regex::escape(pattern), ignore_case))
+            .ok()
+            .map(|literal| Arc::new(Pattern::Plain(literal)))
     })
 }
 
 /// `r"\b" + word + r"\b"` (IFEval's forbidden words): a literal word is matched by `regex`
 /// with the boundaries checked by hand; any other pattern goes through [`compile_or_literal`].
-pub fn word_bounded(word: &str, ignore_case: bool) -> Arc<Pattern> {
+/// `None` as there.
+pub fn word_bounded(word: &str, ignore_case: bool) -> Option<Arc<Pattern>> {
     if !is_literal(word) || word.is_empty() {
         return compile_or_literal(&format!(r"\b{word}\b"), ignore_case, false);
     }
@@ -141,7 +146,6 @@ pub fn word_bounded(word: &str, ignore_case: bool) -> Arc<Pattern> {
             .ok()
             .map(Pattern::WordBounded)
     })
-    .expect("an escaped literal is a valid pattern")
 }
 
 /// Rewrite a Python `re` pattern for `fancy_regex`: Python's `\w \W \s \S \b \B`, `$` as
@@ -219,10 +223,18 @@ mod tests {
         let class = compile(r"[a&&b]", false, false).unwrap();
         assert!(class.search("&"));
         assert!(compile("(unclosed", false, false).is_none());
-        assert!(compile_or_literal("(unclosed", false, false).search("an (unclosed one"));
-        let word = word_bounded("cat", true);
+        let literal = compile_or_literal("(unclosed", false, false).unwrap();
+        assert!(literal.search("an (unclosed one"));
+        let word = word_bounded("cat", true).unwrap();
         assert!(word.search("a Cat!") && word.search("concat cat") && !word.search("concatenate"));
         assert!(matches!(*word, Pattern::WordBounded(_)));
         assert_eq!(compile("a", false, false).unwrap().count("banana"), 3);
+    }
+
+    #[test]
+    fn a_literal_past_the_size_limit_is_refused_not_a_panic() {
+        let huge = "x".repeat(600_000);
+        assert!(compile_or_literal(&huge, true, false).is_none());
+        assert!(word_bounded(&huge, true).is_none());
     }
 }
