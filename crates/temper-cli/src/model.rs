@@ -168,9 +168,7 @@ fn score_on<B: Backend>(args: ScoreArgs) -> Outcome {
             }
             Ok(Tokenized::Pair(pair)) => {
                 for completion in [&pair.chosen_ids, &pair.rejected_ids] {
-                    let ids: Vec<u32> = pair.prompt_ids.iter().chain(completion).copied().collect();
-                    let scored = (0..ids.len()).map(|i| i >= pair.prompt_ids.len()).collect();
-                    sequences.push(ScoredSequence { ids, scored });
+                    sequences.push(ScoredSequence::completion(&pair.prompt_ids, completion));
                 }
                 shapes.push(true);
             }

@@ -13,6 +13,19 @@ pub struct ScoredSequence {
     pub scored: Vec<bool>,
 }
 
+impl ScoredSequence {
+    /// `prompt + completion` with the completion's tokens scored (one side of a preference
+    /// pair).
+    pub fn completion(prompt: &[u32], completion: &[u32]) -> Self {
+        Self {
+            ids: prompt.iter().chain(completion).copied().collect(),
+            scored: (0..prompt.len() + completion.len())
+                .map(|i| i >= prompt.len())
+                .collect(),
+        }
+    }
+}
+
 /// `Σ log p(token)` over the scored tokens of each sequence and how many there were, in input
 /// order, `batch_size` sequences per forward pass.
 pub fn score_sequences<B: Backend>(

@@ -84,11 +84,8 @@ pub fn reference_scores<B: Backend>(
     let sequences: Vec<ScoredSequence> = pairs
         .iter()
         .flat_map(|pair| {
-            [&pair.chosen_ids, &pair.rejected_ids].map(|answer| {
-                let ids: Vec<u32> = pair.prompt_ids.iter().chain(answer).copied().collect();
-                let scored = (0..ids.len()).map(|i| i >= pair.prompt_ids.len()).collect();
-                ScoredSequence { ids, scored }
-            })
+            [&pair.chosen_ids, &pair.rejected_ids]
+                .map(|answer| ScoredSequence::completion(&pair.prompt_ids, answer))
         })
         .collect();
     score_sequences(reference, &sequences, batch_size, device)
@@ -292,6 +289,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 records
                     .iter()
                     .map(|&i| match &self.examples[i] {
+                        // Targets start at the second token: the first is never predicted.
                         Tokenized::Sequence(s) => {
                             s.loss_mask.iter().skip(1).filter(|&&m| m).count()
                         }
