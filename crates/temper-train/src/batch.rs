@@ -2,7 +2,8 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use temper_data::batch::Batch;
+use temper_data::Tokenized;
+use temper_data::batch::{Batch, collate_pairs, collate_sequences};
 
 /// The model's inputs and the loss mask of one padded batch, each `[rows, seq]`.
 #[derive(Clone, Debug)]
@@ -32,5 +33,36 @@ impl<B: Backend> DeviceBatch<B> {
             position_ids: ints(&batch.position_ids),
             loss_mask: floats(&batch.loss_mask),
         }
+    }
+
+    /// The examples at `indices` as one padded batch: pairs as chosen rows then rejected rows,
+    /// sequences as rows. Examples of the other kind are left out (the trainer checks kinds
+    /// up front).
+    pub fn collate(
+        examples: &[Tokenized],
+        indices: &[usize],
+        pad_id: u32,
+        device: &B::Device,
+    ) -> Self {
+        let pairs: Vec<_> = indices
+            .iter()
+            .filter_map(|&i| match &examples[i] {
+                Tokenized::Pair(pair) => Some(pair),
+                _ => None,
+            })
+            .collect();
+        let batch = if pairs.is_empty() {
+            let sequences: Vec<_> = indices
+                .iter()
+                .filter_map(|&i| match &examples[i] {
+                    Tokenized::Sequence(sequence) => Some(sequence),
+                    _ => None,
+                })
+                .collect();
+            collate_sequences(&sequences, pad_id)
+        } else {
+            collate_pairs(&pairs, pad_id)
+        };
+        Self::new(&batch, device)
     }
 }

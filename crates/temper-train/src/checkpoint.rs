@@ -1,20 +1,27 @@
-//! Run checkpoints: `OUTPUT/checkpoint-N/` holds the model as an HF directory, the optimizer's
-//! state (`optimizer.safetensors`) and `trainer_state.json` (`global_step`). A checkpoint is
-//! written into a hidden `.checkpoint-N.partial` directory and renamed into place once
-//! complete, so a process killed at any moment leaves the previous checkpoints loadable and
-//! never a half-written `checkpoint-N`.
+//! Run checkpoints. `OUTPUT/checkpoint-N/` holds the weights (an HF model directory, or a PEFT
+//! adapter directory with the tokenizer files for LoRA runs), the optimizer's state
+//! (`optimizer.safetensors`), `trainer_state.json` (the step, and the steps logged since the
+//! last metrics row) and `training_config.json` (the run's configuration). The schedule, the
+//! data order and the dropout generator are functions of the step and the seed, so nothing
+//! else is needed to continue exactly.
+//!
+//! A checkpoint is written into a hidden `.checkpoint-N.partial` directory and renamed into
+//! place once complete, so a process killed at any moment leaves the previous checkpoints
+//! loadable and never a half-written `checkpoint-N`.
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::AutodiffBackend;
-use serde_json::json;
-use temper_model::{SaveOptions, save_model};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use serde::{Deserialize, Serialize};
+use temper_model::{LoraConfig, SaveOptions, save_adapter, save_model};
 
 use crate::optimizer::AdamW;
-use crate::trainer::Trainer;
+use crate::trainer::{StepLog, Trainer};
 
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STATE_FILE: &str = "trainer_state.json";
+pub const CONFIG_FILE: &str = "training_config.json";
+const PREFIX: &str = "checkpoint-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -38,24 +45,86 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     }
 }
 
-/// Writes `output_dir/checkpoint-N` for the trainer's current step. `base_dir` is the model
-/// directory the run started from (its config and tokenizer files are copied).
+/// What a run saves of its model.
+#[derive(Clone, Copy, Debug)]
+pub enum Weights<'a> {
+    /// Every weight, as an HF model directory; `base_dir` is where the run's model came from
+    /// (its config, tokenizer and generation files are copied).
+    Full { base_dir: &'a Path },
+    /// The LoRA adapters only, as a PEFT directory, with the tokenizer files of `base_dir`.
+    Adapter {
+        base_dir: &'a Path,
+        lora: &'a LoraConfig,
+    },
+}
+
+impl Weights<'_> {
+    /// Writes the model's weights to `dir`.
+    pub fn save<B: Backend>(
+        &self,
+        model: &temper_model::CausalLm<B>,
+        dir: &Path,
+    ) -> Result<(), CheckpointError> {
+        match *self {
+            Weights::Full { base_dir } => {
+                save_model(model, base_dir, dir, &SaveOptions::default())?
+            }
+            Weights::Adapter { base_dir, lora } => {
+                save_adapter(model, lora, &base_model_class(base_dir), dir)?;
+                for file in temper_model::save::COPIED_FILES {
+                    let from = base_dir.join(file);
+                    if from.is_file() {
+                        std::fs::copy(&from, dir.join(file)).map_err(io(&from))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `architectures[0]` of the model in `dir` (PEFT records it in the adapter config).
+pub fn base_model_class(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("config.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|config| config["architectures"][0].as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+/// The run's position: what `trainer_state.json` holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    pub global_step: usize,
+    /// Steps done since the last metrics row (averaged into the next one).
+    #[serde(default)]
+    pub unlogged: Vec<StepLog>,
+}
+
+/// Writes `output_dir/checkpoint-N` for the trainer's current step.
 pub fn save_checkpoint<B: AutodiffBackend>(
     trainer: &Trainer<B>,
-    base_dir: &Path,
+    weights: Weights<'_>,
+    state: &TrainerState,
+    config: &serde_json::Value,
     output_dir: &Path,
 ) -> Result<PathBuf, CheckpointError> {
     let step = trainer.steps_done();
-    let done = output_dir.join(format!("checkpoint-{step}"));
-    let partial = output_dir.join(format!(".checkpoint-{step}.partial"));
+    let done = output_dir.join(format!("{PREFIX}{step}"));
+    let partial = output_dir.join(format!(".{PREFIX}{step}.partial"));
     if partial.exists() {
         std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
     }
     std::fs::create_dir_all(&partial).map_err(io(&partial))?;
-    save_model(trainer.model(), base_dir, &partial, &SaveOptions::default())?;
+    weights.save(trainer.model(), &partial)?;
     trainer.optimizer().save(&partial.join(OPTIMIZER_FILE))?;
-    let state = json!({"global_step": step}).to_string();
-    std::fs::write(partial.join(STATE_FILE), state).map_err(io(&partial))?;
+    for (file, value) in [
+        (STATE_FILE, serde_json::to_value(state).unwrap_or_default()),
+        (CONFIG_FILE, config.clone()),
+    ] {
+        let text = serde_json::to_string_pretty(&value).unwrap_or_default() + "\n";
+        std::fs::write(partial.join(file), text).map_err(io(&partial))?;
+    }
     if done.exists() {
         std::fs::remove_dir_all(&done).map_err(io(&done))?;
     }
@@ -63,21 +132,92 @@ pub fn save_checkpoint<B: AutodiffBackend>(
     Ok(done)
 }
 
-/// The optimizer state and step count saved in `checkpoint_dir` (its model is loaded with
-/// `temper_model::load_model`, as any HF directory).
-pub fn load_training_state<B: burn::tensor::backend::Backend>(
+/// The optimizer state and run position saved in `checkpoint_dir` (its weights load with
+/// `temper_model::load_model` or `load_adapter`, as any HF or PEFT directory).
+pub fn load_training_state<B: Backend>(
     checkpoint_dir: &Path,
     device: &B::Device,
-) -> Result<(AdamW<B>, usize), CheckpointError> {
+) -> Result<(AdamW<B>, TrainerState), CheckpointError> {
     let optimizer = AdamW::load(&checkpoint_dir.join(OPTIMIZER_FILE), device)?;
     let path = checkpoint_dir.join(STATE_FILE);
     let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-    let step = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|state| state["global_step"].as_u64())
-        .ok_or_else(|| CheckpointError::State {
-            path: path.clone(),
-            reason: "no global_step".into(),
-        })?;
-    Ok((optimizer, step as usize))
+    let state = serde_json::from_str(&text).map_err(|e| CheckpointError::State {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok((optimizer, state))
+}
+
+/// The complete checkpoints in `output_dir`, by step, oldest first.
+pub fn checkpoints(output_dir: &Path) -> Result<Vec<(usize, PathBuf)>, CheckpointError> {
+    let entries = match std::fs::read_dir(output_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(CheckpointError::Io {
+                path: output_dir.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let mut found: Vec<(usize, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let step = name.strip_prefix(PREFIX)?.parse().ok()?;
+            entry.path().is_dir().then(|| (step, entry.path()))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// Deletes the oldest checkpoints beyond `limit` (transformers' `save_total_limit`), never the
+/// one at `keep` (the one being resumed from or just written).
+pub fn rotate_checkpoints(
+    output_dir: &Path,
+    limit: usize,
+    keep: &Path,
+) -> Result<Vec<PathBuf>, CheckpointError> {
+    let all = checkpoints(output_dir)?;
+    let excess = all.len().saturating_sub(limit);
+    let mut deleted = Vec::new();
+    for (_, path) in all
+        .into_iter()
+        .filter(|(_, path)| path != keep)
+        .take(excess)
+    {
+        std::fs::remove_dir_all(&path).map_err(io(&path))?;
+        deleted.push(path);
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_keeps_the_newest_and_the_protected_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for step in [10, 20, 30, 40] {
+            std::fs::create_dir(dir.path().join(format!("checkpoint-{step}"))).unwrap();
+        }
+        std::fs::create_dir(dir.path().join(".checkpoint-50.partial")).unwrap();
+        let keep = dir.path().join("checkpoint-10");
+        let deleted = rotate_checkpoints(dir.path(), 2, &keep).unwrap();
+        assert_eq!(
+            deleted,
+            vec![
+                dir.path().join("checkpoint-20"),
+                dir.path().join("checkpoint-30")
+            ]
+        );
+        let left: Vec<usize> = checkpoints(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(left, vec![10, 40]);
+    }
 }

@@ -21,14 +21,22 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod clip;
+pub mod config;
+pub mod metrics;
 pub mod objective;
 pub mod optimizer;
 pub mod parameters;
+pub mod progress;
+pub mod reference;
+pub mod run;
 pub mod schedule;
 pub mod trainer;
 
 pub use clip::clip_global_norm;
+pub use config::{ConfigError, RunSettings, TrainConfig, TrainerKind};
 pub use objective::{NllSpan, Objective};
 pub use optimizer::{AdamW, AdamWConfig, OptimizerStateError};
+pub use reference::{Reference, ReferenceCache, ReferenceScores, reference_scores};
+pub use run::{RunError, RunReport, run};
 pub use schedule::{Schedule, ScheduleKind};
-pub use trainer::{ReferenceScores, StepLog, TrainError, Trainer, TrainingArgs, reference_scores};
+pub use trainer::{StepLog, TrainError, Trainer, TrainingArgs};

@@ -6,21 +6,21 @@
 //! `k mod u`-th group of micro-batches of that epoch's seeded order, `u` updates per epoch), so a
 //! run resumed at step `k` sees exactly the batches the uninterrupted run would have.
 
+use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Tensor, TensorData};
 use temper_data::Tokenized;
-use temper_data::batch::{BatchOrder, batch_indices, collate_pairs, collate_sequences};
-use temper_data::tokenize::{TokenizedPair, TokenizedSequence};
-use temper_model::{
-    CausalLm, GradientCheckpointing, ScoredSequence, loss_and_gradients, score_sequences,
-};
+use temper_data::batch::{BatchOrder, batch_indices};
+use temper_data::tokenize::TokenizedPair;
+use temper_model::{CausalLm, GradientCheckpointing, loss_and_gradients};
 use temper_objectives::{ObjectiveError, PairLogProbs};
 
 use crate::batch::DeviceBatch;
 use crate::clip::clip_global_norm;
 use crate::objective::Objective;
 use crate::optimizer::{AdamW, AdamWConfig};
+use crate::reference::{Reference, pair_log_probs};
 use crate::schedule::{Schedule, ScheduleKind};
 
 /// The run's settings, with transformers' `TrainingArguments` names and defaults.
@@ -64,43 +64,8 @@ impl Default for TrainingArgs {
     }
 }
 
-/// A reference model's summed log-probs and token counts of one pair's completions.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ReferenceScores {
-    pub chosen: f64,
-    pub chosen_tokens: usize,
-    pub rejected: f64,
-    pub rejected_tokens: usize,
-}
-
-/// Scores every pair under `reference` (no autodiff: pass the inner backend's model), in
-/// batches of `batch_size` sequences.
-pub fn reference_scores<B: Backend>(
-    reference: &CausalLm<B>,
-    pairs: &[TokenizedPair],
-    batch_size: usize,
-    device: &B::Device,
-) -> Vec<ReferenceScores> {
-    let sequences: Vec<ScoredSequence> = pairs
-        .iter()
-        .flat_map(|pair| {
-            [&pair.chosen_ids, &pair.rejected_ids]
-                .map(|answer| ScoredSequence::completion(&pair.prompt_ids, answer))
-        })
-        .collect();
-    score_sequences(reference, &sequences, batch_size, device)
-        .chunks(2)
-        .map(|scores| ReferenceScores {
-            chosen: scores[0].0,
-            chosen_tokens: scores[0].1,
-            rejected: scores[1].0,
-            rejected_tokens: scores[1].1,
-        })
-        .collect()
-}
-
 /// What one optimizer step logged.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepLog {
     /// 1-based: the number of updates done, as the Trainer's `global_step`.
     pub step: usize,
@@ -145,7 +110,7 @@ pub struct Trainer<B: AutodiffBackend> {
     args: TrainingArgs,
     examples: Vec<Tokenized>,
     lengths: Vec<usize>,
-    reference: Vec<ReferenceScores>,
+    reference: Reference<B::InnerBackend>,
     pad_id: u32,
     schedule: Schedule,
     updates_per_epoch: usize,
@@ -155,13 +120,13 @@ pub struct Trainer<B: AutodiffBackend> {
 
 impl<B: AutodiffBackend> Trainer<B> {
     /// A trainer at step 0. `examples` must all be sequences (SFT) or all pairs (preference
-    /// objectives); `reference` holds one entry per pair when the objective needs it.
+    /// objectives); `reference` is needed by objectives with a reference model (DPO).
     pub fn new(
         model: CausalLm<B>,
         objective: Objective,
         args: TrainingArgs,
         examples: Vec<Tokenized>,
-        reference: Vec<ReferenceScores>,
+        reference: Reference<B::InnerBackend>,
         pad_id: u32,
         device: B::Device,
     ) -> Result<Self, TrainError> {
@@ -174,34 +139,8 @@ impl<B: AutodiffBackend> Trainer<B> {
                     .into(),
             ));
         }
-        let mut lengths = Vec::with_capacity(examples.len());
-        for (index, example) in examples.iter().enumerate() {
-            let length = match (example, objective.is_preference()) {
-                (Tokenized::Sequence(s), false) => s.input_ids.len(),
-                (Tokenized::Pair(p), true) => {
-                    p.prompt_ids.len() + p.chosen_ids.len().max(p.rejected_ids.len())
-                }
-                _ => {
-                    let wanted = if objective.is_preference() {
-                        "a preference pair"
-                    } else {
-                        "an SFT sequence"
-                    };
-                    return Err(TrainError::Record {
-                        index,
-                        reason: format!("this objective trains on {wanted}"),
-                    });
-                }
-            };
-            lengths.push(length);
-        }
-        if objective.needs_reference() && reference.len() != examples.len() {
-            return Err(TrainError::Settings(format!(
-                "{} reference scores for {} pairs",
-                reference.len(),
-                examples.len()
-            )));
-        }
+        let lengths = example_lengths(&examples, &objective)?;
+        check_reference(&objective, &reference, examples.len())?;
         let micro_per_epoch = examples.len().div_ceil(args.per_device_train_batch_size);
         let updates_per_epoch = micro_per_epoch.div_ceil(args.gradient_accumulation_steps);
         let total_steps = args
@@ -241,6 +180,11 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// Updates done so far.
     pub fn steps_done(&self) -> usize {
         self.step
+    }
+
+    /// Fractional epochs done.
+    pub fn epochs_done(&self) -> f64 {
+        self.step as f64 / self.updates_per_epoch as f64
     }
 
     pub fn optimizer(&self) -> &AdamW<B::InnerBackend> {
@@ -283,6 +227,15 @@ impl<B: AutodiffBackend> Trainer<B> {
     pub fn step(&mut self) -> Result<StepLog, TrainError> {
         let step = self.step;
         let micro_batches = self.micro_batches(step);
+        // LoRA dropout draws from the backend's generator: seeding it from the step makes a
+        // resumed run draw the masks the uninterrupted run drew.
+        B::seed(
+            &self.device,
+            self.args
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(step as u64),
+        );
         let records: Vec<usize> = micro_batches.iter().flatten().copied().collect();
         let sft_tokens = match self.objective {
             Objective::Sft => Some(
@@ -317,7 +270,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let mut loss = 0.0;
         let mut metric_sums: Vec<(String, f64)> = Vec::new();
         for indices in &micro_batches {
-            let batch = self.collate(indices);
+            let batch = DeviceBatch::collate(&self.examples, indices, self.pad_id, &self.device);
             let reference = self.reference_batch(indices);
             let objective = &self.objective;
             let backward = loss_and_gradients(
@@ -366,7 +319,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let count = micro_batches.len() as f64;
         Ok(StepLog {
             step: self.step,
-            epoch: self.step as f64 / self.updates_per_epoch as f64,
+            epoch: self.epochs_done(),
             loss,
             learning_rate,
             grad_norm,
@@ -379,48 +332,127 @@ impl<B: AutodiffBackend> Trainer<B> {
         })
     }
 
-    fn collate(&self, indices: &[usize]) -> DeviceBatch<B> {
-        let batch = if self.objective.is_preference() {
-            let pairs: Vec<&TokenizedPair> = indices
-                .iter()
-                .filter_map(|&i| match &self.examples[i] {
-                    Tokenized::Pair(pair) => Some(pair),
-                    _ => None,
-                })
-                .collect();
-            collate_pairs(&pairs, self.pad_id)
-        } else {
-            let sequences: Vec<&TokenizedSequence> = indices
-                .iter()
-                .filter_map(|&i| match &self.examples[i] {
-                    Tokenized::Sequence(sequence) => Some(sequence),
-                    _ => None,
-                })
-                .collect();
-            collate_sequences(&sequences, self.pad_id)
-        };
-        DeviceBatch::new(&batch, &self.device)
+    /// The reference scores of the examples at `indices`, as the loss takes them.
+    fn reference_batch(&self, indices: &[usize]) -> Option<PairLogProbs<B>> {
+        let pairs = pairs_at(&self.examples, indices);
+        let scores = self.reference.scores(indices, &pairs, &self.device)?;
+        pair_log_probs(&scores, &self.device)
     }
 
-    fn reference_batch(&self, indices: &[usize]) -> Option<PairLogProbs<B>> {
-        if !self.objective.needs_reference() {
-            return None;
+    /// The objective's loss and metrics on `examples` under the current weights, without
+    /// autodiff, in batches of `batch_size` in order: each batch's values, averaged over the
+    /// batches (as the Trainer's evaluation loop averages them). `reference` covers
+    /// `examples` as [`Trainer::new`]'s covers the training examples.
+    pub fn evaluate(
+        &self,
+        examples: &[Tokenized],
+        reference: &Reference<B::InnerBackend>,
+        batch_size: usize,
+    ) -> Result<Vec<(String, f64)>, TrainError> {
+        if examples.is_empty() {
+            return Err(TrainError::NoData);
         }
-        let column = |f: fn(&ReferenceScores) -> f64| {
-            let values: Vec<f32> = indices
-                .iter()
-                .map(|&i| f(&self.reference[i]) as f32)
-                .collect();
-            Tensor::from_data(TensorData::new(values, [indices.len()]), &self.device)
-        };
-        PairLogProbs::new(
-            column(|r| r.chosen),
-            column(|r| r.chosen_tokens as f64),
-            column(|r| r.rejected),
-            column(|r| r.rejected_tokens as f64),
-        )
-        .ok()
+        example_lengths(examples, &self.objective)?;
+        check_reference(&self.objective, reference, examples.len())?;
+        let model = self.model().valid();
+        let indices: Vec<usize> = (0..examples.len()).collect();
+        let mut sums: Vec<(String, f64)> = Vec::new();
+        let chunks = indices.chunks(batch_size.max(1));
+        let count = chunks.len() as f64;
+        for chunk in chunks {
+            let batch =
+                DeviceBatch::<B::InnerBackend>::collate(examples, chunk, self.pad_id, &self.device);
+            let scores = reference.scores(chunk, &pairs_at(examples, chunk), &self.device);
+            let reference = scores.and_then(|s| pair_log_probs(&s, &self.device));
+            let logits = model.forward(
+                batch.input_ids.clone(),
+                batch.attention_mask.clone(),
+                batch.position_ids.clone(),
+            );
+            let output = self
+                .objective
+                .loss(logits, &batch, reference.as_ref(), None)?;
+            let loss = scalar(output.loss);
+            let values = std::iter::once(("loss".to_string(), loss)).chain(
+                output
+                    .metrics
+                    .to_f64()
+                    .into_iter()
+                    .filter(|(name, _)| *name != "loss")
+                    .map(|(name, value)| (name.to_string(), value)),
+            );
+            for (name, value) in values {
+                match sums.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, sum)) => *sum += value,
+                    None => sums.push((name, value)),
+                }
+            }
+        }
+        Ok(sums
+            .into_iter()
+            .map(|(name, sum)| (name, sum / count))
+            .collect())
     }
+}
+
+/// Each example's length for length-grouped batching; an error names the first example of the
+/// wrong kind for `objective`.
+fn example_lengths(
+    examples: &[Tokenized],
+    objective: &Objective,
+) -> Result<Vec<usize>, TrainError> {
+    examples
+        .iter()
+        .enumerate()
+        .map(
+            |(index, example)| match (example, objective.is_preference()) {
+                (Tokenized::Sequence(s), false) => Ok(s.input_ids.len()),
+                (Tokenized::Pair(p), true) => {
+                    Ok(p.prompt_ids.len() + p.chosen_ids.len().max(p.rejected_ids.len()))
+                }
+                _ => {
+                    let wanted = if objective.is_preference() {
+                        "a preference pair"
+                    } else {
+                        "an SFT sequence"
+                    };
+                    Err(TrainError::Record {
+                        index,
+                        reason: format!("this objective trains on {wanted}"),
+                    })
+                }
+            },
+        )
+        .collect()
+}
+
+fn check_reference<B: Backend>(
+    objective: &Objective,
+    reference: &Reference<B>,
+    examples: usize,
+) -> Result<(), TrainError> {
+    match (objective.needs_reference(), reference) {
+        (false, _) | (true, Reference::Model(_)) => Ok(()),
+        (true, Reference::Precomputed(scores)) if scores.len() == examples => Ok(()),
+        (true, Reference::Precomputed(scores)) => Err(TrainError::Settings(format!(
+            "{} reference scores for {examples} pairs",
+            scores.len()
+        ))),
+        (true, Reference::None) => Err(TrainError::Settings(
+            "this objective needs a reference model".into(),
+        )),
+    }
+}
+
+/// The pairs at `indices` (empty for SFT sequences).
+fn pairs_at(examples: &[Tokenized], indices: &[usize]) -> Vec<TokenizedPair> {
+    indices
+        .iter()
+        .filter_map(|&i| match &examples[i] {
+            Tokenized::Pair(pair) => Some(pair.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn scalar<B: Backend>(value: Tensor<B, 1>) -> f64 {

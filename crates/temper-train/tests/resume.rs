@@ -12,8 +12,10 @@ use burn::module::AutodiffModule;
 use common::{pairs, qwen2, tokenized};
 use temper_model::load_model;
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
-use temper_train::checkpoint::{load_training_state, save_checkpoint};
-use temper_train::{Objective, ScheduleKind, StepLog, Trainer, TrainingArgs, reference_scores};
+use temper_train::checkpoint::{TrainerState, Weights, load_training_state, save_checkpoint};
+use temper_train::{
+    Objective, Reference, ScheduleKind, StepLog, Trainer, TrainingArgs, reference_scores,
+};
 
 type Ad = Autodiff<NdArray<f32>>;
 
@@ -37,11 +39,30 @@ fn trainer(model_dir: &Path) -> Trainer<Ad> {
         ..TrainingArgs::default()
     };
     let objective = Objective::Dpo(DpoConfig::single(PreferenceLoss::Sigmoid, 0.1));
-    Trainer::new(model, objective, args, examples, reference, pad, device).unwrap()
+    Trainer::new(
+        model,
+        objective,
+        args,
+        examples,
+        Reference::Precomputed(reference),
+        pad,
+        device,
+    )
+    .unwrap()
 }
 
 fn run(trainer: &mut Trainer<Ad>, steps: usize) -> Vec<StepLog> {
     (0..steps).map(|_| trainer.step().unwrap()).collect()
+}
+
+fn save(trainer: &Trainer<Ad>, output: &Path) -> PathBuf {
+    let state = TrainerState {
+        global_step: trainer.steps_done(),
+        unlogged: Vec::new(),
+    };
+    let base = base();
+    let weights = Weights::Full { base_dir: &base };
+    save_checkpoint(trainer, weights, &state, &serde_json::json!({}), output).unwrap()
 }
 
 #[test]
@@ -51,13 +72,13 @@ fn resuming_from_a_checkpoint_equals_the_straight_run() {
     let output = tempfile::tempdir().unwrap();
     let mut first = trainer(&base());
     let mut logs = run(&mut first, 3);
-    let checkpoint = save_checkpoint(&first, &base(), output.path()).unwrap();
+    let checkpoint = save(&first, output.path());
     assert_eq!(checkpoint, output.path().join("checkpoint-3"));
     drop(first);
 
     let mut resumed = trainer(&checkpoint);
-    let (optimizer, step) = load_training_state(&checkpoint, &Default::default()).unwrap();
-    resumed.resume(optimizer, step);
+    let (optimizer, state) = load_training_state(&checkpoint, &Default::default()).unwrap();
+    resumed.resume(optimizer, state.global_step);
     logs.extend(run(&mut resumed, 3));
     assert_eq!(logs, straight);
 }
@@ -67,19 +88,19 @@ fn a_killed_write_leaves_the_last_checkpoint_loadable() {
     let output = tempfile::tempdir().unwrap();
     let mut trainer = trainer(&base());
     run(&mut trainer, 2);
-    let saved = save_checkpoint(&trainer, &base(), output.path()).unwrap();
+    let saved = save(&trainer, output.path());
     // A write of checkpoint-3 that died half-way: its partial directory holds a truncated file.
     let partial = output.path().join(".checkpoint-3.partial");
     std::fs::create_dir_all(&partial).unwrap();
     std::fs::write(partial.join("model.safetensors"), b"trunc").unwrap();
     assert!(!output.path().join("checkpoint-3").exists());
     let (_, model) = load_model::<Ad>(&saved, &Default::default()).unwrap();
-    let (_, step) = load_training_state::<NdArray<f32>>(&saved, &Default::default()).unwrap();
-    assert_eq!(step, 2);
+    let (_, state) = load_training_state::<NdArray<f32>>(&saved, &Default::default()).unwrap();
+    assert_eq!(state.global_step, 2);
     assert_eq!(model.layers.len(), trainer.model().layers.len());
     // The next save of step 3 replaces the debris.
     run(&mut trainer, 1);
-    let next = save_checkpoint(&trainer, &base(), output.path()).unwrap();
+    let next = save(&trainer, output.path());
     assert!(next.ends_with("checkpoint-3") && !partial.exists());
     load_model::<Ad>(&next, &Default::default()).unwrap();
 }

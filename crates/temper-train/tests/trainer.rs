@@ -10,7 +10,8 @@ use common::{pairs, qwen2, tokenized as examples};
 use temper_model::load_model;
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_train::{
-    Objective, ReferenceScores, ScheduleKind, TrainError, Trainer, TrainingArgs, reference_scores,
+    Objective, Reference, ReferenceScores, ScheduleKind, TrainError, Trainer, TrainingArgs,
+    reference_scores,
 };
 
 type Ad = Autodiff<NdArray<f32>>;
@@ -37,7 +38,7 @@ fn dpo_against_its_own_copy_starts_at_ln2_and_learns_the_preference() {
         objective,
         args(8),
         examples,
-        reference,
+        Reference::Precomputed(reference),
         pad_id,
         device,
     )
@@ -86,7 +87,7 @@ fn sft_lowers_the_completion_loss() {
         Objective::Sft,
         args(10),
         examples,
-        Vec::new(),
+        Reference::None,
         pad_id,
         device,
     )
@@ -117,7 +118,7 @@ fn batches_depend_on_the_step_and_seed_only() {
             Objective::Sft,
             args,
             examples.clone(),
-            Vec::new(),
+            Reference::None,
             pad_id,
             device,
         )
@@ -148,7 +149,7 @@ fn mismatched_data_and_settings_are_errors() {
         objective.clone(),
         args(1),
         sft,
-        Vec::new(),
+        Reference::None,
         pad_id,
         device,
     )
@@ -165,7 +166,7 @@ fn mismatched_data_and_settings_are_errors() {
         objective,
         args(1),
         pairs_data,
-        missing,
+        Reference::Precomputed(missing),
         pad_id,
         device,
     )
@@ -177,5 +178,16 @@ fn mismatched_data_and_settings_are_errors() {
         ..args(1)
     };
     let (sft, _) = examples("trl_prompt_completion_standard.jsonl");
-    assert!(Trainer::new(model, Objective::Sft, bad, sft, Vec::new(), pad_id, device).is_err());
+    assert!(
+        Trainer::new(
+            model,
+            Objective::Sft,
+            bad,
+            sft,
+            Reference::None,
+            pad_id,
+            device
+        )
+        .is_err()
+    );
 }

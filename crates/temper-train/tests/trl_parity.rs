@@ -17,7 +17,9 @@ use temper_data::tokenize::{TokenizedPair, TokenizedSequence};
 use temper_model::load_model;
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_objectives::simpo::SimpoConfig;
-use temper_train::{NllSpan, Objective, ScheduleKind, Trainer, TrainingArgs, reference_scores};
+use temper_train::{
+    NllSpan, Objective, Reference, ScheduleKind, Trainer, TrainingArgs, reference_scores,
+};
 
 type Ad = Autodiff<NdArray<f32>>;
 
@@ -122,9 +124,14 @@ fn worst_difference(run: &Value) -> (f64, String) {
     let reference = if objective.needs_reference() {
         let (_, reference) =
             load_model::<Ad>(&root().join("fixtures/models/train/reference"), &device).unwrap();
-        reference_scores(&reference.valid(), &pairs(&examples), 8, &device)
+        Reference::Precomputed(reference_scores(
+            &reference.valid(),
+            &pairs(&examples),
+            8,
+            &device,
+        ))
     } else {
-        Vec::new()
+        Reference::None
     };
     let args = TrainingArgs {
         max_steps: Some(3),

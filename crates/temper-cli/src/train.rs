@@ -1,0 +1,329 @@
+//! `temper sft|dpo|orpo|simpo`: flags with TRL's option names (kebab-case), a `--config` file
+//! with the same keys (snake_case), flags over the file; then a temper-train run on the chosen
+//! backend.
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use temper_train::config::{TrainConfig, TrainerKind, read_config_file};
+use temper_train::progress::Display;
+use temper_train::run::{ReferenceOrigin, RunReport};
+
+use crate::Outcome;
+
+/// The compute backend of a training run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendName {
+    /// burn-ndarray on the CPU.
+    Ndarray,
+    /// burn-cuda (the CUDA build of temper).
+    Cuda,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// YAML, TOML or JSON file of options (snake_case keys); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Print a JSON summary on stdout, nothing else; progress stays on stderr.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar or lines.
+    #[arg(long)]
+    quiet: bool,
+    /// Compute backend (default ndarray; key `backend` in the config file).
+    #[arg(long, value_enum)]
+    backend: Option<BackendName>,
+    #[command(flatten)]
+    options: TrainFlags,
+}
+
+/// Every option of [`TrainConfig`], as flags. Field names are the config keys.
+#[derive(Args, Serialize, Default)]
+pub struct TrainFlags {
+    /// Hugging Face model directory to train (weights, config, tokenizer).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Training data file (JSONL, JSON or Parquet; any temper-data format).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The data's format (default: detected).
+    #[arg(long)]
+    data_format: Option<String>,
+    /// Where checkpoints, metrics.jsonl and the final model go.
+    #[arg(long = "output", visible_alias = "output-dir")]
+    output_dir: Option<PathBuf>,
+    /// Start a new run in an output directory that holds an earlier one.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    overwrite_output_dir: Option<bool>,
+    /// Skip invalid records (reported and counted) instead of stopping.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    skip_invalid: Option<bool>,
+    /// DPO reference model (default: the initial policy; with LoRA, the base model).
+    #[arg(long)]
+    ref_model: Option<PathBuf>,
+    /// Held-out data evaluated every --eval-steps and at the end.
+    #[arg(long)]
+    eval_data: Option<PathBuf>,
+    /// Optimizer steps (-1: use --num-train-epochs; 0: evaluate the initial model only).
+    #[arg(long, allow_negative_numbers = true)]
+    max_steps: Option<i64>,
+    #[arg(long)]
+    num_train_epochs: Option<f64>,
+    #[arg(long)]
+    per_device_train_batch_size: Option<usize>,
+    #[arg(long)]
+    per_device_eval_batch_size: Option<usize>,
+    #[arg(long)]
+    gradient_accumulation_steps: Option<usize>,
+    #[arg(long)]
+    learning_rate: Option<f64>,
+    /// constant, constant_with_warmup, linear or cosine.
+    #[arg(long)]
+    lr_scheduler_type: Option<String>,
+    #[arg(long)]
+    warmup_steps: Option<usize>,
+    #[arg(long)]
+    warmup_ratio: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    #[arg(long)]
+    adam_beta1: Option<f64>,
+    #[arg(long)]
+    adam_beta2: Option<f64>,
+    #[arg(long)]
+    adam_epsilon: Option<f64>,
+    /// Clip the global gradient norm to this (0: no clipping).
+    #[arg(long)]
+    max_grad_norm: Option<f64>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// DPO/ORPO/SimPO β.
+    #[arg(long)]
+    beta: Option<f64>,
+    /// DPO loss type(s), e.g. sigmoid, ipo, hinge, robust, sigmoid_norm (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    loss_type: Option<Vec<String>>,
+    /// One weight per loss type.
+    #[arg(long, value_delimiter = ',')]
+    loss_weights: Option<Vec<f64>>,
+    #[arg(long)]
+    label_smoothing: Option<f64>,
+    /// DPO: add this times the chosen NLL (RPO).
+    #[arg(long)]
+    rpo_alpha: Option<f64>,
+    /// SimPO's target margin γ.
+    #[arg(long)]
+    simpo_gamma: Option<f64>,
+    /// SimPO: weight of the chosen NLL (TRL's CPO `cpo_alpha`).
+    #[arg(long)]
+    cpo_alpha: Option<f64>,
+    /// ORPO's NLL over `prompt_and_completion` (TRL) or `completion` (LLaMA-Factory).
+    #[arg(long)]
+    orpo_nll_span: Option<String>,
+    /// DPO: score the reference once before training (default true) or every step.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    precompute_ref_log_probs: Option<bool>,
+    /// Where precomputed reference log-probs are kept (default OUTPUT/reference_logps).
+    #[arg(long)]
+    reference_cache_dir: Option<PathBuf>,
+    #[arg(long)]
+    max_length: Option<usize>,
+    #[arg(long)]
+    max_prompt_length: Option<usize>,
+    /// SFT: completion, prompt, all-assistant or last-turn.
+    #[arg(long)]
+    loss_mask: Option<String>,
+    /// keep_start or keep_end.
+    #[arg(long)]
+    truncation_mode: Option<String>,
+    #[arg(long)]
+    logging_steps: Option<usize>,
+    #[arg(long)]
+    eval_steps: Option<usize>,
+    #[arg(long)]
+    save_steps: Option<usize>,
+    #[arg(long)]
+    save_total_limit: Option<usize>,
+    /// A checkpoint-N directory of this run to continue from.
+    #[arg(long)]
+    resume_from_checkpoint: Option<PathBuf>,
+    /// Train LoRA adapters instead of every weight.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    use_peft: Option<bool>,
+    #[arg(long)]
+    lora_r: Option<usize>,
+    #[arg(long)]
+    lora_alpha: Option<f64>,
+    #[arg(long)]
+    lora_dropout: Option<f64>,
+    /// Projections to adapt (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, or all-linear).
+    #[arg(long, value_delimiter = ',')]
+    lora_target_modules: Option<Vec<String>>,
+    /// Save the final model with the adapters merged (else a PEFT adapter).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    merge_lora: Option<bool>,
+    /// Recompute each layer's activations in the backward pass (less memory, more time).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    gradient_checkpointing: Option<bool>,
+}
+
+/// The flags as a config table (only those given).
+fn flag_table(flags: &TrainFlags) -> Map<String, Value> {
+    match serde_json::to_value(flags) {
+        Ok(Value::Object(map)) => map.into_iter().filter(|(_, v)| !v.is_null()).collect(),
+        _ => Map::new(),
+    }
+}
+
+pub fn run(kind: TrainerKind, args: TrainArgs) -> Outcome {
+    let mut table = Map::new();
+    let mut backend = args.backend;
+    if let Some(path) = &args.config {
+        match read_config_file(path) {
+            Ok(file) => table = file,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return match error {
+                    temper_train::config::ConfigFileError::Io { .. } => Outcome::Failure,
+                    _ => Outcome::Invalid,
+                };
+            }
+        }
+        // `backend` is the command's choice, not the run's: take it out before the run's keys.
+        if let Some(value) = table.remove("backend") {
+            let parsed = value
+                .as_str()
+                .and_then(|name| BackendName::from_str(name, false).ok());
+            match parsed {
+                Some(name) => backend = backend.or(Some(name)),
+                None => {
+                    eprintln!("error: backend: {value} is not ndarray or cuda");
+                    return Outcome::Invalid;
+                }
+            }
+        }
+    }
+    table.extend(flag_table(&args.options));
+    let settings = match TrainConfig::from_map(table).and_then(|config| config.resolve(kind)) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Outcome::Invalid;
+        }
+    };
+    let display = if args.quiet {
+        Display::Quiet
+    } else {
+        Display::Auto
+    };
+    let result = match backend.unwrap_or(BackendName::Ndarray) {
+        BackendName::Ndarray => {
+            type B = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
+            temper_train::run::<B>(&settings, display, &Default::default())
+        }
+        #[cfg(feature = "cuda")]
+        BackendName::Cuda => {
+            type B = burn::backend::Autodiff<burn::backend::Cuda<f32, i32>>;
+            temper_train::run::<B>(&settings, display, &Default::default())
+        }
+        #[cfg(not(feature = "cuda"))]
+        BackendName::Cuda => {
+            eprintln!(
+                "error: --backend cuda needs the CUDA build of temper (cargo build --features cuda)"
+            );
+            return Outcome::Failure;
+        }
+    };
+    match result {
+        Ok(report) => {
+            print_report(&report, args.json);
+            Outcome::Success
+        }
+        Err(error) => {
+            for line in error.to_string().lines() {
+                eprintln!("error: {line}");
+            }
+            if error.is_invalid_input() {
+                Outcome::Invalid
+            } else {
+                Outcome::Failure
+            }
+        }
+    }
+}
+
+fn print_report(report: &RunReport, as_json: bool) {
+    let reference = report.reference.as_ref().map(|origin| match origin {
+        ReferenceOrigin::Cached(path) => json!({"source": "cache", "file": path}),
+        ReferenceOrigin::Computed(path) => json!({"source": "computed", "file": path}),
+        ReferenceOrigin::PerStep => json!({"source": "per_step"}),
+    });
+    let eval: Option<Map<String, Value>> = report.eval.as_ref().map(|values| {
+        values
+            .iter()
+            .map(|(name, value)| (format!("eval_{name}"), json!(value)))
+            .collect()
+    });
+    if as_json {
+        let summary = json!({
+            "steps": report.steps,
+            "final_model": report.final_model,
+            "metrics_file": report.metrics_file,
+            "train_examples": report.train_examples,
+            "eval_examples": report.eval_examples,
+            "skipped": report.skipped.len(),
+            "reference": reference,
+            "train": report.last_train_row,
+            "eval": eval,
+        });
+        println!("{summary}");
+        return;
+    }
+    for line in &report.skipped {
+        eprintln!("skipped: {line}");
+    }
+    println!(
+        "{} steps on {} examples; metrics in {}",
+        report.steps,
+        report.train_examples,
+        report.metrics_file.display()
+    );
+    if let Some(row) = &report.last_train_row {
+        println!("last training row: {}", Value::Object(row.clone()));
+    }
+    if let Some(eval) = eval {
+        println!(
+            "evaluation ({} examples): {}",
+            report.eval_examples,
+            Value::Object(eval)
+        );
+    }
+    match &report.final_model {
+        Some(path) => println!("final model: {}", path.display()),
+        None => println!("no training steps: nothing saved"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag is a config key: a table of all of them is a valid configuration.
+    #[test]
+    fn every_flag_names_a_config_key() {
+        let flags = TrainFlags::default();
+        let all: Map<String, Value> = match serde_json::to_value(&flags) {
+            Ok(Value::Object(map)) => map,
+            _ => panic!("flags serialise to a table"),
+        };
+        let keys = TrainConfig::keys();
+        for key in all.keys() {
+            assert!(keys.contains(key), "flag `{key}` is not a config key");
+        }
+        assert_eq!(all.len(), keys.len(), "every config key has a flag");
+    }
+}

@@ -1,0 +1,466 @@
+//! A whole training run from [`RunSettings`]: data loaded and tokenised with the model's own
+//! tokenizer, the model (with fresh LoRA adapters, or resumed from a checkpoint), the DPO
+//! reference log-probs (from the cache or scored once), then the step loop with metrics rows,
+//! evaluations, checkpoints and their rotation, and the final model in `OUTPUT/`.
+//!
+//! Order at the end of step `k`: the metrics row (every `logging_steps`), the evaluation
+//! (every `eval_steps`), the checkpoint (every `save_steps`), as transformers' Trainer does.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use serde_json::{Map, Value};
+use temper_data::tokenize::{TokenizedPair, tokenize};
+use temper_data::{ChatTokenizer, DataError, DataKind, Tokenized, dataset};
+use temper_model::{CausalLm, add_lora, load_adapter, load_model, merge_adapters};
+
+use crate::checkpoint::{
+    CONFIG_FILE, CheckpointError, TrainerState, Weights, checkpoints, load_training_state,
+    rotate_checkpoints, save_checkpoint,
+};
+use crate::config::RunSettings;
+use crate::metrics::{METRICS_FILE, MetricsLog, eval_row, train_row};
+use crate::progress::{Display, Progress};
+use crate::reference::{CacheError, Reference, ReferenceCache, cache_key, reference_scores};
+use crate::trainer::{TrainError, Trainer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Records that cannot be used, one line each (file, line or record, field).
+    #[error("{}", .0.join("\n"))]
+    InvalidRecords(Vec<String>),
+    #[error("{0}")]
+    Data(String),
+    #[error("{0}")]
+    Model(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("{error}; the last good state is saved in {}", saved.display())]
+    Stopped { error: TrainError, saved: PathBuf },
+    #[error(transparent)]
+    Train(#[from] TrainError),
+}
+
+impl RunError {
+    /// Whether the run failed on its input (data, values that make training diverge) rather
+    /// than on files, models or devices: exit code 1 rather than 2 for the command.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            RunError::InvalidRecords(_)
+                | RunError::Data(_)
+                | RunError::Stopped { .. }
+                | RunError::Train(_)
+        )
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where the reference log-probs came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReferenceOrigin {
+    /// Read from this cache file.
+    Cached(PathBuf),
+    /// Scored before training and stored in this cache file.
+    Computed(PathBuf),
+    /// Scored every step by a reference model kept in memory.
+    PerStep,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub steps: usize,
+    /// The final model (HF directory or PEFT adapter); `None` for `max_steps` 0.
+    pub final_model: Option<PathBuf>,
+    pub metrics_file: PathBuf,
+    /// The last training metrics row.
+    pub last_train_row: Option<Map<String, Value>>,
+    /// The last evaluation (metric names without the `eval_` prefix).
+    pub eval: Option<Vec<(String, f64)>>,
+    pub train_examples: usize,
+    pub eval_examples: usize,
+    /// Records skipped as invalid (`skip_invalid`), one line each.
+    pub skipped: Vec<String>,
+    pub reference: Option<ReferenceOrigin>,
+}
+
+/// Loads, tokenises and checks one data file for this run.
+struct LoadedData {
+    examples: Vec<Tokenized>,
+    skipped: Vec<String>,
+}
+
+fn load_data(
+    path: &Path,
+    settings: &RunSettings,
+    tokenizer: &ChatTokenizer,
+) -> Result<LoadedData, RunError> {
+    let dataset = match dataset::load(path, settings.data_format, settings.skip_invalid) {
+        Ok(dataset) => dataset,
+        Err(DataError::InvalidRecords { errors }) => {
+            return Err(RunError::InvalidRecords(
+                errors.iter().map(ToString::to_string).collect(),
+            ));
+        }
+        Err(error) => return Err(RunError::Data(error.to_string())),
+    };
+    let wanted = if settings.kind.trains_on_pairs() {
+        DataKind::Preference
+    } else {
+        DataKind::Sft
+    };
+    if let Some(kind) = dataset.kind().filter(|kind| *kind != wanted) {
+        return Err(RunError::Data(format!(
+            "{}: `temper {}` trains on {} data; this file holds {} records",
+            path.display(),
+            settings.kind.command(),
+            wanted.as_str(),
+            kind.as_str()
+        )));
+    }
+    let mut skipped: Vec<String> = dataset.skipped.iter().map(ToString::to_string).collect();
+    let mut invalid = Vec::new();
+    let mut examples = Vec::with_capacity(dataset.examples.len());
+    for (example, record) in dataset.examples.iter().zip(&dataset.record_of_example) {
+        match tokenize(tokenizer, example, &settings.tokenize) {
+            Ok(outcome) => examples.push(outcome.tokenized),
+            Err(error) => invalid.push(format!("{}: record {record}: {error}", path.display())),
+        }
+    }
+    if !invalid.is_empty() {
+        if !settings.skip_invalid {
+            return Err(RunError::InvalidRecords(invalid));
+        }
+        skipped.extend(invalid);
+    }
+    if examples.is_empty() {
+        return Err(RunError::Data(format!(
+            "{}: no usable examples",
+            path.display()
+        )));
+    }
+    Ok(LoadedData { examples, skipped })
+}
+
+fn pairs(examples: &[Tokenized]) -> Vec<TokenizedPair> {
+    examples
+        .iter()
+        .filter_map(|example| match example {
+            Tokenized::Pair(pair) => Some(pair.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn model_error(dir: &Path, error: impl std::fmt::Display) -> RunError {
+    RunError::Model(format!("{}: {error}", dir.display()))
+}
+
+/// Reference scores for `examples` from the cache, or scored now and stored.
+fn precomputed_reference<B: AutodiffBackend>(
+    reference_dir: &Path,
+    examples: &[Tokenized],
+    settings: &RunSettings,
+    progress: &Progress,
+    device: &B::Device,
+) -> Result<(Reference<B::InnerBackend>, ReferenceOrigin), RunError> {
+    let pairs = pairs(examples);
+    let cache = ReferenceCache::new(&settings.reference_cache_dir);
+    let key = cache_key(reference_dir, &pairs)?;
+    if let Some(scores) = cache.load(&key, pairs.len())? {
+        return Ok((
+            Reference::Precomputed(scores),
+            ReferenceOrigin::Cached(cache.path(&key)),
+        ));
+    }
+    progress.message(&format!(
+        "scoring {} pairs with the reference model {}",
+        pairs.len(),
+        reference_dir.display()
+    ));
+    let (_, model) = load_model::<B::InnerBackend>(reference_dir, device)
+        .map_err(|e| model_error(reference_dir, e))?;
+    let batch = settings.per_device_eval_batch_size * 2;
+    let scores = reference_scores(&model, &pairs, batch, device);
+    let path = cache.store(&key, &scores)?;
+    Ok((
+        Reference::Precomputed(scores),
+        ReferenceOrigin::Computed(path),
+    ))
+}
+
+/// The policy at the start of the run: resumed from a checkpoint, or the model with fresh
+/// adapters for a LoRA run.
+fn initial_model<B: AutodiffBackend>(
+    settings: &RunSettings,
+    device: &B::Device,
+) -> Result<CausalLm<B>, RunError> {
+    let (_, base) =
+        load_model::<B>(&settings.model, device).map_err(|e| model_error(&settings.model, e))?;
+    match (&settings.resume_from_checkpoint, &settings.peft) {
+        (Some(checkpoint), Some(_)) => load_adapter(base, checkpoint, device)
+            .map(|(_, model)| model)
+            .map_err(|e| model_error(checkpoint, e)),
+        (Some(checkpoint), None) => {
+            drop(base);
+            load_model::<B>(checkpoint, device)
+                .map(|(_, model)| model)
+                .map_err(|e| model_error(checkpoint, e))
+        }
+        (None, Some(peft)) => {
+            B::seed(device, settings.args.seed);
+            Ok(add_lora(base, &peft.lora, device))
+        }
+        (None, None) => Ok(base),
+    }
+}
+
+/// Refuses to start a new run over an earlier run's checkpoints or metrics.
+fn check_output_dir(settings: &RunSettings) -> Result<(), RunError> {
+    if settings.resume_from_checkpoint.is_some()
+        || settings.config.overwrite_output_dir == Some(true)
+    {
+        return Ok(());
+    }
+    let earlier = checkpoints(&settings.output_dir)?;
+    let metrics = settings.output_dir.join(METRICS_FILE);
+    if let Some((_, path)) = earlier.last() {
+        return Err(RunError::Data(format!(
+            "{} holds an earlier run ({}); resume it with resume_from_checkpoint, pick another output_dir, or set overwrite_output_dir",
+            settings.output_dir.display(),
+            path.display()
+        )));
+    }
+    if metrics.exists() {
+        return Err(RunError::Data(format!(
+            "{} holds an earlier run's {METRICS_FILE}; pick another output_dir or set overwrite_output_dir",
+            settings.output_dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Runs the training `settings` describe on `device`.
+pub fn run<B: AutodiffBackend>(
+    settings: &RunSettings,
+    display: Display,
+    device: &B::Device,
+) -> Result<RunReport, RunError> {
+    check_output_dir(settings)?;
+    let tokenizer = ChatTokenizer::from_dir(&settings.model, None)
+        .map_err(|e| model_error(&settings.model, e))?;
+    let pad_id = tokenizer
+        .pad_id()
+        .or_else(|| tokenizer.eos_id().ok())
+        .unwrap_or(0);
+    let train = load_data(&settings.data, settings, &tokenizer)?;
+    let eval = match &settings.eval_data {
+        Some(path) => Some(load_data(path, settings, &tokenizer)?),
+        None => None,
+    };
+    std::fs::create_dir_all(&settings.output_dir).map_err(io(&settings.output_dir))?;
+
+    // Before the bar exists, messages go out as lines.
+    let setup = match display {
+        Display::Quiet => Progress::new(Display::Quiet, 0, 0),
+        _ => Progress::new(Display::Lines, 0, 0),
+    };
+    let reference_dir = settings.ref_model.as_ref().unwrap_or(&settings.model);
+    let (reference, eval_reference, origin) = if !settings.objective.needs_reference() {
+        (Reference::None, Reference::None, None)
+    } else if settings.precompute_ref_log_probs {
+        let (reference, origin) =
+            precomputed_reference::<B>(reference_dir, &train.examples, settings, &setup, device)?;
+        let eval_reference = match &eval {
+            Some(eval) => {
+                precomputed_reference::<B>(reference_dir, &eval.examples, settings, &setup, device)?
+                    .0
+            }
+            None => Reference::None,
+        };
+        (reference, eval_reference, Some(origin))
+    } else {
+        let (_, model) = load_model::<B::InnerBackend>(reference_dir, device)
+            .map_err(|e| model_error(reference_dir, e))?;
+        (
+            Reference::Model(model.clone()),
+            Reference::Model(model),
+            Some(ReferenceOrigin::PerStep),
+        )
+    };
+
+    let model = initial_model::<B>(settings, device)?;
+    let train_examples = train.examples.len();
+    let mut trainer = Trainer::new(
+        model,
+        settings.objective.clone(),
+        settings.args.clone(),
+        train.examples,
+        reference,
+        pad_id,
+        device.clone(),
+    )?;
+    let mut unlogged = Vec::new();
+    if let Some(checkpoint) = &settings.resume_from_checkpoint {
+        let (optimizer, state) = load_training_state::<B::InnerBackend>(checkpoint, device)?;
+        trainer.resume(optimizer, state.global_step);
+        unlogged = state.unlogged;
+    }
+    let resumed_step = settings
+        .resume_from_checkpoint
+        .as_ref()
+        .map(|_| trainer.steps_done());
+    let mut metrics =
+        MetricsLog::open(&settings.output_dir, resumed_step).map_err(io(&settings.output_dir))?;
+    let config = serde_json::to_value(&settings.config).unwrap_or_default();
+    let config_path = settings.output_dir.join(CONFIG_FILE);
+    std::fs::write(
+        &config_path,
+        serde_json::to_string_pretty(&config).unwrap_or_default() + "\n",
+    )
+    .map_err(io(&config_path))?;
+
+    let total = trainer.total_steps();
+    let progress = Progress::new(display, total, trainer.steps_done());
+    let weights = match &settings.peft {
+        Some(peft) => Weights::Adapter {
+            base_dir: &settings.model,
+            lora: &peft.lora,
+        },
+        None => Weights::Full {
+            base_dir: &settings.model,
+        },
+    };
+    let mut last_eval = None;
+    let mut last_eval_step = None;
+    let mut last_train_row = None;
+    let evaluate = |trainer: &Trainer<B>,
+                    metrics: &mut MetricsLog|
+     -> Result<Option<Vec<(String, f64)>>, RunError> {
+        let Some(eval) = &eval else { return Ok(None) };
+        let values = trainer.evaluate(
+            &eval.examples,
+            &eval_reference,
+            settings.per_device_eval_batch_size,
+        )?;
+        let row = eval_row(trainer.steps_done(), trainer.epochs_done(), &values);
+        metrics.write(&row).map_err(io(metrics.path()))?;
+        progress.row(&row);
+        Ok(Some(values))
+    };
+
+    if total == 0 {
+        last_eval = evaluate(&trainer, &mut metrics)?;
+    }
+    while trainer.steps_done() < total {
+        let log = match trainer.step() {
+            Ok(log) => log,
+            Err(error @ TrainError::NonFinite { .. }) => {
+                let state = TrainerState {
+                    global_step: trainer.steps_done(),
+                    unlogged,
+                };
+                let saved =
+                    save_checkpoint(&trainer, weights, &state, &config, &settings.output_dir)?;
+                progress.finish();
+                return Err(RunError::Stopped { error, saved });
+            }
+            Err(error) => return Err(error.into()),
+        };
+        progress.step(log.step, log.loss);
+        unlogged.push(log);
+        let step = trainer.steps_done();
+        if step % settings.logging_steps == 0 || step == total {
+            let row = train_row(&unlogged);
+            metrics.write(&row).map_err(io(metrics.path()))?;
+            progress.row(&row);
+            last_train_row = Some(row);
+            unlogged.clear();
+        }
+        if settings.eval_steps.is_some_and(|every| step % every == 0) {
+            last_eval = evaluate(&trainer, &mut metrics)?;
+            last_eval_step = Some(step);
+        }
+        if step % settings.save_steps == 0 || step == total {
+            let state = TrainerState {
+                global_step: step,
+                unlogged: unlogged.clone(),
+            };
+            let saved = save_checkpoint(&trainer, weights, &state, &config, &settings.output_dir)?;
+            if let Some(limit) = settings.save_total_limit {
+                rotate_checkpoints(&settings.output_dir, limit, &saved)?;
+            }
+            progress.message(&format!("saved {}", saved.display()));
+        }
+    }
+    if total > 0 && last_eval_step != Some(total) {
+        if let Some(values) = evaluate(&trainer, &mut metrics)? {
+            last_eval = Some(values);
+        }
+    }
+    progress.finish();
+
+    let final_model = if total > 0 {
+        Some(save_final(&trainer, settings)?)
+    } else {
+        None
+    };
+    Ok(RunReport {
+        steps: trainer.steps_done(),
+        final_model,
+        metrics_file: metrics.path().to_path_buf(),
+        last_train_row,
+        eval: last_eval,
+        train_examples,
+        eval_examples: eval.as_ref().map_or(0, |e| e.examples.len()),
+        skipped: train
+            .skipped
+            .into_iter()
+            .chain(eval.into_iter().flat_map(|e| e.skipped))
+            .collect(),
+        reference: origin,
+    })
+}
+
+/// The run's final model in `OUTPUT/`: full weights, a PEFT adapter, or (LoRA with `merge`)
+/// the base with its adapters merged.
+fn save_final<B: AutodiffBackend>(
+    trainer: &Trainer<B>,
+    settings: &RunSettings,
+) -> Result<PathBuf, RunError> {
+    let dir = &settings.output_dir;
+    match &settings.peft {
+        Some(peft) if peft.merge => {
+            let merged = merge_adapters(trainer.model().clone().valid());
+            Weights::Full {
+                base_dir: &settings.model,
+            }
+            .save(&merged, dir)?;
+        }
+        Some(peft) => Weights::Adapter {
+            base_dir: &settings.model,
+            lora: &peft.lora,
+        }
+        .save(trainer.model(), dir)?,
+        None => Weights::Full {
+            base_dir: &settings.model,
+        }
+        .save(trainer.model(), dir)?,
+    }
+    Ok(dir.clone())
+}
