@@ -1,0 +1,358 @@
+//! `temper sft|dpo|orpo|simpo` on the bundled tiny Qwen2 checkpoint: exact resume from a
+//! checkpoint through the command, LoRA outputs, the NaN guard, evaluation only, the reference
+//! cache, and errors that name the key or record without touching what a run wrote.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::{json_lines, temper};
+use serde_json::Value;
+
+const MODEL: &str = "fixtures/models/qwen2";
+const PAIRS: &str = "fixtures/data/trl_preference.jsonl";
+const SFT: &str = "fixtures/data/alpaca.jsonl";
+
+fn ok(output: &Output) {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `temper COMMAND` on the bundled model, quiet, with small-run defaults that `extra` may
+/// replace.
+fn train(command: &str, data: &str, output: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        command,
+        "--model",
+        MODEL,
+        "--data",
+        data,
+        "--output",
+        output.to_str().unwrap(),
+        "--quiet",
+    ];
+    for (flag, value) in [
+        ("--learning-rate", "5e-3"),
+        ("--per-device-train-batch-size", "2"),
+        ("--logging-steps", "1"),
+    ] {
+        if !extra.contains(&flag) {
+            args.extend_from_slice(&[flag, value]);
+        }
+    }
+    args.extend_from_slice(extra);
+    temper(&args)
+}
+
+fn metrics(output: &Path) -> String {
+    std::fs::read_to_string(output.join("metrics.jsonl")).unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// Runs 6 steps straight, then continues a copy of the run's step-3 checkpoint (as a run killed
+/// after saving it would be left) and checks the metrics files are byte-identical.
+fn resume_matches(command: &str, data: &str, extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let straight = dir.path().join("straight");
+    let mut args = vec![
+        "--max-steps",
+        "6",
+        "--save-steps",
+        "3",
+        "--lr-scheduler-type",
+        "cosine",
+    ];
+    args.extend_from_slice(extra);
+    ok(&train(command, data, &straight, &args));
+
+    let resumed = dir.path().join("resumed");
+    copy_dir(
+        &straight.join("checkpoint-3"),
+        &resumed.join("checkpoint-3"),
+    );
+    // The killed run's metrics file, with a row past the checkpoint that resuming drops.
+    let straight_metrics = metrics(&straight);
+    let kept: Vec<&str> = straight_metrics.lines().take(4).collect();
+    std::fs::write(resumed.join("metrics.jsonl"), kept.join("\n") + "\n").unwrap();
+    let checkpoint = resumed.join("checkpoint-3");
+    args.extend_from_slice(&["--resume-from-checkpoint", checkpoint.to_str().unwrap()]);
+    ok(&train(command, data, &resumed, &args));
+    assert_eq!(metrics(&resumed), metrics(&straight), "{command} {extra:?}");
+    assert_eq!(metrics(&straight).lines().count(), 6);
+}
+
+#[test]
+fn dpo_resumed_from_a_checkpoint_equals_the_straight_run() {
+    resume_matches("dpo", PAIRS, &[]);
+}
+
+#[test]
+fn lora_sft_with_dropout_resumes_exactly_across_a_logging_window() {
+    // Rows every 2 steps: the checkpoint at step 3 carries step 3 into the row of step 4.
+    let dir = tempfile::tempdir().unwrap();
+    let straight = dir.path().join("straight");
+    let args = [
+        "--max-steps",
+        "6",
+        "--save-steps",
+        "3",
+        "--logging-steps",
+        "2",
+        "--use-peft",
+        "--lora-dropout",
+        "0.2",
+        "--lora-target-modules",
+        "all-linear",
+    ];
+    ok(&train("sft", SFT, &straight, &args));
+    assert_eq!(metrics(&straight).lines().count(), 3);
+    let resumed = dir.path().join("resumed");
+    copy_dir(
+        &straight.join("checkpoint-3"),
+        &resumed.join("checkpoint-3"),
+    );
+    let kept = metrics(&straight).lines().next().unwrap().to_string() + "\n";
+    std::fs::write(resumed.join("metrics.jsonl"), kept).unwrap();
+    let checkpoint = resumed.join("checkpoint-3");
+    let mut resume_args = args.to_vec();
+    resume_args.extend_from_slice(&["--resume-from-checkpoint", checkpoint.to_str().unwrap()]);
+    ok(&train("sft", SFT, &resumed, &resume_args));
+    assert_eq!(metrics(&resumed), metrics(&straight));
+    // The final output is a PEFT adapter directory with the tokenizer.
+    for file in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tokenizer.json",
+    ] {
+        assert!(resumed.join(file).is_file(), "{file}");
+    }
+    assert!(!resumed.join("model.safetensors").exists());
+}
+
+#[test]
+fn orpo_and_simpo_resume_exactly() {
+    resume_matches("orpo", PAIRS, &[]);
+    resume_matches("simpo", PAIRS, &["--cpo-alpha", "0.5"]);
+}
+
+#[test]
+fn merged_lora_output_is_a_plain_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = train(
+        "dpo",
+        PAIRS,
+        &out,
+        &["--max-steps", "2", "--use-peft", "--merge-lora", "--json"],
+    );
+    ok(&run);
+    let summary = &json_lines(&run)[0];
+    assert_eq!(summary["steps"], 2);
+    assert!(out.join("model.safetensors").is_file());
+    assert!(!out.join("adapter_config.json").exists());
+    // The merged model scores the data (it loads as any HF directory).
+    ok(&temper(&[
+        "score",
+        "--model",
+        out.to_str().unwrap(),
+        "--data",
+        PAIRS,
+        "--json",
+    ]));
+}
+
+#[test]
+fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = train(
+        "dpo",
+        PAIRS,
+        &out,
+        &["--max-steps", "4", "--learning-rate", "1e30"],
+    );
+    assert_eq!(run.status.code(), Some(1));
+    let error = stderr(&run);
+    assert_eq!(error.lines().count(), 1, "{error}");
+    assert!(error.contains("is NaN") || error.contains("inf"), "{error}");
+    assert!(error.contains("records ["), "{error}");
+    let step: usize = error
+        .split("step ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    // The state before the failed update is saved, and every row logged before it is kept.
+    assert!(
+        out.join(format!("checkpoint-{}", step - 1)).is_dir(),
+        "{error}"
+    );
+    assert_eq!(metrics(&out).lines().count(), step - 1);
+}
+
+#[test]
+fn max_steps_zero_evaluates_the_initial_model_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = train(
+        "dpo",
+        PAIRS,
+        &out,
+        &["--max-steps", "0", "--eval-data", PAIRS, "--json"],
+    );
+    ok(&run);
+    let summary = &json_lines(&run)[0];
+    assert_eq!(summary["steps"], 0);
+    assert_eq!(summary["final_model"], Value::Null);
+    // Against itself as reference, the initial policy's DPO loss is ln 2.
+    let loss = summary["eval"]["eval_loss"].as_f64().unwrap();
+    assert!((loss - std::f64::consts::LN_2).abs() < 1e-5, "{loss}");
+    let rows: Vec<Value> = metrics(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["step"], 0);
+    assert!(rows[0]["eval_rewards/margins"].is_number());
+}
+
+#[test]
+fn the_reference_cache_is_reused_by_later_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let summary = |name: &str| {
+        let run = train(
+            "dpo",
+            PAIRS,
+            &dir.path().join(name),
+            &[
+                "--max-steps",
+                "1",
+                "--json",
+                "--reference-cache-dir",
+                cache.to_str().unwrap(),
+            ],
+        );
+        ok(&run);
+        json_lines(&run)[0].clone()
+    };
+    let first = summary("first");
+    assert_eq!(first["reference"]["source"], "computed");
+    let second = summary("second");
+    assert_eq!(second["reference"]["source"], "cache");
+    assert_eq!(second["reference"]["file"], first["reference"]["file"]);
+    assert_eq!(second["train"], first["train"]);
+}
+
+#[test]
+fn configuration_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let config = dir.path().join("run.yaml");
+    let cases = [
+        (
+            "learning_rate: 1.0e-3\nlerning_rate: 2\n",
+            "lerning_rate: unknown key",
+        ),
+        ("beta: -1\n", "beta: must be"),
+        ("loss_type: sigmod\n", "loss_type:"),
+        (
+            "simpo_gamma: 1\n",
+            "simpo_gamma: not an option of `temper dpo`",
+        ),
+        ("backend: tpu\n", "backend:"),
+    ];
+    for (text, expected) in cases {
+        std::fs::write(&config, text).unwrap();
+        let run = train("dpo", PAIRS, &out, &["--config", config.to_str().unwrap()]);
+        assert_eq!(run.status.code(), Some(1), "{text}");
+        let error = stderr(&run);
+        assert!(
+            error.starts_with(&format!("error: {expected}")),
+            "{text}: {error}"
+        );
+        assert_eq!(error.lines().count(), 1);
+    }
+    // A flag overrides the file.
+    std::fs::write(&config, "beta: -1\nmax_steps: 1\n").unwrap();
+    ok(&train(
+        "dpo",
+        PAIRS,
+        &out,
+        &["--config", config.to_str().unwrap(), "--beta", "0.5"],
+    ));
+}
+
+#[test]
+fn bad_data_names_the_record_and_an_earlier_run_is_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ok(&train("dpo", PAIRS, &out, &["--max-steps", "1"]));
+    let before = metrics(&out);
+
+    // A new run into the same directory is refused; nothing of the first run changes.
+    let again = train("dpo", PAIRS, &out, &["--max-steps", "1"]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("holds an earlier run"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(metrics(&out), before);
+
+    let bad = dir.path().join("bad.jsonl");
+    let good = std::fs::read_to_string(common::repo().join(PAIRS)).unwrap();
+    let first = good.lines().next().unwrap();
+    std::fs::write(
+        &bad,
+        format!("{first}\n{{\"prompt\": \"hi\", \"chosen\": \"a\"}}\n"),
+    )
+    .unwrap();
+    let run = train(
+        "dpo",
+        bad.to_str().unwrap(),
+        &dir.path().join("other"),
+        &["--max-steps", "1"],
+    );
+    assert_eq!(run.status.code(), Some(1));
+    let error = stderr(&run);
+    assert!(
+        error.contains("bad.jsonl:2") && error.contains("rejected"),
+        "{error}"
+    );
+    assert!(!dir.path().join("other").join("metrics.jsonl").exists());
+    // Skipping invalid records trains on the rest and reports them.
+    let run = train(
+        "dpo",
+        bad.to_str().unwrap(),
+        &dir.path().join("skipping"),
+        &["--max-steps", "1", "--skip-invalid", "--json"],
+    );
+    ok(&run);
+    let summary = &json_lines(&run)[0];
+    assert_eq!(summary["skipped"], 1);
+    assert_eq!(summary["train_examples"], 1);
+
+    // SFT data for a preference trainer.
+    let run = train("orpo", SFT, &dir.path().join("orpo"), &["--max-steps", "1"]);
+    assert_eq!(run.status.code(), Some(1));
+    assert!(stderr(&run).contains("trains on preference data"));
+}
