@@ -49,6 +49,8 @@ enum Command {
     Orpo(train::TrainArgs),
     /// SimPO, reference-free, plus cpo_alpha times the chosen NLL (TRL's CPOTrainer).
     Simpo(train::TrainArgs),
+    /// A checkpoint's weights or adapter without the training state, LoRA merged or not.
+    Export(train::ExportArgs),
 }
 
 /// How a command ended, as an exit code.
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Dpo(args) => train::run(TrainerKind::Dpo, args),
         Command::Orpo(args) => train::run(TrainerKind::Orpo, args),
         Command::Simpo(args) => train::run(TrainerKind::Simpo, args),
+        Command::Export(args) => train::export(args),
     };
     ExitCode::from(outcome as u8)
 }

@@ -1,6 +1,6 @@
 //! `temper sft|dpo|orpo|simpo`: flags with TRL's option names (kebab-case), a `--config` file
 //! with the same keys (snake_case), flags over the file; then a temper-train run on the chosen
-//! backend.
+//! backend. `temper export`: a checkpoint without its training state, adapters merged or not.
 
 use std::path::PathBuf;
 
@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use temper_train::config::{TrainConfig, TrainerKind, read_config_file};
+use temper_train::export::Exported;
 use temper_train::progress::Display;
 use temper_train::run::{ReferenceOrigin, RunReport};
 
@@ -252,6 +253,48 @@ pub fn run(kind: TrainerKind, args: TrainArgs) -> Outcome {
             } else {
                 Outcome::Failure
             }
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A checkpoint-N directory (or a run's output directory).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Where the exported model or adapter goes.
+    #[arg(long)]
+    output: PathBuf,
+    /// Merge a LoRA checkpoint's adapters into its base model's weights.
+    #[arg(long)]
+    merge_lora: bool,
+    /// The base model of a LoRA checkpoint (default: the one its run recorded).
+    #[arg(long)]
+    model: Option<PathBuf>,
+}
+
+pub fn export(args: ExportArgs) -> Outcome {
+    type B = burn::backend::NdArray<f32>;
+    let exported = temper_train::export::export::<B>(
+        &args.checkpoint,
+        &args.output,
+        args.merge_lora,
+        args.model.as_deref(),
+        &Default::default(),
+    );
+    match exported {
+        Ok(kind) => {
+            let what = match kind {
+                Exported::Model => "model",
+                Exported::Adapter => "PEFT adapter",
+                Exported::Merged => "model with the LoRA adapters merged",
+            };
+            println!("exported the {what} to {}", args.output.display());
+            Outcome::Success
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            Outcome::Failure
         }
     }
 }

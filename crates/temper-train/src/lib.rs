@@ -22,6 +22,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod clip;
 pub mod config;
+pub mod export;
 pub mod metrics;
 pub mod objective;
 pub mod optimizer;

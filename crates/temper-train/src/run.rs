@@ -327,7 +327,12 @@ pub fn run<B: AutodiffBackend>(
         .map(|_| trainer.steps_done());
     let mut metrics =
         MetricsLog::open(&settings.output_dir, resumed_step).map_err(io(&settings.output_dir))?;
-    let config = serde_json::to_value(&settings.config).unwrap_or_default();
+    // The model's absolute path, so that `temper export` finds a LoRA run's base from anywhere.
+    let mut recorded = settings.config.clone();
+    recorded.model = std::fs::canonicalize(&settings.model)
+        .ok()
+        .or(recorded.model);
+    let config = serde_json::to_value(&recorded).unwrap_or_default();
     let config_path = settings.output_dir.join(CONFIG_FILE);
     std::fs::write(
         &config_path,

@@ -1,0 +1,99 @@
+//! `temper export`: a checkpoint's weights as a directory to publish or load elsewhere,
+//! without the training state (optimizer, trainer state, run configuration). A LoRA
+//! checkpoint exports as its PEFT adapter, or merged into its base model's weights.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use temper_model::{SaveOptions, load_adapter, load_model, merge_adapters, save_model};
+
+use crate::checkpoint::{CONFIG_FILE, OPTIMIZER_FILE, STATE_FILE};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Checkpoint(String),
+}
+
+/// What was exported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exported {
+    /// A full model directory.
+    Model,
+    /// A PEFT adapter directory.
+    Adapter,
+    /// The adapter merged into its base: a full model directory.
+    Merged,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
+    move |source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The model a LoRA checkpoint's run started from, as its `training_config.json` records it.
+fn recorded_base(checkpoint: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(checkpoint.join(CONFIG_FILE)).ok()?;
+    let config: serde_json::Value = serde_json::from_str(&text).ok()?;
+    config["model"].as_str().map(PathBuf::from)
+}
+
+/// Exports `checkpoint` to `output`. `merge_lora` merges a LoRA checkpoint into its base
+/// model (`base`, or the model its run recorded).
+pub fn export<B: Backend>(
+    checkpoint: &Path,
+    output: &Path,
+    merge_lora: bool,
+    base: Option<&Path>,
+    device: &B::Device,
+) -> Result<Exported, ExportError> {
+    if !checkpoint.is_dir() {
+        return Err(ExportError::Checkpoint(format!(
+            "{}: not a directory",
+            checkpoint.display()
+        )));
+    }
+    let is_adapter = checkpoint.join("adapter_config.json").is_file();
+    if is_adapter && merge_lora {
+        let base = base
+            .map(Path::to_path_buf)
+            .or_else(|| recorded_base(checkpoint))
+            .ok_or_else(|| {
+                ExportError::Checkpoint(format!(
+                    "{}: no base model recorded in {CONFIG_FILE}; pass the base model",
+                    checkpoint.display()
+                ))
+            })?;
+        let failed = |e: &dyn std::fmt::Display| ExportError::Checkpoint(e.to_string());
+        let (_, model) = load_model::<B>(&base, device).map_err(|e| failed(&e))?;
+        let (_, model) = load_adapter(model, checkpoint, device).map_err(|e| failed(&e))?;
+        save_model(
+            &merge_adapters(model),
+            &base,
+            output,
+            &SaveOptions::default(),
+        )
+        .map_err(|e| failed(&e))?;
+        return Ok(Exported::Merged);
+    }
+    std::fs::create_dir_all(output).map_err(io(output))?;
+    for entry in std::fs::read_dir(checkpoint).map_err(io(checkpoint))? {
+        let path = entry.map_err(io(checkpoint))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.is_file() && ![OPTIMIZER_FILE, STATE_FILE, CONFIG_FILE].contains(&name) {
+            std::fs::copy(&path, output.join(name)).map_err(io(&path))?;
+        }
+    }
+    Ok(if is_adapter {
+        Exported::Adapter
+    } else {
+        Exported::Model
+    })
+}
