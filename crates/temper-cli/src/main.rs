@@ -3,6 +3,7 @@
 
 mod backend;
 mod data;
+mod init;
 mod model;
 mod train;
 mod verify;
@@ -49,6 +50,9 @@ enum Command {
     Orpo(train::TrainArgs),
     /// SimPO, reference-free, plus cpo_alpha times the chosen NLL (TRL's CPOTrainer).
     Simpo(train::TrainArgs),
+    /// A model with random weights for a config.json, with a tokenizer: the start of
+    /// pre-training from scratch.
+    Init(init::InitArgs),
     /// A checkpoint's weights or adapter without the training state, LoRA merged or not.
     Export(train::ExportArgs),
 }
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
         Command::Orpo(args) => train::run(TrainerKind::Orpo, args),
         Command::Simpo(args) => train::run(TrainerKind::Simpo, args),
         Command::Export(args) => train::export(args),
+        Command::Init(args) => init::run(args),
     };
     ExitCode::from(outcome as u8)
 }

@@ -48,9 +48,10 @@ pub struct TrainFlags {
     /// Hugging Face model directory to train (weights, config, tokenizer).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Training data file (JSONL, JSON or Parquet; any temper-data format).
-    #[arg(long)]
-    data: Option<PathBuf>,
+    /// Training data file(s) (JSONL, JSON or Parquet; any temper-data format), repeated or
+    /// comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    data: Option<Vec<PathBuf>>,
     /// The data's format (default: detected).
     #[arg(long)]
     data_format: Option<String>,
@@ -66,9 +67,9 @@ pub struct TrainFlags {
     /// DPO reference model (default: the initial policy; with LoRA, the base model).
     #[arg(long)]
     ref_model: Option<PathBuf>,
-    /// Held-out data evaluated every --eval-steps and at the end.
-    #[arg(long)]
-    eval_data: Option<PathBuf>,
+    /// Held-out data evaluated every --eval-steps and at the end (file(s), as --data).
+    #[arg(long, value_delimiter = ',')]
+    eval_data: Option<Vec<PathBuf>>,
     /// Optimizer steps (-1: use --num-train-epochs; 0: evaluate the initial model only).
     #[arg(long, allow_negative_numbers = true)]
     max_steps: Option<i64>,

@@ -94,8 +94,8 @@ impl<T: Clone> OneOrMany<T> {
 pub struct TrainConfig {
     /// Hugging Face model directory to start from (weights, config, tokenizer files).
     pub model: Option<PathBuf>,
-    /// Training data (any temper-data format).
-    pub data: Option<PathBuf>,
+    /// Training data: one file or a list, concatenated (any temper-data format each).
+    pub data: Option<OneOrMany<PathBuf>>,
     /// The data's format (`auto` or absent: detected from the first record).
     pub data_format: Option<String>,
     pub output_dir: Option<PathBuf>,
@@ -105,7 +105,8 @@ pub struct TrainConfig {
     pub skip_invalid: Option<bool>,
     /// DPO's reference model; absent: the initial policy (with LoRA: the base, adapters off).
     pub ref_model: Option<PathBuf>,
-    pub eval_data: Option<PathBuf>,
+    /// Held-out data: one file or a list.
+    pub eval_data: Option<OneOrMany<PathBuf>>,
 
     pub max_steps: Option<i64>,
     pub num_train_epochs: Option<f64>,
@@ -189,12 +190,13 @@ pub struct PeftSettings {
 pub struct RunSettings {
     pub kind: TrainerKind,
     pub model: PathBuf,
-    pub data: PathBuf,
+    pub data: Vec<PathBuf>,
     pub data_format: Option<Format>,
     pub output_dir: PathBuf,
     pub skip_invalid: bool,
     pub ref_model: Option<PathBuf>,
-    pub eval_data: Option<PathBuf>,
+    /// Empty without evaluation.
+    pub eval_data: Vec<PathBuf>,
     pub args: TrainingArgs,
     pub per_device_eval_batch_size: usize,
     pub objective: Objective,
@@ -277,7 +279,10 @@ impl TrainConfig {
         let required =
             |key: &str, value: &Option<PathBuf>| value.clone().ok_or_else(|| bad(key, "required"));
         let model = required("model", &self.model)?;
-        let data = required("data", &self.data)?;
+        let data = match &self.data {
+            Some(files) if !files.to_vec().is_empty() => files.to_vec(),
+            _ => return Err(bad("data", "required")),
+        };
         let output_dir = required("output_dir", &self.output_dir)?;
         let data_format = match self.data_format.as_deref() {
             None | Some("auto") => None,
@@ -517,7 +522,10 @@ impl TrainConfig {
             output_dir,
             skip_invalid: self.skip_invalid.unwrap_or(false),
             ref_model: self.ref_model.clone(),
-            eval_data: self.eval_data.clone(),
+            eval_data: self
+                .eval_data
+                .as_ref()
+                .map_or_else(Vec::new, OneOrMany::to_vec),
             args,
             per_device_eval_batch_size: positive(
                 "per_device_eval_batch_size",
@@ -592,7 +600,7 @@ mod tests {
     fn minimal() -> TrainConfig {
         TrainConfig {
             model: Some("m".into()),
-            data: Some("d.jsonl".into()),
+            data: Some(OneOrMany::One("d.jsonl".into())),
             output_dir: Some("out".into()),
             ..TrainConfig::default()
         }

@@ -23,6 +23,7 @@ pub mod checkpoint;
 pub mod clip;
 pub mod config;
 pub mod export;
+pub mod heldout;
 pub mod metrics;
 pub mod objective;
 pub mod optimizer;

@@ -99,10 +99,27 @@ pub struct RunReport {
     pub reference: Option<ReferenceOrigin>,
 }
 
-/// Loads, tokenises and checks one data file for this run.
+/// A run's examples from one or more files, tokenised and checked.
 struct LoadedData {
     examples: Vec<Tokenized>,
     skipped: Vec<String>,
+}
+
+fn load_files(
+    paths: &[PathBuf],
+    settings: &RunSettings,
+    tokenizer: &ChatTokenizer,
+) -> Result<LoadedData, RunError> {
+    let mut all = LoadedData {
+        examples: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for path in paths {
+        let loaded = load_data(path, settings, tokenizer)?;
+        all.examples.extend(loaded.examples);
+        all.skipped.extend(loaded.skipped);
+    }
+    Ok(all)
 }
 
 fn load_data(
@@ -268,10 +285,11 @@ pub fn run<B: AutodiffBackend>(
         .pad_id()
         .or_else(|| tokenizer.eos_id().ok())
         .unwrap_or(0);
-    let train = load_data(&settings.data, settings, &tokenizer)?;
-    let eval = match &settings.eval_data {
-        Some(path) => Some(load_data(path, settings, &tokenizer)?),
-        None => None,
+    let train = load_files(&settings.data, settings, &tokenizer)?;
+    let eval = if settings.eval_data.is_empty() {
+        None
+    } else {
+        Some(load_files(&settings.eval_data, settings, &tokenizer)?)
     };
     std::fs::create_dir_all(&settings.output_dir).map_err(io(&settings.output_dir))?;
 

@@ -1,0 +1,164 @@
+//! The main job: Tülu 3's first two stages on the bundled task and tiny base model, on the CPU.
+//! SFT on Alpaca and ShareGPT data → length-normalised DPO on preference pairs, with ORPO from
+//! the base model as the single-stage alternative; then a before/after table on held-out data
+//! and a few greedy samples. Each stage is `temper_train::run` with a config file from
+//! `examples/configs/` (the same files `temper sft|dpo|orpo --config` takes).
+//!
+//! ```sh
+//! cargo run --example pipeline            # all stages
+//! cargo run --example pipeline -- --table # only the table, from the models of an earlier run
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::backend::{Autodiff, NdArray};
+use temper::data::tokenize::tokenize;
+use temper::data::{ChatTokenizer, Example, Preference, Role, TokenizeOptions, Tokenized, dataset};
+use temper::model::{CausalLm, GenerationConfig, generate, load_model};
+use temper::train::config::{TrainConfig, TrainerKind, read_config_file};
+use temper::train::heldout::{completion_nll, preference_score};
+use temper::train::progress::Display;
+
+type B = NdArray<f32>;
+type Ad = Autodiff<B>;
+
+const BASE: &str = "fixtures/models/task-base";
+const SFT_EVAL: &str = "fixtures/task/sft_eval.jsonl";
+const PAIRS_EVAL: &str = "fixtures/task/dpo_eval.jsonl";
+const SAMPLE_PROMPTS: usize = 3;
+
+fn main() {
+    let table_only = std::env::args().any(|a| a == "--table");
+    let started = Instant::now();
+    let stages = [
+        (TrainerKind::Sft, "examples/configs/sft.yaml"),
+        (TrainerKind::Dpo, "examples/configs/dpo.yaml"),
+        (TrainerKind::Orpo, "examples/configs/orpo.yaml"),
+    ];
+    let mut outputs = Vec::new();
+    for (kind, config) in stages {
+        let settings = read_config_file(Path::new(config))
+            .map_err(|e| e.to_string())
+            .and_then(|table| TrainConfig::from_map(table).map_err(|e| e.to_string()))
+            .and_then(|config| config.resolve(kind).map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| fail(&e));
+        outputs.push(settings.output_dir.clone());
+        if table_only {
+            continue;
+        }
+        let stage = Instant::now();
+        eprintln!("== temper {} --config {config}", kind.command());
+        let report = temper::train::run::<Ad>(&settings, Display::Lines, &Default::default())
+            .unwrap_or_else(|e| fail(&e.to_string()));
+        eprintln!(
+            "== {} done: {} steps in {:.1} s",
+            kind.command(),
+            report.steps,
+            stage.elapsed().as_secs_f64()
+        );
+    }
+    let models = [
+        ("base", PathBuf::from(BASE)),
+        ("SFT", outputs[0].clone()),
+        ("SFT → DPO (norm)", outputs[1].clone()),
+        ("ORPO (from base)", outputs[2].clone()),
+    ];
+    print_table(&models);
+    eprintln!("total {:.1} s", started.elapsed().as_secs_f64());
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(1)
+}
+
+/// A file's examples tokenised with the base model's tokenizer.
+fn tokenized(tokenizer: &ChatTokenizer, path: &str) -> (Vec<Example>, Vec<Tokenized>) {
+    let data = dataset::load(Path::new(path), None, false).unwrap_or_else(|e| fail(&e.to_string()));
+    let tokenized = data
+        .examples
+        .iter()
+        .map(|e| {
+            tokenize(tokenizer, e, &TokenizeOptions::default())
+                .unwrap_or_else(|e| fail(&e.to_string()))
+                .tokenized
+        })
+        .collect();
+    (data.examples, tokenized)
+}
+
+fn print_table(models: &[(&str, PathBuf)]) {
+    let device = Default::default();
+    let tokenizer =
+        ChatTokenizer::from_dir(Path::new(BASE), None).unwrap_or_else(|e| fail(&e.to_string()));
+    let (_, sequences) = tokenized(&tokenizer, SFT_EVAL);
+    let sequences: Vec<_> = sequences
+        .into_iter()
+        .filter_map(|t| match t {
+            Tokenized::Sequence(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    let (pair_examples, pairs) = tokenized(&tokenizer, PAIRS_EVAL);
+    let pairs: Vec<_> = pairs
+        .into_iter()
+        .filter_map(|t| match t {
+            Tokenized::Pair(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+
+    println!();
+    println!(
+        "Held-out: {} SFT examples ({SFT_EVAL}), {} preference pairs ({PAIRS_EVAL})",
+        sequences.len(),
+        pairs.len()
+    );
+    println!();
+    println!("| model | completion NLL/token ↓ | preference accuracy ↑ | margin (nats/token) ↑ |");
+    println!("|---|---|---|---|");
+    let mut loaded: Vec<(&str, CausalLm<B>)> = Vec::new();
+    for (name, dir) in models {
+        let (_, model) = load_model::<B>(dir, &device).unwrap_or_else(|e| fail(&e.to_string()));
+        let nll = completion_nll(&model, &sequences, 32, &device);
+        let preference = preference_score(&model, &pairs, 32, &device);
+        println!(
+            "| {name} | {nll:.3} | {:.1}% | {:+.3} |",
+            preference.accuracy * 100.0,
+            preference.margin
+        );
+        loaded.push((name, model));
+    }
+
+    println!();
+    println!("Greedy samples on held-out prompts:");
+    let eos = tokenizer.eos_id().unwrap_or(0);
+    for (example, pair) in pair_examples.iter().zip(&pairs).take(SAMPLE_PROMPTS) {
+        let prompt_text = match example {
+            Example::Preference(Preference::Chat { prompt, .. }) => prompt
+                .iter()
+                .filter(|m| m.role == Role::User)
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            _ => String::new(),
+        };
+        let prompt_ids = pair.prompt_ids.clone();
+        println!();
+        println!("prompt: {prompt_text}");
+        for (name, model) in &loaded {
+            let config = GenerationConfig {
+                max_new_tokens: 48,
+                eos_token_ids: vec![eos],
+                pad_token_id: tokenizer.pad_id().unwrap_or(eos),
+                ..GenerationConfig::default()
+            };
+            let generation = generate(model, &[prompt_ids.clone()], &config, &device);
+            let text = tokenizer
+                .decode(&generation.tokens[0], true)
+                .unwrap_or_else(|e| fail(&e.to_string()));
+            println!("  {name:>18}: {}", text.trim().replace('\n', " ⏎ "));
+        }
+    }
+}
