@@ -16,7 +16,7 @@ use temper_data::batch::BatchOrder;
 use temper_data::tokenize::tokenize;
 use temper_data::{ChatTokenizer, TokenizeOptions, Tokenized, dataset};
 use temper_model::{ScoreHeadInit, load_model, load_reward_model};
-use temper_train::{Objective, ScheduleKind, Trainer, TrainingArgs};
+use temper_train::{Objective, ScheduleKind, TrainError, Trainer, TrainingArgs};
 
 type Ad = Autodiff<NdArray<f32>>;
 
@@ -184,6 +184,17 @@ fn the_objective_refuses_a_model_with_the_wrong_head() {
     let (_, lm) = load_model::<Ad>(&root().join("fixtures/models/train/policy"), &device).unwrap();
     assert!(reward.check_model(&lm).is_err());
     assert!(Objective::Sft.check_model(&lm).is_ok());
+    // The trainer refuses it before any step.
+    let refused = Trainer::new(
+        lm,
+        reward.clone(),
+        TrainingArgs::default(),
+        examples(&fixture()),
+        Vec::new(),
+        0,
+        device,
+    );
+    assert!(matches!(refused, Err(TrainError::Objective(_))));
     let two = ScoreHeadInit {
         num_labels: 2,
         ..ScoreHeadInit::default()
