@@ -13,7 +13,7 @@ use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
-use crate::config::{ModelConfig, NormPlacement, QkNorm};
+use crate::config::{HeadKind, ModelConfig, NormPlacement, QkNorm};
 
 /// Why a checkpoint cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +171,12 @@ impl Checkpoint {
             .keys()
             .filter(|name| !expected.contains_key(*name))
             .filter(|name| !IGNORED_SUFFIXES.iter().any(|s| name.ends_with(s)))
-            .filter(|name| !(config.tie_word_embeddings && *name == "lm_head.weight"))
+            // A tied head may still be stored; a sequence-classification model has none
+            // (transformers ignores one left in its checkpoint).
+            .filter(|name| {
+                let headless = config.tie_word_embeddings || config.head != HeadKind::LanguageModel;
+                !(headless && *name == "lm_head.weight")
+            })
             .map(String::as_str)
             .collect();
         let misshaped: Vec<String> = self
@@ -204,7 +209,8 @@ impl Checkpoint {
     }
 }
 
-/// The HF tensor names and shapes (`[out, in]` for linear weights) a config implies.
+/// The HF tensor names and shapes (`[out, in]` for linear weights) a config implies: the LM
+/// head `lm_head.weight` unless tied, or a sequence-classification model's `score.weight`.
 pub fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let h = config.hidden_size;
     let q = config.num_heads * config.head_dim;
@@ -217,8 +223,14 @@ pub fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
         ),
         ("model.norm.weight".to_string(), vec![h]),
     ];
-    if !config.tie_word_embeddings {
-        out.push(("lm_head.weight".to_string(), vec![config.vocab_size, h]));
+    match config.head {
+        HeadKind::LanguageModel if !config.tie_word_embeddings => {
+            out.push(("lm_head.weight".to_string(), vec![config.vocab_size, h]));
+        }
+        HeadKind::LanguageModel => {}
+        HeadKind::SequenceClassification { num_labels } => {
+            out.push(("score.weight".to_string(), vec![num_labels, h]));
+        }
     }
     for layer in 0..config.num_layers {
         let mut add = |name: &str, shape: Vec<usize>| {

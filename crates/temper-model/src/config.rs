@@ -36,6 +36,29 @@ impl Family {
             .unwrap_or("llama")
     }
 
+    /// transformers' causal LM class (`LlamaForCausalLM`, ...).
+    pub fn causal_lm_class(self) -> &'static str {
+        match self {
+            Family::Llama => "LlamaForCausalLM",
+            Family::Qwen2 => "Qwen2ForCausalLM",
+            Family::Qwen3 => "Qwen3ForCausalLM",
+            Family::Mistral => "MistralForCausalLM",
+            Family::Olmo2 => "Olmo2ForCausalLM",
+        }
+    }
+
+    /// transformers' sequence-classification class (`LlamaForSequenceClassification`, ...):
+    /// the same decoder with a `score` head instead of the LM head.
+    pub fn sequence_classification_class(self) -> &'static str {
+        match self {
+            Family::Llama => "LlamaForSequenceClassification",
+            Family::Qwen2 => "Qwen2ForSequenceClassification",
+            Family::Qwen3 => "Qwen3ForSequenceClassification",
+            Family::Mistral => "MistralForSequenceClassification",
+            Family::Olmo2 => "Olmo2ForSequenceClassification",
+        }
+    }
+
     fn from_model_type(name: &str) -> Result<Self, ConfigError> {
         Self::ALL
             .iter()
@@ -69,6 +92,29 @@ pub enum QkNorm {
     PerHead,
     /// One norm over all heads at once, width `heads × head_dim` (OLMo 2).
     AllHeads,
+}
+
+/// What sits on the final norm: transformers' `*ForCausalLM` or `*ForSequenceClassification`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadKind {
+    /// The LM head (`lm_head`, or the embeddings when `tie_word_embeddings`): logits over the
+    /// vocabulary.
+    LanguageModel,
+    /// A `score` linear layer without bias, `[num_labels, hidden]` in the checkpoint: one score
+    /// per label at every position (a reward model has one label). Chosen by an
+    /// `architectures` entry ending in `ForSequenceClassification`; `num_labels` is the length
+    /// of `id2label` as transformers counts it (else `num_labels`, else transformers' default 2).
+    SequenceClassification { num_labels: usize },
+}
+
+impl HeadKind {
+    /// The number of outputs per position for a sequence-classification head.
+    pub fn num_labels(self) -> Option<usize> {
+        match self {
+            HeadKind::LanguageModel => None,
+            HeadKind::SequenceClassification { num_labels } => Some(num_labels),
+        }
+    }
 }
 
 /// Llama 3.x frequency scaling (`rope_type: "llama3"`).
@@ -107,6 +153,13 @@ pub struct ModelConfig {
     pub layer_windows: Vec<Option<usize>>,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
+    /// `pad_token_id`: where a sequence-classification model reads each row's score (the last
+    /// token that is not padding).
+    pub pad_token_id: Option<u32>,
+    /// The standard deviation transformers draws fresh linear weights from (a new `score` head).
+    pub initializer_range: f64,
+    /// LM head or score head, from `architectures`.
+    pub head: HeadKind,
 }
 
 /// Why a `config.json` cannot be used.
@@ -166,6 +219,11 @@ struct RawConfig {
     layer_types: Option<Vec<String>>,
     bos_token_id: Option<u32>,
     eos_token_id: Option<Value>,
+    pad_token_id: Option<Value>,
+    initializer_range: Option<f64>,
+    architectures: Option<Vec<String>>,
+    id2label: Option<serde_json::Map<String, Value>>,
+    num_labels: Option<usize>,
 }
 
 fn required(field: &'static str, value: Option<usize>) -> Result<usize, ConfigError> {
@@ -260,7 +318,45 @@ impl RawConfig {
             layer_windows,
             bos_token_id: self.bos_token_id,
             eos_token_ids: eos_ids(self.eos_token_id.as_ref())?,
+            pad_token_id: pad_id(self.pad_token_id.as_ref()),
+            initializer_range: match self.initializer_range {
+                Some(std) if !(std.is_finite() && std >= 0.0) => {
+                    return Err(field_error(
+                        "initializer_range",
+                        "must be a non-negative number",
+                    ));
+                }
+                // transformers: `config.initializer_range or 0.02`.
+                Some(std) if std > 0.0 => std,
+                _ => 0.02,
+            },
+            head: self.head()?,
         })
+    }
+
+    /// `*ForSequenceClassification` in `architectures` selects the score head, with
+    /// transformers' label count: `len(id2label)`, else `num_labels`, else 2.
+    fn head(&self) -> Result<HeadKind, ConfigError> {
+        let classifier = self
+            .architectures
+            .iter()
+            .flatten()
+            .any(|a| a.ends_with("ForSequenceClassification"));
+        if !classifier {
+            return Ok(HeadKind::LanguageModel);
+        }
+        let num_labels = match (&self.id2label, self.num_labels) {
+            (Some(labels), _) => labels.len(),
+            (None, Some(n)) => n,
+            (None, None) => 2,
+        };
+        if num_labels == 0 {
+            return Err(field_error(
+                "id2label",
+                "a sequence-classification model needs at least one label",
+            ));
+        }
+        Ok(HeadKind::SequenceClassification { num_labels })
     }
 
     /// `rope_parameters` (transformers 5) wins over `rope_theta` + `rope_scaling`.
@@ -356,6 +452,15 @@ impl RawConfig {
             .map(|layer| window.filter(|_| layer >= first_sliding))
             .collect())
     }
+}
+
+/// `pad_token_id` as a token id. Anything else (absent, null, or a value no tokenizer id can be,
+/// such as the -1 of some older configs) is no pad id: it never stops a causal LM from loading,
+/// and a score model then reads each row at its last attended token.
+fn pad_id(value: Option<&Value>) -> Option<u32> {
+    value
+        .and_then(Value::as_u64)
+        .and_then(|id| u32::try_from(id).ok())
 }
 
 /// `eos_token_id` is an id, a list of ids, or absent.

@@ -101,7 +101,8 @@ pub struct Generation {
     pub stopped_by_caller: Vec<bool>,
 }
 
-/// Generates continuations of `prompts` (token ids, unpadded; left-padded together here).
+/// Generates continuations of `prompts` (token ids, unpadded; left-padded together here) with a
+/// causal LM (as [`crate::load_model`] gives; a reward model's scores are no next-token logits).
 pub fn generate<B: Backend>(
     model: &CausalLm<B>,
     prompts: &[Vec<u32>],

@@ -7,15 +7,16 @@ use burn::nn::{Embedding, Linear};
 use burn::tensor::{DType, Distribution, Tensor, TensorData, backend::Backend};
 
 use crate::attention::{Attention, qk_norm_widths};
-use crate::config::{ModelConfig, QkNorm};
+use crate::config::{HeadKind, ModelConfig, QkNorm};
 use crate::layers::{Mlp, RmsNorm};
 use crate::lora::Projection;
-use crate::model::{CausalLm, DecoderLayer, layer_shape};
+use crate::model::{CausalLm, DecoderLayer, ScoreHead, layer_shape};
 use crate::rope::inverse_frequencies;
 
 const STD: f64 = 0.02;
 
-/// A randomly initialised model of `config`'s shape.
+/// A randomly initialised model of `config`'s shape (with a score head for a
+/// sequence-classification config).
 pub fn random_model<B: Backend>(config: &ModelConfig, device: &B::Device) -> CausalLm<B> {
     let linear = |d_in: usize, d_out: usize, bias: bool| Linear {
         weight: Param::from_tensor(Tensor::random(
@@ -91,7 +92,12 @@ pub fn random_model<B: Backend>(config: &ModelConfig, device: &B::Device) -> Cau
         },
         layers,
         norm: norm(h),
-        lm_head: (!config.tie_word_embeddings).then(|| linear(h, config.vocab_size, false)),
+        lm_head: (config.head == HeadKind::LanguageModel && !config.tie_word_embeddings)
+            .then(|| linear(h, config.vocab_size, false)),
+        score: config.head.num_labels().map(|labels| ScoreHead {
+            weight: linear(h, labels, false).weight,
+            pad_token_id: config.pad_token_id,
+        }),
         inverse_frequencies: Tensor::from_data(
             TensorData::new(frequencies, [count]),
             (device, DType::F32),

@@ -7,7 +7,8 @@
 //! [`load_model`]), trains with per-layer activation checkpointing on or off
 //! ([`gradient_checkpointing`]), generates with a KV cache ([`generate`]), carries PEFT LoRA
 //! adapters ([`lora`]), and saves checkpoints and adapters that transformers and PEFT load
-//! ([`save`]).
+//! ([`save`]). The same model with a `score` head instead of the LM head is transformers'
+//! `*ForSequenceClassification`, a reward model ([`reward`]).
 //!
 //! ```
 //! let json = r#"{"model_type": "qwen2", "vocab_size": 32, "hidden_size": 16,
@@ -30,17 +31,22 @@ pub mod load;
 pub mod lora;
 pub mod model;
 mod precision;
+pub mod reward;
 pub mod rope;
 pub mod save;
 pub mod score;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use config::{ConfigError, Family, ModelConfig, NormPlacement, QkNorm, RopeScaling};
+pub use config::{ConfigError, Family, HeadKind, ModelConfig, NormPlacement, QkNorm, RopeScaling};
 pub use generate::{Decoding, Generation, GenerationConfig, generate, generate_streaming};
 pub use gradient_checkpointing::{Backward, GradientCheckpointing, loss_and_gradients};
 pub use init::random_model;
 pub use load::{LoadError, load_model};
 pub use lora::{LoraConfig, add_lora, load_adapter, merge_adapters, set_adapters_enabled};
-pub use model::{CausalLm, KvCache};
+pub use model::{CausalLm, KvCache, ScoreHead};
+pub use reward::{
+    NotOneLabel, ScoreHeadInit, add_score_head, last_token_indices, last_token_rewards,
+    last_token_scores, load_reward_model,
+};
 pub use save::{SaveDtype, SaveError, SaveOptions, save_adapter, save_model};
 pub use score::{ScoredSequence, score_sequences};

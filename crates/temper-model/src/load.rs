@@ -1,6 +1,10 @@
 //! Builds a [`CausalLm`] from a checkpoint directory: `config.json` plus safetensors (f32, bf16
 //! or f16, single or sharded), verified by name and shape first. Each tensor is converted to
 //! f32 and moved to the device one at a time, so peak memory is the model plus one tensor.
+//!
+//! [`load_model`] loads causal LMs; sequence-classification (reward) checkpoints load with
+//! [`crate::load_reward_model`], so that code expecting logits over the vocabulary never gets
+//! a score model by accident.
 
 use std::path::Path;
 
@@ -10,10 +14,10 @@ use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
 
 use crate::attention::{Attention, qk_norm_widths};
 use crate::checkpoint::{Checkpoint, CheckpointError};
-use crate::config::{ConfigError, ModelConfig, QkNorm};
+use crate::config::{ConfigError, HeadKind, ModelConfig, QkNorm};
 use crate::layers::{Mlp, RmsNorm};
 use crate::lora::Projection;
-use crate::model::{CausalLm, DecoderLayer, layer_shape};
+use crate::model::{CausalLm, DecoderLayer, ScoreHead, layer_shape};
 use crate::rope::inverse_frequencies;
 
 /// Why a model directory cannot be loaded.
@@ -31,32 +35,70 @@ pub enum LoadError {
     },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(
+        "{path}: a sequence-classification model ({architecture}), not a causal LM; load it as a reward model (load_reward_model)"
+    )]
+    NotCausalLm {
+        path: std::path::PathBuf,
+        architecture: String,
+    },
+    #[error("{path}: the checkpoint's score head has {found} labels, not the {wanted} wanted")]
+    Labels {
+        path: std::path::PathBuf,
+        found: usize,
+        wanted: usize,
+    },
+    #[error("a score head needs at least one label (num_labels 0)")]
+    NoLabels,
 }
 
-/// Loads `dir/config.json` and its weights onto `device`.
+/// Loads the causal LM in `dir` (`config.json` and its weights) onto `device`. A
+/// sequence-classification checkpoint is refused ([`LoadError::NotCausalLm`]).
 pub fn load_model<B: Backend>(
     dir: &Path,
     device: &B::Device,
 ) -> Result<(ModelConfig, CausalLm<B>), LoadError> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let config =
-        ModelConfig::from_json(&text).map_err(|source| LoadError::Config { path, source })?;
+    let config = read_config(dir)?;
+    if let HeadKind::SequenceClassification { .. } = config.head {
+        return Err(LoadError::NotCausalLm {
+            path: dir.to_path_buf(),
+            architecture: config.family.sequence_classification_class().to_string(),
+        });
+    }
     let checkpoint = Checkpoint::open(dir)?;
     let model = from_checkpoint(&config, &checkpoint, device)?;
     Ok((config, model))
 }
 
-/// Builds the model from an opened checkpoint, after [`Checkpoint::verify`].
+/// `dir/config.json`, parsed and validated.
+pub(crate) fn read_config(dir: &Path) -> Result<ModelConfig, LoadError> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    ModelConfig::from_json(&text).map_err(|source| LoadError::Config { path, source })
+}
+
+/// Builds the model the config describes (LM head or score head) from an opened checkpoint,
+/// after [`Checkpoint::verify`].
 pub fn from_checkpoint<B: Backend>(
     config: &ModelConfig,
     checkpoint: &Checkpoint,
     device: &B::Device,
 ) -> Result<CausalLm<B>, CheckpointError> {
     checkpoint.verify(config)?;
+    build_model(config, checkpoint, device, true)
+}
+
+/// The model of a verified checkpoint; without `head`, neither an LM head nor a score head is
+/// read (the decoder for a new head).
+pub(crate) fn build_model<B: Backend>(
+    config: &ModelConfig,
+    checkpoint: &Checkpoint,
+    device: &B::Device,
+    head: bool,
+) -> Result<CausalLm<B>, CheckpointError> {
     let weights = Weights { checkpoint, device };
     let layers = (0..config.num_layers)
         .map(|layer| weights.layer(config, layer))
@@ -72,10 +114,18 @@ pub fn from_checkpoint<B: Backend>(
         },
         layers,
         norm: weights.norm("model.norm.weight", config.rms_norm_eps)?,
-        lm_head: if config.tie_word_embeddings {
-            None
-        } else {
-            Some(weights.linear("lm_head", false)?)
+        lm_head: match config.head {
+            HeadKind::LanguageModel if head && !config.tie_word_embeddings => {
+                Some(weights.linear("lm_head", false)?)
+            }
+            _ => None,
+        },
+        score: match config.head {
+            HeadKind::SequenceClassification { .. } if head => Some(ScoreHead {
+                weight: weights.linear("score", false)?.weight,
+                pad_token_id: config.pad_token_id,
+            }),
+            _ => None,
         },
         inverse_frequencies: Tensor::from_data(
             TensorData::new(frequencies, [count]),

@@ -3,6 +3,10 @@
 //! creation, base weights frozen. Adapters load from and save to PEFT directories
 //! (`adapter_config.json`, `adapter_model.safetensors` with PEFT's key names), merge into the
 //! base for export, and switch off so the same model serves as the DPO reference.
+//!
+//! On a model with a score head (a reward model) the head is trained in full beside the
+//! adapters and saved with them, as PEFT does for `task_type="SEQ_CLS"` (`score` among its
+//! `modules_to_save`, stored as `base_model.model.score.weight`).
 
 use std::path::Path;
 
@@ -136,13 +140,27 @@ impl LoraConfig {
         })
     }
 
-    /// PEFT's `adapter_config.json` for these settings.
+    /// PEFT's `adapter_config.json` for these settings (a causal LM's adapter).
     pub fn to_peft_json(&self, base_model_class: &str) -> String {
+        self.peft_json(base_model_class, false)
+    }
+
+    /// `sequence_classification`: PEFT's `SEQ_CLS` task, whose `score` head is saved in full.
+    pub(crate) fn peft_json(
+        &self,
+        base_model_class: &str,
+        sequence_classification: bool,
+    ) -> String {
         let mut targets = self.target_modules.clone();
         targets.sort();
+        let (task_type, modules_to_save) = if sequence_classification {
+            ("SEQ_CLS", json!(["classifier", "score"]))
+        } else {
+            ("CAUSAL_LM", Value::Null)
+        };
         let value = json!({
             "peft_type": "LORA",
-            "task_type": "CAUSAL_LM",
+            "task_type": task_type,
             "r": self.rank,
             "lora_alpha": self.alpha,
             "lora_dropout": self.dropout,
@@ -153,7 +171,7 @@ impl LoraConfig {
             "inference_mode": true,
             "init_lora_weights": true,
             "use_dora": false,
-            "modules_to_save": null,
+            "modules_to_save": modules_to_save,
             "base_model_name_or_path": null,
             "auto_mapping": {"base_model_class": base_model_class, "parent_library": "transformers"},
         });
@@ -166,14 +184,27 @@ fn target_name(hf_name: &str) -> &str {
     hf_name.rsplit('.').next().unwrap_or(hf_name)
 }
 
+/// PEFT's key of a sequence-classification model's `score` head in an adapter file.
+pub const SCORE_KEY: &str = "base_model.model.score.weight";
+
+/// Freezes every base weight, except a score head (PEFT's `SEQ_CLS` trains it in full).
+fn freeze_base<B: Backend>(model: CausalLm<B>) -> CausalLm<B> {
+    let mut model = model.no_grad();
+    if let Some(score) = model.score.as_mut() {
+        let weight = score.weight.clone().set_require_grad(true);
+        score.weight = weight;
+    }
+    model
+}
+
 /// Adds fresh adapters (PEFT's init: `A` Kaiming-uniform, `B` zero, so the model is unchanged)
-/// to every targeted projection and freezes every base weight.
+/// to every targeted projection and freezes every base weight (a score head stays trainable).
 pub fn add_lora<B: Backend>(
     model: CausalLm<B>,
     config: &LoraConfig,
     device: &B::Device,
 ) -> CausalLm<B> {
-    let mut model = model.no_grad();
+    let mut model = freeze_base(model);
     for layer in model.layers.iter_mut() {
         for (name, projection) in layer.projections_mut() {
             if !config.target_modules.iter().any(|t| t == target_name(name)) {
@@ -206,7 +237,8 @@ fn new_lora<B: Backend>(a: Tensor<B, 2>, b: Tensor<B, 2>, config: &LoraConfig) -
     }
 }
 
-/// Loads a PEFT adapter directory onto `model` (base weights frozen).
+/// Loads a PEFT adapter directory onto `model` (base weights frozen; a score head stays
+/// trainable and takes the adapter's `score` weights when it has them).
 pub fn load_adapter<B: Backend>(
     model: CausalLm<B>,
     dir: &Path,
@@ -224,8 +256,23 @@ pub fn load_adapter<B: Backend>(
     })?;
     let config = LoraConfig::from_peft_json(&text).map_err(bad)?;
     let weights = Checkpoint::open_file(&dir.join("adapter_model.safetensors"))?;
-    let mut model = model.no_grad();
+    let mut model = freeze_base(model);
     let mut used = 0;
+    if let (Some(score), true) = (
+        model.score.as_mut(),
+        weights.tensors().contains_key(SCORE_KEY),
+    ) {
+        let (values, shape) = weights.read_f32(SCORE_KEY)?;
+        let [hidden, labels] = score.weight.dims();
+        if shape != [labels, hidden] {
+            return Err(bad(format!(
+                "{SCORE_KEY} is {shape:?}; this model's score head is [{labels}, {hidden}]"
+            )));
+        }
+        let weight = Tensor::<B, 2>::from_data(TensorData::new(values, shape), device).transpose();
+        score.weight = Param::from_tensor(weight);
+        used += 1;
+    }
     let layers = model.layers.len();
     for (index, layer) in model.layers.iter_mut().enumerate() {
         for (name, projection) in layer.projections_mut() {

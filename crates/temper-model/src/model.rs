@@ -1,7 +1,8 @@
 //! The decoder-only transformer: embeddings, decoder layers (pre-norm, or OLMo 2's post-norm),
-//! final norm and LM head (tied to the embeddings or not), with or without a KV cache.
+//! final norm and a head: the LM head (tied to the embeddings or not), or a sequence-
+//! classification `score` head (a reward model), with or without a KV cache.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
 use burn::tensor::{Int, Tensor, backend::Backend};
 
@@ -101,21 +102,52 @@ impl<B: Backend> KvCache<B> {
     }
 }
 
-/// A causal language model of any supported family.
+/// transformers' `score` head of `*ForSequenceClassification`: a linear layer without bias from
+/// the final hidden state to `num_labels` scores. A reward model is one with one label.
+#[derive(Module, Debug)]
+pub struct ScoreHead<B: Backend> {
+    /// `[hidden, num_labels]` (HF's `score.weight` `[num_labels, hidden]`, transposed). Named
+    /// `score.weight` as a parameter of [`CausalLm`], as in transformers.
+    pub weight: Param<Tensor<B, 2>>,
+    /// transformers' `config.pad_token_id`: a row's score is read at its last token whose id is
+    /// not this one (see [`crate::reward::last_token_indices`]); written back into
+    /// `config.json` by [`crate::save_model`].
+    pub pad_token_id: Option<u32>,
+}
+
+impl<B: Backend> ScoreHead<B> {
+    pub fn num_labels(&self) -> usize {
+        self.weight.dims()[1]
+    }
+
+    /// `[batch, seq, hidden]` → `[batch, seq, num_labels]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        x.matmul(self.weight.val().unsqueeze())
+    }
+}
+
+/// A decoder-only transformer of any supported family: a causal language model, or, with a
+/// [`ScoreHead`], transformers' `*ForSequenceClassification` (a reward model). Both are trained,
+/// named, saved and given LoRA adapters the same way; only the head differs.
 #[derive(Module, Debug)]
 pub struct CausalLm<B: Backend> {
     pub embed_tokens: Embedding<B>,
     pub layers: Vec<DecoderLayer<B>>,
     pub norm: RmsNorm<B>,
-    /// `None` when the head is tied to the embeddings.
+    /// `None` when the head is tied to the embeddings, or when `score` replaces it.
     pub lm_head: Option<Linear<B>>,
+    /// The sequence-classification head. When set, the model has no LM head (`lm_head` is
+    /// `None` and the embeddings are not used as one) and every forward method returns scores
+    /// `[.., num_labels]` where a causal LM returns logits `[.., vocab]`.
+    pub score: Option<ScoreHead<B>>,
     /// RoPE inverse frequencies `[head_dim / 2]` in f32 (whatever the model computes in): a
     /// constant, not a parameter.
     pub inverse_frequencies: Tensor<B, 1>,
 }
 
 impl<B: Backend> CausalLm<B> {
-    /// Logits `[batch, seq, vocab]` for `input_ids` `[batch, seq]`, with `attention_mask`
+    /// Logits `[batch, seq, vocab]` (score model: scores `[batch, seq, num_labels]`) for
+    /// `input_ids` `[batch, seq]`, with `attention_mask`
     /// `[batch, seq]` (1 = token, 0 = padding) and `position_ids` `[batch, seq]` (left padding:
     /// 0 at the first real token; packing: restart at each sequence).
     pub fn forward(
@@ -180,8 +212,40 @@ impl<B: Backend> CausalLm<B> {
         x
     }
 
+    /// Whether the head is a sequence-classification `score` head.
+    pub fn is_score_model(&self) -> bool {
+        self.score.is_some()
+    }
+
+    /// The score head's label count (`None` for a causal LM).
+    pub fn num_labels(&self) -> Option<usize> {
+        self.score.as_ref().map(ScoreHead::num_labels)
+    }
+
+    /// What transformers' `*ForSequenceClassification` forward returns as `logits`: each row's
+    /// scores at its last non-padding token, `[batch, num_labels]` (see
+    /// [`crate::reward::last_token_scores`]). `None` for a causal LM.
+    pub fn sequence_scores(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2>,
+        position_ids: Tensor<B, 2, Int>,
+    ) -> Option<Tensor<B, 2>> {
+        let head = self.score.as_ref()?;
+        let scores = self.forward(input_ids.clone(), attention_mask.clone(), position_ids);
+        Some(crate::reward::last_token_scores(
+            scores,
+            input_ids,
+            attention_mask,
+            head.pad_token_id,
+        ))
+    }
+
     pub(crate) fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = self.norm.forward(x);
+        if let Some(score) = &self.score {
+            return score.forward(x);
+        }
         match &self.lm_head {
             Some(head) => head.forward(x),
             // Tied head: `(E · xᵀ)ᵀ` with E `[vocab, hidden]` as stored. `x · Eᵀ` would have

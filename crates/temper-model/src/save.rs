@@ -2,6 +2,11 @@
 //! size, with `model.safetensors.index.json`), and the source directory's generation config and
 //! tokenizer files, so that `transformers` loads it. LoRA adapters are written as PEFT
 //! directories. Tensors are converted shard by shard, so saving holds one shard in memory.
+//!
+//! A model with a score head is written as transformers writes a `*ForSequenceClassification`:
+//! `score.weight` and no `lm_head`, and a `config.json` naming that class in `architectures`,
+//! with `id2label`/`label2id` (`LABEL_0`, ...; transformers counts the labels from `id2label`)
+//! and the head's `pad_token_id` (which transformers needs to find each row's last token).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -11,6 +16,7 @@ use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use serde_json::{Value, json};
 
+use crate::config::Family;
 use crate::lora::LoraConfig;
 use crate::model::CausalLm;
 
@@ -135,7 +141,11 @@ pub fn save_model<B: Backend>(
     std::fs::create_dir_all(out_dir).map_err(|source| io(out_dir, source))?;
     let entries = model_entries(model);
     write_shards(&entries, out_dir, options)?;
-    write_config(source_dir, out_dir, options.dtype)?;
+    let head = model
+        .score
+        .as_ref()
+        .map(|score| (score.num_labels(), score.pad_token_id));
+    write_config(source_dir, out_dir, options.dtype, head)?;
     for file in COPIED_FILES {
         let from = source_dir.join(file);
         if from.is_file() {
@@ -188,6 +198,9 @@ fn model_entries<B: Backend>(model: &CausalLm<B>) -> Vec<Entry> {
     ));
     if let Some(head) = &model.lm_head {
         entries.push(entry("lm_head.weight".into(), head.weight.val(), true));
+    }
+    if let Some(score) = &model.score {
+        entries.push(entry("score.weight".into(), score.weight.val(), true));
     }
     entries
 }
@@ -281,19 +294,58 @@ fn write_safetensors(
     safetensors::serialize_to_file(views, Some(metadata), path).map_err(|e| failed(e.to_string()))
 }
 
-/// The source `config.json` with its dtype fields set to what was written.
-fn write_config(source_dir: &Path, out_dir: &Path, dtype: SaveDtype) -> Result<(), SaveError> {
+/// The source `config.json` with its dtype fields set to what was written; for a score head
+/// (`Some((num_labels, pad_token_id))`), also the sequence-classification fields.
+fn write_config(
+    source_dir: &Path,
+    out_dir: &Path,
+    dtype: SaveDtype,
+    score_head: Option<(usize, Option<u32>)>,
+) -> Result<(), SaveError> {
     let from = source_dir.join("config.json");
     let text = std::fs::read_to_string(&from).map_err(|source| io(&from, source))?;
-    let mut config: Value = serde_json::from_str(&text).map_err(|e| SaveError::Write {
+    let invalid = |reason: String| SaveError::Write {
         path: from.clone(),
-        reason: e.to_string(),
-    })?;
-    if let Some(object) = config.as_object_mut() {
-        for key in ["dtype", "torch_dtype"] {
-            if object.contains_key(key) || key == "dtype" {
-                object.insert(key.to_string(), json!(dtype.name()));
-            }
+        reason,
+    };
+    let mut config: Value = serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+    let Some(object) = config.as_object_mut() else {
+        return Err(invalid("config.json is not a JSON object".into()));
+    };
+    for key in ["dtype", "torch_dtype"] {
+        if object.contains_key(key) || key == "dtype" {
+            object.insert(key.to_string(), json!(dtype.name()));
+        }
+    }
+    if let Some((num_labels, pad_token_id)) = score_head {
+        let family = object
+            .get("model_type")
+            .and_then(Value::as_str)
+            .and_then(|name| Family::ALL.iter().find(|(n, _)| *n == name))
+            .map(|(_, family)| *family)
+            .ok_or_else(|| invalid("no supported `model_type`".into()))?;
+        object.insert(
+            "architectures".into(),
+            json!([family.sequence_classification_class()]),
+        );
+        // Labels a sequence-classification source already names are kept.
+        let kept = object
+            .get("id2label")
+            .and_then(Value::as_object)
+            .is_some_and(|labels| labels.len() == num_labels);
+        if !kept {
+            let id2label: serde_json::Map<String, Value> = (0..num_labels)
+                .map(|i| (i.to_string(), json!(format!("LABEL_{i}"))))
+                .collect();
+            let label2id: serde_json::Map<String, Value> = (0..num_labels)
+                .map(|i| (format!("LABEL_{i}"), json!(i)))
+                .collect();
+            object.insert("id2label".into(), Value::Object(id2label));
+            object.insert("label2id".into(), Value::Object(label2id));
+        }
+        object.remove("num_labels");
+        if let Some(pad) = pad_token_id {
+            object.insert("pad_token_id".into(), json!(pad));
         }
     }
     write_json(&out_dir.join("config.json"), &config)
@@ -312,7 +364,8 @@ fn io(path: &Path, source: std::io::Error) -> SaveError {
 }
 
 /// Writes the model's adapters as a PEFT directory (`adapter_config.json`,
-/// `adapter_model.safetensors`), loadable by PEFT onto the base model.
+/// `adapter_model.safetensors`), loadable by PEFT onto the base model. A model with a score head
+/// is written as PEFT's `SEQ_CLS` task: its `score` weights go with the adapters.
 pub fn save_adapter<B: Backend>(
     model: &CausalLm<B>,
     config: &LoraConfig,
@@ -338,12 +391,20 @@ pub fn save_adapter<B: Backend>(
             }
         }
     }
+    if let Some(score) = &model.score {
+        let e = entry::<B, 2>(crate::lora::SCORE_KEY.into(), score.weight.val(), true);
+        tensors.push((
+            e.name.clone(),
+            encode((e.values)(), SaveDtype::F32),
+            e.shape.clone(),
+        ));
+    }
     write_safetensors(
         &tensors,
         SaveDtype::F32,
         &out_dir.join("adapter_model.safetensors"),
     )?;
     let path = out_dir.join("adapter_config.json");
-    std::fs::write(&path, config.to_peft_json(base_model_class) + "\n")
-        .map_err(|source| io(&path, source))
+    let text = config.peft_json(base_model_class, model.score.is_some());
+    std::fs::write(&path, text + "\n").map_err(|source| io(&path, source))
 }

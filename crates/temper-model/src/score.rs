@@ -27,7 +27,9 @@ impl ScoredSequence {
 }
 
 /// `Σ log p(token)` over the scored tokens of each sequence and how many there were, in input
-/// order, `batch_size` sequences per forward pass.
+/// order, `batch_size` sequences per forward pass. `model` is a causal LM (as [`crate::load_model`]
+/// gives): a reward model has no token probabilities; its scores are
+/// [`CausalLm::sequence_scores`].
 pub fn score_sequences<B: Backend>(
     model: &CausalLm<B>,
     sequences: &[ScoredSequence],

@@ -1,5 +1,6 @@
 //! Per-layer activation checkpointing changes no gradient: every family, tied and untied heads,
-//! LoRA adapters over a frozen base, and LoRA dropout (whose masks the recomputation replays).
+//! a reward model's score head (alone or beside LoRA adapters), LoRA adapters over a frozen base,
+//! and LoRA dropout (whose masks the recomputation replays).
 
 mod common;
 
@@ -9,9 +10,10 @@ use burn::optim::GradientsParams;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
-use common::{B, case, floats, ints, matrix_i64, model_dir};
+use common::{B, case, floats, ints, matrix_i64, model_dir, root};
 use temper_model::{
-    Backward, CausalLm, GradientCheckpointing, load_adapter, load_model, loss_and_gradients,
+    Backward, CausalLm, GradientCheckpointing, LoraConfig, ScoreHeadInit, add_lora,
+    last_token_rewards, load_adapter, load_model, load_reward_model, loss_and_gradients,
 };
 
 type Ad = Autodiff<B>;
@@ -161,4 +163,46 @@ fn the_recomputation_replays_lora_dropout() {
         "dropout is active: {with} vs {without}"
     );
     assert_eq!(assert_same(&model, off, per_layer), 28);
+}
+
+/// The reward fixture's batch through a reward model: the mean of the rows' rewards (each row's
+/// score at its last token).
+fn reward_pass(model: &CausalLm<Ad>, checkpointing: GradientCheckpointing) -> Backward<Ad, ()> {
+    let text =
+        std::fs::read_to_string(root().join("fixtures/parity/train/reward_scores.json")).unwrap();
+    let case: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let ids: Tensor<Ad, 2, Int> = Tensor::from_inner(ints(&matrix_i64(&case["input_ids"])));
+    let mask: Tensor<Ad, 2> = Tensor::from_inner(floats(&matrix_i64(&case["attention_mask"])));
+    let positions = Tensor::from_inner(ints(&matrix_i64(&case["position_ids"])));
+    let (row_ids, row_mask) = (ids.clone(), mask.clone());
+    loss_and_gradients(model, ids, mask, positions, checkpointing, move |scores| {
+        let rewards = last_token_rewards(scores, row_ids, row_mask, Some(2040)).unwrap();
+        (rewards.mean(), ())
+    })
+}
+
+#[test]
+fn checkpointing_changes_no_reward_model_gradient() {
+    let device = Default::default();
+    let (config, model) = load_reward_model::<Ad>(
+        &model_dir("train/reward"),
+        &ScoreHeadInit::default(),
+        &device,
+    )
+    .unwrap();
+    let off = reward_pass(&model, GradientCheckpointing::Off);
+    let per_layer = reward_pass(&model, GradientCheckpointing::PerLayer);
+    // Embeddings, score head, final norm, and per layer 2 norms + 7 projections.
+    assert_eq!(
+        assert_same(&model, off, per_layer),
+        3 + 9 * config.num_layers
+    );
+    // With LoRA: the adapters and the score head train.
+    let adapted = add_lora(model, &LoraConfig::default(), &device);
+    let off = reward_pass(&adapted, GradientCheckpointing::Off);
+    let per_layer = reward_pass(&adapted, GradientCheckpointing::PerLayer);
+    assert_eq!(
+        assert_same(&adapted, off, per_layer),
+        1 + 14 * config.num_layers
+    );
 }

@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{B, case, logits_for, matrix_i64, model_dir, worst_attended};
+use common::{B, case, floats, ints, logits_for, matrix_i64, model_dir, worst_attended};
 use temper_model::{
-    Checkpoint, LoraConfig, SaveDtype, SaveOptions, add_lora, load_adapter, load_model,
-    save_adapter, save_model,
+    CausalLm, Checkpoint, LoraConfig, SaveDtype, SaveOptions, ScoreHeadInit, add_lora,
+    add_score_head, load_adapter, load_model, load_reward_model, save_adapter, save_model,
 };
 
 fn reread(dir: &std::path::Path) -> Checkpoint {
@@ -137,10 +137,39 @@ fn adapters_save_under_peft_names_and_load_back() {
     assert!(refused.is_err());
 }
 
+/// Temper's pooled scores (`sequence_scores`) of a fixed right-padded batch, written beside a
+/// saved reward model for `check_saved.py` to hold transformers' `logits` to.
+fn write_reward_scores(model: &CausalLm<B>, dir: &std::path::Path) {
+    let ids = vec![
+        vec![562i64, 423, 220, 20, 470, 2042],
+        vec![40, 1157, 13, 2042, 2040, 2040],
+        vec![695, 423, 220, 23, 470, 13],
+    ];
+    let mask = vec![vec![1i64; 6], vec![1, 1, 1, 1, 0, 0], vec![1; 6]];
+    let positions = vec![
+        vec![0i64, 1, 2, 3, 4, 5],
+        vec![0, 1, 2, 3, 0, 0],
+        vec![0, 1, 2, 3, 4, 5],
+    ];
+    let scores = model
+        .sequence_scores(ints(&ids), floats(&mask), ints(&positions))
+        .unwrap();
+    let [batch, labels] = scores.dims();
+    let flat: Vec<f32> = scores.into_data().to_vec().unwrap();
+    let pooled: Vec<&[f32]> = flat.chunks(labels).collect();
+    assert_eq!(pooled.len(), batch);
+    let json = serde_json::json!({
+        "input_ids": ids, "attention_mask": mask, "position_ids": positions, "pooled": pooled,
+    });
+    std::fs::write(dir.join("temper_scores.json"), json.to_string()).unwrap();
+}
+
 /// Writes every family saved by Temper (and the qwen3 adapter) under `$TEMPER_SAVED_DIR` for
 /// `fixtures/gen/check_saved.py`, which loads them with transformers and PEFT and compares
 /// logits with the fixtures: `TEMPER_SAVED_DIR=/tmp/saved cargo test -p temper-model --test
-/// save -- --ignored`.
+/// save -- --ignored`. Also reward models: the `LlamaForSequenceClassification` fixture saved
+/// again, the qwen2 fixture (tied embeddings, bf16) made a two-label classifier, and a PEFT
+/// `SEQ_CLS` adapter with a new score head, each with Temper's pooled scores beside it.
 #[test]
 #[ignore = "writes files for the Python round-trip check"]
 fn write_saved_models_for_transformers() {
@@ -170,4 +199,47 @@ fn write_saved_models_for_transformers() {
         &root.join("qwen3_lora"),
     )
     .unwrap();
+
+    let device = Default::default();
+    let reward_dir = model_dir("train/reward");
+    let (_, reward) =
+        load_reward_model::<B>(&reward_dir, &ScoreHeadInit::default(), &device).unwrap();
+    save_model(
+        &reward,
+        &reward_dir,
+        &root.join("reward"),
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    write_reward_scores(&reward, &root.join("reward"));
+
+    let two_labels = ScoreHeadInit {
+        num_labels: 2,
+        pad_token_id: Some(2040),
+        seed: 5,
+    };
+    let (_, classifier) =
+        load_reward_model::<B>(&model_dir("qwen2"), &two_labels, &device).unwrap();
+    let options = SaveOptions {
+        dtype: SaveDtype::F32,
+        ..SaveOptions::default()
+    };
+    let out = root.join("qwen2_classifier");
+    save_model(&classifier, &model_dir("qwen2"), &out, &options).unwrap();
+    write_reward_scores(&classifier, &out);
+
+    // A new score head (std 0.5 so it differs clearly from the base's) and fresh adapters.
+    let lora = LoraConfig::default();
+    let reseeded = ScoreHeadInit {
+        seed: 9,
+        ..ScoreHeadInit::default()
+    };
+    let adapted = add_lora(
+        add_score_head(reward, &reseeded, 0.5, &device),
+        &lora,
+        &device,
+    );
+    let out = root.join("reward_lora");
+    save_adapter(&adapted, &lora, "LlamaForSequenceClassification", &out).unwrap();
+    write_reward_scores(&adapted, &out);
 }

@@ -3,7 +3,7 @@
 //!
 //! Work in progress (issue 6). Today: the shared step loop ([`trainer`]: seeded batches,
 //! gradient accumulation, clipping, AdamW, schedule, TRL's metrics) for SFT, the DPO family,
-//! ORPO and SimPO ([`objective`]), with reference log-probs computed up front; AdamW as
+//! ORPO, SimPO and reward models ([`objective`]), with reference log-probs computed up front; AdamW as
 //! `torch.optim.AdamW` computes it, with weight decay skipped for biases and norm weights as
 //! the Trainer does ([`optimizer`]); the learning rate schedules of `transformers.get_scheduler`
 //! ([`schedule`]); clipping by the global gradient norm as `torch.nn.utils.clip_grad_norm_`

@@ -1,14 +1,17 @@
-//! What a trainer minimises: the objective of each trainer (SFT, DPO family, ORPO, SimPO) from
-//! the logits of one padded batch, with TRL's metrics. The formulas live in temper-objectives;
-//! this module picks the tokens and sequences each one needs.
+//! What a trainer minimises: the objective of each trainer (SFT, DPO family, ORPO, SimPO, reward
+//! models) from the logits (a reward model's scores) of one padded batch, with TRL's metrics.
+//! The formulas live in temper-objectives; this module picks the tokens and sequences each one
+//! needs.
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use temper_model::{CausalLm, last_token_rewards};
 use temper_objectives::logprobs::{
     PairLogProbs, SequenceLogProbs, next_token_targets, token_log_probs, token_stats,
 };
 use temper_objectives::orpo::{OrpoNll, orpo_loss};
 use temper_objectives::preference::{DpoConfig, dpo_loss, logit_metrics};
+use temper_objectives::reward::reward_model_loss;
 use temper_objectives::sft::{sft_loss, token_metrics};
 use temper_objectives::simpo::{SimpoConfig, simpo_loss};
 use temper_objectives::{LossOutput, ObjectiveError};
@@ -37,6 +40,18 @@ pub enum Objective {
     /// SimPO (TRL's CPO trainer with `loss_type="simpo"`), plus `cpo_alpha` times the NLL of
     /// the chosen completions.
     Simpo { config: SimpoConfig, cpo_alpha: f64 },
+    /// A reward model (TRL's `RewardTrainer`): the Bradley–Terry loss `−log σ(r_c − r_r)`, mean
+    /// over pairs, on the score of each chosen and rejected sequence at its last token, plus
+    /// `center_rewards_coefficient · mean((r_c + r_r)²)` when set (TRL suggests 0.01). The model
+    /// has a score head with one label (`temper_model::load_reward_model`). Metrics: TRL's
+    /// `accuracy`, `margin`, `min_reward`, `mean_reward`, `max_reward`.
+    Reward {
+        center_rewards_coefficient: Option<f64>,
+        /// The model's `pad_token_id`: a row's reward is read at its last attended token whose
+        /// id is not this one, as transformers reads it (`temper_model::last_token_indices`);
+        /// TRL pads with it and sets it on the model. `None`: the last attended token.
+        pad_token_id: Option<u32>,
+    },
 }
 
 impl Objective {
@@ -48,6 +63,32 @@ impl Objective {
     /// Whether the loss needs a reference model's log-probs.
     pub fn needs_reference(&self) -> bool {
         matches!(self, Objective::Dpo(_))
+    }
+
+    /// Whether the model trained is a reward model (a score head) rather than a causal LM.
+    pub fn trains_reward_model(&self) -> bool {
+        matches!(self, Objective::Reward { .. })
+    }
+
+    /// Whether `model` has the head this objective trains: a score head with one label for
+    /// [`Objective::Reward`], the LM head for the others (a mismatch would read token ids as
+    /// labels, or scores as logits).
+    pub fn check_model<B: Backend>(&self, model: &CausalLm<B>) -> Result<(), ObjectiveError> {
+        match (self.trains_reward_model(), model.num_labels()) {
+            (true, Some(1)) | (false, None) => Ok(()),
+            (true, Some(labels)) => Err(ObjectiveError::Batch(format!(
+                "a reward model has one label; this model's score head has {labels}"
+            ))),
+            (true, None) => Err(ObjectiveError::Batch(
+                "the reward objective trains a reward model (a score head, e.g. from \
+                 temper_model::load_reward_model), not a causal LM"
+                    .into(),
+            )),
+            (false, Some(_)) => Err(ObjectiveError::Batch(
+                "this objective trains a causal LM; the model has a score head (a reward model)"
+                    .into(),
+            )),
+        }
     }
 
     /// The loss and metrics of one batch from its logits `[rows, seq, vocab]`.
@@ -62,6 +103,13 @@ impl Objective {
         reference: Option<&PairLogProbs<B>>,
         sft_tokens: Option<f64>,
     ) -> Result<LossOutput<B>, ObjectiveError> {
+        if let Objective::Reward {
+            center_rewards_coefficient,
+            pad_token_id,
+        } = self
+        {
+            return reward_loss(logits, batch, *center_rewards_coefficient, *pad_token_id);
+        }
         let (logits, targets, mask) =
             next_token_targets(logits, batch.input_ids.clone(), batch.loss_mask.clone());
         let stats = token_stats(logits.clone(), targets.clone(), mask.clone(), None)?;
@@ -92,7 +140,7 @@ impl Objective {
             Ok(SequenceLogProbs::from_tokens(per_token, attended))
         };
         let mut output = match self {
-            Objective::Sft => unreachable!("handled above"),
+            Objective::Sft | Objective::Reward { .. } => unreachable!("handled above"),
             Objective::Dpo(config) => {
                 let reference = reference.ok_or_else(|| {
                     ObjectiveError::Batch("DPO needs the reference model's log-probs".into())
@@ -122,4 +170,34 @@ impl Objective {
         output.metrics.extend(logit_metrics);
         Ok(output)
     }
+}
+
+/// TRL's `RewardTrainer.compute_loss`: the rows are `[chosen; rejected]`, each row's reward is its
+/// score at its last token, and the loss is temper-objectives' Bradley–Terry loss of the halves.
+fn reward_loss<B: Backend>(
+    scores: Tensor<B, 3>,
+    batch: &DeviceBatch<B>,
+    center_rewards_coefficient: Option<f64>,
+    pad_token_id: Option<u32>,
+) -> Result<LossOutput<B>, ObjectiveError> {
+    let rewards = last_token_rewards(
+        scores,
+        batch.input_ids.clone(),
+        batch.attention_mask.clone(),
+        pad_token_id,
+    )
+    .map_err(|e| ObjectiveError::Batch(e.to_string()))?;
+    let rows = rewards.dims()[0];
+    if rows == 0 || !rows.is_multiple_of(2) {
+        return Err(ObjectiveError::Batch(format!(
+            "a pair batch holds chosen then rejected sequences, so its size must be even and positive; got {rows}"
+        )));
+    }
+    let half = rows / 2;
+    reward_model_loss(
+        rewards.clone().narrow(0, 0, half),
+        rewards.narrow(0, half, half),
+        None,
+        center_rewards_coefficient,
+    )
 }

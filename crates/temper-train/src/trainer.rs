@@ -133,6 +133,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         if examples.is_empty() {
             return Err(TrainError::NoData);
         }
+        objective.check_model(&model)?;
         if args.per_device_train_batch_size == 0 || args.gradient_accumulation_steps == 0 {
             return Err(TrainError::Settings(
                 "per_device_train_batch_size and gradient_accumulation_steps must be at least 1"
