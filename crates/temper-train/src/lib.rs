@@ -24,6 +24,7 @@ pub mod clip;
 pub mod objective;
 pub mod optimizer;
 pub mod parameters;
+pub mod plot;
 pub mod schedule;
 pub mod trainer;
 
