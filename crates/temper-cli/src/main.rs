@@ -53,6 +53,10 @@ enum Command {
     /// A model with random weights for a config.json, with a tokenizer: the start of
     /// pre-training from scratch.
     Init(init::InitArgs),
+    /// A reward model: a score head on a causal LM, Bradley–Terry loss (TRL's RewardTrainer).
+    Rm(train::TrainArgs),
+    /// Loss, reward, margin and other metric curves of a run, as PNG files.
+    Plot(train::PlotArgs),
     /// A checkpoint's weights or adapter without the training state, LoRA merged or not.
     Export(train::ExportArgs),
 }
@@ -77,6 +81,8 @@ fn main() -> ExitCode {
         Command::Dpo(args) => train::run(TrainerKind::Dpo, args),
         Command::Orpo(args) => train::run(TrainerKind::Orpo, args),
         Command::Simpo(args) => train::run(TrainerKind::Simpo, args),
+        Command::Rm(args) => train::run(TrainerKind::Reward, args),
+        Command::Plot(args) => train::plot(args),
         Command::Export(args) => train::export(args),
         Command::Init(args) => init::run(args),
     };

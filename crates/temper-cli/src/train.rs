@@ -1,4 +1,4 @@
-//! `temper sft|dpo|orpo|simpo`: flags with TRL's option names (kebab-case), a `--config` file
+//! `temper sft|dpo|orpo|simpo|rm`: flags with TRL's option names (kebab-case), a `--config` file
 //! with the same keys (snake_case), flags over the file; then a temper-train run on the chosen
 //! backend. `temper export`: a checkpoint without its training state, adapters merged or not.
 
@@ -126,6 +126,9 @@ pub struct TrainFlags {
     /// ORPO's NLL over `prompt_and_completion` (TRL) or `completion` (LLaMA-Factory).
     #[arg(long)]
     orpo_nll_span: Option<String>,
+    /// Reward models: weight of the penalty pushing rewards towards zero mean (TRL suggests 0.01).
+    #[arg(long)]
+    center_rewards_coefficient: Option<f64>,
     /// DPO: score the reference once before training (default true) or every step.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     precompute_ref_log_probs: Option<bool>,
@@ -296,6 +299,44 @@ pub fn export(args: ExportArgs) -> Outcome {
         Err(error) => {
             eprintln!("error: {error}");
             Outcome::Failure
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct PlotArgs {
+    /// A run's output directory (its metrics.jsonl), or a metrics.jsonl file.
+    run: PathBuf,
+    /// Where the PNG files go (default: RUN/plots).
+    #[arg(long)]
+    output: Option<PathBuf>,
+}
+
+pub fn plot(args: PlotArgs) -> Outcome {
+    let metrics = if args.run.is_dir() {
+        args.run.join(temper_train::metrics::METRICS_FILE)
+    } else {
+        args.run.clone()
+    };
+    let output = args.output.unwrap_or_else(|| {
+        metrics
+            .parent()
+            .map_or_else(|| PathBuf::from("plots"), |dir| dir.join("plots"))
+    });
+    match temper_train::plot::plot_run(&metrics, &output) {
+        Ok(files) => {
+            for file in files {
+                println!("{}", file.display());
+            }
+            Outcome::Success
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            match error {
+                temper_train::plot::PlotError::Parse { .. }
+                | temper_train::plot::PlotError::NoMetrics { .. } => Outcome::Invalid,
+                _ => Outcome::Failure,
+            }
         }
     }
 }

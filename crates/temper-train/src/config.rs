@@ -24,6 +24,8 @@ pub enum TrainerKind {
     Dpo,
     Orpo,
     Simpo,
+    /// A reward model (`temper rm`, TRL's RewardTrainer).
+    Reward,
 }
 
 impl TrainerKind {
@@ -33,6 +35,7 @@ impl TrainerKind {
             TrainerKind::Dpo => "dpo",
             TrainerKind::Orpo => "orpo",
             TrainerKind::Simpo => "simpo",
+            TrainerKind::Reward => "rm",
         }
     }
 
@@ -41,6 +44,7 @@ impl TrainerKind {
         match self {
             TrainerKind::Sft => 2e-5,
             TrainerKind::Dpo | TrainerKind::Orpo | TrainerKind::Simpo => 1e-6,
+            TrainerKind::Reward => 1e-4,
         }
     }
 
@@ -64,6 +68,7 @@ impl TrainerKind {
             "simpo_gamma" | "cpo_alpha" => &[Simpo],
             "orpo_nll_span" => &[Orpo],
             "loss_mask" => &[Sft],
+            "center_rewards_coefficient" => &[Reward],
             _ => return true,
         };
         owners.contains(&self)
@@ -133,6 +138,8 @@ pub struct TrainConfig {
     pub cpo_alpha: Option<f64>,
     /// ORPO's NLL: `prompt_and_completion` (TRL) or `completion` (LLaMA-Factory).
     pub orpo_nll_span: Option<String>,
+    /// Reward models: weight of the penalty pushing rewards towards zero mean (TRL's).
+    pub center_rewards_coefficient: Option<f64>,
     /// Compute the reference log-probs once before training (else every step).
     pub precompute_ref_log_probs: Option<bool>,
     /// Where precomputed reference log-probs are kept (default `OUTPUT/reference_logps`); runs
@@ -396,6 +403,19 @@ impl TrainConfig {
                     label_smoothing,
                 },
                 cpo_alpha: non_negative("cpo_alpha", self.cpo_alpha, 1.0)?,
+            },
+            TrainerKind::Reward => Objective::Reward {
+                center_rewards_coefficient: match self.center_rewards_coefficient {
+                    Some(v) if !(v.is_finite() && v >= 0.0) => {
+                        return Err(bad(
+                            "center_rewards_coefficient",
+                            format!("must be ≥ 0, not {v}"),
+                        ));
+                    }
+                    other => other,
+                },
+                // The tokenizer's, set when the run starts.
+                pad_token_id: None,
             },
         };
 

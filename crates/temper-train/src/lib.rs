@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod objective;
 pub mod optimizer;
 pub mod parameters;
+pub mod plot;
 pub mod progress;
 pub mod reference;
 pub mod run;

@@ -13,14 +13,17 @@ use burn::tensor::backend::AutodiffBackend;
 use serde_json::{Map, Value};
 use temper_data::tokenize::{TokenizedPair, tokenize};
 use temper_data::{ChatTokenizer, DataError, DataKind, Tokenized, dataset};
-use temper_model::{CausalLm, add_lora, load_adapter, load_model, merge_adapters};
+use temper_model::{
+    CausalLm, ScoreHeadInit, add_lora, load_adapter, load_model, load_reward_model, merge_adapters,
+};
 
 use crate::checkpoint::{
     CONFIG_FILE, CheckpointError, TrainerState, Weights, checkpoints, load_training_state,
     rotate_checkpoints, save_checkpoint,
 };
-use crate::config::RunSettings;
+use crate::config::{RunSettings, TrainerKind};
 use crate::metrics::{METRICS_FILE, MetricsLog, eval_row, train_row};
+use crate::objective::Objective;
 use crate::progress::{Display, Progress};
 use crate::reference::{CacheError, Reference, ReferenceCache, cache_key, reference_scores};
 use crate::trainer::{TrainError, Trainer};
@@ -222,28 +225,39 @@ fn precomputed_reference<B: AutodiffBackend>(
 }
 
 /// The policy at the start of the run: resumed from a checkpoint, or the model with fresh
-/// adapters for a LoRA run.
+/// adapters for a LoRA run. A reward model run turns a causal LM into a reward model with a
+/// fresh, seeded score head (or continues one) and reads rewards at `pad_id`'s rule.
 fn initial_model<B: AutodiffBackend>(
     settings: &RunSettings,
+    pad_id: u32,
     device: &B::Device,
 ) -> Result<CausalLm<B>, RunError> {
-    let (_, base) =
-        load_model::<B>(&settings.model, device).map_err(|e| model_error(&settings.model, e))?;
+    let load = |dir: &Path| -> Result<CausalLm<B>, RunError> {
+        let loaded = if settings.kind == TrainerKind::Reward {
+            let init = ScoreHeadInit {
+                num_labels: 1,
+                pad_token_id: Some(pad_id),
+                seed: settings.args.seed,
+            };
+            load_reward_model::<B>(dir, &init, device)
+        } else {
+            load_model::<B>(dir, device)
+        };
+        loaded
+            .map(|(_, model)| model)
+            .map_err(|e| model_error(dir, e))
+    };
     match (&settings.resume_from_checkpoint, &settings.peft) {
-        (Some(checkpoint), Some(_)) => load_adapter(base, checkpoint, device)
+        (Some(checkpoint), Some(_)) => load_adapter(load(&settings.model)?, checkpoint, device)
             .map(|(_, model)| model)
             .map_err(|e| model_error(checkpoint, e)),
-        (Some(checkpoint), None) => {
-            drop(base);
-            load_model::<B>(checkpoint, device)
-                .map(|(_, model)| model)
-                .map_err(|e| model_error(checkpoint, e))
-        }
+        (Some(checkpoint), None) => load(checkpoint),
         (None, Some(peft)) => {
+            let base = load(&settings.model)?;
             B::seed(device, settings.args.seed);
             Ok(add_lora(base, &peft.lora, device))
         }
-        (None, None) => Ok(base),
+        (None, None) => load(&settings.model),
     }
 }
 
@@ -322,11 +336,15 @@ pub fn run<B: AutodiffBackend>(
         )
     };
 
-    let model = initial_model::<B>(settings, device)?;
+    let model = initial_model::<B>(settings, pad_id, device)?;
     let train_examples = train.examples.len();
+    let mut objective = settings.objective.clone();
+    if let Objective::Reward { pad_token_id, .. } = &mut objective {
+        *pad_token_id = Some(pad_id);
+    }
     let mut trainer = Trainer::new(
         model,
-        settings.objective.clone(),
+        objective,
         settings.args.clone(),
         train.examples,
         reference,
