@@ -13,12 +13,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::backend::{Autodiff, NdArray};
+use serde_json::Value;
 use temper::data::tokenize::tokenize;
 use temper::data::{ChatTokenizer, Example, Preference, Role, TokenizeOptions, Tokenized, dataset};
 use temper::model::{CausalLm, GenerationConfig, generate, load_model};
 use temper::train::config::{TrainConfig, TrainerKind, read_config_file};
 use temper::train::heldout::{completion_nll, preference_score};
 use temper::train::progress::Display;
+use temper::verifiers::registry::{Registry, Row};
+use temper::verifiers::shaping::Shaping;
 
 type B = NdArray<f32>;
 type Ad = Autodiff<B>;
@@ -26,6 +29,8 @@ type Ad = Autodiff<B>;
 const BASE: &str = "fixtures/models/task-base";
 const SFT_EVAL: &str = "fixtures/task/sft_eval.jsonl";
 const PAIRS_EVAL: &str = "fixtures/task/dpo_eval.jsonl";
+const PROMPTS_EVAL: &str = "fixtures/task/rlvr_eval.jsonl";
+const MAX_NEW_TOKENS: usize = 48;
 const SAMPLE_PROMPTS: usize = 3;
 
 fn main() {
@@ -116,24 +121,46 @@ fn print_table(models: &[(&str, PathBuf)]) {
         pairs.len()
     );
     println!();
-    println!("| model | completion NLL/token ↓ | preference accuracy ↑ | margin (nats/token) ↑ |");
-    println!("|---|---|---|---|");
+    let (prompt_examples, prompts) = tokenized(&tokenizer, PROMPTS_EVAL);
+    let rows: Vec<(Vec<u32>, Value, Vec<String>)> = prompt_examples
+        .iter()
+        .zip(prompts)
+        .filter_map(|(example, tokenized)| match (example, tokenized) {
+            (Example::Rlvr(row), Tokenized::Prompt(prompt)) => Some((
+                prompt.prompt_ids,
+                row.ground_truth.clone().unwrap_or(Value::Null),
+                row.datasets.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    println!(
+        "Instructions followed: greedy answers to {} held-out prompts ({PROMPTS_EVAL}), checked by \
+         the verifiers their rows name.",
+        rows.len()
+    );
+    println!();
+    println!(
+        "| model | completion NLL/token ↓ | preference accuracy ↑ | margin (nats/token) ↑ | instructions followed ↑ |"
+    );
+    println!("|---|---|---|---|---|");
     let mut loaded: Vec<(&str, CausalLm<B>)> = Vec::new();
     for (name, dir) in models {
         let (_, model) = load_model::<B>(dir, &device).unwrap_or_else(|e| fail(&e.to_string()));
         let nll = completion_nll(&model, &sequences, 32, &device);
         let preference = preference_score(&model, &pairs, 32, &device);
+        let followed = instructions_followed(&model, &tokenizer, &rows);
         println!(
-            "| {name} | {nll:.3} | {:.1}% | {:+.3} |",
+            "| {name} | {nll:.3} | {:.1}% | {:+.3} | {:.1}% |",
             preference.accuracy * 100.0,
-            preference.margin
+            preference.margin,
+            followed * 100.0
         );
         loaded.push((name, model));
     }
 
     println!();
     println!("Greedy samples on held-out prompts:");
-    let eos = tokenizer.eos_id().unwrap_or(0);
     for (example, pair) in pair_examples.iter().zip(&pairs).take(SAMPLE_PROMPTS) {
         let prompt_text = match example {
             Example::Preference(Preference::Chat { prompt, .. }) => prompt
@@ -148,17 +175,48 @@ fn print_table(models: &[(&str, PathBuf)]) {
         println!();
         println!("prompt: {prompt_text}");
         for (name, model) in &loaded {
-            let config = GenerationConfig {
-                max_new_tokens: 48,
-                eos_token_ids: vec![eos],
-                pad_token_id: tokenizer.pad_id().unwrap_or(eos),
-                ..GenerationConfig::default()
-            };
-            let generation = generate(model, &[prompt_ids.clone()], &config, &device);
+            let generation = generate(model, &[prompt_ids.clone()], &greedy(&tokenizer), &device);
             let text = tokenizer
                 .decode(&generation.tokens[0], true)
                 .unwrap_or_else(|e| fail(&e.to_string()));
             println!("  {name:>18}: {}", text.trim().replace('\n', " ⏎ "));
         }
     }
+}
+
+fn greedy(tokenizer: &ChatTokenizer) -> GenerationConfig {
+    let eos = tokenizer.eos_id().unwrap_or(0);
+    GenerationConfig {
+        max_new_tokens: MAX_NEW_TOKENS,
+        eos_token_ids: vec![eos],
+        pad_token_id: tokenizer.pad_id().unwrap_or(eos),
+        ..GenerationConfig::default()
+    }
+}
+
+/// The mean verifier score of the model's greedy answers to the RLVR rows' prompts.
+fn instructions_followed(
+    model: &CausalLm<B>,
+    tokenizer: &ChatTokenizer,
+    rows: &[(Vec<u32>, Value, Vec<String>)],
+) -> f64 {
+    let prompts: Vec<Vec<u32>> = rows.iter().map(|row| row.0.clone()).collect();
+    let generation = generate(model, &prompts, &greedy(tokenizer), &Default::default());
+    let registry = Registry::default();
+    let mut total = 0.0;
+    for (i, (_, ground_truth, datasets)) in rows.iter().enumerate() {
+        let response = tokenizer
+            .decode(&generation.tokens[i], true)
+            .unwrap_or_default();
+        let row = Row {
+            response: &response,
+            ground_truths: std::slice::from_ref(ground_truth),
+            datasets,
+            finished: generation.stopped_at_eos[i],
+        };
+        total += registry
+            .score(&row, &Shaping::default())
+            .map_or(0.0, |score| score.score);
+    }
+    total / rows.len().max(1) as f64
 }
