@@ -2,6 +2,7 @@
 //! with the same keys (snake_case), flags over the file; then a temper-train run on the chosen
 //! backend. `temper export`: a checkpoint without its training state, adapters merged or not.
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -342,6 +343,7 @@ pub fn plot(args: PlotArgs) -> Outcome {
 }
 
 fn print_report(report: &RunReport, as_json: bool) {
+    let mut out = std::io::stdout().lock();
     let reference = report.reference.as_ref().map(|origin| match origin {
         ReferenceOrigin::Cached(path) => json!({"source": "cache", "file": path}),
         ReferenceOrigin::Computed(path) => json!({"source": "computed", "file": path}),
@@ -365,32 +367,35 @@ fn print_report(report: &RunReport, as_json: bool) {
             "train": report.last_train_row,
             "eval": eval,
         });
-        println!("{summary}");
+        // A closed stdout (a pipe into `head`) must not turn a finished run into a panic.
+        let _ = writeln!(out, "{summary}");
         return;
     }
     for line in &report.skipped {
         eprintln!("skipped: {line}");
     }
-    println!(
+    let _ = writeln!(
+        out,
         "{} steps on {} examples; metrics in {}",
         report.steps,
         report.train_examples,
         report.metrics_file.display()
     );
     if let Some(row) = &report.last_train_row {
-        println!("last training row: {}", Value::Object(row.clone()));
+        let _ = writeln!(out, "last training row: {}", Value::Object(row.clone()));
     }
     if let Some(eval) = eval {
-        println!(
+        let _ = writeln!(
+            out,
             "evaluation ({} examples): {}",
             report.eval_examples,
             Value::Object(eval)
         );
     }
-    match &report.final_model {
-        Some(path) => println!("final model: {}", path.display()),
-        None => println!("no training steps: nothing saved"),
-    }
+    let _ = match &report.final_model {
+        Some(path) => writeln!(out, "final model: {}", path.display()),
+        None => writeln!(out, "no training steps: nothing saved"),
+    };
 }
 
 #[cfg(test)]

@@ -148,9 +148,60 @@ fn lora_sft_with_dropout_resumes_exactly_across_a_logging_window() {
 }
 
 #[test]
-fn orpo_and_simpo_resume_exactly() {
+fn orpo_simpo_and_reward_models_resume_exactly() {
     resume_matches("orpo", PAIRS, &[]);
     resume_matches("simpo", PAIRS, &["--cpo-alpha", "0.5"]);
+    resume_matches("rm", PAIRS, &["--center-rewards-coefficient", "0.01"]);
+}
+
+#[test]
+fn a_reward_model_saves_as_sequence_classification_and_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rm");
+    ok(&train(
+        "rm",
+        PAIRS,
+        &out,
+        &[
+            "--max-steps",
+            "3",
+            "--eval-data",
+            PAIRS,
+            "--eval-steps",
+            "2",
+        ],
+    ));
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["architectures"][0], "Qwen2ForSequenceClassification");
+    let rows: Vec<Value> = metrics(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(rows[0]["accuracy"].is_number() && rows[0]["margin"].is_number());
+    assert!(rows.iter().any(|row| row["eval_accuracy"].is_number()));
+
+    let plot = temper(&["plot", out.to_str().unwrap()]);
+    ok(&plot);
+    let files: Vec<String> = String::from_utf8_lossy(&plot.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert!(files.iter().any(|f| f.ends_with("loss.png")), "{files:?}");
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{file}");
+    }
+    // A metrics file that is not JSON is a one-line error naming the line.
+    let broken = dir.path().join("broken.jsonl");
+    std::fs::write(&broken, "{\"step\": 1, \"loss\": 0.5}\nnot json\n").unwrap();
+    let plot = temper(&["plot", broken.to_str().unwrap()]);
+    assert_eq!(plot.status.code(), Some(1));
+    assert!(
+        stderr(&plot).contains("broken.jsonl:2"),
+        "{}",
+        stderr(&plot)
+    );
 }
 
 #[test]
@@ -193,7 +244,7 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_state() {
     let error = stderr(&run);
     assert_eq!(error.lines().count(), 1, "{error}");
     assert!(error.contains("is NaN") || error.contains("inf"), "{error}");
-    assert!(error.contains("records ["), "{error}");
+    assert!(error.contains("trl_preference.jsonl: record "), "{error}");
     let step: usize = error
         .split("step ")
         .nth(1)
@@ -350,6 +401,65 @@ fn bad_data_names_the_record_and_an_earlier_run_is_never_overwritten() {
     let summary = &json_lines(&run)[0];
     assert_eq!(summary["skipped"], 1);
     assert_eq!(summary["train_examples"], 1);
+
+    // A missing file is an I/O error (exit 2); truncation that leaves no completion is a bad
+    // record (exit 1).
+    let run = train(
+        "dpo",
+        "no/such.jsonl",
+        &dir.path().join("missing"),
+        &["--max-steps", "1"],
+    );
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    let run = train(
+        "dpo",
+        PAIRS,
+        &dir.path().join("short"),
+        &["--max-steps", "1", "--max-length", "4"],
+    );
+    assert_eq!(run.status.code(), Some(1));
+    assert!(
+        stderr(&run).contains("record 0: a completion is empty"),
+        "{}",
+        stderr(&run)
+    );
+
+    // Overwriting deletes the earlier run's checkpoints and metrics first.
+    std::fs::create_dir(out.join("checkpoint-9")).unwrap();
+    ok(&train(
+        "dpo",
+        PAIRS,
+        &out,
+        &[
+            "--max-steps",
+            "2",
+            "--save-steps",
+            "1",
+            "--overwrite-output-dir",
+        ],
+    ));
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("checkpoint-"))
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(metrics(&out).lines().count(), 2);
+    // Resuming from the final checkpoint has nothing left to do and writes nothing.
+    let before = metrics(&out);
+    let last = out.join("checkpoint-2");
+    ok(&train(
+        "dpo",
+        PAIRS,
+        &out,
+        &[
+            "--max-steps",
+            "2",
+            "--resume-from-checkpoint",
+            last.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(metrics(&out), before);
 
     // SFT data for a preference trainer.
     let run = train("orpo", SFT, &dir.path().join("orpo"), &["--max-steps", "1"]);

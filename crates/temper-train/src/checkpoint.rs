@@ -71,6 +71,7 @@ impl Weights<'_> {
             }
             Weights::Adapter { base_dir, lora } => {
                 save_adapter(model, lora, &base_model_class(base_dir), dir)?;
+                record_base_model(dir, base_dir)?;
                 for file in temper_model::save::COPIED_FILES {
                     let from = base_dir.join(file);
                     if from.is_file() {
@@ -81,6 +82,23 @@ impl Weights<'_> {
         }
         Ok(())
     }
+}
+
+/// Writes the base model's absolute path as the adapter's `base_model_name_or_path`, so that
+/// PEFT's `AutoPeftModel` classes find the base.
+fn record_base_model(adapter_dir: &Path, base_dir: &Path) -> Result<(), CheckpointError> {
+    let path = adapter_dir.join("adapter_config.json");
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let Ok(serde_json::Value::Object(mut config)) = serde_json::from_str(&text) else {
+        return Ok(());
+    };
+    let base = std::fs::canonicalize(base_dir).unwrap_or_else(|_| base_dir.to_path_buf());
+    config.insert(
+        "base_model_name_or_path".into(),
+        serde_json::Value::String(base.to_string_lossy().into_owned()),
+    );
+    let text = serde_json::to_string_pretty(&config).unwrap_or_default() + "\n";
+    std::fs::write(&path, text).map_err(io(&path))
 }
 
 /// The `architectures[0]` of the model in `dir` (PEFT records it in the adapter config).

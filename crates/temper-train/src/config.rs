@@ -422,9 +422,10 @@ impl TrainConfig {
         let tokenize = TokenizeOptions {
             loss_mask: match self.loss_mask.as_deref() {
                 None => LossMask::Completion,
+                // Both spellings: `all-assistant` (temper data's flag) and `all_assistant`.
                 Some(name) => LossMask::ALL
                     .into_iter()
-                    .find(|mask| mask.name() == name)
+                    .find(|mask| mask.name() == name.replace('_', "-"))
                     .ok_or_else(|| {
                         let names: Vec<&str> = LossMask::ALL.iter().map(|m| m.name()).collect();
                         bad(

@@ -61,7 +61,13 @@ pub fn export<B: Backend>(
         )));
     }
     let is_adapter = checkpoint.join("adapter_config.json").is_file();
-    if is_adapter && merge_lora {
+    if merge_lora && !is_adapter {
+        return Err(ExportError::Checkpoint(format!(
+            "{}: not a LoRA checkpoint (no adapter_config.json), so there is nothing to merge",
+            checkpoint.display()
+        )));
+    }
+    if merge_lora {
         let base = base
             .map(Path::to_path_buf)
             .or_else(|| recorded_base(checkpoint))
@@ -87,7 +93,11 @@ pub fn export<B: Backend>(
     for entry in std::fs::read_dir(checkpoint).map_err(io(checkpoint))? {
         let path = entry.map_err(io(checkpoint))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if path.is_file() && ![OPTIMIZER_FILE, STATE_FILE, CONFIG_FILE].contains(&name) {
+        let model_file = name.ends_with(".safetensors")
+            || name.ends_with(".json")
+            || temper_model::save::COPIED_FILES.contains(&name);
+        let training_state = [OPTIMIZER_FILE, STATE_FILE, CONFIG_FILE].contains(&name);
+        if path.is_file() && model_file && !training_state {
             std::fs::copy(&path, output.join(name)).map_err(io(&path))?;
         }
     }

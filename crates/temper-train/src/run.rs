@@ -33,8 +33,12 @@ pub enum RunError {
     /// Records that cannot be used, one line each (file, line or record, field).
     #[error("{}", .0.join("\n"))]
     InvalidRecords(Vec<String>),
+    /// Data that cannot be used (wrong kind, format not told, nothing left to train).
     #[error("{0}")]
     Data(String),
+    /// A data file that cannot be read.
+    #[error("{0}")]
+    DataFile(String),
     #[error("{0}")]
     Model(String),
     #[error("{path}: {source}")]
@@ -46,8 +50,13 @@ pub enum RunError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Cache(#[from] CacheError),
-    #[error("{error}; the last good state is saved in {}", saved.display())]
-    Stopped { error: TrainError, saved: PathBuf },
+    #[error("{error}; the last good state is saved in {}; the batch: {}", saved.display(), origins.join(", "))]
+    Stopped {
+        error: TrainError,
+        saved: PathBuf,
+        /// `file: record N` of each example in the failed batch.
+        origins: Vec<String>,
+    },
     #[error(transparent)]
     Train(#[from] TrainError),
 }
@@ -105,6 +114,8 @@ pub struct RunReport {
 /// A run's examples from one or more files, tokenised and checked.
 struct LoadedData {
     examples: Vec<Tokenized>,
+    /// Where each example came from: `file: record N`.
+    origins: Vec<String>,
     skipped: Vec<String>,
 }
 
@@ -115,11 +126,13 @@ fn load_files(
 ) -> Result<LoadedData, RunError> {
     let mut all = LoadedData {
         examples: Vec::new(),
+        origins: Vec::new(),
         skipped: Vec::new(),
     };
     for path in paths {
         let loaded = load_data(path, settings, tokenizer)?;
         all.examples.extend(loaded.examples);
+        all.origins.extend(loaded.origins);
         all.skipped.extend(loaded.skipped);
     }
     Ok(all)
@@ -136,6 +149,9 @@ fn load_data(
             return Err(RunError::InvalidRecords(
                 errors.iter().map(ToString::to_string).collect(),
             ));
+        }
+        Err(error @ (DataError::Io { .. } | DataError::ParquetDisabled { .. })) => {
+            return Err(RunError::DataFile(error.to_string()));
         }
         Err(error) => return Err(RunError::Data(error.to_string())),
     };
@@ -156,10 +172,18 @@ fn load_data(
     let mut skipped: Vec<String> = dataset.skipped.iter().map(ToString::to_string).collect();
     let mut invalid = Vec::new();
     let mut examples = Vec::with_capacity(dataset.examples.len());
+    let mut origins = Vec::with_capacity(dataset.examples.len());
     for (example, record) in dataset.examples.iter().zip(&dataset.record_of_example) {
+        let origin = format!("{}: record {record}", path.display());
         match tokenize(tokenizer, example, &settings.tokenize) {
-            Ok(outcome) => examples.push(outcome.tokenized),
-            Err(error) => invalid.push(format!("{}: record {record}: {error}", path.display())),
+            Ok(outcome) => match nothing_to_train(&outcome.tokenized) {
+                Some(reason) => invalid.push(format!("{origin}: {reason}")),
+                None => {
+                    examples.push(outcome.tokenized);
+                    origins.push(origin);
+                }
+            },
+            Err(error) => invalid.push(format!("{origin}: {error}")),
         }
     }
     if !invalid.is_empty() {
@@ -174,7 +198,24 @@ fn load_data(
             path.display()
         )));
     }
-    Ok(LoadedData { examples, skipped })
+    Ok(LoadedData {
+        examples,
+        origins,
+        skipped,
+    })
+}
+
+/// Why an example would train on nothing (truncation left no completion), if it would.
+fn nothing_to_train(example: &Tokenized) -> Option<&'static str> {
+    match example {
+        Tokenized::Sequence(sequence) if sequence.trained_tokens() == 0 => {
+            Some("no trained tokens are left (after truncation to max_length?)")
+        }
+        Tokenized::Pair(pair) if pair.chosen_ids.is_empty() || pair.rejected_ids.is_empty() => {
+            Some("a completion is empty (after truncation to max_length?)")
+        }
+        _ => None,
+    }
 }
 
 fn pairs(examples: &[Tokenized]) -> Vec<TokenizedPair> {
@@ -261,15 +302,24 @@ fn initial_model<B: AutodiffBackend>(
     }
 }
 
-/// Refuses to start a new run over an earlier run's checkpoints or metrics.
-fn check_output_dir(settings: &RunSettings) -> Result<(), RunError> {
-    if settings.resume_from_checkpoint.is_some()
-        || settings.config.overwrite_output_dir == Some(true)
-    {
+/// Refuses to start a new run over an earlier run's checkpoints or metrics, unless told to
+/// overwrite it: then the earlier run's checkpoints and metrics are deleted first, so that
+/// checkpoint rotation and resuming never mix the two runs.
+fn prepare_output_dir(settings: &RunSettings) -> Result<(), RunError> {
+    if settings.resume_from_checkpoint.is_some() {
         return Ok(());
     }
     let earlier = checkpoints(&settings.output_dir)?;
     let metrics = settings.output_dir.join(METRICS_FILE);
+    if settings.config.overwrite_output_dir == Some(true) {
+        for (_, path) in &earlier {
+            std::fs::remove_dir_all(path).map_err(io(path))?;
+        }
+        if metrics.exists() {
+            std::fs::remove_file(&metrics).map_err(io(&metrics))?;
+        }
+        return Ok(());
+    }
     if let Some((_, path)) = earlier.last() {
         return Err(RunError::Data(format!(
             "{} holds an earlier run ({}); resume it with resume_from_checkpoint, pick another output_dir, or set overwrite_output_dir",
@@ -292,7 +342,6 @@ pub fn run<B: AutodiffBackend>(
     display: Display,
     device: &B::Device,
 ) -> Result<RunReport, RunError> {
-    check_output_dir(settings)?;
     let tokenizer = ChatTokenizer::from_dir(&settings.model, None)
         .map_err(|e| model_error(&settings.model, e))?;
     let pad_id = tokenizer
@@ -305,6 +354,7 @@ pub fn run<B: AutodiffBackend>(
     } else {
         Some(load_files(&settings.eval_data, settings, &tokenizer)?)
     };
+    prepare_output_dir(settings)?;
     std::fs::create_dir_all(&settings.output_dir).map_err(io(&settings.output_dir))?;
 
     // Before the bar exists, messages go out as lines.
@@ -388,7 +438,6 @@ pub fn run<B: AutodiffBackend>(
         },
     };
     let mut last_eval = None;
-    let mut last_eval_step = None;
     let mut last_train_row = None;
     let evaluate = |trainer: &Trainer<B>,
                     metrics: &mut MetricsLog|
@@ -411,7 +460,22 @@ pub fn run<B: AutodiffBackend>(
     while trainer.steps_done() < total {
         let log = match trainer.step() {
             Ok(log) => log,
-            Err(error @ TrainError::NonFinite { .. }) => {
+            Err(TrainError::NonFinite {
+                step,
+                what,
+                value,
+                records,
+            }) => {
+                let origins = records
+                    .iter()
+                    .filter_map(|&i| train.origins.get(i).cloned())
+                    .collect();
+                let error = TrainError::NonFinite {
+                    step,
+                    what,
+                    value,
+                    records,
+                };
                 let state = TrainerState {
                     global_step: trainer.steps_done(),
                     unlogged,
@@ -419,7 +483,11 @@ pub fn run<B: AutodiffBackend>(
                 let saved =
                     save_checkpoint(&trainer, weights, &state, &config, &settings.output_dir)?;
                 progress.finish();
-                return Err(RunError::Stopped { error, saved });
+                return Err(RunError::Stopped {
+                    error,
+                    saved,
+                    origins,
+                });
             }
             Err(error) => return Err(error.into()),
         };
@@ -433,9 +501,10 @@ pub fn run<B: AutodiffBackend>(
             last_train_row = Some(row);
             unlogged.clear();
         }
-        if settings.eval_steps.is_some_and(|every| step % every == 0) {
+        // The last step is always evaluated, before its checkpoint is saved: a run resumed from
+        // its final checkpoint then has nothing left to do.
+        if step == total || settings.eval_steps.is_some_and(|every| step % every == 0) {
             last_eval = evaluate(&trainer, &mut metrics)?;
-            last_eval_step = Some(step);
         }
         if step % settings.save_steps == 0 || step == total {
             let state = TrainerState {
@@ -447,11 +516,6 @@ pub fn run<B: AutodiffBackend>(
                 rotate_checkpoints(&settings.output_dir, limit, &saved)?;
             }
             progress.message(&format!("saved {}", saved.display()));
-        }
-    }
-    if total > 0 && last_eval_step != Some(total) {
-        if let Some(values) = evaluate(&trainer, &mut metrics)? {
-            last_eval = Some(values);
         }
     }
     progress.finish();

@@ -341,9 +341,10 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 
     /// The objective's loss and metrics on `examples` under the current weights, without
-    /// autodiff, in batches of `batch_size` in order: each batch's values, averaged over the
-    /// batches (as the Trainer's evaluation loop averages them). `reference` covers
-    /// `examples` as [`Trainer::new`]'s covers the training examples.
+    /// autodiff, in batches of `batch_size` in order: each batch's values weighted by its
+    /// example count (transformers' evaluation loop repeats each batch's loss per example), so
+    /// a short last batch counts for what it holds. `reference` covers `examples` as
+    /// [`Trainer::new`]'s covers the training examples.
     pub fn evaluate(
         &self,
         examples: &[Tokenized],
@@ -358,9 +359,8 @@ impl<B: AutodiffBackend> Trainer<B> {
         let model = self.model().valid();
         let indices: Vec<usize> = (0..examples.len()).collect();
         let mut sums: Vec<(String, f64)> = Vec::new();
-        let chunks = indices.chunks(batch_size.max(1));
-        let count = chunks.len() as f64;
-        for chunk in chunks {
+        for chunk in indices.chunks(batch_size.max(1)) {
+            let weight = chunk.len() as f64;
             let batch =
                 DeviceBatch::<B::InnerBackend>::collate(examples, chunk, self.pad_id, &self.device);
             let scores = reference.scores(chunk, &pairs_at(examples, chunk), &self.device);
@@ -384,11 +384,12 @@ impl<B: AutodiffBackend> Trainer<B> {
             );
             for (name, value) in values {
                 match sums.iter_mut().find(|(n, _)| *n == name) {
-                    Some((_, sum)) => *sum += value,
-                    None => sums.push((name, value)),
+                    Some((_, sum)) => *sum += weight * value,
+                    None => sums.push((name, weight * value)),
                 }
             }
         }
+        let count = examples.len() as f64;
         Ok(sums
             .into_iter()
             .map(|(name, sum)| (name, sum / count))
