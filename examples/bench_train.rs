@@ -283,7 +283,7 @@ fn main() {
             (
                 dpo.clone(),
                 pair_examples.clone(),
-                Reference::Model(reference),
+                Reference::Model(Box::new(reference)),
                 dpo_tokens_per_step,
             )
         } else {

@@ -175,7 +175,12 @@ fn print_table(models: &[(&str, PathBuf)]) {
         println!();
         println!("prompt: {prompt_text}");
         for (name, model) in &loaded {
-            let generation = generate(model, &[prompt_ids.clone()], &greedy(&tokenizer), &device);
+            let generation = generate(
+                model,
+                std::slice::from_ref(&prompt_ids),
+                &greedy(&tokenizer),
+                &device,
+            );
             let text = tokenizer
                 .decode(&generation.tokens[0], true)
                 .unwrap_or_else(|e| fail(&e.to_string()));

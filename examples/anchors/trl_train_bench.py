@@ -5,8 +5,8 @@ by side (run both on the same machine, one after the other).
 
     cargo run --release --example bench_train -- --steps 1 --dump-pairs /tmp/bench_pairs.json
     /root/.cache/temper-trl-venv/bin/python examples/anchors/trl_train_bench.py \\
-        --pairs /tmp/bench_pairs.json [--steps 3] [--repeats 1] [--threads 2] [--attn eager|sdpa] \\
-        [--only ROW_SUBSTRING] [--json FILE]
+        --pairs /tmp/bench_pairs.json [--steps 3] [--repeats 1] [--retries 0] [--threads 2] \\
+        [--attn eager|sdpa] [--only ROW_SUBSTRING] [--json FILE]
 
 Verified with trl 1.16.0 / transformers 5.23.0 / torch 2.15.0 (CPU) / peft 0.21.2 / datasets 5.2.0
 (requirements.txt).
@@ -82,6 +82,13 @@ accelerate/Trainer state.
 Prints a header line (versions, threads, attention implementation), the markdown table and the
 reference-precompute line. `--repeats R` runs every row R times (each in a fresh subprocess) and
 reports the median of each column.
+
+Contention: two torch (OpenMP) threads on a 2-core machine slow down several-fold, not by half,
+as soon as another process takes a core (the threads meet at barriers and one of them is off the
+CPU). The subprocess therefore measures how much CPU the rest of the machine used during its timed
+steps (/proc/stat minus its own time, in cores); the driver prints the worst row's figure and says
+whether the run was contended, and `--retries K` reruns a row whose figure exceeds
+`--max-other-cores` (0.25) up to K times, keeping its least contended run.
 """
 
 import argparse
@@ -451,6 +458,12 @@ def main():
         default=str(Path(__file__).resolve().parents[2] / "fixtures" / "tokenizer"),
         help="tokenizer directory (only its pad token is used)",
     )
+    parser.add_argument(
+        "--retries", type=int, default=0, help="rerun a row up to this many times while other processes are busy"
+    )
+    parser.add_argument(
+        "--max-other-cores", type=float, default=0.25, help="other processes' CPU (in cores) that counts as contended"
+    )
     parser.add_argument("--only", default=None, help="run only the rows whose name contains this")
     parser.add_argument("--json", default=None, help="also write every run's raw result here")
     parser.add_argument("--row", default=None, help=argparse.SUPPRESS)  # internal: run one row
@@ -466,9 +479,19 @@ def main():
     results = {row: [] for row in rows}
     for _ in range(args.repeats):
         for row in rows:
-            result = spawn(args, row)
-            if result is not None:
-                results[row].append(result)
+            # On a shared machine, run a contended row again (up to --retries times) and keep the
+            # least contended run: two busy-waiting OpenMP threads slow down several-fold as soon as
+            # another process takes one of the two cores.
+            runs = []
+            for _attempt in range(1 + args.retries):
+                result = spawn(args, row)
+                if result is None:
+                    break
+                runs.append(result)
+                if result["other_cores_during_timed_steps"] <= args.max_other_cores:
+                    break
+            if runs:
+                results[row].append(min(runs, key=lambda r: r["other_cores_during_timed_steps"]))
     first = next((r[0] for r in results.values() if r), None)
     if first is None:
         sys.exit("no row ran")
@@ -506,7 +529,8 @@ def main():
     busiest = max((r["other_cores_during_timed_steps"], row) for row, runs in results.items() for r in runs)
     print(
         f"Other processes used up to {busiest[0]:.2f} cores during a row's timed steps ({busiest[1]!r})"
-        + (": the timings are contended, rerun on a quiet machine." if busiest[0] > 0.25 else " (quiet machine).")
+        + (": the timings are contended, rerun on a quiet machine." if busiest[0] > args.max_other_cores
+           else " (quiet machine).")
     )
     cached = [(row, runs) for row, runs in results.items() if runs and runs[0]["precompute_seconds"] is not None]
     if cached:

@@ -1,14 +1,18 @@
 //! Training over Burn with the semantics of PyTorch and Hugging Face's Trainer, so that a run
 //! here can be checked step for step against TRL.
 //!
-//! Work in progress (issue 6). Today: the shared step loop ([`trainer`]: seeded batches,
-//! gradient accumulation, clipping, AdamW, schedule, TRL's metrics) for SFT, the DPO family,
-//! ORPO, SimPO and reward models ([`objective`]), with reference log-probs computed up front; AdamW as
-//! `torch.optim.AdamW` computes it, with weight decay skipped for biases and norm weights as
-//! the Trainer does ([`optimizer`]); the learning rate schedules of `transformers.get_scheduler`
-//! ([`schedule`]); clipping by the global gradient norm as `torch.nn.utils.clip_grad_norm_`
-//! ([`clip`]); parameter names and their gradients ([`parameters`]). Checkpointing, resuming,
-//! evaluation, metrics files and the commands are still to come.
+//! A run ([`run::run`], what `temper sft|dpo|orpo|simpo|rm` call) goes from a configuration
+//! with TRL's keys ([`config`]) to a trained model: data tokenised with the model's template,
+//! the shared step loop ([`trainer`]: seeded batches, gradient accumulation, clipping, AdamW,
+//! schedule, TRL's metrics) for SFT, the DPO family, ORPO, SimPO and reward models
+//! ([`objective`]), DPO's reference log-probs scored once and cached on disk or scored every
+//! step ([`reference`]), evaluation, `metrics.jsonl` ([`metrics`]), a progress bar
+//! ([`progress`]), atomic checkpoints and exact resume ([`checkpoint`]), LoRA, and the final
+//! HF directory or PEFT adapter ([`export`]). Underneath: AdamW as `torch.optim.AdamW`
+//! computes it, with the Trainer's decay groups ([`optimizer`]); the schedules of
+//! `transformers.get_scheduler` ([`schedule`]); clipping by the global gradient norm as
+//! `torch.nn.utils.clip_grad_norm_` ([`clip`]); parameter names ([`parameters`]). Plots of a
+//! run: [`plot`]; held-out comparisons of models: [`heldout`].
 //!
 //! ```
 //! use temper_train::schedule::{Schedule, ScheduleKind};

@@ -29,8 +29,9 @@ pub enum Reference<B: Backend> {
     None,
     /// One entry per example, in example order.
     Precomputed(Vec<ReferenceScores>),
-    /// Scored per batch (no autodiff: the inner backend's model).
-    Model(CausalLm<B>),
+    /// Scored per batch (no autodiff: the inner backend's model). Boxed: a model is large
+    /// next to the other variants.
+    Model(Box<CausalLm<B>>),
 }
 
 impl<B: Backend> Reference<B> {

@@ -380,8 +380,8 @@ pub fn run<B: AutodiffBackend>(
         let (_, model) = load_model::<B::InnerBackend>(reference_dir, device)
             .map_err(|e| model_error(reference_dir, e))?;
         (
-            Reference::Model(model.clone()),
-            Reference::Model(model),
+            Reference::Model(Box::new(model.clone())),
+            Reference::Model(Box::new(model)),
             Some(ReferenceOrigin::PerStep),
         )
     };

@@ -16,7 +16,7 @@ use temper_data::batch::BatchOrder;
 use temper_data::tokenize::tokenize;
 use temper_data::{ChatTokenizer, TokenizeOptions, Tokenized, dataset};
 use temper_model::{ScoreHeadInit, load_model, load_reward_model};
-use temper_train::{Objective, ScheduleKind, TrainError, Trainer, TrainingArgs};
+use temper_train::{Objective, Reference, ScheduleKind, TrainError, Trainer, TrainingArgs};
 
 type Ad = Autodiff<NdArray<f32>>;
 
@@ -101,7 +101,7 @@ fn worst_difference(run: &Value) -> ((f64, String), f64) {
         objective,
         args,
         examples(&fixture),
-        Vec::new(),
+        Reference::None,
         pad,
         device,
     )
@@ -190,7 +190,7 @@ fn the_objective_refuses_a_model_with_the_wrong_head() {
         reward.clone(),
         TrainingArgs::default(),
         examples(&fixture()),
-        Vec::new(),
+        Reference::None,
         0,
         device,
     );
