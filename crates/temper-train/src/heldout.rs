@@ -7,6 +7,8 @@ use burn::tensor::backend::Backend;
 use temper_data::tokenize::{TokenizedPair, TokenizedSequence};
 use temper_model::{CausalLm, ScoredSequence, score_sequences};
 
+use crate::reference::completion_sequences;
+
 /// Mean negative log-likelihood per trained token (the loss mask's tokens) over `sequences`.
 pub fn completion_nll<B: Backend>(
     model: &CausalLm<B>,
@@ -42,13 +44,7 @@ pub fn preference_score<B: Backend>(
     batch_size: usize,
     device: &B::Device,
 ) -> PreferenceScore {
-    let sequences: Vec<ScoredSequence> = pairs
-        .iter()
-        .flat_map(|pair| {
-            [&pair.chosen_ids, &pair.rejected_ids]
-                .map(|answer| ScoredSequence::completion(&pair.prompt_ids, answer))
-        })
-        .collect();
+    let sequences = completion_sequences(pairs);
     let per_token = |(sum, tokens): (f64, usize)| sum / tokens.max(1) as f64;
     let margins: Vec<f64> = score_sequences(model, &sequences, batch_size, device)
         .chunks(2)

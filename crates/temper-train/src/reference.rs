@@ -71,6 +71,17 @@ pub(crate) fn pair_log_probs<B: Backend>(
     .ok()
 }
 
+/// Each pair's chosen then rejected completion after its prompt, completion tokens scored.
+pub(crate) fn completion_sequences(pairs: &[TokenizedPair]) -> Vec<ScoredSequence> {
+    pairs
+        .iter()
+        .flat_map(|pair| {
+            [&pair.chosen_ids, &pair.rejected_ids]
+                .map(|answer| ScoredSequence::completion(&pair.prompt_ids, answer))
+        })
+        .collect()
+}
+
 /// Scores every pair under `reference` (no autodiff: pass the inner backend's model), in
 /// batches of `batch_size` sequences.
 pub fn reference_scores<B: Backend>(
@@ -79,14 +90,7 @@ pub fn reference_scores<B: Backend>(
     batch_size: usize,
     device: &B::Device,
 ) -> Vec<ReferenceScores> {
-    let sequences: Vec<ScoredSequence> = pairs
-        .iter()
-        .flat_map(|pair| {
-            [&pair.chosen_ids, &pair.rejected_ids]
-                .map(|answer| ScoredSequence::completion(&pair.prompt_ids, answer))
-        })
-        .collect();
-    score_sequences(reference, &sequences, batch_size, device)
+    score_sequences(reference, &completion_sequences(pairs), batch_size, device)
         .chunks(2)
         .map(|scores| ReferenceScores {
             chosen: scores[0].0,
