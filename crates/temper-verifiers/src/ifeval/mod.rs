@@ -113,25 +113,36 @@ impl Instructions {
     /// `test_instruction_following_loose`: followed if any of eight variants follows it
     /// (first line, last line or both removed, asterisks removed).
     pub fn loose(&self, response: &str) -> Vec<bool> {
-        // A checker is a function of the text: identical or blank variants need no second look.
-        let mut variants: Vec<String> = Vec::with_capacity(8);
-        for variant in loose_variants(response) {
-            if !python::strip(&variant).is_empty() && !variants.contains(&variant) {
-                variants.push(variant);
-            }
-        }
-        self.checkers
-            .iter()
-            .map(|c| variants.iter().any(|v| c.check(v)))
-            .collect()
+        self.following(response).loose
     }
 
+    /// Strict and loose together. The first loose variant is the response itself, so its
+    /// verdicts are the strict ones: each checker runs once on the response and then only on
+    /// the other variants, and only where the response does not already follow it.
     pub fn following(&self, response: &str) -> Following {
-        Following {
-            strict: self.strict(response),
-            loose: self.loose(response),
+        let strict = self.strict(response);
+        let others = other_loose_variants(response);
+        let loose = self
+            .checkers
+            .iter()
+            .zip(&strict)
+            .map(|(c, &followed)| followed || others.iter().any(|v| c.check(v)))
+            .collect();
+        Following { strict, loose }
+    }
+}
+
+/// The loose variants besides the response itself, each once, blank ones dropped: a checker
+/// is a function of the text, and a blank variant follows nothing.
+fn other_loose_variants(response: &str) -> Vec<String> {
+    let mut others: Vec<String> = Vec::with_capacity(7);
+    for variant in loose_variants(response).into_iter().skip(1) {
+        if variant != response && !python::strip(&variant).is_empty() && !others.contains(&variant)
+        {
+            others.push(variant);
         }
     }
+    others
 }
 
 /// The eight responses of IFEval's loose mode, in its order.
