@@ -5,6 +5,7 @@
 //! The Treebank rules are NLTK's regular expressions read with Python's meaning
 //! ([`crate::python::translate`]); their lookarounds need `fancy_regex`.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use fancy_regex::Regex;
@@ -45,12 +46,37 @@ struct Rule {
     needle: Option<&'static str>,
 }
 
-/// A few characters looked for in a text at once: the ASCII ones as a bit mask tested on each
-/// byte (one pass, where testing each character against a list took a quarter of IFEval's
-/// word tokenisation), the others by substring search.
+/// A few characters, any of which a rule's matches need: the ASCII ones as a bit mask, the
+/// others listed.
 struct CharSet {
     ascii: u128,
     other: Vec<char>,
+}
+
+/// The ASCII characters a text holds, as a bit mask, and whether it holds any other: found in
+/// one pass and kept until a rule changes the text, so that each rule's trigger test is a mask
+/// intersection (testing each character against each rule's list took a quarter of IFEval's
+/// word tokenisation).
+struct CharsPresent {
+    ascii: u128,
+    non_ascii: bool,
+}
+
+impl CharsPresent {
+    fn of(text: &str) -> Self {
+        let mut present = CharsPresent {
+            ascii: 0,
+            non_ascii: false,
+        };
+        for b in text.bytes() {
+            if b < 128 {
+                present.ascii |= 1 << b;
+            } else {
+                present.non_ascii = true;
+            }
+        }
+        present
+    }
 }
 
 impl CharSet {
@@ -69,11 +95,10 @@ impl CharSet {
         set
     }
 
-    /// Whether `text` holds one of the characters (bytes of 128 and above never match an
-    /// ASCII member: in UTF-8 they only occur inside non-ASCII characters).
-    fn any_in(&self, text: &str) -> bool {
-        text.bytes().any(|b| b < 128 && self.ascii & (1 << b) != 0)
-            || self.other.iter().any(|&c| text.contains(c))
+    /// Whether `text`, which holds `present`, holds one of the characters.
+    fn any_in(&self, text: &str, present: &CharsPresent) -> bool {
+        self.ascii & present.ascii != 0
+            || (present.non_ascii && self.other.iter().any(|&c| text.contains(c)))
     }
 }
 
@@ -177,9 +202,14 @@ static ENDING_QUOTES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
 });
 
 fn apply(rules: &[Rule], mut text: String) -> String {
+    let mut present = CharsPresent::of(&text);
     let mut lowercase: Option<String> = None;
     for rule in rules {
-        if rule.trigger.as_ref().is_some_and(|t| !t.any_in(&text)) {
+        if rule
+            .trigger
+            .as_ref()
+            .is_some_and(|trigger| !trigger.any_in(&text, &present))
+        {
             continue;
         }
         if let Some(needle) = rule.needle {
@@ -191,20 +221,16 @@ fn apply(rules: &[Rule], mut text: String) -> String {
                 continue;
             }
         }
-        match &rule.regex {
-            Pattern::Plain(regex) => {
-                if let std::borrow::Cow::Owned(replaced) =
-                    regex.replace_all(&text, rule.replacement)
-                {
-                    text = replaced;
-                }
-            }
+        let replaced = match &rule.regex {
+            Pattern::Plain(regex) => regex.replace_all(&text, rule.replacement),
             // A search over fancy_regex's backtrack limit leaves the text as it was.
-            Pattern::Fancy(regex) => {
-                if let Ok(replaced) = regex.try_replacen(&text, 0, rule.replacement) {
-                    text = replaced.into_owned();
-                }
-            }
+            Pattern::Fancy(regex) => regex
+                .try_replacen(&text, 0, rule.replacement)
+                .unwrap_or(Cow::Borrowed(&text)),
+        };
+        if let Cow::Owned(replaced) = replaced {
+            text = replaced;
+            present = CharsPresent::of(&text);
         }
     }
     text
