@@ -120,16 +120,18 @@ impl Instructions {
 
     /// Strict and loose together. The first loose variant is the response itself, so its
     /// verdicts are the strict ones: each checker runs once on the response and then only on
-    /// the other variants, and only where the response does not already follow it.
+    /// the other variants, and only where the response does not already follow it (the other
+    /// variants are only made then).
     pub fn following(&self, response: &str) -> Following {
         let strict = self.strict(response);
-        let others = other_loose_variants(response);
-        let loose = self
-            .checkers
-            .iter()
-            .zip(&strict)
-            .map(|(c, &followed)| followed || others.iter().any(|v| c.check(v)))
-            .collect();
+        let mut others: Option<Vec<Cow<'_, str>>> = None;
+        let mut loose = strict.clone();
+        for (checker, followed) in self.checkers.iter().zip(&mut loose) {
+            if !*followed {
+                let others = others.get_or_insert_with(|| other_loose_variants(response));
+                *followed = others.iter().any(|v| checker.check(v));
+            }
+        }
         Following { strict, loose }
     }
 }
