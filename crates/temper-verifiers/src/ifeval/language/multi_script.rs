@@ -128,26 +128,31 @@ impl ScriptModel {
         let (alphabet_count, alphabet_scores) = self.alphabet_scores(&lowercase);
         let trigram_scores = self.trigram_scores(&lowercase);
 
-        let mut all_langs: Vec<Lang> = alphabet_scores.iter().map(|x| x.0).collect();
-        for (lang, _) in trigram_scores.iter() {
-            if !all_langs.contains(lang) {
-                all_langs.push(*lang);
+        // Languages in whatlang's order (the alphabet's, then the trigrams' others), each
+        // score looked up by language (whatlang searches the lists; each lists a language once).
+        let mut all_langs: Vec<Lang> = Vec::with_capacity(alphabet_scores.len());
+        let mut alphabet_score = vec![0.0; Lang::all().len()];
+        let mut trigram_score = vec![0.0; Lang::all().len()];
+        let mut listed = vec![false; Lang::all().len()];
+        for (list, score_of) in [
+            (&alphabet_scores, &mut alphabet_score),
+            (&trigram_scores, &mut trigram_score),
+        ] {
+            for &(lang, score) in list {
+                score_of[lang as usize] = score;
+                if !listed[lang as usize] {
+                    listed[lang as usize] = true;
+                    all_langs.push(lang);
+                }
             }
         }
         let alphabet_weight =
             (-(alphabet_count as f64 / 300.0) + 2.0 / 3.0).clamp(1.0 / 3.0, 2.0 / 3.0);
         let trigram_weight = 1.0 - alphabet_weight;
-        let score_of = |scores: &[(Lang, f64)], lang: Lang| {
-            scores
-                .iter()
-                .find(|(l, _)| *l == lang)
-                .map(|x| x.1)
-                .unwrap_or(0.0)
-        };
         let mut scores: Vec<(Lang, f64)> = Vec::with_capacity(all_langs.len());
         for lang in all_langs {
-            let score = score_of(&alphabet_scores, lang) * alphabet_weight
-                + score_of(&trigram_scores, lang) * trigram_weight;
+            let score = alphabet_score[lang as usize] * alphabet_weight
+                + trigram_score[lang as usize] * trigram_weight;
             scores.push((lang, score));
         }
         scores.sort_unstable_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Less));
