@@ -20,6 +20,11 @@ pub fn r1_format_matches(response: &str) -> bool {
 /// open-instruct's `remove_thinking_section`: drop `<|assistant|>`, keep what follows the last
 /// `</think>`, drop the answer tags, trim.
 pub fn remove_thinking_section(response: &str) -> String {
+    // Every tag starts with `<`: without one, only the trimming applies (and nothing is copied
+    // three times over).
+    if !response.contains('<') {
+        return crate::python::strip(response).to_string();
+    }
     let response = response.replace("<|assistant|>", "");
     let response = crate::python::strip(&response);
     let after_thinking = response.rsplit("</think>").next().unwrap_or(response);

@@ -4,6 +4,7 @@
 //! whitespace-separated, sentences split by a regex, keywords are substrings); each function
 //! here does what the one of the same name does there.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -368,15 +369,12 @@ impl Verifier for IfEvalOld {
             .to_string();
         // With no other keys the reference checks the raw response, thinking section included.
         let text = if constraint.is_empty() {
-            response.to_string()
+            Cow::Borrowed(response)
         } else {
-            remove_thinking_section(response)
+            Cow::Owned(remove_thinking_section(response))
         };
-        let args: Map<String, Value> = constraint
-            .into_iter()
-            .filter(|(_, v)| !v.is_null())
-            .collect();
-        let followed = call(&func, &text, &args)?;
+        constraint.retain(|_, v| !v.is_null());
+        let followed = call(&func, &text, &constraint)?;
         Ok(Verdict::pass_fail(followed, json!({"func_name": func})))
     }
 }

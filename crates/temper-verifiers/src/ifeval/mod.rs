@@ -15,6 +15,8 @@ pub mod pyjson;
 pub mod report;
 pub mod words;
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
 
 pub use crate::error::InstructionError;
@@ -113,50 +115,74 @@ impl Instructions {
     /// `test_instruction_following_loose`: followed if any of eight variants follows it
     /// (first line, last line or both removed, asterisks removed).
     pub fn loose(&self, response: &str) -> Vec<bool> {
-        // A checker is a function of the text: identical or blank variants need no second look.
-        let mut variants: Vec<String> = Vec::with_capacity(8);
-        for variant in loose_variants(response) {
-            if !python::strip(&variant).is_empty() && !variants.contains(&variant) {
-                variants.push(variant);
-            }
-        }
-        self.checkers
-            .iter()
-            .map(|c| variants.iter().any(|v| c.check(v)))
-            .collect()
+        self.following(response).loose
     }
 
+    /// Strict and loose together. The first loose variant is the response itself, so its
+    /// verdicts are the strict ones: each checker runs once on the response and then only on
+    /// the other variants, and only where the response does not already follow it (the other
+    /// variants are only made then).
     pub fn following(&self, response: &str) -> Following {
-        Following {
-            strict: self.strict(response),
-            loose: self.loose(response),
+        let strict = self.strict(response);
+        let mut others: Option<Vec<Cow<'_, str>>> = None;
+        let mut loose = strict.clone();
+        for (checker, followed) in self.checkers.iter().zip(&mut loose) {
+            if !*followed {
+                let others = others.get_or_insert_with(|| other_loose_variants(response));
+                *followed = others.iter().any(|v| checker.check(v));
+            }
+        }
+        Following { strict, loose }
+    }
+}
+
+/// The loose variants besides the response itself, each once, blank ones dropped: a checker
+/// is a function of the text, and a blank variant follows nothing.
+fn other_loose_variants(response: &str) -> Vec<Cow<'_, str>> {
+    let mut others: Vec<Cow<'_, str>> = Vec::with_capacity(7);
+    for variant in loose_variant_texts(response).into_iter().skip(1) {
+        if variant != response && !python::strip(&variant).is_empty() && !others.contains(&variant)
+        {
+            others.push(variant);
         }
     }
+    others
 }
 
 /// The eight responses of IFEval's loose mode, in its order.
 pub fn loose_variants(response: &str) -> [String; 8] {
-    let lines: Vec<&str> = response.split('\n').collect();
-    let join = |lines: &[&str]| python::strip(&lines.join("\n")).to_string();
-    let n = lines.len();
-    let remove_first = join(&lines[1.min(n)..]);
-    let remove_last = join(&lines[..n.saturating_sub(1)]);
-    let remove_both = if n >= 2 {
-        join(&lines[1..n - 1])
-    } else {
-        String::new()
-    };
-    let no_stars = |s: &str| s.replace('*', "");
+    loose_variant_texts(response).map(Cow::into_owned)
+}
+
+/// [`loose_variants`], borrowed from the response where a variant is a slice of it: lines
+/// split at `\n` and joined back with `\n` are the text between the first and the last.
+fn loose_variant_texts(response: &str) -> [Cow<'_, str>; 8] {
+    let first_newline = response.find('\n');
+    let last_newline = response.rfind('\n');
+    let remove_first = python::strip(first_newline.map_or("", |i| &response[i + 1..]));
+    let remove_last = python::strip(last_newline.map_or("", |i| &response[..i]));
+    let remove_both = python::strip(match (first_newline, last_newline) {
+        (Some(first), Some(last)) if first < last => &response[first + 1..last],
+        _ => "",
+    });
     [
-        response.to_string(),
-        no_stars(response),
-        remove_first.clone(),
-        remove_last.clone(),
-        remove_both.clone(),
-        no_stars(&remove_first),
-        no_stars(&remove_last),
-        no_stars(&remove_both),
+        Cow::Borrowed(response),
+        without_stars(response),
+        Cow::Borrowed(remove_first),
+        Cow::Borrowed(remove_last),
+        Cow::Borrowed(remove_both),
+        without_stars(remove_first),
+        without_stars(remove_last),
+        without_stars(remove_both),
     ]
+}
+
+fn without_stars(text: &str) -> Cow<'_, str> {
+    if text.contains('*') {
+        Cow::Owned(text.replace('*', ""))
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 /// open-instruct's `ifeval` reward: the ground truth holds `instruction_id` and `kwargs`
@@ -259,5 +285,47 @@ mod tests {
         assert_eq!(v[4], "*Hello* world");
         assert_eq!(v[5], "Hello world\nBye");
         assert_eq!(v[7], "Hello world");
+        assert_eq!(
+            loose_variants("One line *only*"),
+            ["One line *only*", "One line only", "", "", "", "", "", ""]
+        );
+        assert_eq!(
+            loose_variants(" a\n\n*b* \n"),
+            [
+                " a\n\n*b* \n",
+                " a\n\nb \n",
+                "*b*",
+                "a\n\n*b*",
+                "*b*",
+                "b",
+                "a\n\nb",
+                "b"
+            ]
+        );
+    }
+
+    proptest::proptest! {
+        /// The slices are IFEval's split, join and strip, spelled out as there.
+        #[test]
+        fn loose_variants_equal_split_and_join(response in "[ab* \n\t\u{1c}é]{0,16}") {
+            let lines: Vec<&str> = response.split('\n').collect();
+            let join = |lines: &[&str]| python::strip(&lines.join("\n")).to_string();
+            let n = lines.len();
+            let remove_first = join(&lines[1..]);
+            let remove_last = join(&lines[..n - 1]);
+            let remove_both = if n >= 2 { join(&lines[1..n - 1]) } else { String::new() };
+            let no_stars = |s: &str| s.replace('*', "");
+            let expected = [
+                response.clone(),
+                no_stars(&response),
+                remove_first.clone(),
+                remove_last.clone(),
+                remove_both.clone(),
+                no_stars(&remove_first),
+                no_stars(&remove_last),
+                no_stars(&remove_both),
+            ];
+            proptest::prop_assert_eq!(loose_variants(&response), expected);
+        }
     }
 }
