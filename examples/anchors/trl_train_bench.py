@@ -5,8 +5,8 @@ by side (run both on the same machine, one after the other).
 
     cargo run --release --example bench_train -- --steps 1 --dump-pairs /tmp/bench_pairs.json
     /root/.cache/temper-trl-venv/bin/python examples/anchors/trl_train_bench.py \\
-        --pairs /tmp/bench_pairs.json [--steps 3] [--repeats 1] [--retries 0] [--threads 2] \\
-        [--attn eager|sdpa] [--only ROW_SUBSTRING] [--json FILE]
+        --pairs /tmp/bench_pairs.json [--steps 3] [--repeats 1] [--retries 0] [--wait-quiet 0] \\
+        [--threads 2] [--attn eager|sdpa] [--only ROW_SUBSTRING] [--json FILE]
 
 Verified with trl 1.16.0 / transformers 5.23.0 / torch 2.15.0 (CPU) / peft 0.21.2 / datasets 5.2.0
 (requirements.txt).
@@ -88,7 +88,8 @@ as soon as another process takes a core (the threads meet at barriers and one of
 CPU). The subprocess therefore measures how much CPU the rest of the machine used during its timed
 steps (/proc/stat minus its own time, in cores); the driver prints the worst row's figure and says
 whether the run was contended, and `--retries K` reruns a row whose figure exceeds
-`--max-other-cores` (0.25) up to K times, keeping its least contended run.
+`--max-other-cores` (0.25) up to K times, keeping its least contended run; `--wait-quiet S` waits
+up to S seconds before each row for 2 quiet seconds.
 """
 
 import argparse
@@ -421,6 +422,17 @@ def run_row(args):
 # The driver: one subprocess per row (and per repeat)
 
 
+def wait_for_quiet(args):
+    """Before a row: wait (up to --wait-quiet seconds) until the machine has been quiet for 2 s."""
+    deadline = time.monotonic() + args.wait_quiet
+    probe = OtherLoad()
+    while time.monotonic() < deadline:
+        probe.start()
+        time.sleep(2.0)
+        if probe.stop()["other_cores"] <= args.max_other_cores:
+            return
+
+
 def spawn(args, row):
     env = dict(os.environ)
     threads = str(args.threads)
@@ -464,6 +476,9 @@ def main():
     parser.add_argument(
         "--max-other-cores", type=float, default=0.25, help="other processes' CPU (in cores) that counts as contended"
     )
+    parser.add_argument(
+        "--wait-quiet", type=float, default=0.0, help="before each row, wait up to this many seconds for a quiet machine"
+    )
     parser.add_argument("--only", default=None, help="run only the rows whose name contains this")
     parser.add_argument("--json", default=None, help="also write every run's raw result here")
     parser.add_argument("--row", default=None, help=argparse.SUPPRESS)  # internal: run one row
@@ -484,6 +499,7 @@ def main():
             # another process takes one of the two cores.
             runs = []
             for _attempt in range(1 + args.retries):
+                wait_for_quiet(args)
                 result = spawn(args, row)
                 if result is None:
                     break
