@@ -8,8 +8,13 @@ by side (run both on the same machine, one after the other).
         --pairs /tmp/bench_pairs.json [--steps 3] [--repeats 1] [--retries 0] [--wait-quiet 0] \\
         [--threads 2] [--attn eager|sdpa] [--only ROW_SUBSTRING] [--json FILE]
 
-Verified with trl 1.16.0 / transformers 5.23.0 / torch 2.15.0 (CPU) / peft 0.21.2 / datasets 5.2.0
-(requirements.txt).
+Verified with trl 1.16.0 / transformers 5.23.0 / torch 2.15.0 (the +cu132 wheel, run on the CPU) /
+peft 0.21.2 / datasets 5.2.0 (requirements.txt).
+
+With the 32 dumped pairs and batch 4 an epoch is 8 steps, so `--steps 7` (one warm-up + 7 timed)
+times every batch but the first once; the two sides shuffle differently (torch's RandomSampler
+seeded 42 here, Temper's own seeded shuffle there) and the padded width, hence the cost, of a
+step depends on which pairs it draws, so `--steps 7` on both sides is the fairest comparison.
 
 What it measures
 ================
@@ -74,14 +79,30 @@ timed steps, like bench_train.rs's `HEAP.reset_peak_usage()` after its warm-up s
 /proc/self/clear_refs is not writable, a 2 ms psutil sampling thread stands in). Two numbers are
 printed: the absolute peak RSS, and that peak minus the RSS the subprocess had after its imports
 and before the model was built ("above baseline"), which removes the Python interpreter and the
-torch/transformers/TRL code and import-time heap (roughly 400-500 MiB) and is the number to set
-next to Temper's peak heap. It still includes what Temper's heap counter does not see the same
-way: glibc arena slack (freed memory not returned to the OS), the Arrow-backed dataset, the
+torch/transformers/TRL code and import-time heap (about 820 MiB with the +cu132 torch wheel) and
+is the number to set next to Temper's peak heap. It still includes what Temper's heap counter
+does not see the same way: glibc arena slack (freed memory not returned to the OS), code pages
+first touched after the baseline (backward kernels, oneDNN), the Arrow-backed dataset, the
 accelerate/Trainer state.
 
 Prints a header line (versions, threads, attention implementation), the markdown table and the
 reference-precompute line. `--repeats R` runs every row R times (each in a fresh subprocess) and
 reports the median of each column.
+
+Parity caveats (the work is the same; how each side does it is not):
+* TRL 1.16 patches the model with a fused LM head (`trl.trainer.utils.add_fused_lm_head`): on the
+  CPU it scores every position in tiles of 4096 tokens x 32768 vocabulary entries (one tile here)
+  and recomputes the logits tile in the backward instead of keeping it; Temper materialises the
+  [rows, width, vocab] logits and differentiates through them. float32 throughout on both sides
+  (no upcast needed or done).
+* Per step, TRL also computes its logging metrics on the policy forward: entropy and top-1
+  accuracy (SFT and DPO), mean logits, log-probs and rewards/margins (DPO), with a dozen
+  `.item()` calls, even with logging off (Temper's objectives return their metrics too).
+* LoRA: PEFT's `get_peft_model` freezes the base, TRL's optimizer sees only the adapters; in the
+  "cached" LoRA row the precompute runs the base model with the adapters disabled.
+* Batches: both sides put the chosen rows first and the rejected rows second in one forward of 2 x 4
+  rows, right-padded to the longest row; SFT pads its 4 rows to the longest. Padding is attended-
+  out with the attention mask on both sides.
 
 Contention: two torch (OpenMP) threads on a 2-core machine slow down several-fold, not by half,
 as soon as another process takes a core (the threads meet at barriers and one of them is off the
@@ -96,6 +117,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -207,7 +229,6 @@ class OtherLoad:
 
 
 def run_row(args):
-    baseline_rss = None
     import copy
     import tempfile
 
@@ -397,13 +418,13 @@ def run_row(args):
         "baseline_rss_mib": baseline_rss / MIB,
         "peak_above_baseline_mib": (timer.peak_rss - baseline_rss) / MIB,
         "rss_after_warmup_mib": timer.rss_after_warmup / MIB,
-        "ru_maxrss_mib": __import__("resource").getrusage(__import__("resource").RUSAGE_SELF).ru_maxrss * 1024 / MIB,
+        "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MIB,  # whole process
         "memory_method": timer.peak.method,
         "other_cores_during_timed_steps": timer.cpu["other_cores"],
         "own_cores_during_timed_steps": timer.cpu["own_cores"],
         "precompute_seconds": precompute_seconds,
         "trainable_parameters": trainable,
-        "optimizer": type(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer).__name__,
+        "optimizer": type(getattr(trainer.optimizer, "optimizer", trainer.optimizer)).__name__,
         "optim": getattr(trainer.args.optim, "value", str(trainer.args.optim)),
         "attn_implementation": trainer.model.config._attn_implementation,
         "threads": torch.get_num_threads(),
@@ -477,7 +498,7 @@ def main():
         "--max-other-cores", type=float, default=0.25, help="other processes' CPU (in cores) that counts as contended"
     )
     parser.add_argument(
-        "--wait-quiet", type=float, default=0.0, help="before each row, wait up to this many seconds for a quiet machine"
+        "--wait-quiet", type=float, default=0.0, help="before each row, wait up to this long (s) for a quiet machine"
     )
     parser.add_argument("--only", default=None, help="run only the rows whose name contains this")
     parser.add_argument("--json", default=None, help="also write every run's raw result here")
@@ -517,7 +538,8 @@ def main():
     print(
         f"{config['num_hidden_layers']}-layer Qwen2 random model (hidden {config['hidden_size']}), TRL {v['trl']} / "
         f"transformers {v['transformers']} / torch {v['torch']} / peft {v['peft']}, float32 on the CPU, "
-        f"{first['threads']} torch threads (os.cpu_count() = {os.cpu_count()}), attention {first['attn_implementation']}, "
+        f"{first['threads']} torch threads (os.cpu_count() = {os.cpu_count()}), "
+        f"attention {first['attn_implementation']}, "
         f"optimizer {first['optim']} ({first['optimizer']}); {len(pairs)} pairs, batch {batch}, "
         f"{mean_pair_tokens:.0f} tokens per pair (both sides); {args.steps} timed steps after one warm-up"
         + (f"; median of {args.repeats} runs per row, each in a fresh process" if args.repeats > 1 else
@@ -532,10 +554,9 @@ def main():
         if not runs:
             print(f"| {row} | failed | | | |")
             continue
-        print(
-            f"| {row} | {med(r['seconds_per_step'] for r in runs):.3f} | {med(r['tokens_per_second'] for r in runs):.0f} "
-            f"| {med(r['peak_rss_mib'] for r in runs):.0f} | {med(r['peak_above_baseline_mib'] for r in runs):.0f} |"
-        )
+        columns = ("seconds_per_step", "tokens_per_second", "peak_rss_mib", "peak_above_baseline_mib")
+        s, t, p, a = (med(r[c] for r in runs) for c in columns)
+        print(f"| {row} | {s:.3f} | {t:.0f} | {p:.0f} | {a:.0f} |")
     print()
     print(
         f"Baseline = the subprocess's RSS after its imports, before the model was built "
