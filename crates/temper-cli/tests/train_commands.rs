@@ -67,53 +67,53 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Runs 6 steps straight, then continues a copy of the run's step-3 checkpoint (as a run killed
-/// after saving it would be left) and checks the metrics files are byte-identical.
-fn resume_matches(command: &str, data: &str, extra: &[&str]) {
-    let dir = tempfile::tempdir().unwrap();
-    let straight = dir.path().join("straight");
-    let mut args = vec![
-        "--max-steps",
-        "6",
-        "--save-steps",
-        "3",
-        "--lr-scheduler-type",
-        "cosine",
-    ];
+/// Runs 6 steps straight (checkpoints every 3), then continues a copy of the run's step-3
+/// checkpoint and its first `rows_before` metrics rows plus one row past the checkpoint (as a
+/// run killed after saving it would be left; resuming drops that row), and checks the metrics
+/// files are byte-identical. Returns the resumed run's directory (inside `dir`).
+fn resume_matches(
+    dir: &Path,
+    command: &str,
+    data: &str,
+    extra: &[&str],
+    rows_before: usize,
+) -> std::path::PathBuf {
+    let straight = dir.join("straight");
+    let mut args = vec!["--max-steps", "6", "--save-steps", "3"];
     args.extend_from_slice(extra);
     ok(&train(command, data, &straight, &args));
 
-    let resumed = dir.path().join("resumed");
-    copy_dir(
-        &straight.join("checkpoint-3"),
-        &resumed.join("checkpoint-3"),
-    );
-    // The killed run's metrics file, with a row past the checkpoint that resuming drops.
-    let straight_metrics = metrics(&straight);
-    let kept: Vec<&str> = straight_metrics.lines().take(4).collect();
-    std::fs::write(resumed.join("metrics.jsonl"), kept.join("\n") + "\n").unwrap();
+    let resumed = dir.join("resumed");
     let checkpoint = resumed.join("checkpoint-3");
+    copy_dir(&straight.join("checkpoint-3"), &checkpoint);
+    let straight_metrics = metrics(&straight);
+    let kept: Vec<&str> = straight_metrics.lines().take(rows_before + 1).collect();
+    std::fs::write(resumed.join("metrics.jsonl"), kept.join("\n") + "\n").unwrap();
     args.extend_from_slice(&["--resume-from-checkpoint", checkpoint.to_str().unwrap()]);
     ok(&train(command, data, &resumed, &args));
-    assert_eq!(metrics(&resumed), metrics(&straight), "{command} {extra:?}");
-    assert_eq!(metrics(&straight).lines().count(), 6);
+    assert_eq!(metrics(&resumed), straight_metrics, "{command} {extra:?}");
+    resumed
+}
+
+/// [`resume_matches`] with a row every step and a cosine schedule.
+fn resume_matches_every_step(command: &str, data: &str, extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--lr-scheduler-type", "cosine"];
+    args.extend_from_slice(extra);
+    let resumed = resume_matches(dir.path(), command, data, &args, 3);
+    assert_eq!(metrics(&resumed).lines().count(), 6);
 }
 
 #[test]
 fn dpo_resumed_from_a_checkpoint_equals_the_straight_run() {
-    resume_matches("dpo", PAIRS, &[]);
+    resume_matches_every_step("dpo", PAIRS, &[]);
 }
 
 #[test]
 fn lora_sft_with_dropout_resumes_exactly_across_a_logging_window() {
     // Rows every 2 steps: the checkpoint at step 3 carries step 3 into the row of step 4.
     let dir = tempfile::tempdir().unwrap();
-    let straight = dir.path().join("straight");
     let args = [
-        "--max-steps",
-        "6",
-        "--save-steps",
-        "3",
         "--logging-steps",
         "2",
         "--use-peft",
@@ -122,20 +122,9 @@ fn lora_sft_with_dropout_resumes_exactly_across_a_logging_window() {
         "--lora-target-modules",
         "all-linear",
     ];
-    ok(&train("sft", SFT, &straight, &args));
-    assert_eq!(metrics(&straight).lines().count(), 3);
-    let resumed = dir.path().join("resumed");
-    copy_dir(
-        &straight.join("checkpoint-3"),
-        &resumed.join("checkpoint-3"),
-    );
-    let kept = metrics(&straight).lines().next().unwrap().to_string() + "\n";
-    std::fs::write(resumed.join("metrics.jsonl"), kept).unwrap();
-    let checkpoint = resumed.join("checkpoint-3");
-    let mut resume_args = args.to_vec();
-    resume_args.extend_from_slice(&["--resume-from-checkpoint", checkpoint.to_str().unwrap()]);
-    ok(&train("sft", SFT, &resumed, &resume_args));
-    assert_eq!(metrics(&resumed), metrics(&straight));
+    let resumed = resume_matches(dir.path(), "sft", SFT, &args, 1);
+    assert_eq!(metrics(&resumed).lines().count(), 3);
+    let straight = dir.path().join("straight");
     // The final output is a PEFT adapter directory with the tokenizer.
     for file in [
         "adapter_config.json",
@@ -145,13 +134,77 @@ fn lora_sft_with_dropout_resumes_exactly_across_a_logging_window() {
         assert!(resumed.join(file).is_file(), "{file}");
     }
     assert!(!resumed.join("model.safetensors").exists());
+
+    // Exported, a checkpoint loses its training state; merged, it is a plain model whose
+    // scores differ from the base model's.
+    let checkpoint = straight.join("checkpoint-6");
+    let adapter = dir.path().join("adapter");
+    ok(&temper(&[
+        "export",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--output",
+        adapter.to_str().unwrap(),
+    ]));
+    assert!(adapter.join("adapter_model.safetensors").is_file());
+    assert!(!adapter.join("optimizer.safetensors").exists());
+    let config: Value = serde_json::from_str(
+        &std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        config["base_model_name_or_path"]
+            .as_str()
+            .unwrap()
+            .ends_with("qwen2")
+    );
+    let merged = dir.path().join("merged");
+    ok(&temper(&[
+        "export",
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--output",
+        merged.to_str().unwrap(),
+        "--merge-lora",
+    ]));
+    assert!(merged.join("model.safetensors").is_file());
+    let score = |model: &Path| {
+        let run = temper(&[
+            "score",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            PAIRS,
+            "--json",
+        ]);
+        ok(&run);
+        json_lines(&run)
+    };
+    assert_ne!(score(&merged), score(&common::repo().join(MODEL)));
+    // A full checkpoint has nothing to merge.
+    let full = dir.path().join("full");
+    ok(&train("sft", SFT, &full, &["--max-steps", "1"]));
+    let refused = temper(&[
+        "export",
+        "--checkpoint",
+        full.join("checkpoint-1").to_str().unwrap(),
+        "--output",
+        dir.path().join("x").to_str().unwrap(),
+        "--merge-lora",
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("not a LoRA checkpoint"),
+        "{}",
+        stderr(&refused)
+    );
 }
 
 #[test]
 fn orpo_simpo_and_reward_models_resume_exactly() {
-    resume_matches("orpo", PAIRS, &[]);
-    resume_matches("simpo", PAIRS, &["--cpo-alpha", "0.5"]);
-    resume_matches("rm", PAIRS, &["--center-rewards-coefficient", "0.01"]);
+    resume_matches_every_step("orpo", PAIRS, &[]);
+    resume_matches_every_step("simpo", PAIRS, &["--cpo-alpha", "0.5"]);
+    resume_matches_every_step("rm", PAIRS, &["--center-rewards-coefficient", "0.01"]);
 }
 
 #[test]

@@ -12,11 +12,9 @@ mod common;
 use burn::backend::{Autodiff, NdArray};
 use common::root;
 use serde_json::Value;
-use temper_data::batch::BatchOrder;
-use temper_data::tokenize::tokenize;
-use temper_data::{ChatTokenizer, TokenizeOptions, Tokenized, dataset};
+use temper_data::{ChatTokenizer, Tokenized};
 use temper_model::{ScoreHeadInit, load_model, load_reward_model};
-use temper_train::{Objective, Reference, ScheduleKind, TrainError, Trainer, TrainingArgs};
+use temper_train::{Objective, Reference, TrainError, Trainer, TrainingArgs};
 
 type Ad = Autodiff<NdArray<f32>>;
 
@@ -38,21 +36,10 @@ fn ids(v: &Value) -> Vec<u32> {
 fn examples(fixture: &Value) -> Vec<Tokenized> {
     let tokenizer =
         ChatTokenizer::from_dir(&root().join("fixtures/models/train/policy"), None).unwrap();
-    let data = dataset::load(
+    let examples = common::tokenize_file(
+        &tokenizer,
         &root().join("fixtures/parity/train/preference.jsonl"),
-        None,
-        false,
-    )
-    .unwrap();
-    let examples: Vec<Tokenized> = data
-        .examples
-        .iter()
-        .map(|e| {
-            tokenize(&tokenizer, e, &TokenizeOptions::default())
-                .unwrap()
-                .tokenized
-        })
-        .collect();
+    );
     let trl = fixture["tokenized"].as_array().unwrap();
     assert_eq!(examples.len(), trl.len());
     for (example, theirs) in examples.iter().zip(trl) {
@@ -87,15 +74,7 @@ fn worst_difference(run: &Value) -> ((f64, String), f64) {
         pad_token_id: config.pad_token_id,
     };
     objective.check_model(&model).unwrap();
-    let args = TrainingArgs {
-        max_steps: Some(3),
-        per_device_train_batch_size: 4,
-        learning_rate: 1e-3,
-        lr_scheduler_type: ScheduleKind::Constant,
-        max_grad_norm: 1.0,
-        batch_order: BatchOrder::Sequential,
-        ..TrainingArgs::default()
-    };
+    let args = common::trl_parity_args();
     let mut trainer = Trainer::new(
         model,
         objective,

@@ -12,14 +12,11 @@ use burn::module::AutodiffModule;
 use common::{pairs, root};
 use serde_json::Value;
 use temper_data::Tokenized;
-use temper_data::batch::BatchOrder;
 use temper_data::tokenize::{TokenizedPair, TokenizedSequence};
 use temper_model::load_model;
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_objectives::simpo::SimpoConfig;
-use temper_train::{
-    NllSpan, Objective, Reference, ScheduleKind, Trainer, TrainingArgs, reference_scores,
-};
+use temper_train::{NllSpan, Objective, Reference, Trainer, reference_scores};
 
 type Ad = Autodiff<NdArray<f32>>;
 
@@ -133,15 +130,7 @@ fn worst_difference(run: &Value) -> (f64, String) {
     } else {
         Reference::None
     };
-    let args = TrainingArgs {
-        max_steps: Some(3),
-        per_device_train_batch_size: 4,
-        learning_rate: 1e-3,
-        lr_scheduler_type: ScheduleKind::Constant,
-        max_grad_norm: 1.0,
-        batch_order: BatchOrder::Sequential,
-        ..TrainingArgs::default()
-    };
+    let args = common::trl_parity_args();
     let pad = fixture["tokenizer"]["pad_token_id"].as_u64().unwrap() as u32;
     let mut trainer =
         Trainer::new(policy, objective, args, examples, reference, pad, device).unwrap();

@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use temper_data::batch::BatchOrder;
 use temper_data::tokenize::{TokenizedPair, tokenize};
 use temper_data::{ChatTokenizer, TokenizeOptions, Tokenized, dataset};
+use temper_train::{ScheduleKind, TrainingArgs};
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -18,17 +20,35 @@ pub fn qwen2() -> PathBuf {
 /// A `fixtures/data` file tokenised with the Qwen2 fixture's tokenizer, and its pad id.
 pub fn tokenized(file: &str) -> (Vec<Tokenized>, u32) {
     let tokenizer = ChatTokenizer::from_dir(&qwen2(), None).unwrap();
-    let data = dataset::load(&root().join("fixtures/data").join(file), None, false).unwrap();
-    let examples = data
-        .examples
+    let examples = tokenize_file(&tokenizer, &root().join("fixtures/data").join(file));
+    (examples, tokenizer.pad_id().unwrap_or(0))
+}
+
+/// Every example of a data file, tokenised with default options.
+pub fn tokenize_file(tokenizer: &ChatTokenizer, path: &Path) -> Vec<Tokenized> {
+    let data = dataset::load(path, None, false).unwrap();
+    data.examples
         .iter()
         .map(|e| {
-            tokenize(&tokenizer, e, &TokenizeOptions::default())
+            tokenize(tokenizer, e, &TokenizeOptions::default())
                 .unwrap()
                 .tokenized
         })
-        .collect();
-    (examples, tokenizer.pad_id().unwrap_or(0))
+        .collect()
+}
+
+/// The settings of the TRL parity runs (`fixtures/gen/train_parity.py`): 3 steps, one batch of
+/// 4 in file order, lr 1e-3 constant, max_grad_norm 1, weight decay 0.
+pub fn trl_parity_args() -> TrainingArgs {
+    TrainingArgs {
+        max_steps: Some(3),
+        per_device_train_batch_size: 4,
+        learning_rate: 1e-3,
+        lr_scheduler_type: ScheduleKind::Constant,
+        max_grad_norm: 1.0,
+        batch_order: BatchOrder::Sequential,
+        ..TrainingArgs::default()
+    }
 }
 
 /// The pairs of preference examples.
