@@ -364,6 +364,25 @@ fn the_reference_cache_is_reused_by_later_runs() {
     assert_eq!(second["reference"]["source"], "cache");
     assert_eq!(second["reference"]["file"], first["reference"]["file"]);
     assert_eq!(second["train"], first["train"]);
+
+    // Scoring the reference every step instead gives the same losses (step 2: after the
+    // first update the policy is no longer its own reference).
+    let two_steps = |name: &str, extra: &[&str]| {
+        let mut args = vec!["--max-steps", "2", "--json"];
+        args.extend_from_slice(extra);
+        let run = train("dpo", PAIRS, &dir.path().join(name), &args);
+        ok(&run);
+        json_lines(&run)[0].clone()
+    };
+    let cached = two_steps("cached", &[]);
+    let per_step = two_steps("per-step", &["--precompute-ref-log-probs", "false"]);
+    assert_eq!(per_step["reference"]["source"], "per_step");
+    let (a, b) = (
+        per_step["train"]["loss"].as_f64().unwrap(),
+        cached["train"]["loss"].as_f64().unwrap(),
+    );
+    assert!((b - std::f64::consts::LN_2).abs() > 1e-3, "{b}");
+    assert!((a - b).abs() <= 1e-5 * b.abs(), "{a} vs {b}");
 }
 
 #[test]

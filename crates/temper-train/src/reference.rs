@@ -10,6 +10,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use temper_data::Tokenized;
 use temper_data::tokenize::TokenizedPair;
 use temper_model::{CausalLm, ScoredSequence, score_sequences};
 use temper_objectives::PairLogProbs;
@@ -35,19 +36,26 @@ pub enum Reference<B: Backend> {
 }
 
 impl<B: Backend> Reference<B> {
-    /// The scores of the examples at `indices`, whose pairs are `pairs`; `None` for an
-    /// objective without a reference.
+    /// The scores of `examples[indices]`; `None` for an objective without a reference. Only a
+    /// reference model needs the pairs themselves.
     pub(crate) fn scores(
         &self,
+        examples: &[Tokenized],
         indices: &[usize],
-        pairs: &[TokenizedPair],
         device: &B::Device,
     ) -> Option<Vec<ReferenceScores>> {
         match self {
             Reference::None => None,
             Reference::Precomputed(all) => Some(indices.iter().map(|&i| all[i]).collect()),
             Reference::Model(model) => {
-                Some(reference_scores(model, pairs, pairs.len() * 2, device))
+                let pairs: Vec<TokenizedPair> = indices
+                    .iter()
+                    .filter_map(|&i| match &examples[i] {
+                        Tokenized::Pair(pair) => Some(pair.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                Some(reference_scores(model, &pairs, pairs.len() * 2, device))
             }
         }
     }

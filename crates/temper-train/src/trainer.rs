@@ -12,7 +12,6 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use temper_data::Tokenized;
 use temper_data::batch::{BatchOrder, batch_indices};
-use temper_data::tokenize::TokenizedPair;
 use temper_model::{CausalLm, GradientCheckpointing, loss_and_gradients};
 use temper_objectives::{ObjectiveError, PairLogProbs};
 
@@ -335,8 +334,9 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     /// The reference scores of the examples at `indices`, as the loss takes them.
     fn reference_batch(&self, indices: &[usize]) -> Option<PairLogProbs<B>> {
-        let pairs = pairs_at(&self.examples, indices);
-        let scores = self.reference.scores(indices, &pairs, &self.device)?;
+        let scores = self
+            .reference
+            .scores(&self.examples, indices, &self.device)?;
         pair_log_probs(&scores, &self.device)
     }
 
@@ -363,7 +363,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             let weight = chunk.len() as f64;
             let batch =
                 DeviceBatch::<B::InnerBackend>::collate(examples, chunk, self.pad_id, &self.device);
-            let scores = reference.scores(chunk, &pairs_at(examples, chunk), &self.device);
+            let scores = reference.scores(examples, chunk, &self.device);
             let reference = scores.and_then(|s| pair_log_probs(&s, &self.device));
             let logits = model.forward(
                 batch.input_ids.clone(),
@@ -444,17 +444,6 @@ fn check_reference<B: Backend>(
             "this objective needs a reference model".into(),
         )),
     }
-}
-
-/// The pairs at `indices` (empty for SFT sequences).
-fn pairs_at(examples: &[Tokenized], indices: &[usize]) -> Vec<TokenizedPair> {
-    indices
-        .iter()
-        .filter_map(|&i| match &examples[i] {
-            Tokenized::Pair(pair) => Some(pair.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn scalar<B: Backend>(value: Tensor<B, 1>) -> f64 {
