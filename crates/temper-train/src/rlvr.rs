@@ -1,0 +1,796 @@
+//! Reinforcement learning with verifiable rewards: GRPO as TRL's `GRPOTrainer` runs it.
+//!
+//! A run goes in rounds. Each round takes the next prompts of a seeded order, samples
+//! `num_generations` completions of each with the policy ([`crate::rollout`]), scores them
+//! ([`crate::rewards`]: the verifiers each row names, a Rust function, a reward model), turns
+//! rewards into group-relative advantages, and, when the round is reused (`num_iterations`
+//! above 1) or the loss has a KL term, scores the completions once more with the sampling policy
+//! and the reference model, without autodiff. The round then feeds `num_iterations` optimizer
+//! steps, each over all its completions in micro-batches of `per_device_train_batch_size`
+//! (TRL's generation batch is `per_device_train_batch_size × gradient_accumulation_steps`
+//! completions), with the clipped surrogate, the k3 KL and TRL's loss aggregation from
+//! `temper_objectives::grpo`.
+//!
+//! A round is a function of the step and the seed (prompt order, sampling seed), and a
+//! checkpoint taken inside a round holds the round itself, so a resumed run continues exactly.
+
+use std::time::{Duration, Instant};
+
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use temper_data::batch::{BatchOrder, batch_indices};
+use temper_data::{ChatTokenizer, RlvrPrompt};
+use temper_model::loss_and_gradients;
+use temper_model::{CausalLm, Decoding, GenerationConfig, GradientCheckpointing, generate};
+use temper_objectives::grpo::{
+    Aggregation, GrpoConfig, GrpoInputs, RewardScaling, group_advantages, grpo_loss,
+};
+
+use crate::clip::clip_global_norm;
+use crate::optimizer::AdamW;
+use crate::rewards::{RewardBatch, RewardInput, Rewards};
+use crate::rollout::{
+    CompletionBatch, Rollout, Sampling, completion_log_probs, completion_token_stats, sample,
+};
+use crate::schedule::Schedule;
+use crate::trainer::{StepLog, TrainError, TrainingArgs};
+
+/// GRPO's settings (TRL's `GRPOConfig` names).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GrpoSettings {
+    pub sampling: Sampling,
+    /// β, ε, ε_high and the aggregation (`Dapo`'s token count and `DrGrpo`'s length are filled
+    /// in per step).
+    pub loss: GrpoConfig,
+    pub scale_rewards: RewardScaling,
+    /// Optimizer steps per round of completions.
+    pub num_iterations: usize,
+}
+
+/// One round: its index and its completions with rewards, advantages and scored log-probs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Round {
+    pub index: usize,
+    pub rollouts: Vec<Rollout>,
+    /// TRL's round metrics (rewards, lengths), logged with the round's first step.
+    pub metrics: Vec<(String, f64)>,
+    /// Prompt and completion tokens seen by the run up to and including this round (TRL's
+    /// `num_tokens`).
+    pub tokens_seen: usize,
+}
+
+/// Where the time of the last step went.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepTiming {
+    /// Sampling the round's completions (zero on steps that reuse a round).
+    pub generation: Duration,
+    /// Decoding and rewarding them, and advantages.
+    pub scoring: Duration,
+    /// Old and reference log-probs, forward and backward passes, the update.
+    pub training: Duration,
+    /// Completion tokens sampled.
+    pub completion_tokens: usize,
+}
+
+/// The prompts of a run: each data row with its tokenised prompt.
+#[derive(Clone, Debug)]
+pub struct Prompts {
+    pub rows: Vec<RlvrPrompt>,
+    pub ids: Vec<Vec<u32>>,
+}
+
+/// A policy trained with GRPO.
+pub struct RlvrTrainer<B: AutodiffBackend> {
+    model: Option<CausalLm<B>>,
+    optimizer: AdamW<B::InnerBackend>,
+    reference: Option<CausalLm<B::InnerBackend>>,
+    rewards: Rewards,
+    tokenizer: ChatTokenizer,
+    prompts: Prompts,
+    settings: GrpoSettings,
+    args: TrainingArgs,
+    schedule: Schedule,
+    prompts_per_round: usize,
+    rounds_per_epoch: usize,
+    step: usize,
+    round: Option<Round>,
+    timing: StepTiming,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend> RlvrTrainer<B> {
+    /// A trainer at step 0. `reference` is needed when β ≠ 0 (the initial policy, as TRL).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        model: CausalLm<B>,
+        settings: GrpoSettings,
+        args: TrainingArgs,
+        prompts: Prompts,
+        rewards: Rewards,
+        reference: Option<CausalLm<B::InnerBackend>>,
+        tokenizer: ChatTokenizer,
+        device: B::Device,
+    ) -> Result<Self, TrainError> {
+        if prompts.rows.is_empty() || prompts.rows.len() != prompts.ids.len() {
+            return Err(TrainError::NoData);
+        }
+        if model.is_score_model() {
+            return Err(TrainError::Settings(
+                "GRPO trains a causal LM; this model has a score head (a reward model)".into(),
+            ));
+        }
+        let generations = settings.sampling.num_generations;
+        let per_round = args.per_device_train_batch_size * args.gradient_accumulation_steps;
+        if generations < 2 || !per_round.is_multiple_of(generations) {
+            return Err(TrainError::Settings(format!(
+                "num_generations must be at least 2 and divide the completions of a step \
+                 (per_device_train_batch_size × gradient_accumulation_steps = {per_round}); it is {generations}"
+            )));
+        }
+        if settings.num_iterations == 0 || settings.sampling.max_completion_length == 0 {
+            return Err(TrainError::Settings(
+                "num_iterations and max_completion_length must be at least 1".into(),
+            ));
+        }
+        if settings.loss.beta != 0.0 && reference.is_none() {
+            return Err(TrainError::Settings(
+                "GRPO with beta != 0 needs a reference model".into(),
+            ));
+        }
+        let prompts_per_round = per_round / generations;
+        let rounds_per_epoch = prompts.rows.len().div_ceil(prompts_per_round);
+        let steps_per_epoch = rounds_per_epoch * settings.num_iterations;
+        let total_steps = args
+            .max_steps
+            .unwrap_or_else(|| (args.num_train_epochs * steps_per_epoch as f64).ceil() as usize);
+        let warmup_steps = if args.warmup_steps > 0 {
+            args.warmup_steps
+        } else {
+            Schedule::warmup_from_ratio(args.warmup_ratio, total_steps)
+        };
+        Ok(Self {
+            model: Some(model),
+            optimizer: AdamW::new(args.optimizer),
+            schedule: Schedule {
+                kind: args.lr_scheduler_type,
+                peak: args.learning_rate,
+                warmup_steps,
+                total_steps,
+            },
+            reference,
+            rewards,
+            tokenizer,
+            prompts,
+            settings,
+            args,
+            prompts_per_round,
+            rounds_per_epoch,
+            step: 0,
+            round: None,
+            timing: StepTiming::default(),
+            device,
+        })
+    }
+
+    pub fn total_steps(&self) -> usize {
+        self.schedule.total_steps
+    }
+
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+
+    pub fn epochs_done(&self) -> f64 {
+        self.step as f64 / (self.rounds_per_epoch * self.settings.num_iterations) as f64
+    }
+
+    pub fn model(&self) -> &CausalLm<B> {
+        self.model
+            .as_ref()
+            .expect("the model is only taken during a step")
+    }
+
+    pub fn optimizer(&self) -> &AdamW<B::InnerBackend> {
+        &self.optimizer
+    }
+
+    /// The round the next steps train on, if one is under way (saved with checkpoints).
+    pub fn round(&self) -> Option<&Round> {
+        self.round.as_ref()
+    }
+
+    /// Where the last step's time went.
+    pub fn last_timing(&self) -> StepTiming {
+        self.timing
+    }
+
+    /// Continues a run from a checkpoint: optimizer, step count and the round under way.
+    pub fn resume(
+        &mut self,
+        optimizer: AdamW<B::InnerBackend>,
+        steps_done: usize,
+        round: Option<Round>,
+    ) {
+        self.optimizer = optimizer;
+        self.step = steps_done;
+        self.round = round;
+    }
+
+    /// The prompts (example indices) of round `index`: the `index mod u`-th group of a seeded
+    /// order of the prompts, reshuffled every epoch of `u` rounds.
+    pub fn round_prompts(&self, index: usize) -> Vec<usize> {
+        let lengths: Vec<usize> = self.prompts.ids.iter().map(Vec::len).collect();
+        let groups = batch_indices(
+            &lengths,
+            self.prompts_per_round,
+            BatchOrder::Shuffled,
+            self.args.seed,
+            (index / self.rounds_per_epoch) as u64,
+            false,
+        );
+        groups[index % self.rounds_per_epoch].clone()
+    }
+
+    /// Makes the next update, sampling a new round first when the last one is used up.
+    pub fn step(&mut self) -> Result<StepLog, TrainError> {
+        let round_index = self.step / self.settings.num_iterations;
+        let mut timing = StepTiming::default();
+        // TRL logs a round's metrics with the step that made it.
+        let first_of_round = self.step % self.settings.num_iterations == 0;
+        if self.round.as_ref().is_none_or(|r| r.index != round_index) {
+            let started = Instant::now();
+            let prompts: Vec<(usize, Vec<u32>)> = self
+                .round_prompts(round_index)
+                .into_iter()
+                .map(|i| (i, self.prompts.ids[i].clone()))
+                .collect();
+            let seed = self
+                .args
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(round_index as u64)
+                .wrapping_add(0x5eed);
+            let policy = self.model().valid();
+            let rollouts = sample(
+                &policy,
+                &prompts,
+                &self.settings.sampling,
+                seed,
+                &self.device,
+            );
+            timing.generation = started.elapsed();
+            timing.completion_tokens = rollouts.iter().map(|r| r.completion_ids.len()).sum();
+            self.start_round(round_index, rollouts, &mut timing)?;
+        }
+        let started = Instant::now();
+        let log = self.update(first_of_round)?;
+        timing.training += started.elapsed();
+        self.timing = timing;
+        Ok(log)
+    }
+
+    /// Makes the next round from completions given rather than sampled (fixed rollouts:
+    /// `(prompt index, completion ids, stopped at eos)` in group order): they are rewarded and
+    /// scored as sampled ones would be, and the next `num_iterations` steps train on them.
+    pub fn set_round_completions(
+        &mut self,
+        completions: Vec<(usize, Vec<u32>, bool)>,
+    ) -> Result<(), TrainError> {
+        let index = self.step / self.settings.num_iterations;
+        let rollouts = completions
+            .into_iter()
+            .map(|(prompt_index, completion_ids, finished)| {
+                let prompt_ids = self.prompts.ids.get(prompt_index).cloned().ok_or_else(|| {
+                    TrainError::Record {
+                        index: prompt_index,
+                        reason: "no such prompt".into(),
+                    }
+                })?;
+                Ok(Rollout {
+                    prompt_index,
+                    prompt_ids,
+                    completion_ids,
+                    finished,
+                    reward: 0.0,
+                    advantage: 0.0,
+                    old_logps: None,
+                    ref_logps: None,
+                })
+            })
+            .collect::<Result<Vec<_>, TrainError>>()?;
+        self.start_round(index, rollouts, &mut StepTiming::default())
+    }
+
+    /// Rewards, advantages, round metrics and the log-probs the updates need.
+    fn start_round(
+        &mut self,
+        index: usize,
+        mut rollouts: Vec<Rollout>,
+        timing: &mut StepTiming,
+    ) -> Result<(), TrainError> {
+        let generations = self.settings.sampling.num_generations;
+        if rollouts.is_empty() || !rollouts.len().is_multiple_of(generations) {
+            return Err(TrainError::Settings(format!(
+                "a round holds whole groups of {generations} completions; got {}",
+                rollouts.len()
+            )));
+        }
+        let started = Instant::now();
+        let texts: Vec<String> = rollouts
+            .iter()
+            .map(|r| {
+                self.tokenizer
+                    .decode(&r.completion_ids, true)
+                    .unwrap_or_default()
+            })
+            .collect();
+        let inputs: Vec<RewardInput<'_>> = rollouts
+            .iter()
+            .zip(&texts)
+            .map(|(r, text)| RewardInput {
+                row: &self.prompts.rows[r.prompt_index],
+                completion: text,
+                prompt_ids: &r.prompt_ids,
+                completion_ids: &r.completion_ids,
+                finished: r.finished,
+            })
+            .collect();
+        let scored = self
+            .rewards
+            .score(&inputs)
+            .map_err(|e| TrainError::Record {
+                index: rollouts[e.index.min(rollouts.len() - 1)].prompt_index,
+                reason: e.to_string(),
+            })?;
+        let device = self.device.clone();
+        let rewards = Tensor::<B::InnerBackend, 1>::from_data(
+            TensorData::new(
+                scored.rewards.iter().map(|&r| r as f32).collect(),
+                [rollouts.len()],
+            ),
+            &device,
+        );
+        let advantages =
+            group_advantages(rewards.clone(), generations, self.settings.scale_rewards)?;
+        let advantages = to_f64(advantages.into_data());
+        for ((rollout, reward), advantage) in
+            rollouts.iter_mut().zip(&scored.rewards).zip(advantages)
+        {
+            rollout.reward = *reward;
+            rollout.advantage = advantage;
+        }
+        let tokens_seen = self.round.as_ref().map_or(0, |r| r.tokens_seen)
+            + rollouts
+                .iter()
+                .map(|r| r.prompt_ids.len() + r.completion_ids.len())
+                .sum::<usize>();
+        let mut metrics =
+            round_metrics(&rollouts, &scored, generations, self.settings.scale_rewards);
+        metrics.push(("num_tokens".into(), tokens_seen as f64));
+        timing.scoring = started.elapsed();
+
+        let started = Instant::now();
+        let temperature = self.settings.sampling.temperature;
+        let pad = self.settings.sampling.pad_token_id;
+        let batch = self.args.per_device_train_batch_size;
+        let rows: Vec<&Rollout> = rollouts.iter().collect();
+        let old = if self.settings.num_iterations > 1 {
+            let policy = self.model().valid();
+            Some(completion_log_probs(
+                &policy,
+                &rows,
+                temperature,
+                pad,
+                batch,
+                &device,
+            )?)
+        } else {
+            None
+        };
+        let reference = match (&self.reference, self.settings.loss.beta != 0.0) {
+            (Some(reference), true) => Some(completion_log_probs(
+                reference,
+                &rows,
+                temperature,
+                pad,
+                batch,
+                &device,
+            )?),
+            _ => None,
+        };
+        drop(rows);
+        for (i, rollout) in rollouts.iter_mut().enumerate() {
+            rollout.old_logps = old.as_ref().map(|o| o[i].clone());
+            rollout.ref_logps = reference.as_ref().map(|r| r[i].clone());
+        }
+        timing.training += started.elapsed();
+        self.round = Some(Round {
+            index,
+            rollouts,
+            metrics,
+            tokens_seen,
+        });
+        Ok(())
+    }
+
+    /// One optimizer step over the current round's completions.
+    fn update(&mut self, with_round_metrics: bool) -> Result<StepLog, TrainError> {
+        let step = self.step;
+        B::seed(
+            &self.device,
+            self.args
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(step as u64),
+        );
+        let round = self
+            .round
+            .take()
+            .expect("a round is made before its updates");
+        let rows: Vec<&Rollout> = round.rollouts.iter().collect();
+        let micro_batches: Vec<&[&Rollout]> =
+            rows.chunks(self.args.per_device_train_batch_size).collect();
+        let total_tokens: usize = rows.iter().map(|r| r.completion_ids.len()).sum();
+        let aggregation = match self.settings.loss.aggregation {
+            Aggregation::Dapo { .. } => Aggregation::Dapo {
+                total_tokens: total_tokens as f64,
+            },
+            Aggregation::DrGrpo { .. } => Aggregation::DrGrpo {
+                max_completion_length: self.settings.sampling.max_completion_length,
+            },
+            other => other,
+        };
+        let config = GrpoConfig {
+            aggregation,
+            ..self.settings.loss.clone()
+        };
+        // DAPO divides by the whole step's tokens already; the others are per micro-batch means.
+        let scale = match aggregation {
+            Aggregation::Dapo { .. } => 1.0,
+            _ => 1.0 / micro_batches.len() as f64,
+        };
+        let checkpointing = if self.args.gradient_checkpointing {
+            GradientCheckpointing::PerLayer
+        } else {
+            GradientCheckpointing::Off
+        };
+        let temperature = self.settings.sampling.temperature;
+        let pad = self.settings.sampling.pad_token_id;
+        let model = self
+            .model
+            .take()
+            .expect("the model is only taken during a step");
+        let mut accumulated = GradientsAccumulator::<CausalLm<B>>::new();
+        let mut loss = 0.0;
+        let mut metric_sums: Vec<(String, f64)> = Vec::new();
+        let mut failure = None;
+        let count = micro_batches.len() as f64;
+        for micro in &micro_batches {
+            let batch = CompletionBatch::<B>::new(micro, pad, &self.device);
+            let per_token = |pick: fn(&Rollout) -> Option<&Vec<f32>>| {
+                let values: Option<Vec<&[f32]>> =
+                    micro.iter().map(|r| pick(r).map(Vec::as_slice)).collect();
+                values.map(|v| batch.per_token(&v, &self.device))
+            };
+            let old_logps = per_token(|r| r.old_logps.as_ref());
+            let ref_logps = per_token(|r| r.ref_logps.as_ref());
+            let advantages = Tensor::<B, 1>::from_data(
+                TensorData::new(
+                    micro.iter().map(|r| r.advantage as f32).collect(),
+                    [micro.len()],
+                ),
+                &self.device,
+            );
+            let backward = loss_and_gradients(
+                &model,
+                batch.input_ids.clone(),
+                batch.attention_mask.clone(),
+                batch.position_ids.clone(),
+                checkpointing,
+                |logits| {
+                    let result =
+                        completion_token_stats(logits, &batch, temperature).and_then(|stats| {
+                            let mask = batch.completion_mask.clone();
+                            let entropy = (stats.entropy.clone() * mask.clone()).sum()
+                                / mask.clone().sum().clamp_min(1.0);
+                            let inputs = GrpoInputs {
+                                logps: stats.log_probs,
+                                old_logps,
+                                ref_logps,
+                                mask,
+                                advantages,
+                            };
+                            grpo_loss(&config, &inputs).map(|mut output| {
+                                output.metrics.push("entropy", entropy);
+                                output
+                            })
+                        });
+                    match result {
+                        Ok(output) => (output.loss.clone().mul_scalar(scale), Ok(output.metrics)),
+                        Err(error) => (Tensor::zeros([1], &batch.input_ids.device()), Err(error)),
+                    }
+                },
+            );
+            match backward.output {
+                Ok(metrics) => {
+                    loss += scalar(backward.loss);
+                    for (name, value) in metrics.to_f64() {
+                        match metric_sums.iter_mut().find(|(n, _)| n == name) {
+                            Some((_, sum)) => *sum += value,
+                            None => metric_sums.push((name.to_string(), value)),
+                        }
+                    }
+                    accumulated.accumulate(&model, backward.gradients);
+                }
+                Err(error) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        drop(micro_batches);
+        drop(rows);
+        let records: Vec<usize> = round
+            .rollouts
+            .iter()
+            .step_by(self.settings.sampling.num_generations)
+            .map(|r| r.prompt_index)
+            .collect();
+        let round_metrics = round.metrics.clone();
+        self.round = Some(round);
+        if let Some(error) = failure {
+            self.model = Some(model);
+            return Err(error.into());
+        }
+        let mut gradients: GradientsParams = accumulated.grads();
+        let grad_norm = clip_global_norm::<B, _>(&model, &mut gradients, self.args.max_grad_norm);
+        for (what, value) in [("loss", loss), ("gradient norm", grad_norm)] {
+            if !value.is_finite() {
+                self.model = Some(model);
+                return Err(TrainError::NonFinite {
+                    step: step + 1,
+                    what,
+                    value,
+                    records,
+                });
+            }
+        }
+        let learning_rate = self.schedule.learning_rate(step);
+        self.model = Some(self.optimizer.step(model, gradients, learning_rate));
+        self.step += 1;
+        let mut metrics: Vec<(String, f64)> = if with_round_metrics {
+            round_metrics
+        } else {
+            Vec::new()
+        };
+        metrics.extend(
+            metric_sums
+                .into_iter()
+                .filter(|(name, _)| name != "loss")
+                .map(|(name, sum)| (name, sum / count)),
+        );
+        Ok(StepLog {
+            step: self.step,
+            epoch: self.epochs_done(),
+            loss,
+            learning_rate,
+            grad_norm,
+            metrics,
+            records,
+        })
+    }
+
+    /// Verifier accuracy on held-out prompts: one greedy completion of each (in batches of
+    /// `batch_size`), rewarded as in training. Metrics: `reward`, `accuracy` (the share of
+    /// completions every named verifier passes, over those a verifier judges),
+    /// `rewards/{name}/mean`, `completions/mean_length`, `completions/clipped_ratio`.
+    pub fn evaluate(
+        &self,
+        prompts: &Prompts,
+        batch_size: usize,
+    ) -> Result<Vec<(String, f64)>, TrainError> {
+        evaluate_policy(
+            &self.model().valid(),
+            prompts,
+            &self.rewards,
+            &self.tokenizer,
+            &self.settings.sampling,
+            batch_size,
+            &self.device,
+        )
+    }
+}
+
+/// [`RlvrTrainer::evaluate`] for any causal LM (the pipeline compares models with it).
+pub fn evaluate_policy<B: Backend>(
+    model: &CausalLm<B>,
+    prompts: &Prompts,
+    rewards: &Rewards,
+    tokenizer: &ChatTokenizer,
+    sampling: &Sampling,
+    batch_size: usize,
+    device: &B::Device,
+) -> Result<Vec<(String, f64)>, TrainError> {
+    if prompts.rows.is_empty() {
+        return Err(TrainError::NoData);
+    }
+    let config = GenerationConfig {
+        max_new_tokens: sampling.max_completion_length,
+        decoding: Decoding::Greedy,
+        eos_token_ids: sampling.eos_token_ids.clone(),
+        pad_token_id: sampling.pad_token_id,
+        ..GenerationConfig::default()
+    };
+    let mut rollouts = Vec::with_capacity(prompts.ids.len());
+    let indices: Vec<usize> = (0..prompts.ids.len()).collect();
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let inputs: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts.ids[i].clone()).collect();
+        let generated = generate(model, &inputs, &config, device);
+        for ((&i, tokens), finished) in chunk
+            .iter()
+            .zip(generated.tokens)
+            .zip(generated.stopped_at_eos)
+        {
+            rollouts.push((i, tokens, finished));
+        }
+    }
+    let texts: Vec<String> = rollouts
+        .iter()
+        .map(|(_, tokens, _)| tokenizer.decode(tokens, true).unwrap_or_default())
+        .collect();
+    let inputs: Vec<RewardInput<'_>> = rollouts
+        .iter()
+        .zip(&texts)
+        .map(|((i, tokens, finished), text)| RewardInput {
+            row: &prompts.rows[*i],
+            completion: text,
+            prompt_ids: &prompts.ids[*i],
+            completion_ids: tokens,
+            finished: *finished,
+        })
+        .collect();
+    let scored = rewards.score(&inputs).map_err(|e| TrainError::Record {
+        index: e.index,
+        reason: e.to_string(),
+    })?;
+    let count = rollouts.len() as f64;
+    let mut metrics = vec![(
+        "reward".to_string(),
+        scored.rewards.iter().sum::<f64>() / count,
+    )];
+    let judged: Vec<bool> = scored.correct.iter().flatten().copied().collect();
+    if !judged.is_empty() {
+        let right = judged.iter().filter(|c| **c).count() as f64;
+        metrics.push(("accuracy".into(), right / judged.len() as f64));
+    }
+    for (name, values) in &scored.parts {
+        let present: Vec<f64> = values.iter().flatten().copied().collect();
+        if !present.is_empty() {
+            metrics.push((
+                format!("rewards/{name}/mean"),
+                present.iter().sum::<f64>() / present.len() as f64,
+            ));
+        }
+    }
+    let lengths: Vec<f64> = rollouts.iter().map(|(_, t, _)| t.len() as f64).collect();
+    metrics.push((
+        "completions/mean_length".into(),
+        lengths.iter().sum::<f64>() / count,
+    ));
+    metrics.push((
+        "completions/clipped_ratio".into(),
+        rollouts.iter().filter(|(_, _, f)| !f).count() as f64 / count,
+    ));
+    Ok(metrics)
+}
+
+/// TRL's metrics of a generation batch: completion lengths (all, and of those that ended at
+/// eos), the share cut off, each reward part's mean and std over the completions it applies
+/// to, the reward's mean and std, and the share of completions whose group (or batch, with
+/// `scale_rewards = batch`) has rewards of std 0.
+fn round_metrics(
+    rollouts: &[Rollout],
+    scored: &RewardBatch,
+    generations: usize,
+    scaling: RewardScaling,
+) -> Vec<(String, f64)> {
+    let lengths: Vec<f64> = rollouts
+        .iter()
+        .map(|r| r.completion_ids.len() as f64)
+        .collect();
+    let terminated: Vec<f64> = rollouts
+        .iter()
+        .filter(|r| r.finished)
+        .map(|r| r.completion_ids.len() as f64)
+        .collect();
+    let (mean, min, max) = (
+        |v: &[f64]| {
+            if v.is_empty() {
+                0.0
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        },
+        |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min),
+        |v: &[f64]| v.iter().copied().fold(0.0, f64::max),
+    );
+    let or_zero = |v: &[f64], f: &dyn Fn(&[f64]) -> f64| if v.is_empty() { 0.0 } else { f(v) };
+    let mut metrics = vec![
+        ("completions/mean_length".to_string(), mean(&lengths)),
+        (
+            "completions/min_length".to_string(),
+            or_zero(&lengths, &min),
+        ),
+        ("completions/max_length".to_string(), max(&lengths)),
+        (
+            "completions/clipped_ratio".to_string(),
+            1.0 - terminated.len() as f64 / lengths.len().max(1) as f64,
+        ),
+        (
+            "completions/mean_terminated_length".to_string(),
+            mean(&terminated),
+        ),
+        (
+            "completions/min_terminated_length".to_string(),
+            or_zero(&terminated, &min),
+        ),
+        (
+            "completions/max_terminated_length".to_string(),
+            max(&terminated),
+        ),
+    ];
+    for (name, values) in &scored.parts {
+        let present: Vec<f64> = values.iter().flatten().copied().collect();
+        let (m, s) = if present.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            (mean(&present), unbiased_std(&present))
+        };
+        if m.is_finite() {
+            metrics.push((format!("rewards/{name}/mean"), m));
+            metrics.push((format!("rewards/{name}/std"), s));
+        }
+    }
+    metrics.push(("reward".into(), mean(&scored.rewards)));
+    metrics.push(("reward_std".into(), unbiased_std(&scored.rewards)));
+    let zero_std = match scaling {
+        RewardScaling::Batch => {
+            let flat = unbiased_std(&scored.rewards).abs() < 1e-8;
+            if flat { 1.0 } else { 0.0 }
+        }
+        RewardScaling::Group | RewardScaling::None => {
+            let groups: Vec<&[f64]> = scored.rewards.chunks(generations).collect();
+            groups
+                .iter()
+                .filter(|g| unbiased_std(g).abs() < 1e-8)
+                .count() as f64
+                / groups.len().max(1) as f64
+        }
+    };
+    metrics.push(("frac_reward_zero_std".into(), zero_std));
+    metrics
+}
+
+/// torch's `std` (Bessel-corrected); NaN for fewer than two values, as torch.
+fn unbiased_std(values: &[f64]) -> f64 {
+    let n = values.len() as f64;
+    if values.len() < 2 {
+        return f64::NAN;
+    }
+    let mean = values.iter().sum::<f64>() / n;
+    (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+}
+
+fn to_f64(data: TensorData) -> Vec<f64> {
+    data.convert::<f64>().to_vec::<f64>().unwrap_or_default()
+}
+
+fn scalar<B: Backend>(value: Tensor<B, 1>) -> f64 {
+    to_f64(value.into_data())
+        .first()
+        .copied()
+        .unwrap_or(f64::NAN)
+}

@@ -1,0 +1,268 @@
+//! Rollouts: completions sampled from the policy for RL, and the tensors that score them again.
+//!
+//! Sampling runs on the policy's own weights: `model.valid()` of the autodiff model shares its
+//! parameter tensors (no copy is made), and generation uses temper-model's batched KV-cache
+//! decoding with every prompt of a round in one left-padded batch. Training then scores each
+//! prompt + completion in one forward pass ([`CompletionBatch`], [`completion_token_stats`]),
+//! with the logits divided by the sampling temperature, as TRL's GRPOTrainer does, so that
+//! the log-probs of the policy, of the policy that sampled and of the reference compare alike.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use temper_model::{CausalLm, Decoding, GenerationConfig, generate};
+use temper_objectives::ObjectiveError;
+use temper_objectives::logprobs::{TokenStats, token_stats};
+
+/// How completions are sampled (TRL's `GRPOConfig` names).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sampling {
+    /// Completions per prompt (the group of GRPO).
+    pub num_generations: usize,
+    pub max_completion_length: usize,
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub top_k: Option<usize>,
+    pub repetition_penalty: f64,
+    /// Generation stops at any of these (the token is kept in the completion).
+    pub eos_token_ids: Vec<u32>,
+    pub pad_token_id: u32,
+}
+
+/// One sampled completion and what the run computed of it when it was sampled: all that the
+/// updates reusing it need, so a checkpoint taken between them can hold the round and resume
+/// it exactly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    /// The training example (prompt row) it answers.
+    pub prompt_index: usize,
+    pub prompt_ids: Vec<u32>,
+    pub completion_ids: Vec<u32>,
+    /// Whether generation stopped at an eos token.
+    pub finished: bool,
+    pub reward: f64,
+    /// GRPO: the group-relative advantage of the completion.
+    pub advantage: f64,
+    /// Per completion token: log-probs under the policy that sampled it (`None` when each
+    /// round is used for one update only: the ratio is then 1 and TRL skips this pass).
+    #[serde(default)]
+    pub old_logps: Option<Vec<f32>>,
+    /// Per completion token: log-probs under the reference model (when β ≠ 0).
+    #[serde(default)]
+    pub ref_logps: Option<Vec<f32>>,
+}
+
+/// Samples `sampling.num_generations` completions of each prompt (`(example index, ids)`) in
+/// one batch, `seed` fixing every draw. Rows come out prompt by prompt, each prompt's group
+/// together, as TRL lays out a generation batch. Rewards and advantages are left at 0.
+pub fn sample<B: Backend>(
+    model: &CausalLm<B>,
+    prompts: &[(usize, Vec<u32>)],
+    sampling: &Sampling,
+    seed: u64,
+    device: &B::Device,
+) -> Vec<Rollout> {
+    let repeated: Vec<(usize, &Vec<u32>)> = prompts
+        .iter()
+        .flat_map(|(index, ids)| std::iter::repeat_n((*index, ids), sampling.num_generations))
+        .collect();
+    let inputs: Vec<Vec<u32>> = repeated.iter().map(|(_, ids)| (*ids).clone()).collect();
+    let config = GenerationConfig {
+        max_new_tokens: sampling.max_completion_length,
+        decoding: Decoding::Sample {
+            temperature: sampling.temperature,
+            top_k: sampling.top_k,
+            top_p: sampling.top_p,
+        },
+        repetition_penalty: sampling.repetition_penalty,
+        eos_token_ids: sampling.eos_token_ids.clone(),
+        pad_token_id: sampling.pad_token_id,
+        seed,
+        use_cache: true,
+    };
+    let generated = generate(model, &inputs, &config, device);
+    repeated
+        .into_iter()
+        .zip(generated.tokens)
+        .zip(generated.stopped_at_eos)
+        .map(
+            |(((prompt_index, prompt_ids), completion_ids), finished)| Rollout {
+                prompt_index,
+                prompt_ids: prompt_ids.clone(),
+                completion_ids,
+                finished,
+                reward: 0.0,
+                advantage: 0.0,
+                old_logps: None,
+                ref_logps: None,
+            },
+        )
+        .collect()
+}
+
+/// Rollouts as model inputs: each prompt left-padded to the longest prompt, each completion
+/// right-padded to the longest completion, `[rows, P + C]`, with the completions alone
+/// `[rows, C]` for the loss.
+#[derive(Clone, Debug)]
+pub struct CompletionBatch<B: Backend> {
+    pub input_ids: Tensor<B, 2, Int>,
+    pub attention_mask: Tensor<B, 2>,
+    pub position_ids: Tensor<B, 2, Int>,
+    pub completion_ids: Tensor<B, 2, Int>,
+    /// 1 on completion tokens, 0 on their padding.
+    pub completion_mask: Tensor<B, 2>,
+    /// `P`: where the completions start.
+    pub prompt_width: usize,
+    /// `C`.
+    pub completion_width: usize,
+}
+
+impl<B: Backend> CompletionBatch<B> {
+    pub fn new(rows: &[&Rollout], pad_id: u32, device: &B::Device) -> Self {
+        let prompt_width = rows.iter().map(|r| r.prompt_ids.len()).max().unwrap_or(0);
+        let completion_width = rows
+            .iter()
+            .map(|r| r.completion_ids.len())
+            .max()
+            .unwrap_or(0);
+        let width = prompt_width + completion_width;
+        let mut ids = Vec::with_capacity(rows.len() * width);
+        let mut mask = Vec::with_capacity(rows.len() * width);
+        let mut completion_ids = Vec::with_capacity(rows.len() * completion_width);
+        let mut completion_mask = Vec::with_capacity(rows.len() * completion_width);
+        for row in rows {
+            let left = prompt_width - row.prompt_ids.len();
+            let right = completion_width - row.completion_ids.len();
+            let pad = i64::from(pad_id);
+            ids.extend(std::iter::repeat_n(pad, left));
+            ids.extend(row.prompt_ids.iter().map(|&t| i64::from(t)));
+            ids.extend(row.completion_ids.iter().map(|&t| i64::from(t)));
+            ids.extend(std::iter::repeat_n(pad, right));
+            mask.extend(std::iter::repeat_n(0.0f32, left));
+            mask.extend(std::iter::repeat_n(1.0f32, width - left - right));
+            mask.extend(std::iter::repeat_n(0.0f32, right));
+            completion_ids.extend(row.completion_ids.iter().map(|&t| i64::from(t)));
+            completion_ids.extend(std::iter::repeat_n(pad, right));
+            completion_mask.extend(std::iter::repeat_n(1.0f32, row.completion_ids.len()));
+            completion_mask.extend(std::iter::repeat_n(0.0f32, right));
+        }
+        let rows = rows.len();
+        let attention_mask = Tensor::from_data(TensorData::new(mask, [rows, width]), device);
+        Self {
+            input_ids: Tensor::from_data(TensorData::new(ids, [rows, width]), device),
+            position_ids: CausalLm::<B>::positions_from_mask(&attention_mask),
+            attention_mask,
+            completion_ids: Tensor::from_data(
+                TensorData::new(completion_ids, [rows, completion_width]),
+                device,
+            ),
+            completion_mask: Tensor::from_data(
+                TensorData::new(completion_mask, [rows, completion_width]),
+                device,
+            ),
+            prompt_width,
+            completion_width,
+        }
+    }
+
+    /// Per-token values `[rows][len]` as a `[rows, C]` tensor, zero on padding.
+    pub fn per_token(&self, values: &[&[f32]], device: &B::Device) -> Tensor<B, 2> {
+        let width = self.completion_width;
+        let mut flat = Vec::with_capacity(values.len() * width);
+        for row in values {
+            flat.extend(row.iter().take(width).copied());
+            flat.extend(std::iter::repeat_n(0.0f32, width.saturating_sub(row.len())));
+        }
+        Tensor::from_data(TensorData::new(flat, [values.len(), width]), device)
+    }
+}
+
+/// Log-probs and entropies `[rows, C]` of the completion tokens under `softmax(logits / T)`,
+/// from the model's logits `[rows, P + C, V]` over the whole batch (position `P + t − 1`
+/// predicts completion token `t`).
+pub fn completion_token_stats<B: Backend>(
+    logits: Tensor<B, 3>,
+    batch: &CompletionBatch<B>,
+    temperature: f64,
+) -> Result<TokenStats<B>, ObjectiveError> {
+    let [rows, _, vocab] = logits.dims();
+    let start = batch.prompt_width.saturating_sub(1);
+    let predicting = logits
+        .slice([0..rows, start..start + batch.completion_width, 0..vocab])
+        .div_scalar(temperature);
+    token_stats(
+        predicting,
+        batch.completion_ids.clone(),
+        batch.completion_mask.clone(),
+        None,
+    )
+}
+
+/// The completion tokens' log-probs under `model` without autodiff, one row per rollout,
+/// trimmed to each completion's length (what old and reference log-probs keep).
+pub fn completion_log_probs<B: Backend>(
+    model: &CausalLm<B>,
+    rows: &[&Rollout],
+    temperature: f64,
+    pad_id: u32,
+    batch_size: usize,
+    device: &B::Device,
+) -> Result<Vec<Vec<f32>>, ObjectiveError> {
+    let mut all = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(batch_size.max(1)) {
+        let batch = CompletionBatch::<B>::new(chunk, pad_id, device);
+        let logits = model.forward(
+            batch.input_ids.clone(),
+            batch.attention_mask.clone(),
+            batch.position_ids.clone(),
+        );
+        let stats = completion_token_stats(logits, &batch, temperature)?;
+        let values: Vec<f32> = stats
+            .log_probs
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
+        for (row, rollout) in chunk.iter().enumerate() {
+            let from = row * batch.completion_width;
+            all.push(values[from..from + rollout.completion_ids.len()].to_vec());
+        }
+    }
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type B = burn::backend::NdArray;
+
+    fn rollout(prompt: &[u32], completion: &[u32]) -> Rollout {
+        Rollout {
+            prompt_index: 0,
+            prompt_ids: prompt.to_vec(),
+            completion_ids: completion.to_vec(),
+            finished: true,
+            reward: 0.0,
+            advantage: 0.0,
+            old_logps: None,
+            ref_logps: None,
+        }
+    }
+
+    #[test]
+    fn prompts_pad_left_and_completions_right() {
+        let a = rollout(&[1, 2, 3], &[4]);
+        let b = rollout(&[5], &[6, 7, 8]);
+        let batch = CompletionBatch::<B>::new(&[&a, &b], 0, &Default::default());
+        assert_eq!((batch.prompt_width, batch.completion_width), (3, 3));
+        let ids: Vec<i64> = batch.input_ids.into_data().to_vec().unwrap();
+        assert_eq!(ids, vec![1, 2, 3, 4, 0, 0, 0, 0, 5, 6, 7, 8]);
+        let mask: Vec<f32> = batch.attention_mask.into_data().to_vec().unwrap();
+        assert_eq!(mask, vec![1., 1., 1., 1., 0., 0., 0., 0., 1., 1., 1., 1.]);
+        let positions: Vec<i64> = batch.position_ids.into_data().to_vec().unwrap();
+        assert_eq!(&positions[8..], &[0, 1, 2, 3]);
+        let completion: Vec<f32> = batch.completion_mask.into_data().to_vec().unwrap();
+        assert_eq!(completion, vec![1., 0., 0., 1., 1., 1.]);
+    }
+}
