@@ -55,6 +55,12 @@ enum Command {
     Init(init::InitArgs),
     /// A reward model: a score head on a causal LM, Bradley–Terry loss (TRL's RewardTrainer).
     Rm(train::TrainArgs),
+    /// GRPO: reinforcement learning from verifiable rewards (or a reward model) on prompts,
+    /// with group-relative advantages (TRL's GRPOTrainer).
+    Grpo(train::TrainArgs),
+    /// PPO with a value model and GAE, rewarded by verifiers or a reward model (TRL's
+    /// PPOTrainer).
+    Ppo(train::TrainArgs),
     /// Loss, reward, margin and other metric curves of a run, as PNG files.
     Plot(train::PlotArgs),
     /// A checkpoint's weights or adapter without the training state, LoRA merged or not.
@@ -82,6 +88,8 @@ fn main() -> ExitCode {
         Command::Orpo(args) => train::run(TrainerKind::Orpo, args),
         Command::Simpo(args) => train::run(TrainerKind::Simpo, args),
         Command::Rm(args) => train::run(TrainerKind::Reward, args),
+        Command::Grpo(args) => train::run(TrainerKind::Grpo, args),
+        Command::Ppo(args) => train::run(TrainerKind::Ppo, args),
         Command::Plot(args) => train::plot(args),
         Command::Export(args) => train::export(args),
         Command::Init(args) => init::run(args),

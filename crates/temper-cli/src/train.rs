@@ -175,6 +175,83 @@ pub struct TrainFlags {
     /// Recompute each layer's activations in the backward pass (less memory, more time).
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     gradient_checkpointing: Option<bool>,
+    /// GRPO: completions sampled per prompt (the group).
+    #[arg(long)]
+    num_generations: Option<usize>,
+    /// GRPO/PPO: the longest completion sampled, in tokens.
+    #[arg(long)]
+    max_completion_length: Option<usize>,
+    /// GRPO/PPO: sampling temperature (GRPO 1.0, PPO 0.7).
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// GRPO/PPO: nucleus sampling threshold (1: off).
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// GRPO/PPO: sample among the k likeliest tokens only (0: off).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// GRPO/PPO: CTRL's penalty on tokens already present (1: off).
+    #[arg(long)]
+    repetition_penalty: Option<f64>,
+    /// GRPO: the std dividing the advantages: group, batch or none (Dr. GRPO).
+    #[arg(long)]
+    scale_rewards: Option<String>,
+    /// GRPO: the clipping range ε.
+    #[arg(long)]
+    epsilon: Option<f64>,
+    /// GRPO: the upper clipping range (DAPO's clip-higher; default ε).
+    #[arg(long)]
+    epsilon_high: Option<f64>,
+    /// GRPO: optimizer steps per round of completions.
+    #[arg(long)]
+    num_iterations: Option<usize>,
+    /// GRPO/PPO: a reward model (from `temper rm`) scoring completions, added to the verifiers.
+    #[arg(long)]
+    reward_model: Option<PathBuf>,
+    /// GRPO/PPO: each verifier's score times this (open-instruct's default 10).
+    #[arg(long)]
+    verification_reward: Option<f64>,
+    /// GRPO/PPO: give completions cut off before eos the reward `--non-stop-penalty-value`.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    non_stop_penalty: Option<bool>,
+    #[arg(long)]
+    non_stop_penalty_value: Option<f64>,
+    /// PPO: passes over each batch of rollouts.
+    #[arg(long)]
+    num_ppo_epochs: Option<usize>,
+    /// PPO: mini-batches per pass (one optimizer step each).
+    #[arg(long)]
+    num_mini_batches: Option<usize>,
+    /// PPO: weight of the per-token KL penalty in the reward.
+    #[arg(long)]
+    kl_coef: Option<f64>,
+    /// PPO: k1 or k3.
+    #[arg(long)]
+    kl_estimator: Option<String>,
+    /// PPO: the policy's clipping range.
+    #[arg(long)]
+    cliprange: Option<f64>,
+    /// PPO: weight of the value loss.
+    #[arg(long)]
+    vf_coef: Option<f64>,
+    /// PPO: the value's clipping range.
+    #[arg(long)]
+    cliprange_value: Option<f64>,
+    /// PPO: discount.
+    #[arg(long)]
+    gamma: Option<f64>,
+    /// PPO: GAE's λ.
+    #[arg(long)]
+    lam: Option<f64>,
+    /// PPO: whiten the per-token rewards before GAE.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    whiten_rewards: Option<bool>,
+    /// PPO: subtracted from the score of a completion that does not end at eos.
+    #[arg(long)]
+    missing_eos_penalty: Option<f64>,
+    /// PPO: the value model (default: the reward model, else the policy with a fresh head).
+    #[arg(long)]
+    value_model: Option<PathBuf>,
 }
 
 /// The flags as a config table (only those given).

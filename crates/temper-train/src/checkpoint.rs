@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use temper_model::{LoraConfig, SaveOptions, save_adapter, save_model};
 
 use crate::optimizer::AdamW;
-use crate::trainer::{StepLog, Trainer};
+use crate::trainer::{StepLog, Steps};
 
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STATE_FILE: &str = "trainer_state.json";
@@ -121,7 +121,7 @@ pub struct TrainerState {
 
 /// Writes `output_dir/checkpoint-N` for the trainer's current step.
 pub fn save_checkpoint<B: AutodiffBackend>(
-    trainer: &Trainer<B>,
+    trainer: &impl Steps<B>,
     weights: Weights<'_>,
     state: &TrainerState,
     config: &serde_json::Value,
@@ -136,6 +136,7 @@ pub fn save_checkpoint<B: AutodiffBackend>(
     std::fs::create_dir_all(&partial).map_err(io(&partial))?;
     weights.save(trainer.model(), &partial)?;
     trainer.optimizer().save(&partial.join(OPTIMIZER_FILE))?;
+    trainer.save_state(&partial)?;
     for (file, value) in [
         (STATE_FILE, serde_json::to_value(state).unwrap_or_default()),
         (CONFIG_FILE, config.clone()),

@@ -6,13 +6,17 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use temper_data::{Format, LossMask, TokenizeOptions, TruncationSide};
+use temper_data::{DataKind, Format, LossMask, TokenizeOptions, TruncationSide};
 use temper_model::LoraConfig;
+use temper_objectives::grpo::{Aggregation, GrpoConfig, RewardScaling};
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_objectives::simpo::SimpoConfig;
 
 use crate::objective::{NllSpan, Objective};
 use crate::optimizer::AdamWConfig;
+use crate::ppo::{KlEstimator, PpoSettings};
+use crate::rlvr::GrpoSettings;
+use crate::rollout::Sampling;
 use crate::schedule::ScheduleKind;
 use crate::trainer::TrainingArgs;
 
@@ -26,6 +30,10 @@ pub enum TrainerKind {
     Simpo,
     /// A reward model (`temper rm`, TRL's RewardTrainer).
     Reward,
+    /// GRPO on prompts, rewarded by verifiers or a reward model (TRL's GRPOTrainer).
+    Grpo,
+    /// PPO with a value model (TRL's PPOTrainer).
+    Ppo,
 }
 
 impl TrainerKind {
@@ -36,6 +44,8 @@ impl TrainerKind {
             TrainerKind::Orpo => "orpo",
             TrainerKind::Simpo => "simpo",
             TrainerKind::Reward => "rm",
+            TrainerKind::Grpo => "grpo",
+            TrainerKind::Ppo => "ppo",
         }
     }
 
@@ -45,26 +55,61 @@ impl TrainerKind {
             TrainerKind::Sft => 2e-5,
             TrainerKind::Dpo | TrainerKind::Orpo | TrainerKind::Simpo => 1e-6,
             TrainerKind::Reward => 1e-4,
+            TrainerKind::Grpo => 1e-6,
+            TrainerKind::Ppo => 3e-6,
         }
     }
 
-    /// Whether the data are preference pairs (else SFT examples).
-    pub fn trains_on_pairs(self) -> bool {
-        !matches!(self, TrainerKind::Sft)
+    /// The kind of data this trainer reads.
+    pub fn data_kind(self) -> DataKind {
+        match self {
+            TrainerKind::Sft => DataKind::Sft,
+            TrainerKind::Grpo | TrainerKind::Ppo => DataKind::Rlvr,
+            _ => DataKind::Preference,
+        }
+    }
+
+    /// Whether the trainer learns from rewards on its own completions (GRPO, PPO).
+    pub fn is_rl(self) -> bool {
+        matches!(self, TrainerKind::Grpo | TrainerKind::Ppo)
     }
 
     /// Keys that only some trainers have; any other key applies to every trainer.
     fn accepts(self, key: &str) -> bool {
         use TrainerKind::*;
         let owners: &[TrainerKind] = match key {
-            "ref_model"
-            | "rpo_alpha"
-            | "loss_weights"
-            | "precompute_ref_log_probs"
-            | "reference_cache_dir" => &[Dpo],
-            "loss_type" => &[Dpo],
+            "rpo_alpha" | "loss_weights" | "precompute_ref_log_probs" | "reference_cache_dir" => {
+                &[Dpo]
+            }
+            "ref_model" => &[Dpo, Grpo, Ppo],
+            "loss_type" => &[Dpo, Grpo],
             "label_smoothing" => &[Dpo, Simpo],
-            "beta" => &[Dpo, Orpo, Simpo],
+            "beta" => &[Dpo, Orpo, Simpo, Grpo],
+            "num_generations" | "scale_rewards" | "epsilon" | "epsilon_high" | "num_iterations" => {
+                &[Grpo]
+            }
+            "max_completion_length"
+            | "temperature"
+            | "top_p"
+            | "top_k"
+            | "repetition_penalty"
+            | "reward_model"
+            | "verification_reward"
+            | "non_stop_penalty"
+            | "non_stop_penalty_value" => &[Grpo, Ppo],
+            "num_ppo_epochs"
+            | "num_mini_batches"
+            | "kl_coef"
+            | "kl_estimator"
+            | "cliprange"
+            | "vf_coef"
+            | "cliprange_value"
+            | "gamma"
+            | "lam"
+            | "whiten_rewards"
+            | "missing_eos_penalty"
+            | "value_model" => &[Ppo],
+            "max_length" | "truncation_mode" => &[Sft, Dpo, Orpo, Simpo, Reward],
             "simpo_gamma" | "cpo_alpha" => &[Simpo],
             "orpo_nll_span" => &[Orpo],
             "loss_mask" => &[Sft],
@@ -153,6 +198,47 @@ pub struct TrainConfig {
     /// Which end of an over-long example is kept: `keep_start` or `keep_end`.
     pub truncation_mode: Option<String>,
 
+    /// RL: completions sampled per prompt (GRPO's group).
+    pub num_generations: Option<usize>,
+    pub max_completion_length: Option<usize>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    /// 0: no top-k filtering.
+    pub top_k: Option<usize>,
+    pub repetition_penalty: Option<f64>,
+    /// GRPO: `group`, `batch` or `none` (the std that divides the advantages).
+    pub scale_rewards: Option<String>,
+    /// The clipping range ε (GRPO; PPO's is `cliprange`).
+    pub epsilon: Option<f64>,
+    /// DAPO's upper clipping range (default: `epsilon`).
+    pub epsilon_high: Option<f64>,
+    /// GRPO: optimizer steps per round of completions (μ).
+    pub num_iterations: Option<usize>,
+    /// A reward model (`temper rm`'s output) scoring completions, beside or instead of the
+    /// verifiers the rows name.
+    pub reward_model: Option<PathBuf>,
+    /// open-instruct: each verifier's score is multiplied by this.
+    pub verification_reward: Option<f64>,
+    /// open-instruct: a completion that does not end at eos gets `non_stop_penalty_value` as
+    /// its whole reward.
+    pub non_stop_penalty: Option<bool>,
+    pub non_stop_penalty_value: Option<f64>,
+    pub num_ppo_epochs: Option<usize>,
+    pub num_mini_batches: Option<usize>,
+    pub kl_coef: Option<f64>,
+    /// `k1` or `k3`.
+    pub kl_estimator: Option<String>,
+    pub cliprange: Option<f64>,
+    pub vf_coef: Option<f64>,
+    pub cliprange_value: Option<f64>,
+    pub gamma: Option<f64>,
+    pub lam: Option<f64>,
+    pub whiten_rewards: Option<bool>,
+    pub missing_eos_penalty: Option<f64>,
+    /// PPO's value model (a model with a score head, or a causal LM given a fresh one);
+    /// default: the reward model, else the policy.
+    pub value_model: Option<PathBuf>,
+
     pub logging_steps: Option<usize>,
     pub eval_steps: Option<usize>,
     pub save_steps: Option<usize>,
@@ -184,12 +270,38 @@ fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
+fn finite(key: &str, value: Option<f64>, default: f64) -> Result<f64, ConfigError> {
+    match value {
+        Some(v) if !v.is_finite() => Err(bad(key, format!("must be a finite number, not {v}"))),
+        other => Ok(other.unwrap_or(default)),
+    }
+}
+
 /// LoRA settings of a run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PeftSettings {
     pub lora: LoraConfig,
     /// Whether the final output is merged weights (else a PEFT adapter directory).
     pub merge: bool,
+}
+
+/// What a run optimises.
+#[derive(Clone, Debug)]
+pub enum Method {
+    /// A loss over fixed examples (SFT, the preference objectives, reward models).
+    Objective(Objective),
+    Grpo(GrpoSettings),
+    Ppo(PpoSettings),
+}
+
+/// Where an RL run's rewards come from, besides the verifiers its rows name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RewardSettings {
+    pub reward_model: Option<PathBuf>,
+    /// Each verifier's score times this (open-instruct's `verification_reward`).
+    pub verification_reward: f64,
+    /// The reward of a completion that did not end at eos, when set.
+    pub non_stop_penalty: Option<f64>,
 }
 
 /// A checked configuration, typed.
@@ -206,7 +318,7 @@ pub struct RunSettings {
     pub eval_data: Vec<PathBuf>,
     pub args: TrainingArgs,
     pub per_device_eval_batch_size: usize,
-    pub objective: Objective,
+    pub method: Method,
     pub precompute_ref_log_probs: bool,
     pub reference_cache_dir: PathBuf,
     pub tokenize: TokenizeOptions,
@@ -216,6 +328,10 @@ pub struct RunSettings {
     pub save_total_limit: Option<usize>,
     pub resume_from_checkpoint: Option<PathBuf>,
     pub peft: Option<PeftSettings>,
+    /// RL runs' reward sources.
+    pub rewards: RewardSettings,
+    /// PPO's value model (default: the reward model, else the policy with a fresh head).
+    pub value_model: Option<PathBuf>,
     /// The configuration as given, saved with every checkpoint.
     pub config: TrainConfig,
 }
@@ -371,7 +487,10 @@ impl TrainConfig {
         }
 
         let beta = |default: f64| match self.beta {
-            Some(v) if !(v.is_finite() && v > 0.0) => {
+            Some(v) if kind == TrainerKind::Grpo && !(v.is_finite() && v >= 0.0) => {
+                Err(bad("beta", format!("must be a finite number ≥ 0, not {v}")))
+            }
+            Some(v) if kind != TrainerKind::Grpo && !(v.is_finite() && v > 0.0) => {
                 Err(bad("beta", format!("must be a finite number > 0, not {v}")))
             }
             Some(v) => Ok(v),
@@ -379,9 +498,13 @@ impl TrainConfig {
         };
         let label_smoothing = fraction("label_smoothing", self.label_smoothing, 0.0, false)?;
         let objective = match kind {
-            TrainerKind::Sft => Objective::Sft,
-            TrainerKind::Dpo => Objective::Dpo(self.dpo_config(beta(0.1)?, label_smoothing)?),
-            TrainerKind::Orpo => Objective::Orpo {
+            TrainerKind::Grpo => Method::Grpo(self.grpo_settings(beta(0.0)?)?),
+            TrainerKind::Ppo => Method::Ppo(self.ppo_settings()?),
+            TrainerKind::Sft => Method::Objective(Objective::Sft),
+            TrainerKind::Dpo => Method::Objective(Objective::Dpo(
+                self.dpo_config(beta(0.1)?, label_smoothing)?,
+            )),
+            TrainerKind::Orpo => Method::Objective(Objective::Orpo {
                 beta: beta(0.1)?,
                 nll: match self.orpo_nll_span.as_deref() {
                     None | Some("prompt_and_completion") => NllSpan::PromptAndCompletion,
@@ -395,16 +518,16 @@ impl TrainConfig {
                         ));
                     }
                 },
-            },
-            TrainerKind::Simpo => Objective::Simpo {
+            }),
+            TrainerKind::Simpo => Method::Objective(Objective::Simpo {
                 config: SimpoConfig {
                     beta: beta(0.1)?,
                     gamma: non_negative("simpo_gamma", self.simpo_gamma, 0.5)?,
                     label_smoothing,
                 },
                 cpo_alpha: non_negative("cpo_alpha", self.cpo_alpha, 1.0)?,
-            },
-            TrainerKind::Reward => Objective::Reward {
+            }),
+            TrainerKind::Reward => Method::Objective(Objective::Reward {
                 center_rewards_coefficient: match self.center_rewards_coefficient {
                     Some(v) if !(v.is_finite() && v >= 0.0) => {
                         return Err(bad(
@@ -416,7 +539,7 @@ impl TrainConfig {
                 },
                 // The tokenizer's, set when the run starts.
                 pad_token_id: None,
-            },
+            }),
         };
 
         let tokenize = TokenizeOptions {
@@ -553,7 +676,7 @@ impl TrainConfig {
                 self.per_device_eval_batch_size,
                 8,
             )?,
-            objective,
+            method: objective,
             precompute_ref_log_probs: self.precompute_ref_log_probs.unwrap_or(true),
             tokenize,
             logging_steps,
@@ -562,7 +685,181 @@ impl TrainConfig {
             save_total_limit,
             resume_from_checkpoint: self.resume_from_checkpoint.clone(),
             peft,
+            rewards: RewardSettings {
+                reward_model: self.reward_model.clone(),
+                verification_reward: match self.verification_reward {
+                    Some(v) if !v.is_finite() => {
+                        return Err(bad("verification_reward", "must be a finite number"));
+                    }
+                    Some(v) => v,
+                    None => 10.0,
+                },
+                non_stop_penalty: match (self.non_stop_penalty, self.non_stop_penalty_value) {
+                    (Some(true), value) => Some(finite("non_stop_penalty_value", value, 0.0)?),
+                    (_, Some(_)) => {
+                        return Err(bad("non_stop_penalty_value", "needs non_stop_penalty"));
+                    }
+                    _ => None,
+                },
+            },
+            value_model: self.value_model.clone(),
             config: self.clone(),
+        })
+    }
+
+    /// Sampling settings shared by GRPO and PPO; `temperature` and the completion length
+    /// default to the trainer's TRL defaults.
+    fn sampling(
+        &self,
+        num_generations: usize,
+        max_completion_length: usize,
+        temperature: f64,
+    ) -> Result<Sampling, ConfigError> {
+        let temperature = match self.temperature {
+            Some(t) if !(t.is_finite() && t > 0.0) => {
+                return Err(bad("temperature", format!("must be > 0, not {t}")));
+            }
+            Some(t) => t,
+            None => temperature,
+        };
+        let top_p = match self.top_p {
+            Some(p) if !(p > 0.0 && p <= 1.0) => {
+                return Err(bad("top_p", format!("must be in (0, 1], not {p}")));
+            }
+            other => other.filter(|p| *p < 1.0),
+        };
+        let repetition_penalty = match self.repetition_penalty {
+            Some(p) if !(p.is_finite() && p > 0.0) => {
+                return Err(bad("repetition_penalty", format!("must be > 0, not {p}")));
+            }
+            other => other.unwrap_or(1.0),
+        };
+        let max_completion_length = match self.max_completion_length {
+            Some(0) => return Err(bad("max_completion_length", "must be at least 1")),
+            other => other.unwrap_or(max_completion_length),
+        };
+        Ok(Sampling {
+            num_generations,
+            max_completion_length,
+            temperature,
+            top_p,
+            top_k: self.top_k.filter(|k| *k > 0),
+            repetition_penalty,
+            // The tokenizer's, set when the run starts.
+            eos_token_ids: Vec::new(),
+            pad_token_id: 0,
+        })
+    }
+
+    /// GRPO: TRL's `GRPOConfig` keys and defaults.
+    fn grpo_settings(&self, beta: f64) -> Result<GrpoSettings, ConfigError> {
+        let num_generations = match self.num_generations {
+            Some(n) if n < 2 => return Err(bad("num_generations", "must be at least 2")),
+            other => other.unwrap_or(8),
+        };
+        let epsilon = match self.epsilon {
+            Some(e) if !(0.0..1.0).contains(&e) => {
+                return Err(bad("epsilon", format!("must be in [0, 1), not {e}")));
+            }
+            other => other.unwrap_or(0.2),
+        };
+        let epsilon_high = match self.epsilon_high {
+            Some(e) if !(e.is_finite() && e >= 0.0) => {
+                return Err(bad("epsilon_high", format!("must be ≥ 0, not {e}")));
+            }
+            other => other.unwrap_or(epsilon),
+        };
+        let names = self
+            .loss_type
+            .as_ref()
+            .map_or_else(|| vec!["dapo".to_string()], OneOrMany::to_vec);
+        let aggregation = match names.as_slice() {
+            [name] => match name.as_str() {
+                "grpo" => Aggregation::Grpo,
+                "bnpo" => Aggregation::Bnpo,
+                "dr_grpo" => Aggregation::DrGrpo {
+                    max_completion_length: 0,
+                },
+                "dapo" => Aggregation::Dapo { total_tokens: 0.0 },
+                other => {
+                    return Err(bad(
+                        "loss_type",
+                        format!("`{other}` is not one of grpo, bnpo, dr_grpo, dapo"),
+                    ));
+                }
+            },
+            _ => return Err(bad("loss_type", "GRPO takes one loss type")),
+        };
+        Ok(GrpoSettings {
+            sampling: self.sampling(num_generations, 512, 1.0)?,
+            loss: GrpoConfig {
+                beta,
+                epsilon_low: epsilon,
+                epsilon_high,
+                aggregation,
+                bias_corrected_kl: true,
+            },
+            scale_rewards: match self.scale_rewards.as_deref() {
+                None | Some("group") => RewardScaling::Group,
+                Some("batch") => RewardScaling::Batch,
+                Some("none") => RewardScaling::None,
+                Some(other) => {
+                    return Err(bad(
+                        "scale_rewards",
+                        format!("`{other}` is not group, batch or none"),
+                    ));
+                }
+            },
+            num_iterations: match self.num_iterations {
+                Some(0) => return Err(bad("num_iterations", "must be at least 1")),
+                other => other.unwrap_or(1),
+            },
+        })
+    }
+
+    /// PPO: TRL's `PPOConfig` keys and defaults (`max_completion_length` is its
+    /// `response_length`).
+    fn ppo_settings(&self) -> Result<PpoSettings, ConfigError> {
+        let positive = |key: &str, value: Option<usize>, default: usize| match value {
+            Some(0) => Err(bad(key, "must be at least 1")),
+            other => Ok(other.unwrap_or(default)),
+        };
+        let unit = |key: &str, value: Option<f64>, default: f64| match value {
+            Some(v) if !(0.0..=1.0).contains(&v) => {
+                Err(bad(key, format!("must be in [0, 1], not {v}")))
+            }
+            other => Ok(other.unwrap_or(default)),
+        };
+        let non_negative = |key: &str, value: Option<f64>, default: f64| match value {
+            Some(v) if !(v.is_finite() && v >= 0.0) => {
+                Err(bad(key, format!("must be a finite number ≥ 0, not {v}")))
+            }
+            other => Ok(other.unwrap_or(default)),
+        };
+        Ok(PpoSettings {
+            sampling: self.sampling(1, 53, 0.7)?,
+            num_ppo_epochs: positive("num_ppo_epochs", self.num_ppo_epochs, 4)?,
+            num_mini_batches: positive("num_mini_batches", self.num_mini_batches, 1)?,
+            kl_coef: non_negative("kl_coef", self.kl_coef, 0.05)?,
+            kl_estimator: match self.kl_estimator.as_deref() {
+                None | Some("k1") => KlEstimator::K1,
+                Some("k3") => KlEstimator::K3,
+                Some(other) => {
+                    return Err(bad("kl_estimator", format!("`{other}` is not k1 or k3")));
+                }
+            },
+            cliprange: non_negative("cliprange", self.cliprange, 0.2)?,
+            vf_coef: non_negative("vf_coef", self.vf_coef, 0.1)?,
+            cliprange_value: non_negative("cliprange_value", self.cliprange_value, 0.2)?,
+            gamma: unit("gamma", self.gamma, 1.0)?,
+            lam: unit("lam", self.lam, 0.95)?,
+            whiten_rewards: self.whiten_rewards.unwrap_or(false),
+            missing_eos_penalty: match self.missing_eos_penalty {
+                Some(v) if !v.is_finite() => {
+                    return Err(bad("missing_eos_penalty", "must be a finite number"));
+                }
+                other => other,
+            },
         })
     }
 
@@ -635,7 +932,7 @@ mod tests {
         assert_eq!(settings.args.lr_scheduler_type, ScheduleKind::Linear);
         assert_eq!(settings.logging_steps, 10);
         assert_eq!(settings.save_steps, 500);
-        let Objective::Dpo(dpo) = settings.objective else {
+        let Method::Objective(Objective::Dpo(dpo)) = settings.method else {
             panic!("a DPO run")
         };
         assert_eq!(dpo.beta, 0.1);
@@ -785,7 +1082,7 @@ mod tests {
         }
         .resolve(TrainerKind::Dpo)
         .unwrap();
-        let Objective::Dpo(dpo) = settings.objective else {
+        let Method::Objective(Objective::Dpo(dpo)) = settings.method else {
             panic!("a DPO run")
         };
         assert_eq!(

@@ -33,6 +33,7 @@ pub mod objective;
 pub mod optimizer;
 pub mod parameters;
 pub mod plot;
+pub mod ppo;
 pub mod progress;
 pub mod reference;
 pub mod rewards;

@@ -97,9 +97,11 @@ impl RewardFunction for VerifierReward {
             })?;
             batch.rewards.push(scored.reward);
             let full_marks: f64 = scored.parts.iter().map(|p| p.weight).sum();
-            batch
-                .correct
-                .push(Some(!scored.parts.is_empty() && scored.score >= full_marks));
+            batch.correct.push(if scored.parts.is_empty() {
+                None
+            } else {
+                Some(scored.score >= full_marks)
+            });
             for part in &scored.parts {
                 let values = batch
                     .parts
@@ -236,12 +238,23 @@ fn right_padded<B: Backend>(
     )
 }
 
-/// Several sources summed with weights (TRL's `reward_weights`); parts keep each source's names.
+/// Several sources summed with weights (TRL's `reward_weights`); parts keep each source's
+/// names. With `non_stop_penalty` set, a completion that did not end at eos gets that value as
+/// its whole reward (open-instruct's `non_stop_penalty_value`).
 pub struct Rewards {
     pub sources: Vec<(Box<dyn RewardFunction>, f64)>,
+    pub non_stop_penalty: Option<f64>,
 }
 
 impl Rewards {
+    /// Weighted sources without a non-stop penalty.
+    pub fn new(sources: Vec<(Box<dyn RewardFunction>, f64)>) -> Self {
+        Self {
+            sources,
+            non_stop_penalty: None,
+        }
+    }
+
     pub fn score(&self, inputs: &[RewardInput<'_>]) -> Result<RewardBatch, RewardError> {
         let mut total = RewardBatch {
             rewards: vec![0.0; inputs.len()],
@@ -270,6 +283,13 @@ impl Rewards {
                 }
             }
             total.parts.extend(batch.parts);
+        }
+        if let Some(penalty) = self.non_stop_penalty {
+            for (reward, input) in total.rewards.iter_mut().zip(inputs) {
+                if !input.finished {
+                    *reward = penalty;
+                }
+            }
         }
         Ok(total)
     }
@@ -327,23 +347,21 @@ mod tests {
     #[test]
     fn weighted_sources_add_up_and_keep_their_parts() {
         let no_commas = row("{\"func_name\": \"validate_no_commas\"}");
-        let rewards = Rewards {
-            sources: vec![
-                (
-                    Box::new(VerifierReward {
-                        registry: Registry::default(),
-                        shaping: Shaping::unscaled(),
-                    }),
-                    1.0,
-                ),
-                (
-                    Box::new(FnReward::new("length", |i: &RewardInput<'_>| {
-                        Some(i.completion.len() as f64)
-                    })),
-                    0.5,
-                ),
-            ],
-        };
+        let rewards = Rewards::new(vec![
+            (
+                Box::new(VerifierReward {
+                    registry: Registry::default(),
+                    shaping: Shaping::unscaled(),
+                }),
+                1.0,
+            ),
+            (
+                Box::new(FnReward::new("length", |i: &RewardInput<'_>| {
+                    Some(i.completion.len() as f64)
+                })),
+                0.5,
+            ),
+        ]);
         let batch = rewards.score(&[input(&no_commas, "abcd", true)]).unwrap();
         assert_eq!(batch.rewards, vec![1.0 + 2.0]);
         assert_eq!(batch.parts["length"], vec![Some(4.0)]);

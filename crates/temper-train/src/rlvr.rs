@@ -14,6 +14,7 @@
 //! A round is a function of the step and the seed (prompt order, sampling seed), and a
 //! checkpoint taken inside a round holds the round itself, so a resumed run continues exactly.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use burn::module::AutodiffModule;
@@ -29,6 +30,7 @@ use temper_objectives::grpo::{
     Aggregation, GrpoConfig, GrpoInputs, RewardScaling, group_advantages, grpo_loss,
 };
 
+use crate::checkpoint::CheckpointError;
 use crate::clip::clip_global_norm;
 use crate::optimizer::AdamW;
 use crate::rewards::{RewardBatch, RewardInput, Rewards};
@@ -36,7 +38,7 @@ use crate::rollout::{
     CompletionBatch, Rollout, Sampling, completion_log_probs, completion_token_stats, sample,
 };
 use crate::schedule::Schedule;
-use crate::trainer::{StepLog, TrainError, TrainingArgs};
+use crate::trainer::{StepLog, Steps, TrainError, TrainingArgs};
 
 /// GRPO's settings (TRL's `GRPOConfig` names).
 #[derive(Clone, Debug, PartialEq)]
@@ -239,7 +241,7 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
         let round_index = self.step / self.settings.num_iterations;
         let mut timing = StepTiming::default();
         // TRL logs a round's metrics with the step that made it.
-        let first_of_round = self.step % self.settings.num_iterations == 0;
+        let first_of_round = self.step.is_multiple_of(self.settings.num_iterations);
         if self.round.as_ref().is_none_or(|r| r.index != round_index) {
             let started = Instant::now();
             let prompts: Vec<(usize, Vec<u32>)> = self
@@ -602,6 +604,65 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
             &self.device,
         )
     }
+}
+
+impl<B: AutodiffBackend> Steps<B> for RlvrTrainer<B> {
+    fn step(&mut self) -> Result<StepLog, TrainError> {
+        RlvrTrainer::step(self)
+    }
+    fn steps_done(&self) -> usize {
+        self.step
+    }
+    fn total_steps(&self) -> usize {
+        self.schedule.total_steps
+    }
+    fn epochs_done(&self) -> f64 {
+        RlvrTrainer::epochs_done(self)
+    }
+    fn model(&self) -> &CausalLm<B> {
+        RlvrTrainer::model(self)
+    }
+    fn optimizer(&self) -> &AdamW<B::InnerBackend> {
+        &self.optimizer
+    }
+    /// The round under way, when the next step would reuse it (`num_iterations` above 1).
+    fn save_state(&self, dir: &Path) -> Result<(), CheckpointError> {
+        match &self.round {
+            Some(round) if self.step / self.settings.num_iterations == round.index => {
+                save_round(round, dir)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Where a checkpoint keeps the round of rollouts under way.
+pub const ROUND_FILE: &str = "rollouts.json";
+
+/// Writes `round` into checkpoint directory `dir`.
+pub fn save_round<R: Serialize>(round: &R, dir: &Path) -> Result<(), CheckpointError> {
+    let path = dir.join(ROUND_FILE);
+    let text = serde_json::to_string(round).map_err(|e| CheckpointError::State {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    std::fs::write(&path, text).map_err(|source| CheckpointError::Io { path, source })
+}
+
+/// The round a checkpoint holds, if it holds one.
+pub fn load_round<R: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Option<R>, CheckpointError> {
+    let path = dir.join(ROUND_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(CheckpointError::Io { path, source }),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| CheckpointError::State {
+            path,
+            reason: e.to_string(),
+        })
 }
 
 /// [`RlvrTrainer::evaluate`] for any causal LM (the pipeline compares models with it).

@@ -9,24 +9,31 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde_json::{Map, Value};
 use temper_data::tokenize::{TokenizedPair, tokenize};
-use temper_data::{ChatTokenizer, DataError, DataKind, Tokenized, dataset};
+use temper_data::{ChatTokenizer, DataError, Example, Tokenized, dataset};
 use temper_model::{
-    CausalLm, ScoreHeadInit, add_lora, load_adapter, load_model, load_reward_model, merge_adapters,
+    CausalLm, GenerationConfig, HeadKind, ModelConfig, ScoreHeadInit, add_lora, load_adapter,
+    load_model, load_reward_model, merge_adapters,
 };
+use temper_verifiers::registry::Registry;
+use temper_verifiers::shaping::Shaping;
 
 use crate::checkpoint::{
     CONFIG_FILE, CheckpointError, TrainerState, Weights, checkpoints, load_training_state,
     rotate_checkpoints, save_checkpoint,
 };
-use crate::config::{RunSettings, TrainerKind};
+use crate::config::{Method, RunSettings, TrainerKind};
 use crate::metrics::{METRICS_FILE, MetricsLog, eval_row, train_row};
 use crate::objective::Objective;
+use crate::ppo::PpoSettings;
 use crate::progress::{Display, Progress};
 use crate::reference::{CacheError, Reference, ReferenceCache, cache_key, reference_scores};
-use crate::trainer::{TrainError, Trainer};
+use crate::rewards::{RewardFunction, RewardModel, Rewards, VerifierReward};
+use crate::rlvr::{GrpoSettings, Prompts, RlvrTrainer, load_round};
+use crate::rollout::Sampling;
+use crate::trainer::{StepLog, Steps, TrainError, Trainer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -114,6 +121,8 @@ pub struct RunReport {
 /// A run's examples from one or more files, tokenised and checked.
 struct LoadedData {
     examples: Vec<Tokenized>,
+    /// The parsed examples the tokenised ones came from (RL rewards read their rows).
+    sources: Vec<Example>,
     /// Where each example came from: `file: record N`.
     origins: Vec<String>,
     skipped: Vec<String>,
@@ -126,12 +135,14 @@ fn load_files(
 ) -> Result<LoadedData, RunError> {
     let mut all = LoadedData {
         examples: Vec::new(),
+        sources: Vec::new(),
         origins: Vec::new(),
         skipped: Vec::new(),
     };
     for path in paths {
         let loaded = load_data(path, settings, tokenizer)?;
         all.examples.extend(loaded.examples);
+        all.sources.extend(loaded.sources);
         all.origins.extend(loaded.origins);
         all.skipped.extend(loaded.skipped);
     }
@@ -155,11 +166,7 @@ fn load_data(
         }
         Err(error) => return Err(RunError::Data(error.to_string())),
     };
-    let wanted = if settings.kind.trains_on_pairs() {
-        DataKind::Preference
-    } else {
-        DataKind::Sft
-    };
+    let wanted = settings.kind.data_kind();
     if let Some(kind) = dataset.kind().filter(|kind| *kind != wanted) {
         return Err(RunError::Data(format!(
             "{}: `temper {}` trains on {} data; this file holds {} records",
@@ -172,6 +179,7 @@ fn load_data(
     let mut skipped: Vec<String> = dataset.skipped.iter().map(ToString::to_string).collect();
     let mut invalid = Vec::new();
     let mut examples = Vec::with_capacity(dataset.examples.len());
+    let mut sources = Vec::new();
     let mut origins = Vec::with_capacity(dataset.examples.len());
     for (example, record) in dataset.examples.iter().zip(&dataset.record_of_example) {
         let origin = format!("{}: record {record}", path.display());
@@ -180,6 +188,7 @@ fn load_data(
                 Some(reason) => invalid.push(format!("{origin}: {reason}")),
                 None => {
                     examples.push(outcome.tokenized);
+                    sources.push(example.clone());
                     origins.push(origin);
                 }
             },
@@ -200,6 +209,7 @@ fn load_data(
     }
     Ok(LoadedData {
         examples,
+        sources,
         origins,
         skipped,
     })
@@ -214,6 +224,7 @@ fn nothing_to_train(example: &Tokenized) -> Option<&'static str> {
         Tokenized::Pair(pair) if pair.chosen_ids.is_empty() || pair.rejected_ids.is_empty() => {
             Some("a completion is empty (after truncation to max_length?)")
         }
+        Tokenized::Prompt(prompt) if prompt.prompt_ids.is_empty() => Some("the prompt is empty"),
         _ => None,
     }
 }
@@ -356,14 +367,82 @@ pub fn run<B: AutodiffBackend>(
     };
     prepare_output_dir(settings)?;
     std::fs::create_dir_all(&settings.output_dir).map_err(io(&settings.output_dir))?;
+    let mut report = RunReport {
+        steps: 0,
+        final_model: None,
+        metrics_file: settings.output_dir.join(METRICS_FILE),
+        last_train_row: None,
+        eval: None,
+        train_examples: train.examples.len(),
+        eval_examples: eval.as_ref().map_or(0, |e| e.examples.len()),
+        skipped: train
+            .skipped
+            .iter()
+            .chain(eval.iter().flat_map(|e| &e.skipped))
+            .cloned()
+            .collect(),
+        reference: None,
+    };
+    match &settings.method {
+        Method::Objective(objective) => run_objective::<B>(
+            settings,
+            objective,
+            pad_id,
+            train,
+            eval,
+            display,
+            device,
+            &mut report,
+        )?,
+        Method::Grpo(grpo) => run_grpo::<B>(
+            settings,
+            grpo,
+            tokenizer,
+            pad_id,
+            train,
+            eval,
+            display,
+            device,
+            &mut report,
+        )?,
+        Method::Ppo(ppo) => run_ppo::<B>(
+            settings,
+            ppo,
+            tokenizer,
+            pad_id,
+            train,
+            eval,
+            display,
+            device,
+            &mut report,
+        )?,
+    }
+    Ok(report)
+}
 
-    // Before the bar exists, messages go out as lines.
-    let setup = match display {
+/// Messages before the progress bar exists go out as lines.
+fn setup_progress(display: Display) -> Progress {
+    match display {
         Display::Quiet => Progress::new(Display::Quiet, 0, 0),
         _ => Progress::new(Display::Lines, 0, 0),
-    };
+    }
+}
+
+/// SFT, the preference objectives and reward models.
+#[allow(clippy::too_many_arguments)]
+fn run_objective<B: AutodiffBackend>(
+    settings: &RunSettings,
+    objective: &Objective,
+    pad_id: u32,
+    train: LoadedData,
+    eval: Option<LoadedData>,
+    display: Display,
+    device: &B::Device,
+    report: &mut RunReport,
+) -> Result<(), RunError> {
+    let setup = setup_progress(display);
     let reference_dir = settings.ref_model.as_ref().unwrap_or(&settings.model);
-    let (reference, eval_reference, origin) = if !settings.objective.needs_reference() {
+    let (reference, eval_reference, origin) = if !objective.needs_reference() {
         (Reference::None, Reference::None, None)
     } else if settings.precompute_ref_log_probs {
         let (reference, origin) =
@@ -385,10 +464,10 @@ pub fn run<B: AutodiffBackend>(
             Some(ReferenceOrigin::PerStep),
         )
     };
+    report.reference = origin;
 
     let model = initial_model::<B>(settings, pad_id, device)?;
-    let train_examples = train.examples.len();
-    let mut objective = settings.objective.clone();
+    let mut objective = objective.clone();
     if let Objective::Reward { pad_token_id, .. } = &mut objective {
         *pad_token_id = Some(pad_id);
     }
@@ -407,6 +486,217 @@ pub fn run<B: AutodiffBackend>(
         trainer.resume(optimizer, state.global_step);
         unlogged = state.unlogged;
     }
+    let evaluate = |trainer: &Trainer<B>| match &eval {
+        Some(eval) => trainer
+            .evaluate(
+                &eval.examples,
+                &eval_reference,
+                settings.per_device_eval_batch_size,
+            )
+            .map(Some),
+        None => Ok(None),
+    };
+    drive(
+        &mut trainer,
+        settings,
+        display,
+        &train.origins,
+        unlogged,
+        evaluate,
+        report,
+    )
+}
+
+/// The prompts of RL data: each row and its tokenised prompt.
+fn prompts(data: &LoadedData) -> Prompts {
+    let mut prompts = Prompts {
+        rows: Vec::with_capacity(data.sources.len()),
+        ids: Vec::with_capacity(data.sources.len()),
+    };
+    for (source, example) in data.sources.iter().zip(&data.examples) {
+        if let (Example::Rlvr(row), Tokenized::Prompt(prompt)) = (source, example) {
+            prompts.rows.push(row.clone());
+            prompts.ids.push(prompt.prompt_ids.clone());
+        }
+    }
+    prompts
+}
+
+/// An RL run's reward sources: the verifiers the rows name, and the reward model when one is
+/// given.
+fn reward_sources<B: Backend>(
+    settings: &RunSettings,
+    pad_id: u32,
+    device: &B::Device,
+) -> Result<Rewards, RunError> {
+    let shaping = Shaping {
+        verification_reward: settings.rewards.verification_reward,
+        ..Shaping::unscaled()
+    };
+    let mut sources: Vec<(Box<dyn RewardFunction>, f64)> = vec![(
+        Box::new(VerifierReward {
+            registry: Registry::default(),
+            shaping,
+        }),
+        1.0,
+    )];
+    if let Some(dir) = &settings.rewards.reward_model {
+        let config = std::fs::read_to_string(dir.join("config.json"))
+            .map_err(|e| model_error(dir, e))
+            .and_then(|text| ModelConfig::from_json(&text).map_err(|e| model_error(dir, e)))?;
+        if !matches!(config.head, HeadKind::SequenceClassification { .. }) {
+            return Err(model_error(
+                dir,
+                "reward_model: a causal LM, not a reward model (train one with `temper rm`)",
+            ));
+        }
+        let init = ScoreHeadInit {
+            num_labels: 1,
+            pad_token_id: Some(pad_id),
+            seed: 0,
+        };
+        let (_, model) =
+            load_reward_model::<B>(dir, &init, device).map_err(|e| model_error(dir, e))?;
+        sources.push((
+            Box::new(RewardModel {
+                model,
+                batch_size: settings.per_device_eval_batch_size,
+                device: device.clone(),
+            }),
+            1.0,
+        ));
+    }
+    Ok(Rewards {
+        sources,
+        non_stop_penalty: settings.rewards.non_stop_penalty,
+    })
+}
+
+/// Sampling stops at the model's eos ids (its generation config, else its config, and the
+/// tokenizer's eos) and pads with `pad_id`.
+fn with_stops(
+    sampling: &Sampling,
+    settings: &RunSettings,
+    tokenizer: &ChatTokenizer,
+    pad_id: u32,
+) -> Result<Sampling, RunError> {
+    let config = std::fs::read_to_string(settings.model.join("config.json"))
+        .map_err(|e| model_error(&settings.model, e))
+        .and_then(|text| {
+            ModelConfig::from_json(&text).map_err(|e| model_error(&settings.model, e))
+        })?;
+    let mut eos = GenerationConfig::for_model_dir(&settings.model, &config).eos_token_ids;
+    if let Ok(id) = tokenizer.eos_id()
+        && !eos.contains(&id)
+    {
+        eos.push(id);
+    }
+    Ok(Sampling {
+        eos_token_ids: eos,
+        pad_token_id: pad_id,
+        ..sampling.clone()
+    })
+}
+
+/// The reference model of an RL run with a KL term: `ref_model`, else the initial policy (the
+/// base, without adapters, for LoRA).
+fn rl_reference<B: Backend>(
+    settings: &RunSettings,
+    device: &B::Device,
+) -> Result<CausalLm<B>, RunError> {
+    let dir = settings.ref_model.as_ref().unwrap_or(&settings.model);
+    load_model::<B>(dir, device)
+        .map(|(_, model)| model)
+        .map_err(|e| model_error(dir, e))
+}
+
+/// GRPO.
+#[allow(clippy::too_many_arguments)]
+fn run_grpo<B: AutodiffBackend>(
+    settings: &RunSettings,
+    grpo: &GrpoSettings,
+    tokenizer: ChatTokenizer,
+    pad_id: u32,
+    train: LoadedData,
+    eval: Option<LoadedData>,
+    display: Display,
+    device: &B::Device,
+    report: &mut RunReport,
+) -> Result<(), RunError> {
+    let grpo = GrpoSettings {
+        sampling: with_stops(&grpo.sampling, settings, &tokenizer, pad_id)?,
+        ..grpo.clone()
+    };
+    let reference = if grpo.loss.beta != 0.0 {
+        Some(rl_reference::<B::InnerBackend>(settings, device)?)
+    } else {
+        None
+    };
+    let rewards = reward_sources::<B::InnerBackend>(settings, pad_id, device)?;
+    let model = initial_model::<B>(settings, pad_id, device)?;
+    let mut trainer = RlvrTrainer::new(
+        model,
+        grpo,
+        settings.args.clone(),
+        prompts(&train),
+        rewards,
+        reference,
+        tokenizer,
+        device.clone(),
+    )?;
+    let mut unlogged = Vec::new();
+    if let Some(checkpoint) = &settings.resume_from_checkpoint {
+        let (optimizer, state) = load_training_state::<B::InnerBackend>(checkpoint, device)?;
+        let round = load_round(checkpoint)?;
+        trainer.resume(optimizer, state.global_step, round);
+        unlogged = state.unlogged;
+    }
+    let eval_prompts = eval.as_ref().map(prompts);
+    let evaluate = |trainer: &RlvrTrainer<B>| match &eval_prompts {
+        Some(prompts) => trainer
+            .evaluate(prompts, settings.per_device_eval_batch_size)
+            .map(Some),
+        None => Ok(None),
+    };
+    drive(
+        &mut trainer,
+        settings,
+        display,
+        &train.origins,
+        unlogged,
+        evaluate,
+        report,
+    )
+}
+
+/// PPO.
+#[allow(clippy::too_many_arguments)]
+fn run_ppo<B: AutodiffBackend>(
+    _settings: &RunSettings,
+    _ppo: &PpoSettings,
+    _tokenizer: ChatTokenizer,
+    _pad_id: u32,
+    _train: LoadedData,
+    _eval: Option<LoadedData>,
+    _display: Display,
+    _device: &B::Device,
+    _report: &mut RunReport,
+) -> Result<(), RunError> {
+    Err(RunError::Data("PPO runs are not wired yet".into()))
+}
+
+/// The step loop shared by every trainer: a metrics row every `logging_steps`, evaluations,
+/// checkpoints with rotation, the NaN guard, and the final model. `unlogged`: the steps a
+/// resumed checkpoint had not logged yet.
+fn drive<B: AutodiffBackend, T: Steps<B>>(
+    trainer: &mut T,
+    settings: &RunSettings,
+    display: Display,
+    origins: &[String],
+    mut unlogged: Vec<StepLog>,
+    evaluate: impl Fn(&T) -> Result<Option<Vec<(String, f64)>>, TrainError>,
+    report: &mut RunReport,
+) -> Result<(), RunError> {
     let resumed_step = settings
         .resume_from_checkpoint
         .as_ref()
@@ -437,17 +727,10 @@ pub fn run<B: AutodiffBackend>(
             base_dir: &settings.model,
         },
     };
-    let mut last_eval = None;
-    let mut last_train_row = None;
-    let evaluate = |trainer: &Trainer<B>,
-                    metrics: &mut MetricsLog|
-     -> Result<Option<Vec<(String, f64)>>, RunError> {
-        let Some(eval) = &eval else { return Ok(None) };
-        let values = trainer.evaluate(
-            &eval.examples,
-            &eval_reference,
-            settings.per_device_eval_batch_size,
-        )?;
+    let evaluate = |trainer: &T, metrics: &mut MetricsLog| -> Result<_, RunError> {
+        let Some(values) = evaluate(trainer)? else {
+            return Ok(None);
+        };
         let row = eval_row(trainer.steps_done(), trainer.epochs_done(), &values);
         metrics.write(&row).map_err(io(metrics.path()))?;
         progress.row(&row);
@@ -455,7 +738,7 @@ pub fn run<B: AutodiffBackend>(
     };
 
     if total == 0 {
-        last_eval = evaluate(&trainer, &mut metrics)?;
+        report.eval = evaluate(trainer, &mut metrics)?;
     }
     while trainer.steps_done() < total {
         let log = match trainer.step() {
@@ -468,7 +751,7 @@ pub fn run<B: AutodiffBackend>(
             }) => {
                 let origins = records
                     .iter()
-                    .filter_map(|&i| train.origins.get(i).cloned())
+                    .filter_map(|&i| origins.get(i).cloned())
                     .collect();
                 let error = TrainError::NonFinite {
                     step,
@@ -481,7 +764,7 @@ pub fn run<B: AutodiffBackend>(
                     unlogged,
                 };
                 let saved =
-                    save_checkpoint(&trainer, weights, &state, &config, &settings.output_dir)?;
+                    save_checkpoint(trainer, weights, &state, &config, &settings.output_dir)?;
                 progress.finish();
                 return Err(RunError::Stopped {
                     error,
@@ -498,20 +781,20 @@ pub fn run<B: AutodiffBackend>(
             let row = train_row(&unlogged);
             metrics.write(&row).map_err(io(metrics.path()))?;
             progress.row(&row);
-            last_train_row = Some(row);
+            report.last_train_row = Some(row);
             unlogged.clear();
         }
         // The last step is always evaluated, before its checkpoint is saved: a run resumed from
         // its final checkpoint then has nothing left to do.
         if step == total || settings.eval_steps.is_some_and(|every| step % every == 0) {
-            last_eval = evaluate(&trainer, &mut metrics)?;
+            report.eval = evaluate(trainer, &mut metrics)?;
         }
         if step % settings.save_steps == 0 || step == total {
             let state = TrainerState {
                 global_step: step,
                 unlogged: unlogged.clone(),
             };
-            let saved = save_checkpoint(&trainer, weights, &state, &config, &settings.output_dir)?;
+            let saved = save_checkpoint(trainer, weights, &state, &config, &settings.output_dir)?;
             if let Some(limit) = settings.save_total_limit {
                 rotate_checkpoints(&settings.output_dir, limit, &saved)?;
             }
@@ -519,39 +802,24 @@ pub fn run<B: AutodiffBackend>(
         }
     }
     progress.finish();
-
-    let final_model = if total > 0 {
-        Some(save_final(&trainer, settings)?)
-    } else {
-        None
-    };
-    Ok(RunReport {
-        steps: trainer.steps_done(),
-        final_model,
-        metrics_file: metrics.path().to_path_buf(),
-        last_train_row,
-        eval: last_eval,
-        train_examples,
-        eval_examples: eval.as_ref().map_or(0, |e| e.examples.len()),
-        skipped: train
-            .skipped
-            .into_iter()
-            .chain(eval.into_iter().flat_map(|e| e.skipped))
-            .collect(),
-        reference: origin,
-    })
+    report.steps = trainer.steps_done();
+    report.metrics_file = metrics.path().to_path_buf();
+    if total > 0 {
+        report.final_model = Some(save_final(trainer.model(), settings)?);
+    }
+    Ok(())
 }
 
 /// The run's final model in `OUTPUT/`: full weights, a PEFT adapter, or (LoRA with `merge`)
 /// the base with its adapters merged.
 fn save_final<B: AutodiffBackend>(
-    trainer: &Trainer<B>,
+    model: &CausalLm<B>,
     settings: &RunSettings,
 ) -> Result<PathBuf, RunError> {
     let dir = &settings.output_dir;
     match &settings.peft {
         Some(peft) if peft.merge => {
-            let merged = merge_adapters(trainer.model().clone().valid());
+            let merged = merge_adapters(model.clone().valid());
             Weights::Full {
                 base_dir: &settings.model,
             }
@@ -561,11 +829,11 @@ fn save_final<B: AutodiffBackend>(
             base_dir: &settings.model,
             lora: &peft.lora,
         }
-        .save(trainer.model(), dir)?,
+        .save(model, dir)?,
         None => Weights::Full {
             base_dir: &settings.model,
         }
-        .save(trainer.model(), dir)?,
+        .save(model, dir)?,
     }
     Ok(dir.clone())
 }

@@ -101,6 +101,46 @@ pub enum TrainError {
     },
 }
 
+/// What the run loop ([`crate::run`]) and checkpoints need of a trainer: [`Trainer`] (SFT and
+/// the preference objectives), [`crate::rlvr::RlvrTrainer`] (GRPO) and
+/// [`crate::ppo::PpoTrainer`].
+pub trait Steps<B: AutodiffBackend> {
+    /// Makes the next optimizer update and returns what it logged.
+    fn step(&mut self) -> Result<StepLog, TrainError>;
+    fn steps_done(&self) -> usize;
+    fn total_steps(&self) -> usize;
+    fn epochs_done(&self) -> f64;
+    /// The policy (the model the run outputs).
+    fn model(&self) -> &CausalLm<B>;
+    fn optimizer(&self) -> &AdamW<B::InnerBackend>;
+    /// Writes into a checkpoint directory whatever else resuming exactly needs (a round of
+    /// rollouts under way, a value model).
+    fn save_state(&self, _dir: &std::path::Path) -> Result<(), crate::checkpoint::CheckpointError> {
+        Ok(())
+    }
+}
+
+impl<B: AutodiffBackend> Steps<B> for Trainer<B> {
+    fn step(&mut self) -> Result<StepLog, TrainError> {
+        Trainer::step(self)
+    }
+    fn steps_done(&self) -> usize {
+        Trainer::steps_done(self)
+    }
+    fn total_steps(&self) -> usize {
+        Trainer::total_steps(self)
+    }
+    fn epochs_done(&self) -> f64 {
+        Trainer::epochs_done(self)
+    }
+    fn model(&self) -> &CausalLm<B> {
+        Trainer::model(self)
+    }
+    fn optimizer(&self) -> &AdamW<B::InnerBackend> {
+        Trainer::optimizer(self)
+    }
+}
+
 /// A model being trained, with its optimizer and position in the run.
 pub struct Trainer<B: AutodiffBackend> {
     model: Option<CausalLm<B>>,

@@ -149,9 +149,7 @@ fn run(name: &str) {
     let (_, model) = load_model::<Ad>(&policy_dir, &device).unwrap();
     let reference =
         (beta != 0.0).then(|| load_model::<NdArray<f32>>(&policy_dir, &device).unwrap().1);
-    let rewards = Rewards {
-        sources: vec![(Box::new(fixed), 1.0)],
-    };
+    let rewards = Rewards::new(vec![(Box::new(fixed), 1.0)]);
     let mut trainer = RlvrTrainer::<Ad>::new(
         model, settings, args, prompts, rewards, reference, tokenizer, device,
     )
