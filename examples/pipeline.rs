@@ -1,7 +1,8 @@
-//! The main job: Tülu 3's first two stages on the bundled task and tiny base model, on the CPU.
-//! SFT on Alpaca and ShareGPT data → length-normalised DPO on preference pairs, with ORPO from
-//! the base model as the single-stage alternative; then a before/after table on held-out data
-//! and a few greedy samples. Each stage is `temper_train::run` with a config file from
+//! The main job: Tülu 3's three stages on the bundled task and tiny base model, on the CPU.
+//! SFT on Alpaca and ShareGPT data → length-normalised DPO on preference pairs → GRPO on
+//! prompts rewarded by the verifiers their rows name, with ORPO from the base model as the
+//! single-stage alternative; then a before/after table on held-out data and a few greedy
+//! samples. Each stage is `temper_train::run` with a config file from
 //! `examples/configs/` (the same files `temper sft|dpo|orpo --config` takes).
 //!
 //! ```sh
@@ -13,14 +14,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::backend::{Autodiff, NdArray};
-use serde_json::Value;
 use temper::data::tokenize::tokenize;
 use temper::data::{ChatTokenizer, Example, Preference, Role, TokenizeOptions, Tokenized, dataset};
 use temper::model::{CausalLm, GenerationConfig, generate, load_model};
 use temper::train::config::{TrainConfig, TrainerKind, read_config_file};
 use temper::train::heldout::{completion_nll, preference_score};
 use temper::train::progress::Display;
-use temper::verifiers::registry::{Registry, Row};
+use temper::train::rewards::{Rewards, VerifierReward};
+use temper::train::rlvr::{Prompts, evaluate_policy};
+use temper::train::rollout::Sampling;
+use temper::verifiers::registry::Registry;
 use temper::verifiers::shaping::Shaping;
 
 type B = NdArray<f32>;
@@ -39,6 +42,7 @@ fn main() {
     let stages = [
         (TrainerKind::Sft, "examples/configs/sft.yaml"),
         (TrainerKind::Dpo, "examples/configs/dpo.yaml"),
+        (TrainerKind::Grpo, "examples/configs/grpo.yaml"),
         (TrainerKind::Orpo, "examples/configs/orpo.yaml"),
     ];
     let mut outputs = Vec::new();
@@ -67,7 +71,8 @@ fn main() {
         ("base", PathBuf::from(BASE)),
         ("SFT", outputs[0].clone()),
         ("SFT → DPO (norm)", outputs[1].clone()),
-        ("ORPO (from base)", outputs[2].clone()),
+        ("SFT → DPO → GRPO", outputs[2].clone()),
+        ("ORPO (from base)", outputs[3].clone()),
     ];
     print_table(&models);
     eprintln!("total {:.1} s", started.elapsed().as_secs_f64());
@@ -122,18 +127,17 @@ fn print_table(models: &[(&str, PathBuf)]) {
     );
     println!();
     let (prompt_examples, prompts) = tokenized(&tokenizer, PROMPTS_EVAL);
-    let rows: Vec<(Vec<u32>, Value, Vec<String>)> = prompt_examples
-        .iter()
-        .zip(prompts)
-        .filter_map(|(example, tokenized)| match (example, tokenized) {
-            (Example::Rlvr(row), Tokenized::Prompt(prompt)) => Some((
-                prompt.prompt_ids,
-                row.ground_truth.clone().unwrap_or(Value::Null),
-                row.datasets.clone(),
-            )),
-            _ => None,
-        })
-        .collect();
+    let mut heldout = Prompts {
+        rows: Vec::new(),
+        ids: Vec::new(),
+    };
+    for (example, tokenized) in prompt_examples.into_iter().zip(prompts) {
+        if let (Example::Rlvr(row), Tokenized::Prompt(prompt)) = (example, tokenized) {
+            heldout.rows.push(row);
+            heldout.ids.push(prompt.prompt_ids);
+        }
+    }
+    let rows = &heldout.rows;
     println!(
         "Instructions followed: greedy answers to {} held-out prompts ({PROMPTS_EVAL}), checked by \
          the verifiers their rows name.",
@@ -149,7 +153,7 @@ fn print_table(models: &[(&str, PathBuf)]) {
         let (_, model) = load_model::<B>(dir, &device).unwrap_or_else(|e| fail(&e.to_string()));
         let nll = completion_nll(&model, &sequences, 32, &device);
         let preference = preference_score(&model, &pairs, 32, &device);
-        let followed = instructions_followed(&model, &tokenizer, &rows);
+        let followed = instructions_followed(&model, &tokenizer, &heldout);
         println!(
             "| {name} | {nll:.3} | {:.1}% | {:+.3} | {:.1}% |",
             preference.accuracy * 100.0,
@@ -199,29 +203,39 @@ fn greedy(tokenizer: &ChatTokenizer) -> GenerationConfig {
     }
 }
 
-/// The mean verifier score of the model's greedy answers to the RLVR rows' prompts.
-fn instructions_followed(
-    model: &CausalLm<B>,
-    tokenizer: &ChatTokenizer,
-    rows: &[(Vec<u32>, Value, Vec<String>)],
-) -> f64 {
-    let prompts: Vec<Vec<u32>> = rows.iter().map(|row| row.0.clone()).collect();
-    let generation = generate(model, &prompts, &greedy(tokenizer), &Default::default());
-    let registry = Registry::default();
-    let mut total = 0.0;
-    for (i, (_, ground_truth, datasets)) in rows.iter().enumerate() {
-        let response = tokenizer
-            .decode(&generation.tokens[i], true)
-            .unwrap_or_default();
-        let row = Row {
-            response: &response,
-            ground_truths: std::slice::from_ref(ground_truth),
-            datasets,
-            finished: generation.stopped_at_eos[i],
-        };
-        total += registry
-            .score(&row, &Shaping::default())
-            .map_or(0.0, |score| score.score);
-    }
-    total / rows.len().max(1) as f64
+/// The share of greedy answers to the held-out prompts that the verifiers their rows name
+/// pass: the `eval_accuracy` a `temper grpo` run logs.
+fn instructions_followed(model: &CausalLm<B>, tokenizer: &ChatTokenizer, prompts: &Prompts) -> f64 {
+    let stops = greedy(tokenizer);
+    let sampling = Sampling {
+        num_generations: 1,
+        max_completion_length: MAX_NEW_TOKENS,
+        temperature: 1.0,
+        top_p: None,
+        top_k: None,
+        repetition_penalty: 1.0,
+        eos_token_ids: stops.eos_token_ids,
+        pad_token_id: stops.pad_token_id,
+    };
+    let rewards = Rewards::new(vec![(
+        Box::new(VerifierReward {
+            registry: Registry::default(),
+            shaping: Shaping::default(),
+        }),
+        1.0,
+    )]);
+    let metrics = evaluate_policy(
+        model,
+        prompts,
+        &rewards,
+        tokenizer,
+        &sampling,
+        prompts.ids.len(),
+        &Default::default(),
+    )
+    .unwrap_or_else(|e| fail(&e.to_string()));
+    metrics
+        .iter()
+        .find(|(name, _)| name == "accuracy")
+        .map_or(0.0, |(_, value)| *value)
 }
