@@ -13,6 +13,7 @@ use serde_json::Value;
 const MODEL: &str = "fixtures/models/qwen2";
 const PAIRS: &str = "fixtures/data/trl_preference.jsonl";
 const SFT: &str = "fixtures/data/alpaca.jsonl";
+const PROMPTS: &str = "fixtures/parity/train/rlvr.jsonl";
 
 fn ok(output: &Output) {
     assert_eq!(
@@ -102,6 +103,69 @@ fn resume_matches_every_step(command: &str, data: &str, extra: &[&str]) {
     args.extend_from_slice(extra);
     let resumed = resume_matches(dir.path(), command, data, &args, 3);
     assert_eq!(metrics(&resumed).lines().count(), 6);
+}
+
+/// GRPO with rounds used for two steps each and a KL term: the step-3 checkpoint falls inside
+/// a round, so resuming needs the round it saved (completions, rewards, old and reference
+/// log-probs) as well as the model.
+#[test]
+fn grpo_resumed_inside_a_round_equals_the_straight_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--num-generations",
+        "2",
+        "--per-device-train-batch-size",
+        "4",
+        "--max-completion-length",
+        "6",
+        "--num-iterations",
+        "2",
+        "--beta",
+        "0.04",
+        "--eval-data",
+        PROMPTS,
+    ];
+    let resumed = resume_matches(dir.path(), "grpo", PROMPTS, &args, 3);
+    assert!(
+        dir.path()
+            .join("straight/checkpoint-3/rollouts.json")
+            .is_file()
+    );
+    let rows = metrics(&resumed);
+    let first: serde_json::Value = serde_json::from_str(rows.lines().next().unwrap()).unwrap();
+    for key in [
+        "reward",
+        "reward_std",
+        "kl",
+        "entropy",
+        "clip_ratio/region_mean",
+    ] {
+        assert!(first.get(key).is_some(), "{key} missing from {first}");
+    }
+    assert!(rows.contains("eval_accuracy"), "{rows}");
+}
+
+#[test]
+fn grpo_refuses_groups_that_do_not_divide_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = train(
+        "grpo",
+        PROMPTS,
+        dir.path(),
+        &[
+            "--num-generations",
+            "3",
+            "--per-device-train-batch-size",
+            "4",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("num_generations"), "{stderr}");
+    let output = train("grpo", SFT, dir.path(), &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("trains on rlvr data"), "{stderr}");
 }
 
 #[test]
