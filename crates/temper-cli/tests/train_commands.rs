@@ -166,6 +166,25 @@ fn grpo_refuses_groups_that_do_not_divide_the_batch() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("trains on rlvr data"), "{stderr}");
+
+    let unknown = dir.path().join("unknown.jsonl");
+    std::fs::write(
+        &unknown,
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"ground_truth\": \"1\", \"dataset\": \"nope\"}\n",
+    )
+    .unwrap();
+    let output = train(
+        "grpo",
+        unknown.to_str().unwrap(),
+        &dir.path().join("u"),
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("record 0: dataset: no verifier is called `nope`"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -507,28 +507,61 @@ fn run_objective<B: AutodiffBackend>(
     )
 }
 
-/// The prompts of RL data: each row and its tokenised prompt.
-fn prompts(data: &LoadedData) -> Prompts {
+/// The prompts of RL data: each row and its tokenised prompt, and the rows' origins. A row
+/// naming a verifier the registry does not have is an invalid record (skipped and reported
+/// with `skip_invalid`).
+fn prompts(
+    data: &LoadedData,
+    settings: &RunSettings,
+    skipped: &mut Vec<String>,
+) -> Result<(Prompts, Vec<String>), RunError> {
+    let registry = Registry::default();
     let mut prompts = Prompts {
         rows: Vec::with_capacity(data.sources.len()),
         ids: Vec::with_capacity(data.sources.len()),
     };
-    for (source, example) in data.sources.iter().zip(&data.examples) {
+    let mut origins = Vec::with_capacity(data.sources.len());
+    let mut invalid = Vec::new();
+    for ((source, example), origin) in data.sources.iter().zip(&data.examples).zip(&data.origins) {
         if let (Example::Rlvr(row), Tokenized::Prompt(prompt)) = (source, example) {
+            if let Some(unknown) = row.datasets.iter().find(|d| registry.get(d).is_err()) {
+                invalid.push(format!(
+                    "{origin}: dataset: no verifier is called `{unknown}` (known: {})",
+                    registry.names().collect::<Vec<_>>().join(", ")
+                ));
+                continue;
+            }
             prompts.rows.push(row.clone());
             prompts.ids.push(prompt.prompt_ids.clone());
+            origins.push(origin.clone());
         }
     }
-    prompts
+    if !invalid.is_empty() {
+        if !settings.skip_invalid {
+            return Err(RunError::InvalidRecords(invalid));
+        }
+        skipped.extend(invalid);
+    }
+    if prompts.rows.is_empty() {
+        return Err(RunError::Data("no usable prompts".into()));
+    }
+    Ok((prompts, origins))
 }
 
 /// An RL run's reward sources: the verifiers the rows name, and the reward model when one is
-/// given.
+/// given; a run with neither would learn nothing and is refused.
 fn reward_sources<B: Backend>(
     settings: &RunSettings,
+    prompts: &Prompts,
     pad_id: u32,
     device: &B::Device,
 ) -> Result<Rewards, RunError> {
+    if settings.rewards.reward_model.is_none() && prompts.rows.iter().all(|r| r.datasets.is_empty())
+    {
+        return Err(RunError::Data(
+            "no rewards: the rows name no verifier (open-instruct's `dataset` column) and no reward_model is given".into(),
+        ));
+    }
     let shaping = Shaping {
         verification_reward: settings.rewards.verification_reward,
         ..Shaping::unscaled()
@@ -632,13 +665,18 @@ fn run_grpo<B: AutodiffBackend>(
     } else {
         None
     };
-    let rewards = reward_sources::<B::InnerBackend>(settings, pad_id, device)?;
+    let (train_prompts, origins) = prompts(&train, settings, &mut report.skipped)?;
+    let eval_prompts = match &eval {
+        Some(eval) => Some(prompts(eval, settings, &mut report.skipped)?.0),
+        None => None,
+    };
+    let rewards = reward_sources::<B::InnerBackend>(settings, &train_prompts, pad_id, device)?;
     let model = initial_model::<B>(settings, pad_id, device)?;
     let mut trainer = RlvrTrainer::new(
         model,
         grpo,
         settings.args.clone(),
-        prompts(&train),
+        train_prompts,
         rewards,
         reference,
         tokenizer,
@@ -651,7 +689,6 @@ fn run_grpo<B: AutodiffBackend>(
         trainer.resume(optimizer, state.global_step, round);
         unlogged = state.unlogged;
     }
-    let eval_prompts = eval.as_ref().map(prompts);
     let evaluate = |trainer: &RlvrTrainer<B>| match &eval_prompts {
         Some(prompts) => trainer
             .evaluate(prompts, settings.per_device_eval_batch_size)
@@ -662,7 +699,7 @@ fn run_grpo<B: AutodiffBackend>(
         &mut trainer,
         settings,
         display,
-        &train.origins,
+        &origins,
         unlogged,
         evaluate,
         report,
