@@ -144,24 +144,10 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
         }
         let prompts_per_round = per_round / generations;
         let rounds_per_epoch = prompts.rows.len().div_ceil(prompts_per_round);
-        let steps_per_epoch = rounds_per_epoch * settings.num_iterations;
-        let total_steps = args
-            .max_steps
-            .unwrap_or_else(|| (args.num_train_epochs * steps_per_epoch as f64).ceil() as usize);
-        let warmup_steps = if args.warmup_steps > 0 {
-            args.warmup_steps
-        } else {
-            Schedule::warmup_from_ratio(args.warmup_ratio, total_steps)
-        };
         Ok(Self {
             model: Some(model),
             optimizer: AdamW::new(args.optimizer),
-            schedule: Schedule {
-                kind: args.lr_scheduler_type,
-                peak: args.learning_rate,
-                warmup_steps,
-                total_steps,
-            },
+            schedule: args.schedule(rounds_per_epoch * settings.num_iterations),
             reference,
             rewards,
             tokenizer,
@@ -291,16 +277,12 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
                         reason: "no such prompt".into(),
                     }
                 })?;
-                Ok(Rollout {
+                Ok(Rollout::new(
                     prompt_index,
                     prompt_ids,
                     completion_ids,
                     finished,
-                    reward: 0.0,
-                    advantage: 0.0,
-                    old_logps: None,
-                    ref_logps: None,
-                })
+                ))
             })
             .collect::<Result<Vec<_>, TrainError>>()?;
         self.start_round(index, rollouts, &mut StepTiming::default())

@@ -52,6 +52,27 @@ pub struct Rollout {
     pub ref_logps: Option<Vec<f32>>,
 }
 
+impl Rollout {
+    /// A completion not yet rewarded or scored.
+    pub fn new(
+        prompt_index: usize,
+        prompt_ids: Vec<u32>,
+        completion_ids: Vec<u32>,
+        finished: bool,
+    ) -> Self {
+        Self {
+            prompt_index,
+            prompt_ids,
+            completion_ids,
+            finished,
+            reward: 0.0,
+            advantage: 0.0,
+            old_logps: None,
+            ref_logps: None,
+        }
+    }
+}
+
 /// Samples `sampling.num_generations` completions of each prompt (`(example index, ids)`) in
 /// one batch, `seed` fixing every draw. Rows come out prompt by prompt, each prompt's group
 /// together, as TRL lays out a generation batch. Rewards and advantages are left at 0.
@@ -85,18 +106,9 @@ pub fn sample<B: Backend>(
         .into_iter()
         .zip(generated.tokens)
         .zip(generated.stopped_at_eos)
-        .map(
-            |(((prompt_index, prompt_ids), completion_ids), finished)| Rollout {
-                prompt_index,
-                prompt_ids: prompt_ids.clone(),
-                completion_ids,
-                finished,
-                reward: 0.0,
-                advantage: 0.0,
-                old_logps: None,
-                ref_logps: None,
-            },
-        )
+        .map(|(((prompt_index, prompt_ids), completion_ids), finished)| {
+            Rollout::new(prompt_index, prompt_ids.clone(), completion_ids, finished)
+        })
         .collect()
 }
 
@@ -238,16 +250,7 @@ mod tests {
     type B = burn::backend::NdArray;
 
     fn rollout(prompt: &[u32], completion: &[u32]) -> Rollout {
-        Rollout {
-            prompt_index: 0,
-            prompt_ids: prompt.to_vec(),
-            completion_ids: completion.to_vec(),
-            finished: true,
-            reward: 0.0,
-            advantage: 0.0,
-            old_logps: None,
-            ref_logps: None,
-        }
+        Rollout::new(0, prompt.to_vec(), completion.to_vec(), true)
     }
 
     #[test]

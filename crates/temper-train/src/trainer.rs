@@ -63,6 +63,27 @@ impl Default for TrainingArgs {
     }
 }
 
+impl TrainingArgs {
+    /// The run's learning-rate schedule: `max_steps` updates, else `num_train_epochs` epochs of
+    /// `updates_per_epoch`; warm-up from `warmup_steps`, else from `warmup_ratio`.
+    pub fn schedule(&self, updates_per_epoch: usize) -> Schedule {
+        let total_steps = self
+            .max_steps
+            .unwrap_or_else(|| (self.num_train_epochs * updates_per_epoch as f64).ceil() as usize);
+        let warmup_steps = if self.warmup_steps > 0 {
+            self.warmup_steps
+        } else {
+            Schedule::warmup_from_ratio(self.warmup_ratio, total_steps)
+        };
+        Schedule {
+            kind: self.lr_scheduler_type,
+            peak: self.learning_rate,
+            warmup_steps,
+            total_steps,
+        }
+    }
+}
+
 /// What one optimizer step logged.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepLog {
@@ -183,23 +204,10 @@ impl<B: AutodiffBackend> Trainer<B> {
         check_reference(&objective, &reference, examples.len())?;
         let micro_per_epoch = examples.len().div_ceil(args.per_device_train_batch_size);
         let updates_per_epoch = micro_per_epoch.div_ceil(args.gradient_accumulation_steps);
-        let total_steps = args
-            .max_steps
-            .unwrap_or_else(|| (args.num_train_epochs * updates_per_epoch as f64).ceil() as usize);
-        let warmup_steps = if args.warmup_steps > 0 {
-            args.warmup_steps
-        } else {
-            Schedule::warmup_from_ratio(args.warmup_ratio, total_steps)
-        };
         Ok(Self {
             model: Some(model),
             optimizer: AdamW::new(args.optimizer),
-            schedule: Schedule {
-                kind: args.lr_scheduler_type,
-                peak: args.learning_rate,
-                warmup_steps,
-                total_steps,
-            },
+            schedule: args.schedule(updates_per_epoch),
             objective,
             args,
             examples,

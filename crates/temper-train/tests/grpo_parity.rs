@@ -13,7 +13,7 @@ mod common;
 use std::cell::Cell;
 
 use burn::backend::{Autodiff, NdArray};
-use common::root;
+use common::{ids, parity_fixture, root};
 use serde_json::Value;
 use temper_data::tokenize::tokenize;
 use temper_data::{ChatTokenizer, Example, TokenizeOptions, Tokenized, dataset};
@@ -27,16 +27,7 @@ use temper_train::{ScheduleKind, TrainingArgs};
 type Ad = Autodiff<NdArray<f32>>;
 
 fn fixture() -> Value {
-    let path = root().join("fixtures/parity/train/trl_grpo_runs.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    parity_fixture("trl_grpo_runs.json")
 }
 
 fn close(what: &str, ours: f64, theirs: f64, relative: f64, absolute: f64) {

@@ -10,7 +10,7 @@
 mod common;
 
 use burn::backend::{Autodiff, NdArray};
-use common::root;
+use common::{ids, parity_fixture, root};
 use serde_json::Value;
 use temper_data::{ChatTokenizer, Tokenized};
 use temper_model::{ScoreHeadInit, load_model, load_reward_model};
@@ -19,16 +19,7 @@ use temper_train::{Objective, Reference, TrainError, Trainer, TrainingArgs};
 type Ad = Autodiff<NdArray<f32>>;
 
 fn fixture() -> Value {
-    let path = root().join("fixtures/parity/train/trl_reward_runs.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    parity_fixture("trl_reward_runs.json")
 }
 
 /// `preference.jsonl` tokenised by temper-data with the policy's tokenizer, checked against the

@@ -9,7 +9,7 @@ mod common;
 
 use burn::backend::{Autodiff, NdArray};
 use burn::module::AutodiffModule;
-use common::{pairs, root};
+use common::{ids, pairs, parity_fixture, root};
 use serde_json::Value;
 use temper_data::Tokenized;
 use temper_data::tokenize::{TokenizedPair, TokenizedSequence};
@@ -21,16 +21,7 @@ use temper_train::{NllSpan, Objective, Reference, Trainer, reference_scores};
 type Ad = Autodiff<NdArray<f32>>;
 
 fn fixture() -> Value {
-    let text = std::fs::read_to_string(root().join("fixtures/parity/train/trl_runs.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    parity_fixture("trl_runs.json")
 }
 
 /// TRL's tokenised records of one trainer as temper-data examples.

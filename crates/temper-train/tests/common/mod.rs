@@ -8,6 +8,21 @@ use temper_data::tokenize::{TokenizedPair, tokenize};
 use temper_data::{ChatTokenizer, TokenizeOptions, Tokenized, dataset};
 use temper_train::{ScheduleKind, TrainingArgs};
 
+/// A parity fixture from `fixtures/parity/train`.
+pub fn parity_fixture(name: &str) -> serde_json::Value {
+    let path = root().join("fixtures/parity/train").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A JSON list of token ids.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
