@@ -24,14 +24,14 @@ use burn::backend::{Autodiff, NdArray};
 use burn::tensor::backend::Backend;
 use temper::data::dataset;
 use temper::data::tokenize::tokenize;
-use temper::data::{ChatTokenizer, Example, TokenizeOptions, Tokenized};
-use temper::model::{GenerationConfig, load_model};
+use temper::data::{ChatTokenizer, TokenizeOptions, Tokenized};
+use temper::model::{ModelConfig, load_model};
 use temper::objectives::grpo::{Aggregation, GrpoConfig, RewardScaling};
-use temper::train::rewards::{RewardFunction, Rewards, VerifierReward};
+use temper::train::rewards::Rewards;
 use temper::train::rlvr::{GrpoSettings, Prompts, RlvrTrainer, StepTiming};
 use temper::train::rollout::Sampling;
 use temper::train::{ScheduleKind, TrainingArgs};
-use temper::verifiers::{Registry, Shaping};
+use temper::verifiers::Shaping;
 
 type Cpu = NdArray<f32>;
 type Grad = Autodiff<Cpu>;
@@ -56,36 +56,27 @@ fn arg(name: &str) -> Option<usize> {
 /// The first `PROMPTS` rows of the data file with their prompts in the model's chat template.
 fn prompts(tokenizer: &ChatTokenizer) -> Prompts {
     let data = dataset::load(Path::new(DATA), None, false).expect("the RLVR fixture loads");
-    let mut prompts = Prompts {
-        rows: Vec::new(),
-        ids: Vec::new(),
-    };
-    for example in data.examples.iter().take(PROMPTS) {
-        let tokenized = tokenize(tokenizer, example, &TokenizeOptions::default())
-            .expect("the fixture rows tokenise")
-            .tokenized;
-        match (example, tokenized) {
-            (Example::Rlvr(row), Tokenized::Prompt(prompt)) => {
-                prompts.rows.push(row.clone());
-                prompts.ids.push(prompt.prompt_ids);
-            }
-            _ => panic!("{DATA} holds RLVR prompts"),
-        }
-    }
-    prompts
+    let examples = &data.examples[..PROMPTS.min(data.examples.len())];
+    let tokenized: Vec<Tokenized> = examples
+        .iter()
+        .map(|example| {
+            tokenize(tokenizer, example, &TokenizeOptions::default())
+                .expect("the fixture rows tokenise")
+                .tokenized
+        })
+        .collect();
+    Prompts::from_examples(examples, &tokenized)
 }
 
-/// Sampling stops at the model's eos ids (its generation config, else its config, and the
-/// tokenizer's eos) and pads with the tokenizer's pad, as `temper grpo` does.
+/// Sampling stops at the model's eos ids and pads with the tokenizer's pad, as `temper grpo`
+/// does.
 fn sampling(tokenizer: &ChatTokenizer) -> Sampling {
-    let device = Default::default();
-    let (config, _) = load_model::<Cpu>(Path::new(MODEL), &device).expect("the model loads");
-    let mut eos = GenerationConfig::for_model_dir(Path::new(MODEL), &config).eos_token_ids;
-    if let Ok(id) = tokenizer.eos_id()
-        && !eos.contains(&id)
-    {
-        eos.push(id);
-    }
+    let text = std::fs::read_to_string(Path::new(MODEL).join("config.json")).expect("config.json");
+    let config = ModelConfig::from_json(&text).expect("a valid config.json");
+    let pad = tokenizer
+        .pad_id()
+        .or_else(|| tokenizer.eos_id().ok())
+        .unwrap_or(0);
     Sampling {
         num_generations: NUM_GENERATIONS,
         max_completion_length: MAX_COMPLETION_LENGTH,
@@ -93,12 +84,10 @@ fn sampling(tokenizer: &ChatTokenizer) -> Sampling {
         top_p: None,
         top_k: None,
         repetition_penalty: 1.0,
-        eos_token_ids: eos,
-        pad_token_id: tokenizer
-            .pad_id()
-            .or_else(|| tokenizer.eos_id().ok())
-            .unwrap_or(0),
+        eos_token_ids: Vec::new(),
+        pad_token_id: pad,
     }
+    .with_model_stops(Path::new(MODEL), &config, tokenizer, pad)
 }
 
 fn settings(sampling: &Sampling, beta: f64) -> GrpoSettings {
@@ -134,11 +123,7 @@ fn training_args(steps: usize) -> TrainingArgs {
 }
 
 fn rewards() -> Rewards {
-    let verifiers: Box<dyn RewardFunction> = Box::new(VerifierReward {
-        registry: Registry::default(),
-        shaping: Shaping::default(),
-    });
-    Rewards::new(vec![(verifiers, 1.0)])
+    Rewards::verifiers(Shaping::default())
 }
 
 /// A fresh trainer at step 0: the policy from the model directory, and for β ≠ 0 a second copy

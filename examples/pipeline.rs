@@ -20,10 +20,9 @@ use temper::model::{CausalLm, GenerationConfig, generate, load_model};
 use temper::train::config::{TrainConfig, TrainerKind, read_config_file};
 use temper::train::heldout::{completion_nll, preference_score};
 use temper::train::progress::Display;
-use temper::train::rewards::{Rewards, VerifierReward};
+use temper::train::rewards::Rewards;
 use temper::train::rlvr::{Prompts, evaluate_policy};
 use temper::train::rollout::Sampling;
-use temper::verifiers::registry::Registry;
 use temper::verifiers::shaping::Shaping;
 
 type B = NdArray<f32>;
@@ -217,13 +216,7 @@ fn instructions_followed(model: &CausalLm<B>, tokenizer: &ChatTokenizer, prompts
         eos_token_ids: stops.eos_token_ids,
         pad_token_id: stops.pad_token_id,
     };
-    let rewards = Rewards::new(vec![(
-        Box::new(VerifierReward {
-            registry: Registry::default(),
-            shaping: Shaping::default(),
-        }),
-        1.0,
-    )]);
+    let rewards = Rewards::verifiers(Shaping::default());
     let metrics = evaluate_policy(
         model,
         prompts,

@@ -247,6 +247,17 @@ pub struct Rewards {
 }
 
 impl Rewards {
+    /// The verifiers each row names, with `shaping`, as the only source.
+    pub fn verifiers(shaping: Shaping) -> Self {
+        Self::new(vec![(
+            Box::new(VerifierReward {
+                registry: Registry::default(),
+                shaping,
+            }),
+            1.0,
+        )])
+    }
+
     /// Weighted sources without a non-stop penalty.
     pub fn new(sources: Vec<(Box<dyn RewardFunction>, f64)>) -> Self {
         Self {

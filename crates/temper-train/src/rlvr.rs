@@ -23,7 +23,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use temper_data::batch::{BatchOrder, batch_indices};
-use temper_data::{ChatTokenizer, RlvrPrompt};
+use temper_data::{ChatTokenizer, Example, RlvrPrompt, Tokenized};
 use temper_model::loss_and_gradients;
 use temper_model::{CausalLm, Decoding, GenerationConfig, GradientCheckpointing, generate};
 use temper_objectives::grpo::{
@@ -78,10 +78,25 @@ pub struct StepTiming {
 }
 
 /// The prompts of a run: each data row with its tokenised prompt.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Prompts {
     pub rows: Vec<RlvrPrompt>,
     pub ids: Vec<Vec<u32>>,
+}
+
+impl Prompts {
+    /// The RLVR rows of `examples` with their tokenised prompts (`tokenized[i]` from
+    /// `examples[i]`); other kinds are left out.
+    pub fn from_examples(examples: &[Example], tokenized: &[Tokenized]) -> Self {
+        let mut prompts = Self::default();
+        for (example, tokenized) in examples.iter().zip(tokenized) {
+            if let (Example::Rlvr(row), Tokenized::Prompt(prompt)) = (example, tokenized) {
+                prompts.rows.push(row.clone());
+                prompts.ids.push(prompt.prompt_ids.clone());
+            }
+        }
+        prompts
+    }
 }
 
 /// A policy trained with GRPO.

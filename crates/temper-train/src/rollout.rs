@@ -29,6 +29,30 @@ pub struct Sampling {
     pub pad_token_id: u32,
 }
 
+impl Sampling {
+    /// These settings stopping where the model's own generation stops — `generation_config.json`'s
+    /// eos ids (else `config.json`'s) plus the tokenizer's eos — and padding with `pad_id`.
+    pub fn with_model_stops(
+        self,
+        model_dir: &std::path::Path,
+        config: &temper_model::ModelConfig,
+        tokenizer: &temper_data::ChatTokenizer,
+        pad_id: u32,
+    ) -> Self {
+        let mut eos = GenerationConfig::for_model_dir(model_dir, config).eos_token_ids;
+        if let Ok(id) = tokenizer.eos_id()
+            && !eos.contains(&id)
+        {
+            eos.push(id);
+        }
+        Self {
+            eos_token_ids: eos,
+            pad_token_id: pad_id,
+            ..self
+        }
+    }
+}
+
 /// One sampled completion and what the run computed of it when it was sampled: all that the
 /// updates reusing it need, so a checkpoint taken between them can hold the round and resume
 /// it exactly.

@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 use temper_data::tokenize::{TokenizedPair, tokenize};
 use temper_data::{ChatTokenizer, DataError, Example, Tokenized, dataset};
 use temper_model::{
-    CausalLm, GenerationConfig, HeadKind, ModelConfig, ScoreHeadInit, add_lora, load_adapter,
-    load_model, load_reward_model, merge_adapters,
+    CausalLm, HeadKind, ModelConfig, ScoreHeadInit, add_lora, load_adapter, load_model,
+    load_reward_model, merge_adapters,
 };
 use temper_verifiers::registry::Registry;
 use temper_verifiers::shaping::Shaping;
@@ -30,7 +30,7 @@ use crate::objective::Objective;
 use crate::ppo::PpoSettings;
 use crate::progress::{Display, Progress};
 use crate::reference::{CacheError, Reference, ReferenceCache, cache_key, reference_scores};
-use crate::rewards::{RewardFunction, RewardModel, Rewards, VerifierReward};
+use crate::rewards::{RewardModel, Rewards};
 use crate::rlvr::{GrpoSettings, Prompts, RlvrTrainer, load_round};
 use crate::rollout::Sampling;
 use crate::trainer::{StepLog, Steps, TrainError, Trainer};
@@ -566,13 +566,8 @@ fn reward_sources<B: Backend>(
         verification_reward: settings.rewards.verification_reward,
         ..Shaping::unscaled()
     };
-    let mut sources: Vec<(Box<dyn RewardFunction>, f64)> = vec![(
-        Box::new(VerifierReward {
-            registry: Registry::default(),
-            shaping,
-        }),
-        1.0,
-    )];
+    let mut rewards = Rewards::verifiers(shaping);
+    rewards.non_stop_penalty = settings.rewards.non_stop_penalty;
     if let Some(dir) = &settings.rewards.reward_model {
         let config = std::fs::read_to_string(dir.join("config.json"))
             .map_err(|e| model_error(dir, e))
@@ -590,7 +585,7 @@ fn reward_sources<B: Backend>(
         };
         let (_, model) =
             load_reward_model::<B>(dir, &init, device).map_err(|e| model_error(dir, e))?;
-        sources.push((
+        rewards.sources.push((
             Box::new(RewardModel {
                 model,
                 batch_size: settings.per_device_eval_batch_size,
@@ -599,14 +594,10 @@ fn reward_sources<B: Backend>(
             1.0,
         ));
     }
-    Ok(Rewards {
-        sources,
-        non_stop_penalty: settings.rewards.non_stop_penalty,
-    })
+    Ok(rewards)
 }
 
-/// Sampling stops at the model's eos ids (its generation config, else its config, and the
-/// tokenizer's eos) and pads with `pad_id`.
+/// `sampling` stopping and padding as the run's model does.
 fn with_stops(
     sampling: &Sampling,
     settings: &RunSettings,
@@ -618,17 +609,9 @@ fn with_stops(
         .and_then(|text| {
             ModelConfig::from_json(&text).map_err(|e| model_error(&settings.model, e))
         })?;
-    let mut eos = GenerationConfig::for_model_dir(&settings.model, &config).eos_token_ids;
-    if let Ok(id) = tokenizer.eos_id()
-        && !eos.contains(&id)
-    {
-        eos.push(id);
-    }
-    Ok(Sampling {
-        eos_token_ids: eos,
-        pad_token_id: pad_id,
-        ..sampling.clone()
-    })
+    Ok(sampling
+        .clone()
+        .with_model_stops(&settings.model, &config, tokenizer, pad_id))
 }
 
 /// The reference model of an RL run with a KL term: `ref_model`, else the initial policy (the
