@@ -131,6 +131,11 @@ fn grpo_resumed_inside_a_round_equals_the_straight_run() {
             .join("straight/checkpoint-3/rollouts.json")
             .is_file()
     );
+    // At a round's end (num_iterations 1) the next round is new, and `num_tokens` counts on.
+    let boundary = tempfile::tempdir().unwrap();
+    let mut at_boundary = args.to_vec();
+    at_boundary[7] = "1";
+    resume_matches(boundary.path(), "grpo", PROMPTS, &at_boundary, 3);
     let rows = metrics(&resumed);
     let first: serde_json::Value = serde_json::from_str(rows.lines().next().unwrap()).unwrap();
     for key in [

@@ -622,13 +622,12 @@ impl<B: AutodiffBackend> Steps<B> for RlvrTrainer<B> {
     fn optimizer(&self) -> &AdamW<B::InnerBackend> {
         &self.optimizer
     }
-    /// The round under way, when the next step would reuse it (`num_iterations` above 1).
+    /// The last round: the next step reuses it when the checkpoint falls inside it
+    /// (`num_iterations` above 1), and the next round counts `num_tokens` on from it.
     fn save_state(&self, dir: &Path) -> Result<(), CheckpointError> {
         match &self.round {
-            Some(round) if self.step / self.settings.num_iterations == round.index => {
-                save_round(round, dir)
-            }
-            _ => Ok(()),
+            Some(round) => save_round(round, dir),
+            None => Ok(()),
         }
     }
 }
