@@ -30,3 +30,932 @@ pub struct PpoSettings {
     /// Subtracted from the score of a completion that did not end at eos.
     pub missing_eos_penalty: Option<f64>,
 }
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use temper_data::ChatTokenizer;
+use temper_data::batch::{BatchOrder, batch_indices};
+use temper_model::{
+    CausalLm, GradientCheckpointing, SaveOptions, ScoreHeadInit, load_reward_model,
+    loss_and_gradients, save_model,
+};
+use temper_objectives::grpo::{MAX_LOG_RATIO, clipped_surrogate, k3_kl};
+use temper_objectives::metrics::Metrics;
+use temper_objectives::ppo::{gae, masked_whiten, ppo_value_loss};
+
+use crate::checkpoint::{CheckpointError, OPTIMIZER_FILE};
+use crate::optimizer::AdamW;
+use crate::parameters::{map_gradients, squared_norm};
+use crate::rewards::{RewardInput, Rewards};
+use crate::rlvr::{Prompts, StepTiming, evaluate_policy, save_round};
+use crate::rollout::{
+    CompletionBatch, Rollout, completion_log_probs, completion_token_stats, sample,
+};
+use crate::schedule::Schedule;
+use crate::trainer::{StepLog, Steps, TrainError, TrainingArgs};
+
+/// Where a PPO checkpoint keeps the value model and its optimizer.
+pub const VALUE_MODEL_DIR: &str = "value_model";
+
+/// One completion of a PPO round with everything its updates need: the [`Rollout`] (its
+/// `reward` is the score, the missing-eos penalty applied; `old_logps` the sampling policy's
+/// log-probs and `ref_logps` the reference's, per completion token) and, per completion token,
+/// the value model's values at sampling time, the whitened advantages and the returns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PpoRollout {
+    pub rollout: Rollout,
+    pub values: Vec<f32>,
+    pub advantages: Vec<f32>,
+    pub returns: Vec<f32>,
+}
+
+/// One PPO round: its index, its rollouts and the metrics logged with its first step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PpoRound {
+    pub index: usize,
+    pub rollouts: Vec<PpoRollout>,
+    pub metrics: Vec<(String, f64)>,
+    /// Prompt and completion tokens seen by the run up to and including this round.
+    pub tokens_seen: usize,
+}
+
+/// A policy and its value model trained with PPO, as TRL's `PPOTrainer`, with these
+/// differences:
+///
+/// - Rewards, values, advantages and the value loss live on the completion tokens: the score is
+///   added at each completion's last token. TRL adds it one position past the last token that
+///   is not padding, and keeps the value there in its value loss (`padding_mask_p1`).
+/// - Each step logs its own mini-batch's `policy/*`, `loss/*` and `val/*` metrics (micro-batch
+///   means), where TRL logs their mean over the whole round once; `policy/approxkl_avg`,
+///   `policy/entropy_avg` and `val/ratio` are means over completion tokens, where TRL's include
+///   padding positions.
+/// - The policy loss and `vf_coef ×` the value loss are backpropagated through each model on
+///   its own (the gradients are those of their sum, as the two models share no parameters), so
+///   gradient checkpointing and LoRA dropout work as in the other trainers; clipping takes the
+///   global norm over both, and each model has its own AdamW at the same learning rate (which
+///   is one AdamW over both parameter sets).
+/// - Each epoch's prompts are cut into rounds with the last, incomplete one dropped (as TRL's
+///   dataloader), and each round's rows are reshuffled every PPO epoch from a permutation seeded
+///   by (seed, round, epoch).
+pub struct PpoTrainer<B: AutodiffBackend> {
+    policy: Option<CausalLm<B>>,
+    value_model: Option<CausalLm<B>>,
+    optimizer: AdamW<B::InnerBackend>,
+    value_optimizer: AdamW<B::InnerBackend>,
+    reference: CausalLm<B::InnerBackend>,
+    rewards: Rewards,
+    tokenizer: ChatTokenizer,
+    prompts: Prompts,
+    settings: PpoSettings,
+    args: TrainingArgs,
+    schedule: Schedule,
+    prompts_per_round: usize,
+    rounds_per_epoch: usize,
+    step: usize,
+    round: Option<PpoRound>,
+    /// Where the value model's config and tokenizer files are copied from when it is saved.
+    value_model_source: Option<PathBuf>,
+    timing: StepTiming,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend> PpoTrainer<B> {
+    /// A trainer at step 0. `value_model` has a score head with one label; `reference` is the
+    /// initial policy (the KL penalty's reference), as TRL's `ref_model`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        policy: CausalLm<B>,
+        value_model: CausalLm<B>,
+        settings: PpoSettings,
+        args: TrainingArgs,
+        prompts: Prompts,
+        rewards: Rewards,
+        reference: CausalLm<B::InnerBackend>,
+        tokenizer: ChatTokenizer,
+        device: B::Device,
+    ) -> Result<Self, TrainError> {
+        if prompts.rows.is_empty() || prompts.rows.len() != prompts.ids.len() {
+            return Err(TrainError::NoData);
+        }
+        if policy.is_score_model() {
+            return Err(TrainError::Settings(
+                "PPO trains a causal LM policy; this model has a score head".into(),
+            ));
+        }
+        if value_model.num_labels() != Some(1) {
+            return Err(TrainError::Settings(
+                "PPO's value model needs a score head with one label".into(),
+            ));
+        }
+        if settings.sampling.num_generations != 1 {
+            return Err(TrainError::Settings(format!(
+                "PPO samples one completion per prompt; num_generations is {}",
+                settings.sampling.num_generations
+            )));
+        }
+        if settings.num_ppo_epochs == 0
+            || settings.num_mini_batches == 0
+            || settings.sampling.max_completion_length == 0
+            || args.per_device_train_batch_size == 0
+            || args.gradient_accumulation_steps == 0
+        {
+            return Err(TrainError::Settings(
+                "num_ppo_epochs, num_mini_batches, max_completion_length, \
+                 per_device_train_batch_size and gradient_accumulation_steps must be at least 1"
+                    .into(),
+            ));
+        }
+        let prompts_per_round = args.per_device_train_batch_size
+            * args.gradient_accumulation_steps
+            * settings.num_mini_batches;
+        if prompts.rows.len() < prompts_per_round {
+            return Err(TrainError::Settings(format!(
+                "a PPO round takes per_device_train_batch_size × gradient_accumulation_steps × \
+                 num_mini_batches = {prompts_per_round} prompts; the data holds {}",
+                prompts.rows.len()
+            )));
+        }
+        // TRL's dataloader drops the last, incomplete batch of each epoch.
+        let rounds_per_epoch = prompts.rows.len() / prompts_per_round;
+        let steps_per_epoch =
+            rounds_per_epoch * settings.num_ppo_epochs * settings.num_mini_batches;
+        let total_steps = args
+            .max_steps
+            .unwrap_or_else(|| (args.num_train_epochs * steps_per_epoch as f64).ceil() as usize);
+        let warmup_steps = if args.warmup_steps > 0 {
+            args.warmup_steps
+        } else {
+            Schedule::warmup_from_ratio(args.warmup_ratio, total_steps)
+        };
+        Ok(Self {
+            policy: Some(policy),
+            value_model: Some(value_model),
+            optimizer: AdamW::new(args.optimizer),
+            value_optimizer: AdamW::new(args.optimizer),
+            schedule: Schedule {
+                kind: args.lr_scheduler_type,
+                peak: args.learning_rate,
+                warmup_steps,
+                total_steps,
+            },
+            reference,
+            rewards,
+            tokenizer,
+            prompts,
+            settings,
+            args,
+            prompts_per_round,
+            rounds_per_epoch,
+            step: 0,
+            round: None,
+            value_model_source: None,
+            timing: StepTiming::default(),
+            device,
+        })
+    }
+
+    /// Where the value model came from (its `config.json` and tokenizer files are copied into
+    /// checkpoints beside its weights); checkpoints need it.
+    pub fn with_value_model_source(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.value_model_source = Some(dir.into());
+        self
+    }
+
+    /// Optimizer steps per round.
+    fn steps_per_round(&self) -> usize {
+        self.settings.num_ppo_epochs * self.settings.num_mini_batches
+    }
+
+    pub fn total_steps(&self) -> usize {
+        self.schedule.total_steps
+    }
+
+    pub fn steps_done(&self) -> usize {
+        self.step
+    }
+
+    pub fn epochs_done(&self) -> f64 {
+        self.step as f64 / (self.rounds_per_epoch * self.steps_per_round()) as f64
+    }
+
+    pub fn model(&self) -> &CausalLm<B> {
+        self.policy
+            .as_ref()
+            .expect("the policy is only taken during a step")
+    }
+
+    pub fn value_model(&self) -> &CausalLm<B> {
+        self.value_model
+            .as_ref()
+            .expect("the value model is only taken during a step")
+    }
+
+    pub fn optimizer(&self) -> &AdamW<B::InnerBackend> {
+        &self.optimizer
+    }
+
+    pub fn value_optimizer(&self) -> &AdamW<B::InnerBackend> {
+        &self.value_optimizer
+    }
+
+    /// The round the next steps train on, if one is under way.
+    pub fn round(&self) -> Option<&PpoRound> {
+        self.round.as_ref()
+    }
+
+    pub fn last_timing(&self) -> StepTiming {
+        self.timing
+    }
+
+    /// Continues a run from a checkpoint: both optimizers, the value model
+    /// ([`load_value_state`]), the step count and the round under way.
+    pub fn resume(
+        &mut self,
+        optimizer: AdamW<B::InnerBackend>,
+        value_optimizer: AdamW<B::InnerBackend>,
+        value_model: CausalLm<B>,
+        steps_done: usize,
+        round: Option<PpoRound>,
+    ) {
+        self.optimizer = optimizer;
+        self.value_optimizer = value_optimizer;
+        self.value_model = Some(value_model);
+        self.step = steps_done;
+        self.round = round;
+    }
+
+    /// The prompts (example indices) of round `index`: the `index mod u`-th group of a seeded
+    /// order of the prompts, reshuffled every epoch of `u` rounds (the last, incomplete group
+    /// of an epoch is dropped, as TRL's dataloader).
+    pub fn round_prompts(&self, index: usize) -> Vec<usize> {
+        let lengths: Vec<usize> = self.prompts.ids.iter().map(Vec::len).collect();
+        let groups = batch_indices(
+            &lengths,
+            self.prompts_per_round,
+            BatchOrder::Shuffled,
+            self.args.seed,
+            (index / self.rounds_per_epoch) as u64,
+            true,
+        );
+        groups[index % self.rounds_per_epoch].clone()
+    }
+
+    /// The rows (positions in the round) of the mini-batches of PPO epoch `epoch` of round
+    /// `round`: a seeded permutation of the round's rows, fresh every epoch (TRL's
+    /// `np.random.permutation`), cut into `num_mini_batches` parts.
+    pub fn mini_batches(&self, round: usize, epoch: usize, rows: usize) -> Vec<Vec<usize>> {
+        let seed = self
+            .args
+            .seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(round as u64)
+            .wrapping_add(0x0550);
+        let order = batch_indices(
+            &vec![0; rows],
+            rows.max(1),
+            BatchOrder::Shuffled,
+            seed,
+            epoch as u64,
+            false,
+        )
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+        let size = rows.div_ceil(self.settings.num_mini_batches).max(1);
+        order.chunks(size).map(<[usize]>::to_vec).collect()
+    }
+
+    /// Makes the next update, sampling and scoring a new round first when the last one is used
+    /// up.
+    pub fn step(&mut self) -> Result<StepLog, TrainError> {
+        let per_round = self.steps_per_round();
+        let round_index = self.step / per_round;
+        let mut timing = StepTiming::default();
+        if self.round.as_ref().is_none_or(|r| r.index != round_index) {
+            let started = Instant::now();
+            let prompts: Vec<(usize, Vec<u32>)> = self
+                .round_prompts(round_index)
+                .into_iter()
+                .map(|i| (i, self.prompts.ids[i].clone()))
+                .collect();
+            let seed = self
+                .args
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(round_index as u64)
+                .wrapping_add(0x5eed);
+            let policy = self.model().valid();
+            let rollouts = sample(
+                &policy,
+                &prompts,
+                &self.settings.sampling,
+                seed,
+                &self.device,
+            );
+            drop(policy);
+            timing.generation = started.elapsed();
+            timing.completion_tokens = rollouts.iter().map(|r| r.completion_ids.len()).sum();
+            self.start_round(round_index, rollouts, &mut timing)?;
+        }
+        let started = Instant::now();
+        let log = self.update()?;
+        timing.training += started.elapsed();
+        self.timing = timing;
+        Ok(log)
+    }
+
+    /// Makes the next round from completions given rather than sampled (`(prompt index,
+    /// completion ids, stopped at eos)`): they are scored as sampled ones would be, and the
+    /// round's `num_ppo_epochs × num_mini_batches` steps train on them.
+    pub fn set_round_completions(
+        &mut self,
+        completions: Vec<(usize, Vec<u32>, bool)>,
+    ) -> Result<(), TrainError> {
+        let index = self.step / self.steps_per_round();
+        let rollouts = completions
+            .into_iter()
+            .map(|(prompt_index, completion_ids, finished)| {
+                let prompt_ids = self.prompts.ids.get(prompt_index).cloned().ok_or_else(|| {
+                    TrainError::Record {
+                        index: prompt_index,
+                        reason: "no such prompt".into(),
+                    }
+                })?;
+                Ok(Rollout {
+                    prompt_index,
+                    prompt_ids,
+                    completion_ids,
+                    finished,
+                    reward: 0.0,
+                    advantage: 0.0,
+                    old_logps: None,
+                    ref_logps: None,
+                })
+            })
+            .collect::<Result<Vec<_>, TrainError>>()?;
+        self.start_round(index, rollouts, &mut StepTiming::default())
+    }
+
+    /// Scores, log-probs, values, per-token rewards, advantages and returns of a round, and
+    /// its metrics (all without autodiff).
+    fn start_round(
+        &mut self,
+        index: usize,
+        rollouts: Vec<Rollout>,
+        timing: &mut StepTiming,
+    ) -> Result<(), TrainError> {
+        if rollouts.is_empty() {
+            return Err(TrainError::Settings("a PPO round needs completions".into()));
+        }
+        if let Some(empty) = rollouts.iter().find(|r| r.completion_ids.is_empty()) {
+            return Err(TrainError::Record {
+                index: empty.prompt_index,
+                reason: "an empty completion has no token to put its score on".into(),
+            });
+        }
+        let started = Instant::now();
+        let texts: Vec<String> = rollouts
+            .iter()
+            .map(|r| {
+                self.tokenizer
+                    .decode(&r.completion_ids, true)
+                    .unwrap_or_default()
+            })
+            .collect();
+        let inputs: Vec<RewardInput<'_>> = rollouts
+            .iter()
+            .zip(&texts)
+            .map(|(r, text)| RewardInput {
+                row: &self.prompts.rows[r.prompt_index],
+                completion: text,
+                prompt_ids: &r.prompt_ids,
+                completion_ids: &r.completion_ids,
+                finished: r.finished,
+            })
+            .collect();
+        let scored = self
+            .rewards
+            .score(&inputs)
+            .map_err(|e| TrainError::Record {
+                index: rollouts[e.index.min(rollouts.len() - 1)].prompt_index,
+                reason: e.to_string(),
+            })?;
+        let scores: Vec<f64> = rollouts
+            .iter()
+            .zip(&scored.rewards)
+            .map(|(r, &score)| match self.settings.missing_eos_penalty {
+                Some(penalty) if !r.finished => score - penalty,
+                _ => score,
+            })
+            .collect();
+        timing.scoring = started.elapsed();
+
+        let started = Instant::now();
+        let device = self.device.clone();
+        let temperature = self.settings.sampling.temperature;
+        let pad = self.settings.sampling.pad_token_id;
+        let batch = self.args.per_device_train_batch_size;
+        let rows: Vec<&Rollout> = rollouts.iter().collect();
+        let policy = self.model().valid();
+        let logps = completion_log_probs(&policy, &rows, temperature, pad, batch, &device)?;
+        drop(policy);
+        let ref_logps =
+            completion_log_probs(&self.reference, &rows, temperature, pad, batch, &device)?;
+        let value_model = self.value_model().valid();
+        let values = completion_values(&value_model, &rows, pad, batch, &device);
+        drop(value_model);
+
+        // The round as [N, C] tensors, padding 0 and masked out.
+        let lengths: Vec<usize> = rollouts.iter().map(|r| r.completion_ids.len()).collect();
+        let width = lengths.iter().copied().max().unwrap_or(0);
+        let n = rollouts.len();
+        let padded = |rows: &[Vec<f32>]| -> Tensor<B::InnerBackend, 2> {
+            let mut flat = Vec::with_capacity(n * width);
+            for row in rows {
+                flat.extend_from_slice(row);
+                flat.extend(std::iter::repeat_n(0.0f32, width - row.len()));
+            }
+            Tensor::from_data(TensorData::new(flat, [n, width]), &device)
+        };
+        let mask = padded(&lengths.iter().map(|&l| vec![1.0f32; l]).collect::<Vec<_>>());
+        let at_end = padded(
+            &lengths
+                .iter()
+                .zip(&scores)
+                .map(|(&l, &s)| {
+                    let mut row = vec![0.0f32; l];
+                    row[l - 1] = s as f32;
+                    row
+                })
+                .collect::<Vec<_>>(),
+        );
+        let logp = padded(&logps);
+        let reference = padded(&ref_logps);
+        let values_t = padded(&values) * mask.clone();
+        let kl = match self.settings.kl_estimator {
+            KlEstimator::K1 => logp.clone() - reference,
+            KlEstimator::K3 => k3_kl(logp.clone(), reference),
+        } * mask.clone();
+        let non_score = kl.clone().mul_scalar(-self.settings.kl_coef);
+        let mut rewards = non_score.clone() + at_end;
+        if self.settings.whiten_rewards {
+            rewards = masked_whiten(rewards, mask.clone(), false) * mask.clone();
+        }
+        let (advantages, returns) = gae(rewards, values_t, self.settings.gamma, self.settings.lam)?;
+        let advantages = masked_whiten(advantages, mask.clone(), true) * mask.clone();
+        let rows_of = |t: Tensor<B::InnerBackend, 2>| -> Vec<Vec<f32>> {
+            let flat: Vec<f32> = t.into_data().convert::<f32>().to_vec().unwrap_or_default();
+            lengths
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| flat[i * width..i * width + l].to_vec())
+                .collect()
+        };
+        let row_sums = |t: Tensor<B::InnerBackend, 2>| -> f64 {
+            let flat: Vec<f64> = t.into_data().convert::<f64>().to_vec().unwrap_or_default();
+            flat.iter().sum::<f64>() / n as f64
+        };
+        let mean_kl = row_sums(kl);
+        let mean_non_score = row_sums(non_score);
+        let mean_entropy = -row_sums(logp * mask);
+        let advantages = rows_of(advantages);
+        let returns = rows_of(returns);
+        timing.training += started.elapsed();
+
+        let mean_score = scores.iter().sum::<f64>() / n as f64;
+        let eos = &self.settings.sampling.eos_token_ids;
+        let eos_tokens = rollouts
+            .iter()
+            .flat_map(|r| &r.completion_ids)
+            .filter(|t| eos.contains(t))
+            .count();
+        let tokens_seen = self.round.as_ref().map_or(0, |r| r.tokens_seen)
+            + rollouts
+                .iter()
+                .map(|r| r.prompt_ids.len() + r.completion_ids.len())
+                .sum::<usize>();
+        let metrics = vec![
+            ("objective/kl".to_string(), mean_kl),
+            ("objective/entropy".to_string(), mean_entropy),
+            ("objective/non_score_reward".to_string(), mean_non_score),
+            (
+                "objective/rlhf_reward".to_string(),
+                mean_non_score + mean_score,
+            ),
+            ("objective/scores".to_string(), mean_score),
+            ("val/num_eos_tokens".to_string(), eos_tokens as f64),
+            ("reward".to_string(), mean_score),
+            (
+                "completions/mean_length".to_string(),
+                lengths.iter().sum::<usize>() as f64 / n as f64,
+            ),
+            ("num_tokens".to_string(), tokens_seen as f64),
+        ];
+        let rollouts = rollouts
+            .into_iter()
+            .zip(scores)
+            .zip(logps)
+            .zip(ref_logps)
+            .zip(values)
+            .zip(advantages.into_iter().zip(returns))
+            .map(
+                |(((((mut rollout, score), logps), ref_logps), values), (advantages, returns))| {
+                    rollout.reward = score;
+                    rollout.old_logps = Some(logps);
+                    rollout.ref_logps = Some(ref_logps);
+                    PpoRollout {
+                        rollout,
+                        values,
+                        advantages,
+                        returns,
+                    }
+                },
+            )
+            .collect();
+        self.round = Some(PpoRound {
+            index,
+            rollouts,
+            metrics,
+            tokens_seen,
+        });
+        Ok(())
+    }
+
+    /// One optimizer update of both models on one mini-batch of the current round.
+    fn update(&mut self) -> Result<StepLog, TrainError> {
+        let step = self.step;
+        let per_round = self.steps_per_round();
+        let within = step % per_round;
+        let (epoch, mini) = (
+            within / self.settings.num_mini_batches,
+            within % self.settings.num_mini_batches,
+        );
+        B::seed(
+            &self.device,
+            self.args
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add(step as u64),
+        );
+        let round = self
+            .round
+            .take()
+            .expect("a round is made before its updates");
+        let mini_batches = self.mini_batches(round.index, epoch, round.rollouts.len());
+        let chosen: Vec<&PpoRollout> = mini_batches
+            .get(mini)
+            .map(|rows| rows.iter().map(|&i| &round.rollouts[i]).collect())
+            .unwrap_or_default();
+        let records: Vec<usize> = chosen.iter().map(|r| r.rollout.prompt_index).collect();
+        let micro_batches: Vec<&[&PpoRollout]> = chosen
+            .chunks(self.args.per_device_train_batch_size)
+            .collect();
+        let count = micro_batches.len().max(1) as f64;
+        let scale = 1.0 / count;
+        let checkpointing = if self.args.gradient_checkpointing {
+            GradientCheckpointing::PerLayer
+        } else {
+            GradientCheckpointing::Off
+        };
+        let temperature = self.settings.sampling.temperature;
+        let pad = self.settings.sampling.pad_token_id;
+        let (cliprange, cliprange_value, vf_coef) = (
+            self.settings.cliprange,
+            self.settings.cliprange_value,
+            self.settings.vf_coef,
+        );
+        let policy = self
+            .policy
+            .take()
+            .expect("the policy is only taken during a step");
+        let value_model = self
+            .value_model
+            .take()
+            .expect("the value model is only taken during a step");
+        let mut policy_grads = GradientsAccumulator::<CausalLm<B>>::new();
+        let mut value_grads = GradientsAccumulator::<CausalLm<B>>::new();
+        let mut loss = 0.0;
+        let mut metric_sums: Vec<(String, f64)> = Vec::new();
+        let mut add = |metrics: Vec<(&'static str, f64)>| {
+            for (name, value) in metrics {
+                match metric_sums.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, sum)) => *sum += value,
+                    None => metric_sums.push((name.to_string(), value)),
+                }
+            }
+        };
+        let mut failure = None;
+        for micro in &micro_batches {
+            let rows: Vec<&Rollout> = micro.iter().map(|r| &r.rollout).collect();
+            let batch = CompletionBatch::<B>::new(&rows, pad, &self.device);
+            let per_token = |pick: fn(&PpoRollout) -> &[f32]| {
+                let values: Vec<&[f32]> = micro.iter().map(|&r| pick(r)).collect();
+                batch.per_token(&values, &self.device)
+            };
+            let old_logps =
+                per_token(|r: &PpoRollout| r.rollout.old_logps.as_deref().unwrap_or(&[]));
+            let advantages = per_token(|r: &PpoRollout| r.advantages.as_slice());
+            let old_values = per_token(|r: &PpoRollout| r.values.as_slice());
+            let returns = per_token(|r: &PpoRollout| r.returns.as_slice());
+            let mask = batch.completion_mask.clone();
+            let masked_mean =
+                |x: Tensor<B, 2>| (x * mask.clone()).sum() / mask.clone().sum().clamp_min(1.0);
+
+            let policy_pass = loss_and_gradients(
+                &policy,
+                batch.input_ids.clone(),
+                batch.attention_mask.clone(),
+                batch.position_ids.clone(),
+                checkpointing,
+                |logits| match completion_token_stats(logits, &batch, temperature) {
+                    Ok(stats) => {
+                        let diff = stats.log_probs - old_logps;
+                        let ratio = diff.clone().clamp_max(MAX_LOG_RATIO).exp();
+                        let surrogate = clipped_surrogate(
+                            ratio.clone(),
+                            advantages.clone(),
+                            cliprange,
+                            cliprange,
+                        );
+                        let pg_loss = masked_mean(surrogate);
+                        let ratio = ratio.detach();
+                        let unclipped = (ratio.clone() * advantages.clone()).neg();
+                        let clipped = (ratio.clone().clamp(1.0 - cliprange, 1.0 + cliprange)
+                            * advantages.clone())
+                        .neg();
+                        let mut metrics = Metrics::new();
+                        metrics.push("loss/policy_avg", pg_loss.clone());
+                        metrics.push(
+                            "policy/approxkl_avg",
+                            masked_mean(diff.detach().square()).mul_scalar(0.5),
+                        );
+                        metrics.push(
+                            "policy/clipfrac_avg",
+                            masked_mean(clipped.greater(unclipped).float()),
+                        );
+                        metrics.push("policy/entropy_avg", masked_mean(stats.entropy));
+                        metrics.push("val/ratio", masked_mean(ratio));
+                        (pg_loss.mul_scalar(scale), Ok(metrics))
+                    }
+                    Err(error) => (Tensor::zeros([1], &batch.input_ids.device()), Err(error)),
+                },
+            );
+            let value_pass = loss_and_gradients(
+                &value_model,
+                batch.input_ids.clone(),
+                batch.attention_mask.clone(),
+                batch.position_ids.clone(),
+                checkpointing,
+                |scores| {
+                    let values = completion_positions(scores, &batch);
+                    let clipped = values
+                        .clone()
+                        .detach()
+                        .max_pair(old_values.clone().sub_scalar(cliprange_value))
+                        .min_pair(old_values.clone().add_scalar(cliprange_value));
+                    let unclipped_error = (values.clone().detach() - returns.clone()).square();
+                    let clipped_error = (clipped - returns.clone()).square();
+                    match ppo_value_loss(values, old_values, returns, mask.clone(), cliprange_value)
+                    {
+                        Ok(vf_loss) => {
+                            let mut metrics = Metrics::new();
+                            metrics.push("loss/value_avg", vf_loss.clone());
+                            metrics.push(
+                                "val/clipfrac_avg",
+                                masked_mean(clipped_error.greater(unclipped_error).float()),
+                            );
+                            (vf_loss.mul_scalar(vf_coef * scale), Ok(metrics))
+                        }
+                        Err(error) => (Tensor::zeros([1], &batch.input_ids.device()), Err(error)),
+                    }
+                },
+            );
+            match (policy_pass.output, value_pass.output) {
+                (Ok(policy_metrics), Ok(value_metrics)) => {
+                    loss += scalar(policy_pass.loss) + scalar(value_pass.loss);
+                    add(policy_metrics.to_f64());
+                    add(value_metrics.to_f64());
+                    policy_grads.accumulate(&policy, policy_pass.gradients);
+                    value_grads.accumulate(&value_model, value_pass.gradients);
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    failure = Some(error);
+                    break;
+                }
+            }
+        }
+        drop(micro_batches);
+        drop(chosen);
+        let with_round_metrics = within == 0;
+        let round_metrics = round.metrics.clone();
+        self.round = Some(round);
+        let restore = |this: &mut Self, policy, value_model| {
+            this.policy = Some(policy);
+            this.value_model = Some(value_model);
+        };
+        if let Some(error) = failure {
+            restore(self, policy, value_model);
+            return Err(error.into());
+        }
+        let mut policy_gradients: GradientsParams = policy_grads.grads();
+        let mut value_gradients: GradientsParams = value_grads.grads();
+        // One global norm over both models, as one optimizer over the policy-and-value wrapper.
+        let grad_norm = (squared_norm::<B, _>(&policy, &policy_gradients)
+            + squared_norm::<B, _>(&value_model, &value_gradients))
+        .sqrt();
+        if self.args.max_grad_norm > 0.0 {
+            let coefficient = self.args.max_grad_norm / (grad_norm + 1e-6);
+            if coefficient < 1.0 {
+                map_gradients::<B, _>(&policy, &mut policy_gradients, |g| {
+                    g.mul_scalar(coefficient)
+                });
+                map_gradients::<B, _>(&value_model, &mut value_gradients, |g| {
+                    g.mul_scalar(coefficient)
+                });
+            }
+        }
+        for (what, value) in [("loss", loss), ("gradient norm", grad_norm)] {
+            if !value.is_finite() {
+                restore(self, policy, value_model);
+                return Err(TrainError::NonFinite {
+                    step: step + 1,
+                    what,
+                    value,
+                    records,
+                });
+            }
+        }
+        let learning_rate = self.schedule.learning_rate(step);
+        self.policy = Some(self.optimizer.step(policy, policy_gradients, learning_rate));
+        self.value_model = Some(self.value_optimizer.step(
+            value_model,
+            value_gradients,
+            learning_rate,
+        ));
+        self.step += 1;
+        let mut metrics = if with_round_metrics {
+            round_metrics
+        } else {
+            Vec::new()
+        };
+        metrics.extend(
+            metric_sums
+                .into_iter()
+                .map(|(name, sum)| (name, sum / count)),
+        );
+        Ok(StepLog {
+            step: self.step,
+            epoch: self.epochs_done(),
+            loss,
+            learning_rate,
+            grad_norm,
+            metrics,
+            records,
+        })
+    }
+
+    /// Verifier accuracy on held-out prompts, as [`crate::rlvr::RlvrTrainer::evaluate`].
+    pub fn evaluate(
+        &self,
+        prompts: &Prompts,
+        batch_size: usize,
+    ) -> Result<Vec<(String, f64)>, TrainError> {
+        evaluate_policy(
+            &self.model().valid(),
+            prompts,
+            &self.rewards,
+            &self.tokenizer,
+            &self.settings.sampling,
+            batch_size,
+            &self.device,
+        )
+    }
+}
+
+impl<B: AutodiffBackend> Steps<B> for PpoTrainer<B> {
+    fn step(&mut self) -> Result<StepLog, TrainError> {
+        PpoTrainer::step(self)
+    }
+    fn steps_done(&self) -> usize {
+        self.step
+    }
+    fn total_steps(&self) -> usize {
+        self.schedule.total_steps
+    }
+    fn epochs_done(&self) -> f64 {
+        PpoTrainer::epochs_done(self)
+    }
+    fn model(&self) -> &CausalLm<B> {
+        PpoTrainer::model(self)
+    }
+    fn optimizer(&self) -> &AdamW<B::InnerBackend> {
+        &self.optimizer
+    }
+    /// The value model and its optimizer (`value_model/`), and the round under way when the
+    /// next step would reuse it.
+    fn save_state(&self, dir: &Path) -> Result<(), CheckpointError> {
+        let source = self
+            .value_model_source
+            .as_ref()
+            .ok_or_else(|| CheckpointError::State {
+                path: dir.join(VALUE_MODEL_DIR),
+                reason: "the value model's source directory is not known \
+                         (PpoTrainer::with_value_model_source)"
+                    .into(),
+            })?;
+        let value_dir = dir.join(VALUE_MODEL_DIR);
+        save_model(
+            self.value_model(),
+            source,
+            &value_dir,
+            &SaveOptions::default(),
+        )?;
+        self.value_optimizer.save(&value_dir.join(OPTIMIZER_FILE))?;
+        match &self.round {
+            Some(round) if self.step / self.steps_per_round() == round.index => {
+                save_round(round, dir)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The value model and its optimizer state saved in a PPO checkpoint (`checkpoint_dir/value_model`).
+pub fn load_value_state<B: AutodiffBackend>(
+    checkpoint_dir: &Path,
+    pad_token_id: Option<u32>,
+    device: &B::Device,
+) -> Result<(CausalLm<B>, AdamW<B::InnerBackend>), CheckpointError> {
+    let dir = checkpoint_dir.join(VALUE_MODEL_DIR);
+    let init = ScoreHeadInit {
+        num_labels: 1,
+        pad_token_id,
+        seed: 0,
+    };
+    let (_, model) =
+        load_reward_model::<B>(&dir, &init, device).map_err(|e| CheckpointError::State {
+            path: dir.clone(),
+            reason: e.to_string(),
+        })?;
+    let optimizer = AdamW::load(&dir.join(OPTIMIZER_FILE), device)?;
+    Ok((model, optimizer))
+}
+
+/// The value model's outputs `[rows, C]` at the positions predicting each completion token
+/// (TRL's `value[:, context_length - 1 : -1]`), from its scores `[rows, P + C, 1]`.
+pub fn completion_positions<B: Backend>(
+    scores: Tensor<B, 3>,
+    batch: &CompletionBatch<B>,
+) -> Tensor<B, 2> {
+    let [rows, _, _] = scores.dims();
+    let start = batch.prompt_width.saturating_sub(1);
+    scores
+        .slice([0..rows, start..start + batch.completion_width, 0..1])
+        .reshape([rows, batch.completion_width])
+}
+
+/// The completion tokens' values under `value_model` without autodiff, one row per rollout,
+/// trimmed to each completion's length.
+pub fn completion_values<B: Backend>(
+    value_model: &CausalLm<B>,
+    rows: &[&Rollout],
+    pad_id: u32,
+    batch_size: usize,
+    device: &B::Device,
+) -> Vec<Vec<f32>> {
+    let mut all = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(batch_size.max(1)) {
+        let batch = CompletionBatch::<B>::new(chunk, pad_id, device);
+        let scores = value_model.forward(
+            batch.input_ids.clone(),
+            batch.attention_mask.clone(),
+            batch.position_ids.clone(),
+        );
+        let values: Vec<f32> = completion_positions(scores, &batch)
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
+        for (row, rollout) in chunk.iter().enumerate() {
+            let from = row * batch.completion_width;
+            all.push(values[from..from + rollout.completion_ids.len()].to_vec());
+        }
+    }
+    all
+}
+
+fn scalar<B: Backend>(value: Tensor<B, 1>) -> f64 {
+    value
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN)
+}

@@ -27,7 +27,7 @@ use crate::checkpoint::{
 use crate::config::{Method, RunSettings, TrainerKind};
 use crate::metrics::{METRICS_FILE, MetricsLog, eval_row, train_row};
 use crate::objective::Objective;
-use crate::ppo::PpoSettings;
+use crate::ppo::{PpoSettings, PpoTrainer, load_value_state};
 use crate::progress::{Display, Progress};
 use crate::reference::{CacheError, Reference, ReferenceCache, cache_key, reference_scores};
 use crate::rewards::{RewardModel, Rewards};
@@ -689,20 +689,84 @@ fn run_grpo<B: AutodiffBackend>(
     )
 }
 
-/// PPO.
+/// PPO: the policy (LoRA or full, resumed or not), a value model trained in full (`value_model`,
+/// else the reward model, else the policy's own directory, with a fresh seeded score head on a
+/// causal LM), the reference model for the KL penalty, and the reward sources.
 #[allow(clippy::too_many_arguments)]
 fn run_ppo<B: AutodiffBackend>(
-    _settings: &RunSettings,
-    _ppo: &PpoSettings,
-    _tokenizer: ChatTokenizer,
-    _pad_id: u32,
-    _train: LoadedData,
-    _eval: Option<LoadedData>,
-    _display: Display,
-    _device: &B::Device,
-    _report: &mut RunReport,
+    settings: &RunSettings,
+    ppo: &PpoSettings,
+    tokenizer: ChatTokenizer,
+    pad_id: u32,
+    train: LoadedData,
+    eval: Option<LoadedData>,
+    display: Display,
+    device: &B::Device,
+    report: &mut RunReport,
 ) -> Result<(), RunError> {
-    Err(RunError::Data("PPO runs are not wired yet".into()))
+    let ppo = PpoSettings {
+        sampling: with_stops(&ppo.sampling, settings, &tokenizer, pad_id)?,
+        ..ppo.clone()
+    };
+    let reference = rl_reference::<B::InnerBackend>(settings, device)?;
+    let rewards = reward_sources::<B::InnerBackend>(settings, pad_id, device)?;
+    let value_dir = settings
+        .value_model
+        .as_ref()
+        .or(settings.rewards.reward_model.as_ref())
+        .unwrap_or(&settings.model)
+        .clone();
+    let init = ScoreHeadInit {
+        num_labels: 1,
+        pad_token_id: Some(pad_id),
+        seed: settings.args.seed,
+    };
+    let (_, value_model) = load_reward_model::<B>(&value_dir, &init, device)
+        .map_err(|e| model_error(&value_dir, e))?;
+    let model = initial_model::<B>(settings, pad_id, device)?;
+    let mut trainer = PpoTrainer::new(
+        model,
+        value_model,
+        ppo,
+        settings.args.clone(),
+        prompts(&train),
+        rewards,
+        reference,
+        tokenizer,
+        device.clone(),
+    )?
+    .with_value_model_source(&value_dir);
+    let mut unlogged = Vec::new();
+    if let Some(checkpoint) = &settings.resume_from_checkpoint {
+        let (optimizer, state) = load_training_state::<B::InnerBackend>(checkpoint, device)?;
+        let (value_model, value_optimizer) =
+            load_value_state::<B>(checkpoint, Some(pad_id), device)?;
+        let round = load_round(checkpoint)?;
+        trainer.resume(
+            optimizer,
+            value_optimizer,
+            value_model,
+            state.global_step,
+            round,
+        );
+        unlogged = state.unlogged;
+    }
+    let eval_prompts = eval.as_ref().map(prompts);
+    let evaluate = |trainer: &PpoTrainer<B>| match &eval_prompts {
+        Some(prompts) => trainer
+            .evaluate(prompts, settings.per_device_eval_batch_size)
+            .map(Some),
+        None => Ok(None),
+    };
+    drive(
+        &mut trainer,
+        settings,
+        display,
+        &train.origins,
+        unlogged,
+        evaluate,
+        report,
+    )
 }
 
 /// The step loop shared by every trainer: a metrics row every `logging_steps`, evaluations,
