@@ -64,6 +64,8 @@ fn copy_dir(from: &Path, to: &Path) {
         let entry = entry.unwrap();
         if entry.path().is_file() {
             std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        } else if entry.path().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
         }
     }
 }
@@ -144,6 +146,42 @@ fn grpo_resumed_inside_a_round_equals_the_straight_run() {
         "kl",
         "entropy",
         "clip_ratio/region_mean",
+    ] {
+        assert!(first.get(key).is_some(), "{key} missing from {first}");
+    }
+    assert!(rows.contains("eval_accuracy"), "{rows}");
+}
+
+/// PPO with two passes over each round: the step-3 checkpoint falls inside a round and holds
+/// the value model and its optimizer besides the policy.
+#[test]
+fn ppo_resumed_inside_a_round_equals_the_straight_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--per-device-train-batch-size",
+        "2",
+        "--max-completion-length",
+        "6",
+        "--num-ppo-epochs",
+        "2",
+        "--eval-data",
+        PROMPTS,
+    ];
+    let resumed = resume_matches(dir.path(), "ppo", PROMPTS, &args, 3);
+    let checkpoint = dir.path().join("straight/checkpoint-3");
+    assert!(checkpoint.join("rollouts.json").is_file());
+    assert!(
+        checkpoint
+            .join("value_model/optimizer.safetensors")
+            .is_file()
+    );
+    let rows = metrics(&resumed);
+    let first: serde_json::Value = serde_json::from_str(rows.lines().next().unwrap()).unwrap();
+    for key in [
+        "objective/kl",
+        "objective/scores",
+        "loss/policy_avg",
+        "loss/value_avg",
     ] {
         assert!(first.get(key).is_some(), "{key} missing from {first}");
     }

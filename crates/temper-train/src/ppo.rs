@@ -185,25 +185,12 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
         let rounds_per_epoch = prompts.rows.len() / prompts_per_round;
         let steps_per_epoch =
             rounds_per_epoch * settings.num_ppo_epochs * settings.num_mini_batches;
-        let total_steps = args
-            .max_steps
-            .unwrap_or_else(|| (args.num_train_epochs * steps_per_epoch as f64).ceil() as usize);
-        let warmup_steps = if args.warmup_steps > 0 {
-            args.warmup_steps
-        } else {
-            Schedule::warmup_from_ratio(args.warmup_ratio, total_steps)
-        };
         Ok(Self {
             policy: Some(policy),
             value_model: Some(value_model),
             optimizer: AdamW::new(args.optimizer),
             value_optimizer: AdamW::new(args.optimizer),
-            schedule: Schedule {
-                kind: args.lr_scheduler_type,
-                peak: args.learning_rate,
-                warmup_steps,
-                total_steps,
-            },
+            schedule: args.schedule(steps_per_epoch),
             reference,
             rewards,
             tokenizer,
@@ -387,16 +374,12 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
                         reason: "no such prompt".into(),
                     }
                 })?;
-                Ok(Rollout {
+                Ok(Rollout::new(
                     prompt_index,
                     prompt_ids,
                     completion_ids,
                     finished,
-                    reward: 0.0,
-                    advantage: 0.0,
-                    old_logps: None,
-                    ref_logps: None,
-                })
+                ))
             })
             .collect::<Result<Vec<_>, TrainError>>()?;
         self.start_round(index, rollouts, &mut StepTiming::default())
@@ -857,8 +840,7 @@ impl<B: AutodiffBackend> Steps<B> for PpoTrainer<B> {
     fn optimizer(&self) -> &AdamW<B::InnerBackend> {
         &self.optimizer
     }
-    /// The value model and its optimizer (`value_model/`), and the round under way when the
-    /// next step would reuse it.
+    /// The value model and its optimizer (`value_model/`), and the last round.
     fn save_state(&self, dir: &Path) -> Result<(), CheckpointError> {
         let source = self
             .value_model_source
@@ -877,11 +859,11 @@ impl<B: AutodiffBackend> Steps<B> for PpoTrainer<B> {
             &SaveOptions::default(),
         )?;
         self.value_optimizer.save(&value_dir.join(OPTIMIZER_FILE))?;
+        // The last round: reused when the checkpoint falls inside it, and `num_tokens` counts
+        // on from it.
         match &self.round {
-            Some(round) if self.step / self.steps_per_round() == round.index => {
-                save_round(round, dir)
-            }
-            _ => Ok(()),
+            Some(round) => save_round(round, dir),
+            None => Ok(()),
         }
     }
 }

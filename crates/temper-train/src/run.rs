@@ -708,8 +708,13 @@ fn run_ppo<B: AutodiffBackend>(
         sampling: with_stops(&ppo.sampling, settings, &tokenizer, pad_id)?,
         ..ppo.clone()
     };
+    let (train_prompts, origins) = prompts(&train, settings, &mut report.skipped)?;
+    let eval_prompts = match &eval {
+        Some(eval) => Some(prompts(eval, settings, &mut report.skipped)?.0),
+        None => None,
+    };
     let reference = rl_reference::<B::InnerBackend>(settings, device)?;
-    let rewards = reward_sources::<B::InnerBackend>(settings, pad_id, device)?;
+    let rewards = reward_sources::<B::InnerBackend>(settings, &train_prompts, pad_id, device)?;
     let value_dir = settings
         .value_model
         .as_ref()
@@ -729,7 +734,7 @@ fn run_ppo<B: AutodiffBackend>(
         value_model,
         ppo,
         settings.args.clone(),
-        prompts(&train),
+        train_prompts,
         rewards,
         reference,
         tokenizer,
@@ -751,7 +756,6 @@ fn run_ppo<B: AutodiffBackend>(
         );
         unlogged = state.unlogged;
     }
-    let eval_prompts = eval.as_ref().map(prompts);
     let evaluate = |trainer: &PpoTrainer<B>| match &eval_prompts {
         Some(prompts) => trainer
             .evaluate(prompts, settings.per_device_eval_batch_size)
@@ -762,7 +766,7 @@ fn run_ppo<B: AutodiffBackend>(
         &mut trainer,
         settings,
         display,
-        &train.origins,
+        &origins,
         unlogged,
         evaluate,
         report,
