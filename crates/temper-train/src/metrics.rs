@@ -79,7 +79,15 @@ pub fn train_row(window: &[StepLog]) -> Map<String, Value> {
     );
     row.insert("learning_rate".into(), json!(last.learning_rate));
     row.insert("grad_norm".into(), json!(last.grad_norm));
-    for (name, _) in &last.metrics {
+    // Every metric any step of the window logged (RL logs a round's metrics with its first
+    // step only), each averaged over the steps that logged it, as TRL averages its lists.
+    let mut names: Vec<&String> = Vec::new();
+    for (name, _) in window.iter().flat_map(|log| &log.metrics) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    for name in names {
         let values: Vec<f64> = window
             .iter()
             .filter_map(|log| log.metrics.iter().find(|(n, _)| n == name).map(|m| m.1))
@@ -129,6 +137,15 @@ mod tests {
         assert_eq!(row["grad_norm"], json!(2.0));
         let eval = eval_row(2, 0.5, &[("loss".into(), 0.7)]);
         assert_eq!(eval["eval_loss"], json!(0.7));
+    }
+
+    #[test]
+    fn a_metric_only_some_steps_log_is_averaged_over_those() {
+        let mut first = log(1, 1.0, 0.5);
+        first.metrics.push(("reward".into(), 3.0));
+        let row = train_row(&[first, log(2, 0.5, 1.0), log(3, 0.5, 1.0)]);
+        assert_eq!(row["reward"], json!(3.0));
+        assert_eq!(row["rewards/accuracies"], json!(2.5 / 3.0));
     }
 
     #[test]
