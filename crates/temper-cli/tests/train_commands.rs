@@ -188,6 +188,81 @@ fn ppo_resumed_inside_a_round_equals_the_straight_run() {
     assert!(rows.contains("eval_accuracy"), "{rows}");
 }
 
+/// A reward model trained by `temper rm` (here the TRL parity fixture's) as a reward source
+/// beside the verifiers, for GRPO, and for PPO also as the value model's start; a causal LM is
+/// refused as a reward model.
+#[test]
+fn a_reward_model_rewards_grpo_and_ppo() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = "fixtures/models/train/policy";
+    let reward = "fixtures/models/train/reward";
+    for (command, extra) in [
+        (
+            "grpo",
+            &[
+                "--num-generations",
+                "2",
+                "--per-device-train-batch-size",
+                "4",
+            ][..],
+        ),
+        (
+            "ppo",
+            &["--per-device-train-batch-size", "2", "--save-steps", "1"][..],
+        ),
+    ] {
+        let output = dir.path().join(command);
+        let mut args = vec![
+            command,
+            "--model",
+            policy,
+            "--data",
+            PROMPTS,
+            "--output",
+            output.to_str().unwrap(),
+            "--quiet",
+            "--reward-model",
+            reward,
+            "--max-steps",
+            "2",
+            "--max-completion-length",
+            "4",
+            "--logging-steps",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        ok(&temper(&args));
+        let rows = metrics(&output);
+        let first: serde_json::Value = serde_json::from_str(rows.lines().next().unwrap()).unwrap();
+        if command == "grpo" {
+            for key in ["rewards/reward_model/mean", "rewards/ifeval_old/mean"] {
+                assert!(first.get(key).is_some(), "{key} missing from {first}");
+            }
+        } else {
+            assert!(first.get("objective/scores").is_some(), "{first}");
+            assert!(
+                output
+                    .join("checkpoint-1/value_model/config.json")
+                    .is_file()
+            );
+        }
+    }
+    let refused = temper(&[
+        "grpo",
+        "--model",
+        policy,
+        "--data",
+        PROMPTS,
+        "--output",
+        dir.path().join("refused").to_str().unwrap(),
+        "--reward-model",
+        policy,
+    ]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("not a reward model"), "{stderr}");
+}
+
 #[test]
 fn grpo_refuses_groups_that_do_not_divide_the_batch() {
     let dir = tempfile::tempdir().unwrap();
