@@ -1,14 +1,17 @@
 //! Training over Burn with the semantics of PyTorch and Hugging Face's Trainer, so that a run
 //! here can be checked step for step against TRL.
 //!
-//! A run ([`run::run`], what `temper sft|dpo|orpo|simpo|rm` call) goes from a configuration
+//! A run ([`run::run`], what `temper sft|dpo|orpo|simpo|rm|grpo|ppo` call) goes from a configuration
 //! with TRL's keys ([`config`]) to a trained model: data tokenised with the model's template,
 //! the shared step loop ([`trainer`]: seeded batches, gradient accumulation, clipping, AdamW,
 //! schedule, TRL's metrics) for SFT, the DPO family, ORPO, SimPO and reward models
 //! ([`objective`]), DPO's reference log-probs scored once and cached on disk or scored every
 //! step ([`reference`]), evaluation, `metrics.jsonl` ([`metrics`]), a progress bar
 //! ([`progress`]), atomic checkpoints and exact resume ([`checkpoint`]), LoRA, and the final
-//! HF directory or PEFT adapter ([`export`]). Underneath: AdamW as `torch.optim.AdamW`
+//! HF directory or PEFT adapter ([`export`]). Reinforcement learning (`temper grpo|ppo`) runs
+//! on the same loop: completions sampled on the policy's own weights ([`rollout`]), rewarded by
+//! the verifiers rows name, a Rust function or a reward model ([`rewards`]), and trained with
+//! GRPO ([`rlvr`]) or PPO with a value model ([`ppo`]). Underneath: AdamW as `torch.optim.AdamW`
 //! computes it, with the Trainer's decay groups ([`optimizer`]); the schedules of
 //! `transformers.get_scheduler` ([`schedule`]); clipping by the global gradient norm as
 //! `torch.nn.utils.clip_grad_norm_` ([`clip`]); parameter names ([`parameters`]). Plots of a
