@@ -109,10 +109,26 @@ fn resume_matches_every_step(command: &str, data: &str, extra: &[&str]) {
 
 /// GRPO with rounds used for two steps each and a KL term: the step-3 checkpoint falls inside
 /// a round, so resuming needs the round it saved (completions, rewards, old and reference
-/// log-probs) as well as the model.
+/// log-probs) as well as the model. The prompts ask for lowercase answers, which the random
+/// model's samples sometimes are: rewards vary within groups, so every step updates the model.
 #[test]
 fn grpo_resumed_inside_a_round_equals_the_straight_run() {
     let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lowercase.jsonl");
+    let row = |question: &str| {
+        serde_json::json!({
+            "messages": [{"role": "user", "content": question}],
+            "ground_truth": "{\"func_name\": \"validate_lowercase\"}",
+            "dataset": "ifeval_old",
+        })
+        .to_string()
+    };
+    std::fs::write(
+        &data,
+        format!("{}\n{}\n", row("Describe the sea."), row("What is a cat?")),
+    )
+    .unwrap();
+    let data = data.to_str().unwrap();
     let args = [
         "--num-generations",
         "2",
@@ -127,7 +143,7 @@ fn grpo_resumed_inside_a_round_equals_the_straight_run() {
         "--eval-data",
         PROMPTS,
     ];
-    let resumed = resume_matches(dir.path(), "grpo", PROMPTS, &args, 3);
+    let resumed = resume_matches(dir.path(), "grpo", data, &args, 3);
     assert!(
         dir.path()
             .join("straight/checkpoint-3/rollouts.json")
@@ -137,8 +153,14 @@ fn grpo_resumed_inside_a_round_equals_the_straight_run() {
     let boundary = tempfile::tempdir().unwrap();
     let mut at_boundary = args.to_vec();
     at_boundary[7] = "1";
-    resume_matches(boundary.path(), "grpo", PROMPTS, &at_boundary, 3);
+    resume_matches(boundary.path(), "grpo", data, &at_boundary, 3);
     let rows = metrics(&resumed);
+    let moved = rows
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|row| row["grad_norm"].as_f64().is_some_and(|g| g > 0.0))
+        .count();
+    assert_eq!(moved, 6, "every step updates the model: {rows}");
     let first: serde_json::Value = serde_json::from_str(rows.lines().next().unwrap()).unwrap();
     for key in [
         "reward",
