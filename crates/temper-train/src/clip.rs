@@ -16,12 +16,27 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     gradients: &mut GradientsParams,
     max_norm: f64,
 ) -> f64 {
-    let norm = squared_norm::<B, M>(model, gradients).sqrt();
+    clip_global_norm_of::<B, M>(&mut [(model, gradients)], max_norm)
+}
+
+/// [`clip_global_norm`] over several models trained together (PPO's policy and value model,
+/// as one optimizer over both): one norm over every gradient of every model.
+pub fn clip_global_norm_of<B: AutodiffBackend, M: AutodiffModule<B>>(
+    models: &mut [(&M, &mut GradientsParams)],
+    max_norm: f64,
+) -> f64 {
+    let norm = models
+        .iter()
+        .map(|(model, gradients)| squared_norm::<B, M>(model, gradients))
+        .sum::<f64>()
+        .sqrt();
     if max_norm > 0.0 {
         // torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1.
         let coefficient = max_norm / (norm + 1e-6);
         if coefficient < 1.0 {
-            map_gradients::<B, M>(model, gradients, |g| g.mul_scalar(coefficient));
+            for (model, gradients) in models.iter_mut() {
+                map_gradients::<B, M>(model, gradients, |g| g.mul_scalar(coefficient));
+            }
         }
     }
     norm

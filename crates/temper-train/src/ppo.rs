@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use temper_data::ChatTokenizer;
 use temper_data::batch::{BatchOrder, batch_indices};
@@ -23,15 +23,18 @@ use temper_objectives::metrics::Metrics;
 use temper_objectives::ppo::{gae, masked_whiten, ppo_value_loss};
 
 use crate::checkpoint::{CheckpointError, OPTIMIZER_FILE};
+use crate::clip::clip_global_norm_of;
 use crate::optimizer::AdamW;
-use crate::parameters::{map_gradients, squared_norm};
 use crate::rewards::{RewardInput, Rewards};
-use crate::rlvr::{Prompts, StepTiming, evaluate_policy, save_round};
+use crate::rlvr::{evaluate_policy, save_round};
 use crate::rollout::{
-    CompletionBatch, Rollout, completion_log_probs, completion_token_stats, sample,
+    CompletionBatch, Prompts, Rollout, RoundPlan, StepTiming, completion_log_probs,
+    completion_positions, completion_token_stats, padded_rows, score_completions,
 };
 use crate::schedule::Schedule;
-use crate::trainer::{StepLog, Steps, TrainError, TrainingArgs};
+use crate::trainer::{
+    MetricSums, StepLog, Steps, TrainError, TrainingArgs, check_finite, scalar, step_seed,
+};
 
 /// How the per-token KL penalty is estimated (TRL's `kl_estimator`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,8 +118,7 @@ pub struct PpoTrainer<B: AutodiffBackend> {
     settings: PpoSettings,
     args: TrainingArgs,
     schedule: Schedule,
-    prompts_per_round: usize,
-    rounds_per_epoch: usize,
+    plan: RoundPlan,
     step: usize,
     round: Option<PpoRound>,
     /// Where the value model's config and tokenizer files are copied from when it is saved.
@@ -182,9 +184,9 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
             )));
         }
         // TRL's dataloader drops the last, incomplete batch of each epoch.
-        let rounds_per_epoch = prompts.rows.len() / prompts_per_round;
+        let plan = RoundPlan::new(prompts.rows.len(), prompts_per_round, true, args.seed);
         let steps_per_epoch =
-            rounds_per_epoch * settings.num_ppo_epochs * settings.num_mini_batches;
+            plan.rounds_per_epoch * settings.num_ppo_epochs * settings.num_mini_batches;
         Ok(Self {
             policy: Some(policy),
             value_model: Some(value_model),
@@ -197,8 +199,7 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
             prompts,
             settings,
             args,
-            prompts_per_round,
-            rounds_per_epoch,
+            plan,
             step: 0,
             round: None,
             value_model_source: None,
@@ -228,7 +229,7 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
     }
 
     pub fn epochs_done(&self) -> f64 {
-        self.step as f64 / (self.rounds_per_epoch * self.steps_per_round()) as f64
+        self.step as f64 / (self.plan.rounds_per_epoch * self.steps_per_round()) as f64
     }
 
     pub fn model(&self) -> &CausalLm<B> {
@@ -277,32 +278,17 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
         self.round = round;
     }
 
-    /// The prompts (example indices) of round `index`: the `index mod u`-th group of a seeded
-    /// order of the prompts, reshuffled every epoch of `u` rounds (the last, incomplete group
-    /// of an epoch is dropped, as TRL's dataloader).
+    /// The prompts (example indices) of round `index` (see [`RoundPlan::prompts`]; an epoch's
+    /// last, incomplete round is dropped, as TRL's dataloader drops it).
     pub fn round_prompts(&self, index: usize) -> Vec<usize> {
-        let lengths: Vec<usize> = self.prompts.ids.iter().map(Vec::len).collect();
-        let groups = batch_indices(
-            &lengths,
-            self.prompts_per_round,
-            BatchOrder::Shuffled,
-            self.args.seed,
-            (index / self.rounds_per_epoch) as u64,
-            true,
-        );
-        groups[index % self.rounds_per_epoch].clone()
+        self.plan.prompts(index, &self.prompts)
     }
 
     /// The rows (positions in the round) of the mini-batches of PPO epoch `epoch` of round
     /// `round`: a seeded permutation of the round's rows, fresh every epoch (TRL's
     /// `np.random.permutation`), cut into `num_mini_batches` parts.
     pub fn mini_batches(&self, round: usize, epoch: usize, rows: usize) -> Vec<Vec<usize>> {
-        let seed = self
-            .args
-            .seed
-            .wrapping_mul(1_000_003)
-            .wrapping_add(round as u64)
-            .wrapping_add(0x0550);
+        let seed = step_seed(self.args.seed, round as u64).wrapping_add(0x0550);
         let order = batch_indices(
             &vec![0; rows],
             rows.max(1),
@@ -325,29 +311,14 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
         let round_index = self.step / per_round;
         let mut timing = StepTiming::default();
         if self.round.as_ref().is_none_or(|r| r.index != round_index) {
-            let started = Instant::now();
-            let prompts: Vec<(usize, Vec<u32>)> = self
-                .round_prompts(round_index)
-                .into_iter()
-                .map(|i| (i, self.prompts.ids[i].clone()))
-                .collect();
-            let seed = self
-                .args
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add(round_index as u64)
-                .wrapping_add(0x5eed);
-            let policy = self.model().valid();
-            let rollouts = sample(
-                &policy,
-                &prompts,
+            let (rollouts, sampled) = self.plan.sample(
+                round_index,
+                &self.model().valid(),
+                &self.prompts,
                 &self.settings.sampling,
-                seed,
                 &self.device,
             );
-            drop(policy);
-            timing.generation = started.elapsed();
-            timing.completion_tokens = rollouts.iter().map(|r| r.completion_ids.len()).sum();
+            timing = sampled;
             self.start_round(round_index, rollouts, &mut timing)?;
         }
         let started = Instant::now();
@@ -451,7 +422,10 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
         let ref_logps =
             completion_log_probs(&self.reference, &rows, temperature, pad, batch, &device)?;
         let value_model = self.value_model().valid();
-        let values = completion_values(&value_model, &rows, pad, batch, &device);
+        let Ok(values) =
+            score_completions(&value_model, &rows, pad, batch, &device, |scores, batch| {
+                Ok::<_, std::convert::Infallible>(completion_scores(scores, batch))
+            });
         drop(value_model);
 
         // The round as [N, C] tensors, padding 0 and masked out.
@@ -459,12 +433,8 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
         let width = lengths.iter().copied().max().unwrap_or(0);
         let n = rollouts.len();
         let padded = |rows: &[Vec<f32>]| -> Tensor<B::InnerBackend, 2> {
-            let mut flat = Vec::with_capacity(n * width);
-            for row in rows {
-                flat.extend_from_slice(row);
-                flat.extend(std::iter::repeat_n(0.0f32, width - row.len()));
-            }
-            Tensor::from_data(TensorData::new(flat, [n, width]), &device)
+            let rows: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+            padded_rows(&rows, width, &device)
         };
         let mask = padded(&lengths.iter().map(|&l| vec![1.0f32; l]).collect::<Vec<_>>());
         let at_end = padded(
@@ -579,13 +549,7 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
             within / self.settings.num_mini_batches,
             within % self.settings.num_mini_batches,
         );
-        B::seed(
-            &self.device,
-            self.args
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add(step as u64),
-        );
+        B::seed(&self.device, step_seed(self.args.seed, step as u64));
         let round = self
             .round
             .take()
@@ -624,13 +588,10 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
         let mut policy_grads = GradientsAccumulator::<CausalLm<B>>::new();
         let mut value_grads = GradientsAccumulator::<CausalLm<B>>::new();
         let mut loss = 0.0;
-        let mut metric_sums: Vec<(String, f64)> = Vec::new();
+        let mut metric_sums = MetricSums::default();
         let mut add = |metrics: Vec<(&'static str, f64)>| {
             for (name, value) in metrics {
-                match metric_sums.iter_mut().find(|(n, _)| n == name) {
-                    Some((_, sum)) => *sum += value,
-                    None => metric_sums.push((name.to_string(), value)),
-                }
+                metric_sums.add(name, value);
             }
         };
         let mut failure = None;
@@ -696,7 +657,7 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
                 batch.position_ids.clone(),
                 checkpointing,
                 |scores| {
-                    let values = completion_positions(scores, &batch);
+                    let values = completion_scores(scores, &batch);
                     let clipped = values
                         .clone()
                         .detach()
@@ -749,30 +710,16 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
         let mut policy_gradients: GradientsParams = policy_grads.grads();
         let mut value_gradients: GradientsParams = value_grads.grads();
         // One global norm over both models, as one optimizer over the policy-and-value wrapper.
-        let grad_norm = (squared_norm::<B, _>(&policy, &policy_gradients)
-            + squared_norm::<B, _>(&value_model, &value_gradients))
-        .sqrt();
-        if self.args.max_grad_norm > 0.0 {
-            let coefficient = self.args.max_grad_norm / (grad_norm + 1e-6);
-            if coefficient < 1.0 {
-                map_gradients::<B, _>(&policy, &mut policy_gradients, |g| {
-                    g.mul_scalar(coefficient)
-                });
-                map_gradients::<B, _>(&value_model, &mut value_gradients, |g| {
-                    g.mul_scalar(coefficient)
-                });
-            }
-        }
-        for (what, value) in [("loss", loss), ("gradient norm", grad_norm)] {
-            if !value.is_finite() {
-                restore(self, policy, value_model);
-                return Err(TrainError::NonFinite {
-                    step: step + 1,
-                    what,
-                    value,
-                    records,
-                });
-            }
+        let grad_norm = clip_global_norm_of::<B, _>(
+            &mut [
+                (&policy, &mut policy_gradients),
+                (&value_model, &mut value_gradients),
+            ],
+            self.args.max_grad_norm,
+        );
+        if let Err(error) = check_finite(step, loss, grad_norm, &records) {
+            restore(self, policy, value_model);
+            return Err(error);
         }
         let learning_rate = self.schedule.learning_rate(step);
         self.policy = Some(self.optimizer.step(policy, policy_gradients, learning_rate));
@@ -787,11 +734,7 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
         } else {
             Vec::new()
         };
-        metrics.extend(
-            metric_sums
-                .into_iter()
-                .map(|(name, sum)| (name, sum / count)),
-        );
+        metrics.extend(metric_sums.means(count));
         Ok(StepLog {
             step: self.step,
             epoch: self.epochs_done(),
@@ -889,55 +832,10 @@ pub fn load_value_state<B: AutodiffBackend>(
     Ok((model, optimizer))
 }
 
-/// The value model's outputs `[rows, C]` at the positions predicting each completion token
-/// (TRL's `value[:, context_length - 1 : -1]`), from its scores `[rows, P + C, 1]`.
-pub fn completion_positions<B: Backend>(
-    scores: Tensor<B, 3>,
-    batch: &CompletionBatch<B>,
-) -> Tensor<B, 2> {
-    let [rows, _, _] = scores.dims();
-    let start = batch.prompt_width.saturating_sub(1);
-    scores
-        .slice([0..rows, start..start + batch.completion_width, 0..1])
-        .reshape([rows, batch.completion_width])
-}
-
-/// The completion tokens' values under `value_model` without autodiff, one row per rollout,
-/// trimmed to each completion's length.
-pub fn completion_values<B: Backend>(
-    value_model: &CausalLm<B>,
-    rows: &[&Rollout],
-    pad_id: u32,
-    batch_size: usize,
-    device: &B::Device,
-) -> Vec<Vec<f32>> {
-    let mut all = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(batch_size.max(1)) {
-        let batch = CompletionBatch::<B>::new(chunk, pad_id, device);
-        let scores = value_model.forward(
-            batch.input_ids.clone(),
-            batch.attention_mask.clone(),
-            batch.position_ids.clone(),
-        );
-        let values: Vec<f32> = completion_positions(scores, &batch)
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default();
-        for (row, rollout) in chunk.iter().enumerate() {
-            let from = row * batch.completion_width;
-            all.push(values[from..from + rollout.completion_ids.len()].to_vec());
-        }
-    }
-    all
-}
-
-fn scalar<B: Backend>(value: Tensor<B, 1>) -> f64 {
-    value
-        .into_data()
-        .convert::<f64>()
-        .to_vec::<f64>()
-        .ok()
-        .and_then(|v| v.first().copied())
-        .unwrap_or(f64::NAN)
+/// The value model's outputs `[rows, C]` at the positions predicting each completion token,
+/// from its scores `[rows, P + C, 1]`.
+fn completion_scores<B: Backend>(scores: Tensor<B, 3>, batch: &CompletionBatch<B>) -> Tensor<B, 2> {
+    let positions = completion_positions(scores, batch);
+    let [rows, width, _] = positions.dims();
+    positions.reshape([rows, width])
 }

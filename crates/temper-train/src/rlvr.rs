@@ -15,15 +15,14 @@
 //! checkpoint taken inside a round holds the round itself, so a resumed run continues exactly.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
-use temper_data::batch::{BatchOrder, batch_indices};
-use temper_data::{ChatTokenizer, Example, RlvrPrompt, Tokenized};
+use temper_data::ChatTokenizer;
 use temper_model::loss_and_gradients;
 use temper_model::{CausalLm, Decoding, GenerationConfig, GradientCheckpointing, generate};
 use temper_objectives::grpo::{
@@ -35,10 +34,13 @@ use crate::clip::clip_global_norm;
 use crate::optimizer::AdamW;
 use crate::rewards::{RewardBatch, RewardInput, Rewards};
 use crate::rollout::{
-    CompletionBatch, Rollout, Sampling, completion_log_probs, completion_token_stats, sample,
+    CompletionBatch, Rollout, RoundPlan, Sampling, completion_log_probs, completion_token_stats,
 };
+pub use crate::rollout::{Prompts, StepTiming};
 use crate::schedule::Schedule;
-use crate::trainer::{StepLog, Steps, TrainError, TrainingArgs};
+use crate::trainer::{
+    MetricSums, StepLog, Steps, TrainError, TrainingArgs, check_finite, scalar, step_seed,
+};
 
 /// GRPO's settings (TRL's `GRPOConfig` names).
 #[derive(Clone, Debug, PartialEq)]
@@ -64,41 +66,6 @@ pub struct Round {
     pub tokens_seen: usize,
 }
 
-/// Where the time of the last step went.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct StepTiming {
-    /// Sampling the round's completions (zero on steps that reuse a round).
-    pub generation: Duration,
-    /// Decoding and rewarding them, and advantages.
-    pub scoring: Duration,
-    /// Old and reference log-probs, forward and backward passes, the update.
-    pub training: Duration,
-    /// Completion tokens sampled.
-    pub completion_tokens: usize,
-}
-
-/// The prompts of a run: each data row with its tokenised prompt.
-#[derive(Clone, Debug, Default)]
-pub struct Prompts {
-    pub rows: Vec<RlvrPrompt>,
-    pub ids: Vec<Vec<u32>>,
-}
-
-impl Prompts {
-    /// The RLVR rows of `examples` with their tokenised prompts (`tokenized[i]` from
-    /// `examples[i]`); other kinds are left out.
-    pub fn from_examples(examples: &[Example], tokenized: &[Tokenized]) -> Self {
-        let mut prompts = Self::default();
-        for (example, tokenized) in examples.iter().zip(tokenized) {
-            if let (Example::Rlvr(row), Tokenized::Prompt(prompt)) = (example, tokenized) {
-                prompts.rows.push(row.clone());
-                prompts.ids.push(prompt.prompt_ids.clone());
-            }
-        }
-        prompts
-    }
-}
-
 /// A policy trained with GRPO.
 pub struct RlvrTrainer<B: AutodiffBackend> {
     model: Option<CausalLm<B>>,
@@ -110,8 +77,7 @@ pub struct RlvrTrainer<B: AutodiffBackend> {
     settings: GrpoSettings,
     args: TrainingArgs,
     schedule: Schedule,
-    prompts_per_round: usize,
-    rounds_per_epoch: usize,
+    plan: RoundPlan,
     step: usize,
     round: Option<Round>,
     timing: StepTiming,
@@ -157,20 +123,23 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
                 "GRPO with beta != 0 needs a reference model".into(),
             ));
         }
-        let prompts_per_round = per_round / generations;
-        let rounds_per_epoch = prompts.rows.len().div_ceil(prompts_per_round);
+        let plan = RoundPlan::new(
+            prompts.rows.len(),
+            per_round / generations,
+            false,
+            args.seed,
+        );
         Ok(Self {
             model: Some(model),
             optimizer: AdamW::new(args.optimizer),
-            schedule: args.schedule(rounds_per_epoch * settings.num_iterations),
+            schedule: args.schedule(plan.rounds_per_epoch * settings.num_iterations),
             reference,
             rewards,
             tokenizer,
             prompts,
             settings,
             args,
-            prompts_per_round,
-            rounds_per_epoch,
+            plan,
             step: 0,
             round: None,
             timing: StepTiming::default(),
@@ -187,7 +156,7 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
     }
 
     pub fn epochs_done(&self) -> f64 {
-        self.step as f64 / (self.rounds_per_epoch * self.settings.num_iterations) as f64
+        self.step as f64 / (self.plan.rounds_per_epoch * self.settings.num_iterations) as f64
     }
 
     pub fn model(&self) -> &CausalLm<B> {
@@ -222,19 +191,9 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
         self.round = round;
     }
 
-    /// The prompts (example indices) of round `index`: the `index mod u`-th group of a seeded
-    /// order of the prompts, reshuffled every epoch of `u` rounds.
+    /// The prompts (example indices) of round `index` (see [`RoundPlan::prompts`]).
     pub fn round_prompts(&self, index: usize) -> Vec<usize> {
-        let lengths: Vec<usize> = self.prompts.ids.iter().map(Vec::len).collect();
-        let groups = batch_indices(
-            &lengths,
-            self.prompts_per_round,
-            BatchOrder::Shuffled,
-            self.args.seed,
-            (index / self.rounds_per_epoch) as u64,
-            false,
-        );
-        groups[index % self.rounds_per_epoch].clone()
+        self.plan.prompts(index, &self.prompts)
     }
 
     /// Makes the next update, sampling a new round first when the last one is used up.
@@ -244,28 +203,14 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
         // TRL logs a round's metrics with the step that made it.
         let first_of_round = self.step.is_multiple_of(self.settings.num_iterations);
         if self.round.as_ref().is_none_or(|r| r.index != round_index) {
-            let started = Instant::now();
-            let prompts: Vec<(usize, Vec<u32>)> = self
-                .round_prompts(round_index)
-                .into_iter()
-                .map(|i| (i, self.prompts.ids[i].clone()))
-                .collect();
-            let seed = self
-                .args
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add(round_index as u64)
-                .wrapping_add(0x5eed);
-            let policy = self.model().valid();
-            let rollouts = sample(
-                &policy,
-                &prompts,
+            let (rollouts, sampled) = self.plan.sample(
+                round_index,
+                &self.model().valid(),
+                &self.prompts,
                 &self.settings.sampling,
-                seed,
                 &self.device,
             );
-            timing.generation = started.elapsed();
-            timing.completion_tokens = rollouts.iter().map(|r| r.completion_ids.len()).sum();
+            timing = sampled;
             self.start_round(round_index, rollouts, &mut timing)?;
         }
         let started = Instant::now();
@@ -354,7 +299,11 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
         );
         let advantages =
             group_advantages(rewards.clone(), generations, self.settings.scale_rewards)?;
-        let advantages = to_f64(advantages.into_data());
+        let advantages: Vec<f64> = advantages
+            .into_data()
+            .convert::<f64>()
+            .to_vec()
+            .unwrap_or_default();
         for ((rollout, reward), advantage) in
             rollouts.iter_mut().zip(&scored.rewards).zip(advantages)
         {
@@ -418,13 +367,7 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
     /// One optimizer step over the current round's completions.
     fn update(&mut self, with_round_metrics: bool) -> Result<StepLog, TrainError> {
         let step = self.step;
-        B::seed(
-            &self.device,
-            self.args
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add(step as u64),
-        );
+        B::seed(&self.device, step_seed(self.args.seed, step as u64));
         let round = self
             .round
             .take()
@@ -464,7 +407,7 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
             .expect("the model is only taken during a step");
         let mut accumulated = GradientsAccumulator::<CausalLm<B>>::new();
         let mut loss = 0.0;
-        let mut metric_sums: Vec<(String, f64)> = Vec::new();
+        let mut metric_sums = MetricSums::default();
         let mut failure = None;
         let count = micro_batches.len() as f64;
         for micro in &micro_batches {
@@ -516,11 +459,9 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
             match backward.output {
                 Ok(metrics) => {
                     loss += scalar(backward.loss);
-                    for (name, value) in metrics.to_f64() {
-                        match metric_sums.iter_mut().find(|(n, _)| n == name) {
-                            Some((_, sum)) => *sum += value,
-                            None => metric_sums.push((name.to_string(), value)),
-                        }
+                    for (name, value) in metrics.to_f64().into_iter().filter(|(n, _)| *n != "loss")
+                    {
+                        metric_sums.add(name, value);
                     }
                     accumulated.accumulate(&model, backward.gradients);
                 }
@@ -546,16 +487,9 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
         }
         let mut gradients: GradientsParams = accumulated.grads();
         let grad_norm = clip_global_norm::<B, _>(&model, &mut gradients, self.args.max_grad_norm);
-        for (what, value) in [("loss", loss), ("gradient norm", grad_norm)] {
-            if !value.is_finite() {
-                self.model = Some(model);
-                return Err(TrainError::NonFinite {
-                    step: step + 1,
-                    what,
-                    value,
-                    records,
-                });
-            }
+        if let Err(error) = check_finite(step, loss, grad_norm, &records) {
+            self.model = Some(model);
+            return Err(error);
         }
         let learning_rate = self.schedule.learning_rate(step);
         self.model = Some(self.optimizer.step(model, gradients, learning_rate));
@@ -565,12 +499,7 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
         } else {
             Vec::new()
         };
-        metrics.extend(
-            metric_sums
-                .into_iter()
-                .filter(|(name, _)| name != "loss")
-                .map(|(name, sum)| (name, sum / count)),
-        );
+        metrics.extend(metric_sums.means(count));
         Ok(StepLog {
             step: self.step,
             epoch: self.epochs_done(),
@@ -839,15 +768,4 @@ fn unbiased_std(values: &[f64]) -> f64 {
     }
     let mean = values.iter().sum::<f64>() / n;
     (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-}
-
-fn to_f64(data: TensorData) -> Vec<f64> {
-    data.convert::<f64>().to_vec::<f64>().unwrap_or_default()
-}
-
-fn scalar<B: Backend>(value: Tensor<B, 1>) -> f64 {
-    to_f64(value.into_data())
-        .first()
-        .copied()
-        .unwrap_or(f64::NAN)
 }

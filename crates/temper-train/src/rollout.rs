@@ -7,12 +7,125 @@
 //! with the logits divided by the sampling temperature, as TRL's GRPOTrainer does, so that
 //! the log-probs of the policy, of the policy that sampled and of the reference compare alike.
 
+use std::time::{Duration, Instant};
+
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
+use temper_data::batch::{BatchOrder, batch_indices};
+use temper_data::{Example, RlvrPrompt, Tokenized};
 use temper_model::{CausalLm, Decoding, GenerationConfig, generate};
 use temper_objectives::ObjectiveError;
 use temper_objectives::logprobs::{TokenStats, token_stats};
+
+use crate::trainer::step_seed;
+
+/// The prompts of a run: each data row with its tokenised prompt.
+#[derive(Clone, Debug, Default)]
+pub struct Prompts {
+    pub rows: Vec<RlvrPrompt>,
+    pub ids: Vec<Vec<u32>>,
+}
+
+impl Prompts {
+    /// The RLVR rows of `examples` with their tokenised prompts (`tokenized[i]` from
+    /// `examples[i]`); other kinds are left out.
+    pub fn from_examples(examples: &[Example], tokenized: &[Tokenized]) -> Self {
+        let mut prompts = Self::default();
+        for (example, tokenized) in examples.iter().zip(tokenized) {
+            if let (Example::Rlvr(row), Tokenized::Prompt(prompt)) = (example, tokenized) {
+                prompts.rows.push(row.clone());
+                prompts.ids.push(prompt.prompt_ids.clone());
+            }
+        }
+        prompts
+    }
+}
+
+/// Where the time of the last step went.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepTiming {
+    /// Sampling the round's completions (zero on steps that reuse a round).
+    pub generation: Duration,
+    /// Decoding and rewarding them, and advantages.
+    pub scoring: Duration,
+    /// Old and reference log-probs (and values), forward and backward passes, the update.
+    pub training: Duration,
+    /// Completion tokens sampled.
+    pub completion_tokens: usize,
+}
+
+/// Which prompts each round of an RL run takes, and the seed it samples with: functions of the
+/// round's index and the run's seed alone, so a resumed run samples what the uninterrupted run
+/// sampled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RoundPlan {
+    pub prompts_per_round: usize,
+    /// Rounds per pass over the prompts.
+    pub rounds_per_epoch: usize,
+    /// Whether each epoch's last, incomplete round is dropped (PPO, as TRL's dataloader).
+    pub drop_last: bool,
+    pub seed: u64,
+}
+
+impl RoundPlan {
+    pub fn new(prompt_count: usize, prompts_per_round: usize, drop_last: bool, seed: u64) -> Self {
+        let prompts_per_round = prompts_per_round.max(1);
+        let rounds_per_epoch = if drop_last {
+            prompt_count / prompts_per_round
+        } else {
+            prompt_count.div_ceil(prompts_per_round)
+        };
+        Self {
+            prompts_per_round,
+            rounds_per_epoch,
+            drop_last,
+            seed,
+        }
+    }
+
+    /// The prompts (indices) of round `index`: the `index mod u`-th group of a seeded order of
+    /// the prompts, reshuffled every epoch of `u` rounds.
+    pub fn prompts(&self, index: usize, prompts: &Prompts) -> Vec<usize> {
+        let rounds = self.rounds_per_epoch.max(1);
+        let lengths: Vec<usize> = prompts.ids.iter().map(Vec::len).collect();
+        let groups = batch_indices(
+            &lengths,
+            self.prompts_per_round,
+            BatchOrder::Shuffled,
+            self.seed,
+            (index / rounds) as u64,
+            self.drop_last,
+        );
+        groups.get(index % rounds).cloned().unwrap_or_default()
+    }
+
+    /// Samples round `index` with `model` (the policy's `valid()` copy, which shares its
+    /// weights), returning its completions and the generation time.
+    pub fn sample<B: Backend>(
+        &self,
+        index: usize,
+        model: &CausalLm<B>,
+        prompts: &Prompts,
+        sampling: &Sampling,
+        device: &B::Device,
+    ) -> (Vec<Rollout>, StepTiming) {
+        let started = Instant::now();
+        let chosen: Vec<(usize, Vec<u32>)> = self
+            .prompts(index, prompts)
+            .into_iter()
+            .map(|i| (i, prompts.ids[i].clone()))
+            .collect();
+        let seed = step_seed(self.seed, index as u64).wrapping_add(0x5eed);
+        let rollouts = sample(model, &chosen, sampling, seed, device);
+        let timing = StepTiming {
+            generation: started.elapsed(),
+            completion_tokens: rollouts.iter().map(|r| r.completion_ids.len()).sum(),
+            ..StepTiming::default()
+        };
+        (rollouts, timing)
+    }
+}
 
 /// How completions are sampled (TRL's `GRPOConfig` names).
 #[derive(Clone, Debug, PartialEq)]
@@ -203,29 +316,40 @@ impl<B: Backend> CompletionBatch<B> {
 
     /// Per-token values `[rows][len]` as a `[rows, C]` tensor, zero on padding.
     pub fn per_token(&self, values: &[&[f32]], device: &B::Device) -> Tensor<B, 2> {
-        let width = self.completion_width;
-        let mut flat = Vec::with_capacity(values.len() * width);
-        for row in values {
-            flat.extend(row.iter().take(width).copied());
-            flat.extend(std::iter::repeat_n(0.0f32, width.saturating_sub(row.len())));
-        }
-        Tensor::from_data(TensorData::new(flat, [values.len(), width]), device)
+        padded_rows(values, self.completion_width, device)
     }
 }
 
+/// Rows of per-token values right-padded with 0 (or cut) to `width`, as `[rows, width]`.
+pub fn padded_rows<B: Backend>(rows: &[&[f32]], width: usize, device: &B::Device) -> Tensor<B, 2> {
+    let mut flat = Vec::with_capacity(rows.len() * width);
+    for row in rows {
+        flat.extend(row.iter().take(width).copied());
+        flat.extend(std::iter::repeat_n(0.0f32, width.saturating_sub(row.len())));
+    }
+    Tensor::from_data(TensorData::new(flat, [rows.len(), width]), device)
+}
+
+/// The model's outputs `[rows, C, D]` at the positions that predict the completion tokens, from
+/// its outputs `[rows, P + C, D]` over the whole batch: position `P + t − 1` predicts
+/// completion token `t` (TRL's `[:, context_length - 1 : -1]`).
+pub fn completion_positions<B: Backend>(
+    outputs: Tensor<B, 3>,
+    batch: &CompletionBatch<B>,
+) -> Tensor<B, 3> {
+    let [rows, _, width] = outputs.dims();
+    let start = batch.prompt_width.saturating_sub(1);
+    outputs.slice([0..rows, start..start + batch.completion_width, 0..width])
+}
+
 /// Log-probs and entropies `[rows, C]` of the completion tokens under `softmax(logits / T)`,
-/// from the model's logits `[rows, P + C, V]` over the whole batch (position `P + t − 1`
-/// predicts completion token `t`).
+/// from the model's logits `[rows, P + C, V]` over the whole batch.
 pub fn completion_token_stats<B: Backend>(
     logits: Tensor<B, 3>,
     batch: &CompletionBatch<B>,
     temperature: f64,
 ) -> Result<TokenStats<B>, ObjectiveError> {
-    let [rows, _, vocab] = logits.dims();
-    let start = batch.prompt_width.saturating_sub(1);
-    let predicting = logits
-        .slice([0..rows, start..start + batch.completion_width, 0..vocab])
-        .div_scalar(temperature);
+    let predicting = completion_positions(logits, batch).div_scalar(temperature);
     token_stats(
         predicting,
         batch.completion_ids.clone(),
@@ -234,8 +358,40 @@ pub fn completion_token_stats<B: Backend>(
     )
 }
 
-/// The completion tokens' log-probs under `model` without autodiff, one row per rollout,
-/// trimmed to each completion's length (what old and reference log-probs keep).
+/// Per-token values `[rows, C]` that `per_batch` computes from `model`'s outputs on each chunk of
+/// `batch_size` rollouts, without autodiff, one row per rollout trimmed to its completion's
+/// length (what a round keeps of old and reference log-probs and of values).
+pub fn score_completions<B: Backend, E>(
+    model: &CausalLm<B>,
+    rows: &[&Rollout],
+    pad_id: u32,
+    batch_size: usize,
+    device: &B::Device,
+    per_batch: impl Fn(Tensor<B, 3>, &CompletionBatch<B>) -> Result<Tensor<B, 2>, E>,
+) -> Result<Vec<Vec<f32>>, E> {
+    let mut all = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(batch_size.max(1)) {
+        let batch = CompletionBatch::<B>::new(chunk, pad_id, device);
+        let outputs = model.forward(
+            batch.input_ids.clone(),
+            batch.attention_mask.clone(),
+            batch.position_ids.clone(),
+        );
+        let values: Vec<f32> = per_batch(outputs, &batch)?
+            .into_data()
+            .convert::<f32>()
+            .to_vec()
+            .unwrap_or_default();
+        for (row, rollout) in chunk.iter().enumerate() {
+            let from = row * batch.completion_width;
+            let to = (from + rollout.completion_ids.len()).min(values.len());
+            all.push(values[from.min(to)..to].to_vec());
+        }
+    }
+    Ok(all)
+}
+
+/// The completion tokens' log-probs under `model` at `temperature`, one row per rollout.
 pub fn completion_log_probs<B: Backend>(
     model: &CausalLm<B>,
     rows: &[&Rollout],
@@ -244,27 +400,9 @@ pub fn completion_log_probs<B: Backend>(
     batch_size: usize,
     device: &B::Device,
 ) -> Result<Vec<Vec<f32>>, ObjectiveError> {
-    let mut all = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(batch_size.max(1)) {
-        let batch = CompletionBatch::<B>::new(chunk, pad_id, device);
-        let logits = model.forward(
-            batch.input_ids.clone(),
-            batch.attention_mask.clone(),
-            batch.position_ids.clone(),
-        );
-        let stats = completion_token_stats(logits, &batch, temperature)?;
-        let values: Vec<f32> = stats
-            .log_probs
-            .into_data()
-            .convert::<f32>()
-            .to_vec()
-            .unwrap_or_default();
-        for (row, rollout) in chunk.iter().enumerate() {
-            let from = row * batch.completion_width;
-            all.push(values[from..from + rollout.completion_ids.len()].to_vec());
-        }
-    }
-    Ok(all)
+    score_completions(model, rows, pad_id, batch_size, device, |logits, batch| {
+        Ok(completion_token_stats(logits, batch, temperature)?.log_probs)
+    })
 }
 
 #[cfg(test)]

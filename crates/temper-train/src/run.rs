@@ -626,6 +626,37 @@ fn rl_reference<B: Backend>(
         .map_err(|e| model_error(dir, e))
 }
 
+/// What GRPO and PPO runs train and evaluate on: the prompts (with their rows' origins), the
+/// held-out prompts, and the reward sources.
+struct RlData {
+    prompts: Prompts,
+    origins: Vec<String>,
+    eval_prompts: Option<Prompts>,
+    rewards: Rewards,
+}
+
+fn rl_data<B: Backend>(
+    settings: &RunSettings,
+    train: &LoadedData,
+    eval: Option<&LoadedData>,
+    pad_id: u32,
+    device: &B::Device,
+    report: &mut RunReport,
+) -> Result<RlData, RunError> {
+    let (prompts, origins) = prompts(train, settings, &mut report.skipped)?;
+    let eval_prompts = match eval {
+        Some(eval) => Some(self::prompts(eval, settings, &mut report.skipped)?.0),
+        None => None,
+    };
+    let rewards = reward_sources::<B>(settings, &prompts, pad_id, device)?;
+    Ok(RlData {
+        prompts,
+        origins,
+        eval_prompts,
+        rewards,
+    })
+}
+
 /// GRPO.
 #[allow(clippy::too_many_arguments)]
 fn run_grpo<B: AutodiffBackend>(
@@ -648,19 +679,14 @@ fn run_grpo<B: AutodiffBackend>(
     } else {
         None
     };
-    let (train_prompts, origins) = prompts(&train, settings, &mut report.skipped)?;
-    let eval_prompts = match &eval {
-        Some(eval) => Some(prompts(eval, settings, &mut report.skipped)?.0),
-        None => None,
-    };
-    let rewards = reward_sources::<B::InnerBackend>(settings, &train_prompts, pad_id, device)?;
+    let data = rl_data::<B::InnerBackend>(settings, &train, eval.as_ref(), pad_id, device, report)?;
     let model = initial_model::<B>(settings, pad_id, device)?;
     let mut trainer = RlvrTrainer::new(
         model,
         grpo,
         settings.args.clone(),
-        train_prompts,
-        rewards,
+        data.prompts,
+        data.rewards,
         reference,
         tokenizer,
         device.clone(),
@@ -672,7 +698,7 @@ fn run_grpo<B: AutodiffBackend>(
         trainer.resume(optimizer, state.global_step, round);
         unlogged = state.unlogged;
     }
-    let evaluate = |trainer: &RlvrTrainer<B>| match &eval_prompts {
+    let evaluate = |trainer: &RlvrTrainer<B>| match &data.eval_prompts {
         Some(prompts) => trainer
             .evaluate(prompts, settings.per_device_eval_batch_size)
             .map(Some),
@@ -682,7 +708,7 @@ fn run_grpo<B: AutodiffBackend>(
         &mut trainer,
         settings,
         display,
-        &origins,
+        &data.origins,
         unlogged,
         evaluate,
         report,
@@ -708,13 +734,8 @@ fn run_ppo<B: AutodiffBackend>(
         sampling: with_stops(&ppo.sampling, settings, &tokenizer, pad_id)?,
         ..ppo.clone()
     };
-    let (train_prompts, origins) = prompts(&train, settings, &mut report.skipped)?;
-    let eval_prompts = match &eval {
-        Some(eval) => Some(prompts(eval, settings, &mut report.skipped)?.0),
-        None => None,
-    };
+    let data = rl_data::<B::InnerBackend>(settings, &train, eval.as_ref(), pad_id, device, report)?;
     let reference = rl_reference::<B::InnerBackend>(settings, device)?;
-    let rewards = reward_sources::<B::InnerBackend>(settings, &train_prompts, pad_id, device)?;
     let value_dir = settings
         .value_model
         .as_ref()
@@ -734,8 +755,8 @@ fn run_ppo<B: AutodiffBackend>(
         value_model,
         ppo,
         settings.args.clone(),
-        train_prompts,
-        rewards,
+        data.prompts,
+        data.rewards,
         reference,
         tokenizer,
         device.clone(),
@@ -756,7 +777,7 @@ fn run_ppo<B: AutodiffBackend>(
         );
         unlogged = state.unlogged;
     }
-    let evaluate = |trainer: &PpoTrainer<B>| match &eval_prompts {
+    let evaluate = |trainer: &PpoTrainer<B>| match &data.eval_prompts {
         Some(prompts) => trainer
             .evaluate(prompts, settings.per_device_eval_batch_size)
             .map(Some),
@@ -766,7 +787,7 @@ fn run_ppo<B: AutodiffBackend>(
         &mut trainer,
         settings,
         display,
-        &origins,
+        &data.origins,
         unlogged,
         evaluate,
         report,

@@ -122,6 +122,66 @@ pub enum TrainError {
     },
 }
 
+/// The seed of the backend's generator for update `step` (LoRA dropout draws from it), so that
+/// a resumed run draws what the uninterrupted run drew; RL rounds derive their seeds likewise.
+pub(crate) fn step_seed(seed: u64, step: u64) -> u64 {
+    seed.wrapping_mul(1_000_003).wrapping_add(step)
+}
+
+/// Sums of named metrics over an update's micro-batches (or an evaluation's batches), in the
+/// order they first appear.
+#[derive(Debug, Default)]
+pub(crate) struct MetricSums(Vec<(String, f64)>);
+
+impl MetricSums {
+    pub(crate) fn add(&mut self, name: &str, value: f64) {
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some((_, sum)) => *sum += value,
+            None => self.0.push((name.to_string(), value)),
+        }
+    }
+
+    /// Each sum divided by `count`.
+    pub(crate) fn means(self, count: f64) -> Vec<(String, f64)> {
+        self.0
+            .into_iter()
+            .map(|(name, sum)| (name, sum / count))
+            .collect()
+    }
+}
+
+/// The NaN guard of every trainer: an error naming update `step` (0-based) and its records when
+/// the loss or the gradient norm is not finite, so the update is not made.
+pub(crate) fn check_finite(
+    step: usize,
+    loss: f64,
+    grad_norm: f64,
+    records: &[usize],
+) -> Result<(), TrainError> {
+    for (what, value) in [("loss", loss), ("gradient norm", grad_norm)] {
+        if !value.is_finite() {
+            return Err(TrainError::NonFinite {
+                step: step + 1,
+                what,
+                value,
+                records: records.to_vec(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A loss or metric tensor `[1]` as a number (NaN if it cannot be read).
+pub(crate) fn scalar<B: Backend>(value: Tensor<B, 1>) -> f64 {
+    value
+        .into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .ok()
+        .and_then(|v| v.first().copied())
+        .unwrap_or(f64::NAN)
+}
+
 /// What the run loop ([`crate::run`]) and checkpoints need of a trainer: [`Trainer`] (SFT and
 /// the preference objectives), [`crate::rlvr::RlvrTrainer`] (GRPO) and
 /// [`crate::ppo::PpoTrainer`].
@@ -275,15 +335,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     pub fn step(&mut self) -> Result<StepLog, TrainError> {
         let step = self.step;
         let micro_batches = self.micro_batches(step);
-        // LoRA dropout draws from the backend's generator: seeding it from the step makes a
-        // resumed run draw the masks the uninterrupted run drew.
-        B::seed(
-            &self.device,
-            self.args
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add(step as u64),
-        );
+        B::seed(&self.device, step_seed(self.args.seed, step as u64));
         let records: Vec<usize> = micro_batches.iter().flatten().copied().collect();
         let sft_tokens = match self.objective {
             Objective::Sft => Some(
@@ -316,7 +368,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             .expect("the model is only taken during a step");
         let mut accumulated = GradientsAccumulator::<CausalLm<B>>::new();
         let mut loss = 0.0;
-        let mut metric_sums: Vec<(String, f64)> = Vec::new();
+        let mut metric_sums = MetricSums::default();
         for indices in &micro_batches {
             let batch = DeviceBatch::collate(&self.examples, indices, self.pad_id, &self.device);
             let reference = self.reference_batch(indices);
@@ -340,42 +392,27 @@ impl<B: AutodiffBackend> Trainer<B> {
                 }
             };
             loss += scalar(backward.loss);
-            for (name, value) in metrics {
-                match metric_sums.iter_mut().find(|(n, _)| n == name) {
-                    Some((_, sum)) => *sum += value,
-                    None => metric_sums.push((name.to_string(), value)),
-                }
+            for (name, value) in metrics.into_iter().filter(|(name, _)| *name != "loss") {
+                metric_sums.add(name, value);
             }
             accumulated.accumulate(&model, backward.gradients);
         }
         let mut gradients: GradientsParams = accumulated.grads();
         let grad_norm = clip_global_norm::<B, _>(&model, &mut gradients, self.args.max_grad_norm);
-        for (what, value) in [("loss", loss), ("gradient norm", grad_norm)] {
-            if !value.is_finite() {
-                self.model = Some(model);
-                return Err(TrainError::NonFinite {
-                    step: step + 1,
-                    what,
-                    value,
-                    records,
-                });
-            }
+        if let Err(error) = check_finite(step, loss, grad_norm, &records) {
+            self.model = Some(model);
+            return Err(error);
         }
         let learning_rate = self.schedule.learning_rate(step);
         self.model = Some(self.optimizer.step(model, gradients, learning_rate));
         self.step += 1;
-        let count = micro_batches.len() as f64;
         Ok(StepLog {
             step: self.step,
             epoch: self.epochs_done(),
             loss,
             learning_rate,
             grad_norm,
-            metrics: metric_sums
-                .into_iter()
-                .filter(|(name, _)| name != "loss")
-                .map(|(name, sum)| (name, sum / count))
-                .collect(),
+            metrics: metric_sums.means(micro_batches.len() as f64),
             records,
         })
     }
@@ -406,7 +443,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         check_reference(&self.objective, reference, examples.len())?;
         let model = self.model().valid();
         let indices: Vec<usize> = (0..examples.len()).collect();
-        let mut sums: Vec<(String, f64)> = Vec::new();
+        let mut sums = MetricSums::default();
         for chunk in indices.chunks(batch_size.max(1)) {
             let weight = chunk.len() as f64;
             let batch =
@@ -431,17 +468,10 @@ impl<B: AutodiffBackend> Trainer<B> {
                     .map(|(name, value)| (name.to_string(), value)),
             );
             for (name, value) in values {
-                match sums.iter_mut().find(|(n, _)| *n == name) {
-                    Some((_, sum)) => *sum += weight * value,
-                    None => sums.push((name, weight * value)),
-                }
+                sums.add(&name, weight * value);
             }
         }
-        let count = examples.len() as f64;
-        Ok(sums
-            .into_iter()
-            .map(|(name, sum)| (name, sum / count))
-            .collect())
+        Ok(sums.means(examples.len() as f64))
     }
 }
 
@@ -492,12 +522,4 @@ fn check_reference<B: Backend>(
             "this objective needs a reference model".into(),
         )),
     }
-}
-
-fn scalar<B: Backend>(value: Tensor<B, 1>) -> f64 {
-    value
-        .into_data()
-        .convert::<f64>()
-        .to_vec::<f64>()
-        .map_or(f64::NAN, |v| v[0])
 }

@@ -13,14 +13,13 @@ mod common;
 use std::cell::Cell;
 
 use burn::backend::{Autodiff, NdArray};
-use common::{ids, parity_fixture, root};
+use common::{ids, parity_fixture, parity_prompts, root};
 use serde_json::Value;
-use temper_data::tokenize::tokenize;
-use temper_data::{ChatTokenizer, Example, TokenizeOptions, Tokenized, dataset};
+use temper_data::ChatTokenizer;
 use temper_model::load_model;
 use temper_objectives::grpo::{Aggregation, GrpoConfig, RewardScaling};
 use temper_train::rewards::{FnReward, RewardInput, Rewards};
-use temper_train::rlvr::{GrpoSettings, Prompts, RlvrTrainer};
+use temper_train::rlvr::{GrpoSettings, RlvrTrainer};
 use temper_train::rollout::Sampling;
 use temper_train::{ScheduleKind, TrainingArgs};
 
@@ -44,29 +43,7 @@ fn run(name: &str) {
     let config = &run["config"];
     let policy_dir = root().join("fixtures/models/train/policy");
     let tokenizer = ChatTokenizer::from_dir(&policy_dir, None).unwrap();
-    let data = dataset::load(
-        &root().join("fixtures/parity/train/rlvr.jsonl"),
-        None,
-        false,
-    )
-    .unwrap();
-    let mut prompts = Prompts {
-        rows: Vec::new(),
-        ids: Vec::new(),
-    };
-    for example in &data.examples {
-        let Example::Rlvr(row) = example else {
-            panic!("RLVR rows")
-        };
-        let Tokenized::Prompt(prompt) = tokenize(&tokenizer, example, &TokenizeOptions::default())
-            .unwrap()
-            .tokenized
-        else {
-            panic!("a prompt")
-        };
-        prompts.rows.push(row.clone());
-        prompts.ids.push(prompt.prompt_ids);
-    }
+    let prompts = parity_prompts(&tokenizer);
     let rounds = run["rounds"].as_array().unwrap();
     // TRL's template and ours give the same prompt ids.
     for row in rounds.iter().flat_map(|r| r["rows"].as_array().unwrap()) {

@@ -9,9 +9,8 @@ use std::path::Path;
 use burn::backend::{Autodiff, NdArray};
 use burn::module::AutodiffModule;
 use burn::tensor::{Int, Tensor, TensorData};
-use common::root;
-use temper_data::tokenize::tokenize;
-use temper_data::{ChatTokenizer, Example, TokenizeOptions, Tokenized, dataset};
+use common::{parity_prompts, root};
+use temper_data::ChatTokenizer;
 use temper_model::{CausalLm, ScoreHeadInit, load_model, load_reward_model};
 use temper_objectives::reference;
 use temper_train::checkpoint::{TrainerState, Weights, load_training_state, save_checkpoint};
@@ -29,33 +28,6 @@ const PAD: u32 = 2040;
 
 fn policy_dir() -> std::path::PathBuf {
     root().join("fixtures/models/train/policy")
-}
-
-fn prompts(tokenizer: &ChatTokenizer) -> Prompts {
-    let data = dataset::load(
-        &root().join("fixtures/parity/train/rlvr.jsonl"),
-        None,
-        false,
-    )
-    .unwrap();
-    let mut prompts = Prompts {
-        rows: Vec::new(),
-        ids: Vec::new(),
-    };
-    for example in &data.examples {
-        let Example::Rlvr(row) = example else {
-            panic!("RLVR rows")
-        };
-        let Tokenized::Prompt(prompt) = tokenize(tokenizer, example, &TokenizeOptions::default())
-            .unwrap()
-            .tokenized
-        else {
-            panic!("a prompt")
-        };
-        prompts.rows.push(row.clone());
-        prompts.ids.push(prompt.prompt_ids);
-    }
-    prompts
 }
 
 fn settings(max_completion_length: usize) -> PpoSettings {
@@ -146,7 +118,7 @@ fn metric(log: &StepLog, name: &str) -> f64 {
 /// each unpadded sequence; the first update's policy loss against −mean(advantages).
 fn check_round(kl_estimator: KlEstimator, whiten_rewards: bool, gamma: f64, lam: f64) {
     let tokenizer = ChatTokenizer::from_dir(&policy_dir(), None).unwrap();
-    let prompts = prompts(&tokenizer);
+    let prompts = parity_prompts(&tokenizer);
     let settings = PpoSettings {
         kl_estimator,
         whiten_rewards,
@@ -318,7 +290,7 @@ fn low_share(input: &RewardInput<'_>) -> Option<f64> {
 #[test]
 fn ppo_learns_a_simple_reward() {
     let tokenizer = ChatTokenizer::from_dir(&policy_dir(), None).unwrap();
-    let base = prompts(&tokenizer);
+    let base = parity_prompts(&tokenizer);
     // Each prompt 16 times: rounds of 32 completions.
     let mut prompts = Prompts {
         rows: Vec::new(),
@@ -378,7 +350,7 @@ fn resumable(policy: CausalLm<Ad>) -> PpoTrainer<Ad> {
     trainer(
         settings,
         args(6, 1, 1),
-        prompts(&tokenizer),
+        parity_prompts(&tokenizer),
         rewards,
         policy,
     )

@@ -52,6 +52,19 @@ pub fn tokenize_file(tokenizer: &ChatTokenizer, path: &Path) -> Vec<Tokenized> {
         .collect()
 }
 
+/// The prompts of the GRPO and PPO fixtures (`fixtures/parity/train/rlvr.jsonl`), tokenised
+/// with `tokenizer`.
+pub fn parity_prompts(tokenizer: &ChatTokenizer) -> temper_train::rlvr::Prompts {
+    let path = root().join("fixtures/parity/train/rlvr.jsonl");
+    let data = dataset::load(&path, None, false).unwrap();
+    let prompts = temper_train::rlvr::Prompts::from_examples(
+        &data.examples,
+        &tokenize_file(tokenizer, &path),
+    );
+    assert_eq!(prompts.rows.len(), data.examples.len(), "RLVR rows");
+    prompts
+}
+
 /// The settings of the TRL parity runs (`fixtures/gen/train_parity.py`): 3 steps, one batch of
 /// 4 in file order, lr 1e-3 constant, max_grad_norm 1, weight decay 0.
 pub fn trl_parity_args() -> TrainingArgs {
