@@ -10,20 +10,19 @@
 
 use std::time::Instant;
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, Flex};
 use burn::tensor::{Distribution, Int, Tensor};
 use peak_alloc::PeakAlloc;
 use temper::model::{
     GenerationConfig, GradientCheckpointing, ModelConfig, generate, loss_and_gradients,
     random_model,
 };
-use temper::objectives::logprobs::{next_token_targets, token_log_probs};
 
 /// Counts live and peak heap bytes (ndarray allocates every tensor on the heap).
 #[global_allocator]
 static HEAP: PeakAlloc = PeakAlloc;
 
-type Cpu = NdArray<f32>;
+type Cpu = Flex;
 type CpuGrad = Autodiff<Cpu>;
 
 /// Qwen/Qwen2.5-0.5B's config.json (the shapes that matter).
@@ -96,11 +95,13 @@ fn main() {
             mask.clone(),
             positions.clone(),
             checkpointing,
-            |logits| {
-                let (logits, targets, target_mask) =
-                    next_token_targets(logits, targets, mask.clone());
-                let loss = token_log_probs(logits, targets, target_mask)
-                    .expect("shapes agree")
+            |head| {
+                let [rows, seq] = targets.dims();
+                let next = targets.slice([0..rows, 1..seq]);
+                let loss = head
+                    .token_log_probs(0, next, 1.0, false)
+                    .expect("a causal LM")
+                    .log_probs
                     .sum()
                     .neg();
                 (loss, ())

@@ -20,7 +20,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use temper::data::dataset;
 use temper::data::tokenize::tokenize;
@@ -33,7 +33,7 @@ use temper::train::rollout::Sampling;
 use temper::train::{ScheduleKind, TrainingArgs};
 use temper::verifiers::Shaping;
 
-type Cpu = NdArray<f32>;
+type Cpu = Flex;
 type Grad = Autodiff<Cpu>;
 
 const MODEL: &str = "fixtures/models/task-base";

@@ -1,34 +1,41 @@
 //! Training step time and peak memory on the CPU: DPO next to SFT on the same model and data,
 //! DPO with the reference log-probs precomputed (the cache) and with the reference model run
-//! every step, with and without per-layer activation checkpointing, full fine-tuning and LoRA.
+//! every step, with and without per-layer activation checkpointing, full fine-tuning and LoRA;
+//! on burn-flex (the default backend, with temper-kernels' fused kernels) and burn-ndarray, and,
+//! with `--python`, TRL's own trainers on the same model config and token ids, in the same run.
 //! Prints one table.
 //!
-//!     cargo run --release --example bench_train [-- --steps N] [-- --layers N] [-- --dump-pairs FILE]
+//!     cargo run --release --example bench_train -- [--steps N] [--layers N] [--shape a|b]
+//!         [--backends flex,ndarray] [--python /root/.cache/temper-trl-venv/bin/python]
+//!         [--dump-pairs FILE]
 //!
-//! `--dump-pairs` writes the tokenised pairs and the model config as JSON for the TRL anchor
-//! (`examples/anchors/trl_train_bench.py`), which times the same work with TRL on the same machine.
+//! `--python` runs `examples/anchors/trl_train_bench.py` on the pairs this run tokenised (each
+//! row in a fresh process) and adds its columns and the Temper ÷ TRL ratios. `--dump-pairs`
+//! only writes the tokenised pairs and the model config as JSON for running the anchor by hand.
 //!
-//! The model is a randomly initialised Qwen2-shaped decoder (hidden 256, 4 layers by default)
-//! with the bundled 2048-token tokenizer; the data are temper-data's synthetic conversational
-//! preference pairs (SFT trains on their chosen answers), batch 4, up to 256 tokens.
+//! Shape A (default): a randomly initialised 4-layer Qwen2-shaped decoder (hidden 256, 8 heads,
+//! 2 KV heads, vocabulary 2048). Shape B: SmolLM2-135M's architecture (Llama, 30 layers, hidden
+//! 576, 9 heads / 3 KV heads, intermediate 1536, vocabulary 49,152, tied embeddings), random
+//! weights. The data are temper-data's synthetic conversational preference pairs tokenised with
+//! the bundled 2048-token tokenizer (SFT trains on their chosen answers), batch 4, up to 256
+//! tokens. Times are medians over the timed steps, after one warm-up step.
 
 use std::time::Instant;
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, Flex, NdArray};
 use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
 use peak_alloc::PeakAlloc;
 use temper::data::tokenize::{TokenizedPair, TokenizedSequence, tokenize};
 use temper::data::{ChatTokenizer, Format, TokenizeOptions, Tokenized, synthetic};
+use temper::kernels::AutodiffKernelBackend;
 use temper::model::{CausalLm, LoraConfig, ModelConfig, add_lora, random_model};
 use temper::objectives::preference::{DpoConfig, PreferenceLoss};
 use temper::train::{Objective, Reference, Trainer, TrainingArgs, reference_scores};
 
-/// Counts live and peak heap bytes (ndarray allocates every tensor on the heap).
+/// Counts live and peak heap bytes (both CPU backends allocate every tensor on the heap).
 #[global_allocator]
 static HEAP: PeakAlloc = PeakAlloc;
-
-type Cpu = NdArray<f32>;
-type Grad = Autodiff<Cpu>;
 
 const PAIRS: usize = 32;
 const BATCH: usize = 4;
@@ -41,24 +48,38 @@ fn arg(name: &str) -> Option<usize> {
         .and_then(|v| v.parse().ok())
 }
 
-fn config_json(layers: usize) -> String {
-    format!(
-        r#"{{"model_type": "qwen2", "vocab_size": 2048, "hidden_size": 256,
-        "intermediate_size": 704, "num_hidden_layers": {layers}, "num_attention_heads": 8,
-        "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
-        "max_position_embeddings": 512, "tie_word_embeddings": true}}"#
-    )
+fn text_arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
-fn config(layers: usize) -> ModelConfig {
-    ModelConfig::from_json(&config_json(layers)).expect("a valid config")
+/// The model config of a shape, as HF `config.json` text.
+fn config_json(shape: &str, layers: Option<usize>) -> String {
+    match shape {
+        "b" => format!(
+            r#"{{"model_type": "llama", "vocab_size": 49152, "hidden_size": 576,
+            "intermediate_size": 1536, "num_hidden_layers": {}, "num_attention_heads": 9,
+            "num_key_value_heads": 3, "rms_norm_eps": 1e-5, "rope_theta": 100000.0,
+            "max_position_embeddings": 8192, "tie_word_embeddings": true}}"#,
+            layers.unwrap_or(30)
+        ),
+        _ => format!(
+            r#"{{"model_type": "qwen2", "vocab_size": 2048, "hidden_size": 256,
+            "intermediate_size": 704, "num_hidden_layers": {}, "num_attention_heads": 8,
+            "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+            "max_position_embeddings": 512, "tie_word_embeddings": true}}"#,
+            layers.unwrap_or(4)
+        ),
+    }
 }
 
 /// What one configuration of a run costs.
 struct Row {
     name: &'static str,
     seconds_per_step: f64,
-    tokens_per_second: f64,
     peak_mib: f64,
 }
 
@@ -81,7 +102,7 @@ fn args(steps: usize, checkpointing: bool) -> TrainingArgs {
     }
 }
 
-fn model(config: &ModelConfig, lora: bool) -> CausalLm<Grad> {
+fn model<Grad: AutodiffBackend>(config: &ModelConfig, lora: bool) -> CausalLm<Grad> {
     let device = Default::default();
     let model = random_model::<Grad>(config, &device);
     if lora {
@@ -96,33 +117,34 @@ fn model(config: &ModelConfig, lora: bool) -> CausalLm<Grad> {
     }
 }
 
-/// Times `steps` updates after one warm-up update; peak heap over the timed steps.
-fn measure(
+/// Times `steps` updates after one warm-up update (the median step); peak heap over the timed
+/// steps.
+fn measure<Grad: AutodiffKernelBackend>(
     name: &'static str,
     mut trainer: Trainer<Grad>,
     steps: usize,
-    tokens_per_step: usize,
 ) -> Row {
     trainer.step().expect("a finite warm-up step");
     HEAP.reset_peak_usage();
-    let start = Instant::now();
+    let mut times = Vec::with_capacity(steps);
     for _ in 0..steps {
+        let start = Instant::now();
         trainer.step().expect("a finite step");
+        times.push(start.elapsed().as_secs_f64());
     }
-    let seconds_per_step = start.elapsed().as_secs_f64() / steps as f64;
+    let seconds_per_step = median(&mut times);
     Row {
         name,
         seconds_per_step,
-        tokens_per_second: tokens_per_step as f64 / seconds_per_step,
         peak_mib: mib(HEAP.peak_usage()),
     }
 }
 
 fn main() {
     let steps = arg("--steps").unwrap_or(3);
-    let layers = arg("--layers").unwrap_or(4);
-    let config = config(layers);
-    let device = Default::default();
+    let shape = text_arg("--shape").unwrap_or_else(|| "a".into());
+    let config_text = config_json(&shape, arg("--layers"));
+    let config = ModelConfig::from_json(&config_text).expect("a valid config");
     let tokenizer = ChatTokenizer::from_dir(std::path::Path::new("fixtures/tokenizer"), None)
         .expect("tokenizer");
     let options = TokenizeOptions {
@@ -169,17 +191,10 @@ fn main() {
         .map(|p| 2 * p.prompt_ids.len() + p.chosen_ids.len() + p.rejected_ids.len())
         .sum::<usize>() as f64
         / pairs.len() as f64;
-    let sft_tokens_per_step = (mean_pair_tokens / 2.0 * BATCH as f64) as usize;
-    let dpo_tokens_per_step = (mean_pair_tokens * BATCH as f64) as usize;
     let pad = tokenizer.pad_id().unwrap_or(0);
-    let args_list: Vec<String> = std::env::args().collect();
-    if let Some(path) = args_list
-        .iter()
-        .position(|a| a == "--dump-pairs")
-        .and_then(|i| args_list.get(i + 1))
-    {
+    let dump = |path: &str| {
         let dump = serde_json::json!({
-            "config": serde_json::from_str::<serde_json::Value>(&config_json(layers)).expect("JSON"),
+            "config": serde_json::from_str::<serde_json::Value>(&config_text).expect("JSON"),
             "pad_token_id": pad,
             "batch_size": BATCH,
             "pairs": pairs.iter().map(|p| serde_json::json!({
@@ -189,23 +204,94 @@ fn main() {
             })).collect::<Vec<_>>(),
         });
         std::fs::write(path, dump.to_string()).expect("the dump file is writable");
+    };
+    if let Some(path) = text_arg("--dump-pairs") {
+        dump(&path);
         println!("wrote {path}");
+        return;
     }
+    let work = Work {
+        config,
+        pairs: pairs.clone(),
+        sequences,
+        pair_examples,
+        pad,
+        steps,
+    };
+    let backends = text_arg("--backends").unwrap_or_else(|| "flex,ndarray".into());
+    let backends: Vec<&str> = backends.split(',').collect();
+    println!(
+        "{:?} random model (hidden {}, {} layers, vocabulary {}), f32, {} threads; {} synthetic \
+         pairs, batch {BATCH}, {mean_pair_tokens:.0} tokens per pair (both sides); median of \
+         {steps} timed steps after one warm-up",
+        work.config.family,
+        work.config.hidden_size,
+        work.config.num_layers,
+        work.config.vocab_size,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        work.pairs.len(),
+    );
+    let mut temper = Vec::new();
+    for backend in &backends {
+        let result = match *backend {
+            "flex" => run_backend::<Autodiff<Flex>>(&work),
+            "ndarray" => run_backend::<Autodiff<NdArray<f32>>>(&work),
+            other => panic!("--backends: {other} is not flex or ndarray"),
+        };
+        temper.push((*backend, result));
+    }
+    let trl = text_arg("--python").map(|python| {
+        let pairs_file = std::env::temp_dir().join("temper_bench_pairs.json");
+        let json_file = std::env::temp_dir().join("temper_bench_trl.json");
+        dump(pairs_file.to_str().expect("a UTF-8 temp path"));
+        let status = std::process::Command::new(python)
+            .arg("examples/anchors/trl_train_bench.py")
+            .args(["--pairs", pairs_file.to_str().unwrap()])
+            .args(["--steps", &steps.to_string()])
+            .args(["--json", json_file.to_str().unwrap()])
+            .status()
+            .expect("the anchor's Python runs");
+        assert!(status.success(), "the TRL anchor failed");
+        let text = std::fs::read_to_string(&json_file).expect("the anchor wrote its results");
+        serde_json::from_str::<serde_json::Value>(&text).expect("JSON results")
+    });
+    print_table(&temper, trl.as_ref(), &work);
+}
+
+/// What every backend's runs share: the model config, the data, the settings.
+struct Work {
+    config: ModelConfig,
+    pairs: Vec<TokenizedPair>,
+    sequences: Vec<Tokenized>,
+    pair_examples: Vec<Tokenized>,
+    pad: u32,
+    steps: usize,
+}
+
+/// One backend's rows and its reference-cache scoring time (seconds for every pair).
+struct BackendResult {
+    rows: Vec<Row>,
+    scoring: f64,
+}
+
+/// The seven runs on one backend.
+fn run_backend<Grad: AutodiffKernelBackend>(work: &Work) -> BackendResult {
+    let Work {
+        config,
+        pairs,
+        sequences,
+        pair_examples,
+        pad,
+        steps,
+    } = work;
+    let (steps, pad) = (*steps, *pad);
+    let device = Default::default();
     let dpo = Objective::Dpo(DpoConfig::single(PreferenceLoss::Sigmoid, 0.1));
 
-    println!(
-        "{layers}-layer Qwen2-shaped random model (hidden 256), burn-ndarray f32, {} threads; \
-         {} synthetic pairs, batch {BATCH}, {:.0} tokens per pair (both sides); {steps} timed steps \
-         after one warm-up",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
-        pairs.len(),
-        mean_pair_tokens
-    );
-
     // The reference cache: every pair scored once before training, without autodiff.
-    let reference_model = model(&config, false).valid();
+    let reference_model = model::<Grad>(config, false).valid();
     let start = Instant::now();
-    let scores = reference_scores(&reference_model, &pairs, 2 * BATCH, &device);
+    let scores = reference_scores(&reference_model, pairs, 2 * BATCH, &device);
     let scoring = start.elapsed().as_secs_f64();
     drop(reference_model);
 
@@ -270,28 +356,21 @@ fn main() {
     ];
     for (name, is_dpo, setup) in setups {
         HEAP.reset_peak_usage();
-        let policy = model(&config, setup.lora);
-        let (objective, examples, reference, tokens) = if !is_dpo {
-            (
-                Objective::Sft,
-                sequences.clone(),
-                Reference::None,
-                sft_tokens_per_step,
-            )
+        let policy = model::<Grad>(config, setup.lora);
+        let (objective, examples, reference) = if !is_dpo {
+            (Objective::Sft, sequences.clone(), Reference::None)
         } else if name.contains("every step") {
-            let reference = model(&config, false).valid();
+            let reference = model::<Grad>(config, false).valid();
             (
                 dpo.clone(),
                 pair_examples.clone(),
                 Reference::Model(Box::new(reference)),
-                dpo_tokens_per_step,
             )
         } else {
             (
                 dpo.clone(),
                 pair_examples.clone(),
                 Reference::Precomputed(scores.clone()),
-                dpo_tokens_per_step,
             )
         };
         let trainer = Trainer::new(
@@ -301,25 +380,93 @@ fn main() {
             examples,
             reference,
             pad,
-            device,
+            device.clone(),
         )
         .expect("a valid trainer");
-        rows.push(measure(name, trainer, steps, tokens));
+        rows.push(measure(name, trainer, steps));
     }
+    BackendResult { rows, scoring }
+}
 
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// TRL's median of one measure over a row's runs, from the anchor's `--json` results.
+fn trl_median(trl: &serde_json::Value, row: &str, key: &str) -> Option<f64> {
+    let mut values: Vec<f64> = trl
+        .get(row)?
+        .as_array()?
+        .iter()
+        .filter_map(|run| run.get(key)?.as_f64())
+        .collect();
+    (!values.is_empty()).then(|| median(&mut values))
+}
+
+fn print_table(temper: &[(&str, BackendResult)], trl: Option<&serde_json::Value>, work: &Work) {
+    let mut header = String::from("| run |");
+    let mut rule = String::from("|---|");
+    for (backend, _) in temper {
+        header += &format!(" {backend} s/step | {backend} peak heap (MiB) |");
+        rule += "---|---|";
+    }
+    if trl.is_some() {
+        header += " TRL s/step | TRL peak RSS growth (MiB) |";
+        rule += "---|---|";
+        for (backend, _) in temper {
+            header += &format!(" {backend} ÷ TRL time |");
+            rule += "---|";
+        }
+    }
+    println!("\n{header}\n{rule}");
+    let Some((_, first)) = temper.first() else {
+        return;
+    };
+    for (index, row) in first.rows.iter().enumerate() {
+        let mut line = format!("| {} |", row.name);
+        for (_, result) in temper {
+            let row = &result.rows[index];
+            line += &format!(" {:.3} | {:.0} |", row.seconds_per_step, row.peak_mib);
+        }
+        if let Some(trl) = trl {
+            let seconds = trl_median(trl, row.name, "seconds_per_step");
+            let memory = trl_median(trl, row.name, "peak_above_baseline_mib");
+            let show = |v: Option<f64>, digits: usize| {
+                v.map_or("failed".into(), |v| format!("{v:.digits$}"))
+            };
+            line += &format!(" {} | {} |", show(seconds, 3), show(memory, 0));
+            for (_, result) in temper {
+                let ratio = seconds.map(|s| result.rows[index].seconds_per_step / s);
+                line += &format!(" {} |", show(ratio, 2));
+            }
+        }
+        println!("{line}");
+    }
     println!();
-    println!("| run | s/step | tokens/s | peak heap (MiB) |");
-    println!("|---|---|---|---|");
-    for row in &rows {
+    let batches = work.pairs.len() as f64 / BATCH as f64;
+    for (backend, result) in temper {
         println!(
-            "| {} | {:.3} | {:.0} | {:.0} |",
-            row.name, row.seconds_per_step, row.tokens_per_second, row.peak_mib
+            "Reference cache on {backend}: scoring all {} pairs took {:.2} s ({:.3} s per batch of {BATCH}).",
+            work.pairs.len(),
+            result.scoring,
+            result.scoring / batches
         );
     }
-    println!();
-    println!(
-        "Reference cache: scoring all {} pairs once took {scoring:.2} s ({:.3} s per batch of {BATCH}).",
-        pairs.len(),
-        scoring / (pairs.len() as f64 / BATCH as f64)
-    );
+    if let Some(seconds) =
+        trl.and_then(|t| trl_median(t, "DPO, full, reference cached", "precompute_seconds"))
+    {
+        println!(
+            "TRL's precompute_ref_log_probs pass: {seconds:.2} s ({:.3} s per batch of {BATCH}).",
+            seconds / batches
+        );
+    }
 }

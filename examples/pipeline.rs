@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, Flex};
 use temper::data::tokenize::tokenize;
 use temper::data::{ChatTokenizer, Example, Preference, Role, TokenizeOptions, Tokenized, dataset};
 use temper::model::{CausalLm, GenerationConfig, generate, load_model};
@@ -25,7 +25,7 @@ use temper::train::rlvr::{Prompts, evaluate_policy};
 use temper::train::rollout::Sampling;
 use temper::verifiers::shaping::Shaping;
 
-type B = NdArray<f32>;
+type B = Flex;
 type Ad = Autodiff<B>;
 
 const BASE: &str = "fixtures/models/task-base";

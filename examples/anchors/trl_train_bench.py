@@ -26,7 +26,7 @@ optimizer step, tokens/s, peak resident memory.
 Each row runs in its own fresh subprocess (this script re-invoked with `--row`), so one row's
 allocations, caches and peak never leak into the next. In the subprocess:
 
-* the model is `Qwen2ForCausalLM` built from the dumped config (`from_config`, seed 0, float32,
+* the model is the dumped config's family (`Qwen2ForCausalLM`, `LlamaForCausalLM`) built from it (`from_config`, seed 0, float32,
   attention implementation `--attn`, default "eager", which is the plain matmul-softmax-matmul
   that Temper's burn model also does; "sdpa" is torch's fused kernel), randomly initialised;
 * the data are the dumped pairs (already tokenised by Temper with its bundled tokenizer), fed to
@@ -238,7 +238,7 @@ def run_row(args):
     import transformers
     import trl
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, TrainerCallback
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     datasets.disable_progress_bars()
@@ -260,8 +260,7 @@ def run_row(args):
     baseline_rss = PeakRss().current()
 
     config_dict = dict(dump["config"])
-    config_dict.pop("model_type", None)
-    config = Qwen2Config(**config_dict)
+    config = AutoConfig.for_model(config_dict.pop("model_type", "qwen2"), **config_dict)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation=args.attn)
     model.config.use_cache = False
@@ -536,7 +535,7 @@ def main():
     v = first["versions"]
     config = dump["config"]
     print(
-        f"{config['num_hidden_layers']}-layer Qwen2 random model (hidden {config['hidden_size']}), TRL {v['trl']} / "
+        f"{config['num_hidden_layers']}-layer {config.get('model_type', 'qwen2')} random model (hidden {config['hidden_size']}), TRL {v['trl']} / "
         f"transformers {v['transformers']} / torch {v['torch']} / peft {v['peft']}, float32 on the CPU, "
         f"{first['threads']} torch threads (os.cpu_count() = {os.cpu_count()}), "
         f"attention {first['attn_implementation']}, "

@@ -1,5 +1,6 @@
-//! Which Burn backend and float type the model commands compute with. The CPU build has burn-ndarray
-//! in f32; the `cuda` build has burn-cuda in f32, bf16 or f16.
+//! Which Burn backend and float type the model commands compute with. The CPU build has burn-flex
+//! (the default: temper-kernels' fused kernels) and burn-ndarray, in f32; the `cuda` build adds
+//! burn-cuda in f32, bf16 or f16.
 
 use clap::{Args, ValueEnum};
 
@@ -14,48 +15,72 @@ pub enum Dtype {
     F16,
 }
 
+/// The compute backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendName {
+    /// burn-flex on the CPU, with temper's fused kernels.
+    #[default]
+    Flex,
+    /// burn-ndarray on the CPU (plain tensor ops).
+    Ndarray,
+    /// burn-cuda (the CUDA build of temper).
+    Cuda,
+}
+
 #[derive(Args, Clone, Copy, Debug)]
 pub struct BackendArgs {
-    /// Float type to compute in; bf16 and f16 need the CUDA build (`--features cuda`).
+    /// Compute backend; cuda needs the CUDA build (`--features cuda`).
+    #[arg(long, value_enum, default_value_t = BackendName::Flex)]
+    pub backend: BackendName,
+    /// Float type to compute in; bf16 and f16 need the CUDA build.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
 }
 
-/// Evaluates `$body` with the type alias `$backend` naming the backend for `$dtype`; a dtype the
-/// build lacks is a usage error (exit 2).
+/// Evaluates `$body` with the type alias `$backend` naming the backend for `$args` (a
+/// [`BackendArgs`]); a backend or dtype the build lacks is a usage error (exit 2).
 macro_rules! with_backend {
-    ($dtype:expr, $backend:ident => $body:expr) => {
-        match $dtype {
-            #[cfg(not(feature = "cuda"))]
-            $crate::backend::Dtype::F32 => {
+    ($args:expr, $backend:ident => $body:expr) => {{
+        use $crate::backend::{BackendName, Dtype};
+        match ($args.backend, $args.dtype) {
+            (BackendName::Flex, Dtype::F32) => {
+                type $backend = burn::backend::Flex;
+                $body
+            }
+            (BackendName::Ndarray, Dtype::F32) => {
                 type $backend = burn::backend::NdArray<f32>;
                 $body
             }
+            #[cfg(feature = "cuda")]
+            (BackendName::Cuda, Dtype::F32) => {
+                type $backend = burn::backend::Cuda<f32, i32>;
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            (BackendName::Cuda, Dtype::Bf16) => {
+                type $backend = burn::backend::Cuda<burn::tensor::bf16, i32>;
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            (BackendName::Cuda, Dtype::F16) => {
+                type $backend = burn::backend::Cuda<burn::tensor::f16, i32>;
+                $body
+            }
             #[cfg(not(feature = "cuda"))]
-            other @ ($crate::backend::Dtype::Bf16 | $crate::backend::Dtype::F16) => {
+            (BackendName::Cuda, _) => {
+                eprintln!("error: --backend cuda needs the CUDA build of temper (cargo build --features cuda)");
+                $crate::Outcome::Failure
+            }
+            (_, other) => {
                 eprintln!(
-                    "error: --dtype {} needs the CUDA build of temper (cargo build --features cuda)",
+                    "error: --dtype {} needs --backend cuda (the CUDA build of temper)",
                     clap::ValueEnum::to_possible_value(&other)
                         .map_or_else(String::new, |value| value.get_name().to_string())
                 );
                 $crate::Outcome::Failure
             }
-            #[cfg(feature = "cuda")]
-            $crate::backend::Dtype::F32 => {
-                type $backend = burn::backend::Cuda<f32, i32>;
-                $body
-            }
-            #[cfg(feature = "cuda")]
-            $crate::backend::Dtype::Bf16 => {
-                type $backend = burn::backend::Cuda<burn::tensor::bf16, i32>;
-                $body
-            }
-            #[cfg(feature = "cuda")]
-            $crate::backend::Dtype::F16 => {
-                type $backend = burn::backend::Cuda<burn::tensor::f16, i32>;
-                $body
-            }
         }
-    };
+    }};
 }
 pub(crate) use with_backend;

@@ -44,7 +44,7 @@ pub fn run(args: InitArgs) -> Outcome {
 }
 
 fn init(args: &InitArgs) -> Result<usize, (Outcome, String)> {
-    type B = burn::backend::NdArray<f32>;
+    type B = burn::backend::Flex;
     let failure = |e: &dyn std::fmt::Display| (Outcome::Failure, e.to_string());
     let text = std::fs::read_to_string(&args.config)
         .map_err(|e| failure(&format!("{}: {e}", args.config.display())))?;

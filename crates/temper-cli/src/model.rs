@@ -4,13 +4,13 @@
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::Backend;
 use clap::Args;
 use serde_json::json;
 use temper_data::tokenize::tokenize;
 use temper_data::{
     ChatTokenizer, Example, Message, RlvrPrompt, TokenizeOptions, Tokenized, Turns, dataset,
 };
+use temper_kernels::KernelBackend;
 use temper_model::{
     CausalLm, Decoding, GenerationConfig, ModelConfig, ScoredSequence, generate_streaming,
     load_model, score_sequences,
@@ -118,7 +118,7 @@ fn fail(message: impl std::fmt::Display) -> Outcome {
 }
 
 /// The model, its config and its tokenizer, from one directory.
-fn open<B: Backend>(dir: &Path) -> Result<(ModelConfig, CausalLm<B>, ChatTokenizer), String> {
+fn open<B: KernelBackend>(dir: &Path) -> Result<(ModelConfig, CausalLm<B>, ChatTokenizer), String> {
     let (config, model) = load_model::<B>(dir, &Default::default()).map_err(|e| e.to_string())?;
     let tokenizer =
         ChatTokenizer::from_dir(dir, None).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -135,10 +135,10 @@ fn open<B: Backend>(dir: &Path) -> Result<(ModelConfig, CausalLm<B>, ChatTokeniz
 }
 
 pub fn score(args: ScoreArgs) -> Outcome {
-    with_backend!(args.backend.dtype, B => score_on::<B>(args))
+    with_backend!(args.backend, B => score_on::<B>(args))
 }
 
-fn score_on<B: Backend>(args: ScoreArgs) -> Outcome {
+fn score_on<B: KernelBackend>(args: ScoreArgs) -> Outcome {
     let format = match parse_format_name(&args.format) {
         Ok(format) => format,
         Err(message) => return fail(message),
@@ -246,10 +246,10 @@ fn prompt_ids(
 }
 
 pub fn generate_text(args: GenerateArgs) -> Outcome {
-    with_backend!(args.backend.dtype, B => generate_text_on::<B>(args))
+    with_backend!(args.backend, B => generate_text_on::<B>(args))
 }
 
-fn generate_text_on<B: Backend>(args: GenerateArgs) -> Outcome {
+fn generate_text_on<B: KernelBackend>(args: GenerateArgs) -> Outcome {
     let (config, model, tokenizer) = match open::<B>(&args.model) {
         Ok(opened) => opened,
         Err(message) => return fail(message),
@@ -292,10 +292,10 @@ fn generate_text_on<B: Backend>(args: GenerateArgs) -> Outcome {
 }
 
 pub fn chat(args: ChatArgs) -> Outcome {
-    with_backend!(args.backend.dtype, B => chat_on::<B>(args))
+    with_backend!(args.backend, B => chat_on::<B>(args))
 }
 
-fn chat_on<B: Backend>(args: ChatArgs) -> Outcome {
+fn chat_on<B: KernelBackend>(args: ChatArgs) -> Outcome {
     let (config, model, tokenizer) = match open::<B>(&args.model) {
         Ok(opened) => opened,
         Err(message) => return fail(message),

@@ -14,16 +14,7 @@ use temper_train::progress::Display;
 use temper_train::run::{ReferenceOrigin, RunReport};
 
 use crate::Outcome;
-
-/// The compute backend of a training run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendName {
-    /// burn-ndarray on the CPU.
-    Ndarray,
-    /// burn-cuda (the CUDA build of temper).
-    Cuda,
-}
+use crate::backend::BackendName;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -36,7 +27,7 @@ pub struct TrainArgs {
     /// No progress bar or lines.
     #[arg(long)]
     quiet: bool,
-    /// Compute backend (default ndarray; key `backend` in the config file).
+    /// Compute backend (default flex; key `backend` in the config file).
     #[arg(long, value_enum)]
     backend: Option<BackendName>,
     #[command(flatten)]
@@ -284,7 +275,7 @@ pub fn run(kind: TrainerKind, args: TrainArgs) -> Outcome {
             match parsed {
                 Some(name) => backend = backend.or(Some(name)),
                 None => {
-                    eprintln!("error: backend: {value} is not ndarray or cuda");
+                    eprintln!("error: backend: {value} is not flex, ndarray or cuda");
                     return Outcome::Invalid;
                 }
             }
@@ -303,7 +294,11 @@ pub fn run(kind: TrainerKind, args: TrainArgs) -> Outcome {
     } else {
         Display::Auto
     };
-    let result = match backend.unwrap_or(BackendName::Ndarray) {
+    let result = match backend.unwrap_or_default() {
+        BackendName::Flex => {
+            type B = burn::backend::Autodiff<burn::backend::Flex>;
+            temper_train::run::<B>(&settings, display, &Default::default())
+        }
         BackendName::Ndarray => {
             type B = burn::backend::Autodiff<burn::backend::NdArray<f32>>;
             temper_train::run::<B>(&settings, display, &Default::default())
@@ -356,7 +351,7 @@ pub struct ExportArgs {
 }
 
 pub fn export(args: ExportArgs) -> Outcome {
-    type B = burn::backend::NdArray<f32>;
+    type B = burn::backend::Flex;
     let exported = temper_train::export::export::<B>(
         &args.checkpoint,
         &args.output,

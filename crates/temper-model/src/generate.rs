@@ -3,9 +3,10 @@
 //! (GRPO and PPO need them). Decoding uses the KV cache unless told to recompute everything,
 //! which exists to check the cache and to measure what it saves.
 
-use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
+use burn::tensor::{Int, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use temper_kernels::KernelBackend;
 
 use crate::model::{CausalLm, KvCache};
 
@@ -103,7 +104,7 @@ pub struct Generation {
 
 /// Generates continuations of `prompts` (token ids, unpadded; left-padded together here) with a
 /// causal LM (as [`crate::load_model`] gives; a reward model's scores are no next-token logits).
-pub fn generate<B: Backend>(
+pub fn generate<B: KernelBackend>(
     model: &CausalLm<B>,
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
@@ -114,7 +115,7 @@ pub fn generate<B: Backend>(
 
 /// [`generate`], calling `on_token(row, token)` as each token is chosen (streaming output,
 /// stop strings); it returns whether that row goes on (`false` stops it, the token kept).
-pub fn generate_streaming<B: Backend>(
+pub fn generate_streaming<B: KernelBackend>(
     model: &CausalLm<B>,
     prompts: &[Vec<u32>],
     config: &GenerationConfig,
@@ -196,7 +197,7 @@ pub fn generate_streaming<B: Backend>(
 }
 
 /// Ids, the full attention mask and the position ids of the tokens from `start` on.
-fn step_inputs<B: Backend>(
+fn step_inputs<B: KernelBackend>(
     sequences: &[Vec<u32>],
     mask: &[Vec<f32>],
     start: usize,

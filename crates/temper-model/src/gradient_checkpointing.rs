@@ -16,9 +16,10 @@ use burn::module::Module;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Int, Tensor};
+use temper_kernels::{AutodiffKernelBackend, KernelBackend};
 
 use crate::attention::Rotary;
-use crate::model::{CausalLm, DecoderLayer};
+use crate::model::{CausalLm, DecoderLayer, HeadInput};
 
 /// Where the backward pass gets each layer's activations from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,15 +42,16 @@ pub struct Backward<B: AutodiffBackend, O> {
     pub gradients: GradientsParams,
 }
 
-/// Runs `model` on a batch, applies `loss_fn` to the logits `[batch, seq, vocab]`, and
-/// backpropagates the loss it returns.
-pub fn loss_and_gradients<B: AutodiffBackend, O>(
+/// Runs `model` on a batch, applies `loss_fn` to the final hidden states and head (a
+/// [`HeadInput`]: the logits, or the fused log-prob path), and backpropagates the loss it
+/// returns.
+pub fn loss_and_gradients<B: AutodiffKernelBackend, O>(
     model: &CausalLm<B>,
     input_ids: Tensor<B, 2, Int>,
     attention_mask: Tensor<B, 2>,
     position_ids: Tensor<B, 2, Int>,
     checkpointing: GradientCheckpointing,
-    loss_fn: impl FnOnce(Tensor<B, 3>) -> (Tensor<B, 1>, O),
+    loss_fn: impl FnOnce(HeadInput<'_, B>) -> (Tensor<B, 1>, O),
 ) -> Backward<B, O> {
     let device = input_ids.device();
     let rotary = Rotary::new(position_ids, model.inverse_frequencies.clone());
@@ -66,7 +68,7 @@ pub fn loss_and_gradients<B: AutodiffBackend, O>(
             for (index, layer) in model.layers.iter().enumerate() {
                 x = layers.forward(index, layer, x);
             }
-            let (loss, output) = loss_fn(model.head(x));
+            let (loss, output) = loss_fn(HeadInput::new(model, x));
             let gradients = GradientsParams::from_grads(loss.backward(), model);
             Backward {
                 loss: loss.inner(),
@@ -81,11 +83,11 @@ pub fn loss_and_gradients<B: AutodiffBackend, O>(
 /// The per-layer pass: a forward pass without a graph that keeps each layer's input, then the
 /// head's backward, then each layer's recomputation and backward from the top, then the
 /// embeddings'.
-fn recomputing<B: AutodiffBackend, O>(
+fn recomputing<B: AutodiffKernelBackend, O>(
     model: &CausalLm<B>,
     input_ids: Tensor<B, 2, Int>,
     layers: &Layers<'_, B>,
-    loss_fn: impl FnOnce(Tensor<B, 3>) -> (Tensor<B, 1>, O),
+    loss_fn: impl FnOnce(HeadInput<'_, B>) -> (Tensor<B, 1>, O),
 ) -> Backward<B, O> {
     // Untracked parameters and input: autodiff records nothing, yet dropout stays active
     // (it would not on the inner backend), so this pass matches the recomputation.
@@ -100,7 +102,7 @@ fn recomputing<B: AutodiffBackend, O>(
 
     let mut accumulated = GradientsAccumulator::<CausalLm<B>>::new();
     let top = x.require_grad();
-    let (loss, output) = loss_fn(model.head(top.clone()));
+    let (loss, output) = loss_fn(HeadInput::new(model, top.clone()));
     let mut upstream = backward_segment(model, loss.clone(), &top, &mut accumulated);
 
     for (index, (layer, input)) in model.layers.iter().zip(layer_inputs).enumerate().rev() {
@@ -150,7 +152,7 @@ struct Layers<'a, B: Backend> {
     device: &'a B::Device,
 }
 
-impl<B: Backend> Layers<'_, B> {
+impl<B: KernelBackend> Layers<'_, B> {
     fn forward(&self, index: usize, layer: &DecoderLayer<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
         if let Some(seeds) = self.seeds {
             B::seed(self.device, seeds[index]);

@@ -6,7 +6,9 @@ use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
 use burn::tensor::{Int, Tensor, backend::Backend};
 
-use crate::attention::{Attention, LayerCache, Rotary, attention_mask};
+use temper_kernels::{AttentionMask, KernelBackend};
+
+use crate::attention::{Attention, LayerCache, Rotary};
 use crate::config::{ModelConfig, NormPlacement};
 use crate::layers::{Mlp, RmsNorm};
 use crate::lora::Projection;
@@ -27,7 +29,7 @@ pub struct DecoderLayer<B: Backend> {
     pub window: Option<usize>,
 }
 
-impl<B: Backend> DecoderLayer<B> {
+impl<B: KernelBackend> DecoderLayer<B> {
     /// `x` `[batch, new, hidden]`; `padding` `[batch, total]` covers cached and new tokens.
     pub fn forward(
         &self,
@@ -36,14 +38,17 @@ impl<B: Backend> DecoderLayer<B> {
         padding: &Tensor<B, 2>,
         cache: Option<&mut LayerCache<B>>,
     ) -> Tensor<B, 3> {
-        let mask = attention_mask(padding.clone(), self.window, x.dims()[1]);
+        let mask = AttentionMask {
+            padding: padding.clone(),
+            window: self.window,
+        };
         if self.post_norm {
-            let attended = self.self_attn.forward(x.clone(), rotary, mask, cache);
+            let attended = self.self_attn.forward(x.clone(), rotary, &mask, cache);
             let h = x + self.attention_norm.forward(attended);
             h.clone() + self.mlp_norm.forward(self.mlp.forward(h))
         } else {
             let normed = self.attention_norm.forward(x.clone());
-            let h = x + self.self_attn.forward(normed, rotary, mask, cache);
+            let h = x + self.self_attn.forward(normed, rotary, &mask, cache);
             h.clone() + self.mlp.forward(self.mlp_norm.forward(h))
         }
     }
@@ -145,7 +150,7 @@ pub struct CausalLm<B: Backend> {
     pub inverse_frequencies: Tensor<B, 1>,
 }
 
-impl<B: Backend> CausalLm<B> {
+impl<B: KernelBackend> CausalLm<B> {
     /// Logits `[batch, seq, vocab]` (score model: scores `[batch, seq, num_labels]`) for
     /// `input_ids` `[batch, seq]`, with `attention_mask`
     /// `[batch, seq]` (1 = token, 0 = padding) and `position_ids` `[batch, seq]` (left padding:
@@ -212,16 +217,6 @@ impl<B: Backend> CausalLm<B> {
         x
     }
 
-    /// Whether the head is a sequence-classification `score` head.
-    pub fn is_score_model(&self) -> bool {
-        self.score.is_some()
-    }
-
-    /// The score head's label count (`None` for a causal LM).
-    pub fn num_labels(&self) -> Option<usize> {
-        self.score.as_ref().map(ScoreHead::num_labels)
-    }
-
     /// What transformers' `*ForSequenceClassification` forward returns as `logits`: each row's
     /// scores at its last non-padding token, `[batch, num_labels]` (see
     /// [`crate::reward::last_token_scores`]). `None` for a causal LM.
@@ -242,7 +237,11 @@ impl<B: Backend> CausalLm<B> {
     }
 
     pub(crate) fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = self.norm.forward(x);
+        self.head_on_normed(self.norm.forward(x))
+    }
+
+    /// The head (LM or score) on hidden states the final norm has already normalised.
+    fn head_on_normed(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         if let Some(score) = &self.score {
             return score.forward(x);
         }
@@ -258,6 +257,128 @@ impl<B: Backend> CausalLm<B> {
                 .matmul(x.swap_dims(1, 2))
                 .swap_dims(1, 2),
         }
+    }
+
+    /// The final hidden states `[batch, seq, hidden]` of `input_ids`, after the final norm,
+    /// with the head still to apply: what the token log-prob path takes (see [`HeadInput`]).
+    pub fn head_input(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        attention_mask: Tensor<B, 2>,
+        position_ids: Tensor<B, 2, Int>,
+    ) -> HeadInput<'_, B> {
+        let hidden = self.hidden(input_ids, attention_mask, position_ids, None);
+        HeadInput::new(self, hidden)
+    }
+}
+
+/// A forward pass stopped before the head: the final hidden states, normalised, and the model
+/// whose head turns them into logits or scores. A causal LM's token log-probs go from here
+/// through the fused LM-head kernel (`temper_kernels::lm_head_log_probs`), which never holds
+/// `[batch, seq, vocab]` logits; a reward model's scores through [`HeadInput::logits`].
+pub struct HeadInput<'a, B: Backend> {
+    /// `[batch, seq, hidden]`, after the final norm.
+    pub hidden: Tensor<B, 3>,
+    model: &'a CausalLm<B>,
+}
+
+impl<'a, B: KernelBackend> HeadInput<'a, B> {
+    /// `hidden`: the last decoder layer's output, before the final norm.
+    pub fn new(model: &'a CausalLm<B>, hidden: Tensor<B, 3>) -> Self {
+        Self {
+            hidden: model.norm.forward(hidden),
+            model,
+        }
+    }
+
+    /// The head's outputs `[batch, seq, vocab]` (a score model's `[batch, seq, num_labels]`),
+    /// materialised.
+    pub fn logits(&self) -> Tensor<B, 3> {
+        self.model.head_on_normed(self.hidden.clone())
+    }
+
+    /// The LM head's weight `[vocab, hidden]`: the embeddings when tied, else the head's
+    /// `[hidden, vocab]` weight transposed (a view). `None` for a score model, or a head with a
+    /// bias (no supported family has one).
+    pub fn lm_head_weight(&self) -> Option<Tensor<B, 2>> {
+        if self.model.score.is_some() {
+            return None;
+        }
+        match &self.model.lm_head {
+            Some(head) if head.bias.is_some() => None,
+            Some(head) => Some(head.weight.val().transpose()),
+            None => Some(self.model.embed_tokens.weight.val()),
+        }
+    }
+
+    /// Log-probs `[batch, len]` of `labels` `[batch, len]` under `softmax(scale · logits)` at
+    /// positions `start..start + len` (for next-token targets, position `t` scores token
+    /// `t + 1`), with entropy, top-1 agreement and mean logit when `stats`. Through the fused
+    /// LM-head kernel: never `[batch, len, vocab]` logits at once. Labels outside the
+    /// vocabulary score 0 (mask such positions). A score model has no token probabilities:
+    /// `None`.
+    pub fn token_log_probs(
+        &self,
+        start: usize,
+        labels: Tensor<B, 2, Int>,
+        scale: f64,
+        stats: bool,
+    ) -> Option<TokenLogProbs<B>> {
+        let weight = self.lm_head_weight()?;
+        let [batch, len] = labels.dims();
+        let width = self.hidden.dims()[2];
+        let hidden = self
+            .hidden
+            .clone()
+            .slice([0..batch, start..start + len, 0..width])
+            .reshape([batch * len, width]);
+        let out = temper_kernels::lm_head_log_probs(
+            hidden,
+            weight,
+            labels.reshape([batch * len]),
+            scale,
+            stats,
+        );
+        let rows = |t: Tensor<B, 1>| t.reshape([batch, len]);
+        Some(TokenLogProbs {
+            log_probs: rows(out.log_probs),
+            stats: out.stats.map(|s| TokenStatistics {
+                entropy: rows(s.entropy),
+                is_top1: rows(s.is_top1),
+                mean_logit: rows(s.mean_logit),
+            }),
+        })
+    }
+}
+
+/// What [`HeadInput::token_log_probs`] returns, `[batch, len]` each, not masked.
+#[derive(Clone, Debug)]
+pub struct TokenLogProbs<B: Backend> {
+    /// The only output with a gradient.
+    pub log_probs: Tensor<B, 2>,
+    pub stats: Option<TokenStatistics<B>>,
+}
+
+/// The predicted distribution's statistics at each position (detached).
+#[derive(Clone, Debug)]
+pub struct TokenStatistics<B: Backend> {
+    /// `−Σ p log p`.
+    pub entropy: Tensor<B, 2>,
+    /// 1 where the label is the arg-max prediction.
+    pub is_top1: Tensor<B, 2>,
+    /// The mean logit over the vocabulary.
+    pub mean_logit: Tensor<B, 2>,
+}
+
+impl<B: Backend> CausalLm<B> {
+    /// Whether the head is a sequence-classification `score` head.
+    pub fn is_score_model(&self) -> bool {
+        self.score.is_some()
+    }
+
+    /// The score head's label count (`None` for a causal LM).
+    pub fn num_labels(&self) -> Option<usize> {
+        self.score.as_ref().map(ScoreHead::num_labels)
     }
 
     /// Position ids for a batch from its attention mask: 0 at each row's first real token,

@@ -2,7 +2,8 @@
 //! DPO's reference model contributes. Sequences are right-padded into batches; token `t + 1` is
 //! scored by the logits at `t`.
 
-use burn::tensor::{Int, Tensor, TensorData, activation::log_softmax, backend::Backend};
+use burn::tensor::{Int, Tensor, TensorData};
+use temper_kernels::KernelBackend;
 
 use crate::model::CausalLm;
 
@@ -30,7 +31,10 @@ impl ScoredSequence {
 /// order, `batch_size` sequences per forward pass. `model` is a causal LM (as [`crate::load_model`]
 /// gives): a reward model has no token probabilities; its scores are
 /// [`CausalLm::sequence_scores`].
-pub fn score_sequences<B: Backend>(
+///
+/// # Panics
+/// If `model` is a reward model (it has no LM head).
+pub fn score_sequences<B: KernelBackend>(
     model: &CausalLm<B>,
     sequences: &[ScoredSequence],
     batch_size: usize,
@@ -42,7 +46,7 @@ pub fn score_sequences<B: Backend>(
         .collect()
 }
 
-fn score_batch<B: Backend>(
+fn score_batch<B: KernelBackend>(
     model: &CausalLm<B>,
     batch: &[ScoredSequence],
     device: &B::Device,
@@ -69,19 +73,18 @@ fn score_batch<B: Backend>(
             }
         }
     }
-    let logits = model.forward(
+    let head = model.head_input(
         Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [rows, width]), device),
         Tensor::from_data(TensorData::new(attention, [rows, width]), device),
         Tensor::from_data(TensorData::new(positions, [rows, width]), device),
     );
-    let vocab = logits.dims()[2];
-    let predicting = logits.slice([0..rows, 0..width - 1, 0..vocab]);
     let targets =
         Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [rows, width - 1]), device);
     let mask = Tensor::<B, 2>::from_data(TensorData::new(scored, [rows, width - 1]), device);
-    let token_logps = log_softmax(predicting, 2)
-        .gather(2, targets.unsqueeze_dim(2))
-        .squeeze_dim::<2>(2);
+    let token_logps = head
+        .token_log_probs(0, targets, 1.0, false)
+        .expect("score_sequences takes a causal LM")
+        .log_probs;
     let per_token: Vec<f32> = token_logps
         .mask_fill(mask.equal_elem(0.0), 0.0)
         .into_data()

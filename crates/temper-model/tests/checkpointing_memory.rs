@@ -24,7 +24,7 @@ fn peak_of_pass(model: &CausalLm<Ad>, checkpointing: GradientCheckpointing) -> u
     HEAP.reset_peak_usage();
     let before = HEAP.current_usage();
     let backward = loss_and_gradients(model, ids, mask, positions, checkpointing, |logits| {
-        (logits.powi_scalar(2).mean(), ())
+        (logits.logits().powi_scalar(2).mean(), ())
     });
     let peak = HEAP.peak_usage() - before;
     drop(backward);

@@ -47,8 +47,10 @@ fn pass(
     let (ids, mask, positions) = batch(name);
     let labels = ids.clone().unsqueeze_dim::<3>(2);
     let weights = mask.clone();
-    loss_and_gradients(model, ids, mask, positions, checkpointing, |logits| {
-        let picked = log_softmax(logits, 2).gather(2, labels).squeeze_dim::<2>(2);
+    loss_and_gradients(model, ids, mask, positions, checkpointing, |head| {
+        let picked = log_softmax(head.logits(), 2)
+            .gather(2, labels)
+            .squeeze_dim::<2>(2);
         let count = weights.clone().sum();
         ((picked * weights).sum().neg() / count, ())
     })
@@ -175,8 +177,8 @@ fn reward_pass(model: &CausalLm<Ad>, checkpointing: GradientCheckpointing) -> Ba
     let mask: Tensor<Ad, 2> = Tensor::from_inner(floats(&matrix_i64(&case["attention_mask"])));
     let positions = Tensor::from_inner(ints(&matrix_i64(&case["position_ids"])));
     let (row_ids, row_mask) = (ids.clone(), mask.clone());
-    loss_and_gradients(model, ids, mask, positions, checkpointing, move |scores| {
-        let rewards = last_token_rewards(scores, row_ids, row_mask, Some(2040)).unwrap();
+    loss_and_gradients(model, ids, mask, positions, checkpointing, move |head| {
+        let rewards = last_token_rewards(head.logits(), row_ids, row_mask, Some(2040)).unwrap();
         (rewards.mean(), ())
     })
 }

@@ -1,14 +1,21 @@
 //! Logits and completion log-probs of every family against transformers 5.23 on the fixture
-//! checkpoints (`fixtures/gen/model_parity.py`), in f32 on burn-ndarray.
+//! checkpoints (`fixtures/gen/model_parity.py`), in f32 on burn-flex (the default backend, with
+//! temper-kernels' fused kernels) and on burn-ndarray (plain tensor ops).
 
 mod common;
 
+use burn::backend::NdArray;
 use common::{B, anchor_logits, case, logits_for, matrix_i64, model_dir, worst_attended};
+use temper_kernels::KernelBackend;
 use temper_model::{CausalLm, load_model};
 
 fn check_family(name: &str) {
+    check_family_on::<B>(name);
+}
+
+fn check_family_on<K: KernelBackend>(name: &str) {
     let case = case(name);
-    let (_, model): (_, CausalLm<B>) =
+    let (_, model): (_, CausalLm<K>) =
         load_model(&model_dir(name), &Default::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
     let (dims, ours) = logits_for(&model, &case);
     let (shape, theirs) = anchor_logits(name);
@@ -71,6 +78,14 @@ fn mistral_sliding_window_matches_transformers() {
 #[test]
 fn olmo2_matches_transformers() {
     check_family("olmo2");
+}
+
+/// The parity subset on burn-ndarray: every family's logits and completion log-probs.
+#[test]
+fn every_family_matches_transformers_on_ndarray() {
+    for name in ["llama", "qwen2", "qwen3", "mistral", "olmo2"] {
+        check_family_on::<NdArray<f32>>(name);
+    }
 }
 
 #[test]

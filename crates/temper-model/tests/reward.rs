@@ -76,6 +76,7 @@ fn sequence_classification_checkpoint_matches_transformers() {
     // transformers' pooling: the rightmost non-pad token (row 3 ends with a real pad-id token).
     let indices: Vec<i64> = last_token_indices(ints(&ids), floats(&mask), Some(2040))
         .into_data()
+        .convert::<i64>()
         .to_vec()
         .unwrap();
     let expected: Vec<i64> = case["pooled_index"]
@@ -125,6 +126,7 @@ fn last_token_rules() {
     let at = |pad| -> Vec<i64> {
         last_token_indices(ids.clone(), mask.clone(), pad)
             .into_data()
+            .convert::<i64>()
             .to_vec()
             .unwrap()
     };

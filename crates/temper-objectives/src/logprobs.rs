@@ -75,6 +75,25 @@ pub struct TokenStats<B: Backend> {
     pub mean_logit: Tensor<B, 2>,
 }
 
+impl<B: Backend> TokenStats<B> {
+    /// Statistics computed elsewhere (e.g. by the fused LM-head kernel, which never builds the
+    /// logits), with every masked position set to zero as [`token_stats`] leaves it.
+    pub fn masked(
+        log_probs: Tensor<B, 2>,
+        entropy: Tensor<B, 2>,
+        is_top1: Tensor<B, 2>,
+        mean_logit: Tensor<B, 2>,
+        mask: &Tensor<B, 2>,
+    ) -> Self {
+        Self {
+            log_probs: zero_where_masked(log_probs, mask),
+            entropy: zero_where_masked(entropy, mask),
+            is_top1: zero_where_masked(is_top1, mask),
+            mean_logit: zero_where_masked(mean_logit, mask),
+        }
+    }
+}
+
 /// [`token_log_probs`] with entropy, top-1 agreement and mean logit, optionally in chunks of
 /// `chunk_len` positions (`None`: all at once).
 pub fn token_stats<B: Backend>(

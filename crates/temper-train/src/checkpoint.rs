@@ -11,8 +11,9 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
+use temper_kernels::AutodiffKernelBackend;
 use temper_model::{LoraConfig, SaveOptions, save_adapter, save_model};
 
 use crate::optimizer::AdamW;
@@ -120,7 +121,7 @@ pub struct TrainerState {
 }
 
 /// Writes `output_dir/checkpoint-N` for the trainer's current step.
-pub fn save_checkpoint<B: AutodiffBackend>(
+pub fn save_checkpoint<B: AutodiffKernelBackend>(
     trainer: &impl Steps<B>,
     weights: Weights<'_>,
     state: &TrainerState,

@@ -3,14 +3,14 @@
 //! chosen completion has the higher mean log-prob per token and by how much (what preference
 //! optimisation raises). The main job's before/after table is made of these.
 
-use burn::tensor::backend::Backend;
 use temper_data::tokenize::{TokenizedPair, TokenizedSequence};
+use temper_kernels::KernelBackend;
 use temper_model::{CausalLm, ScoredSequence, score_sequences};
 
 use crate::reference::completion_sequences;
 
 /// Mean negative log-likelihood per trained token (the loss mask's tokens) over `sequences`.
-pub fn completion_nll<B: Backend>(
+pub fn completion_nll<B: KernelBackend>(
     model: &CausalLm<B>,
     sequences: &[TokenizedSequence],
     batch_size: usize,
@@ -38,7 +38,7 @@ pub struct PreferenceScore {
     pub margin: f64,
 }
 
-pub fn preference_score<B: Backend>(
+pub fn preference_score<B: KernelBackend>(
     model: &CausalLm<B>,
     pairs: &[TokenizedPair],
     batch_size: usize,

@@ -4,11 +4,9 @@
 //! needs.
 
 use burn::tensor::Tensor;
-use burn::tensor::backend::Backend;
-use temper_model::{CausalLm, last_token_rewards};
-use temper_objectives::logprobs::{
-    PairLogProbs, SequenceLogProbs, next_token_targets, token_log_probs, token_stats,
-};
+use temper_kernels::KernelBackend;
+use temper_model::{CausalLm, HeadInput, last_token_rewards};
+use temper_objectives::logprobs::{PairLogProbs, SequenceLogProbs, TokenStats};
 use temper_objectives::orpo::{OrpoNll, orpo_loss};
 use temper_objectives::preference::{DpoConfig, dpo_loss, logit_metrics};
 use temper_objectives::reward::reward_model_loss;
@@ -73,7 +71,7 @@ impl Objective {
     /// Whether `model` has the head this objective trains: a score head with one label for
     /// [`Objective::Reward`], the LM head for the others (a mismatch would read token ids as
     /// labels, or scores as logits).
-    pub fn check_model<B: Backend>(&self, model: &CausalLm<B>) -> Result<(), ObjectiveError> {
+    pub fn check_model<B: KernelBackend>(&self, model: &CausalLm<B>) -> Result<(), ObjectiveError> {
         match (self.trains_reward_model(), model.num_labels()) {
             (true, Some(1)) | (false, None) => Ok(()),
             (true, Some(labels)) => Err(ObjectiveError::Batch(format!(
@@ -91,14 +89,16 @@ impl Objective {
         }
     }
 
-    /// The loss and metrics of one batch from its logits `[rows, seq, vocab]`.
+    /// The loss and metrics of one batch from the model's final hidden states and head: token
+    /// log-probs through the fused LM-head path (no `[rows, seq, vocab]` logits), a reward
+    /// model's scores through its score head.
     ///
     /// `reference`: the reference model's summed log-probs of this batch's pairs (DPO).
     /// `sft_tokens`: the trained-token count of the whole accumulated batch, so that SFT's
     /// micro-batch losses add up to the big batch's (transformers' `num_items_in_batch`).
-    pub fn loss<B: Backend>(
+    pub fn loss<B: KernelBackend>(
         &self,
-        logits: Tensor<B, 3>,
+        head: &HeadInput<'_, B>,
         batch: &DeviceBatch<B>,
         reference: Option<&PairLogProbs<B>>,
         sft_tokens: Option<f64>,
@@ -108,11 +108,32 @@ impl Objective {
             pad_token_id,
         } = self
         {
-            return reward_loss(logits, batch, *center_rewards_coefficient, *pad_token_id);
+            return reward_loss(
+                head.logits(),
+                batch,
+                *center_rewards_coefficient,
+                *pad_token_id,
+            );
         }
-        let (logits, targets, mask) =
-            next_token_targets(logits, batch.input_ids.clone(), batch.loss_mask.clone());
-        let stats = token_stats(logits.clone(), targets.clone(), mask.clone(), None)?;
+        // Position t scores token t + 1.
+        let [rows, seq] = batch.input_ids.dims();
+        let keep = seq.saturating_sub(1);
+        let targets = batch.input_ids.clone().slice([0..rows, 1..seq]);
+        let mask = batch.loss_mask.clone().slice([0..rows, 1..seq]);
+        let tokens = head
+            .token_log_probs(0, targets, 1.0, true)
+            .ok_or_else(|| ObjectiveError::Batch("this objective trains a causal LM".into()))?;
+        let statistics = tokens
+            .stats
+            .ok_or_else(|| ObjectiveError::Batch("token statistics were asked for".into()))?;
+        let unmasked = tokens.log_probs;
+        let stats = TokenStats::masked(
+            unmasked.clone(),
+            statistics.entropy,
+            statistics.is_top1,
+            statistics.mean_logit,
+            &mask,
+        );
         if let Objective::Sft = self {
             let mut output = sft_loss(stats.log_probs.clone(), mask.clone(), sft_tokens)?;
             output.metrics.extend(token_metrics(&stats, &mask));
@@ -120,7 +141,6 @@ impl Objective {
         }
         let policy =
             SequenceLogProbs::from_tokens(stats.log_probs.clone(), mask.clone()).split_pairs()?;
-        let rows = mask.dims()[0];
         let half = rows / 2;
         let side = |t: Tensor<B, 2>, start: usize| t.narrow(0, start, half);
         let logit_metrics = logit_metrics(
@@ -131,12 +151,9 @@ impl Objective {
         );
         // TRL's NLL over the chosen rows' every attended token after the first.
         let chosen_full = || -> Result<SequenceLogProbs<B>, ObjectiveError> {
-            let attended = side(batch.attention_mask.clone().narrow(1, 1, mask.dims()[1]), 0);
-            let per_token = token_log_probs(
-                logits.clone().narrow(0, 0, half),
-                targets.clone().narrow(0, 0, half),
-                attended.clone(),
-            )?;
+            let attended = side(batch.attention_mask.clone().narrow(1, 1, keep), 0);
+            let per_token =
+                side(unmasked.clone(), 0).mask_fill(attended.clone().equal_elem(0.0), 0.0);
             Ok(SequenceLogProbs::from_tokens(per_token, attended))
         };
         let mut output = match self {
@@ -174,7 +191,7 @@ impl Objective {
 
 /// TRL's `RewardTrainer.compute_loss`: the rows are `[chosen; rejected]`, each row's reward is its
 /// score at its last token, and the loss is temper-objectives' Bradley–Terry loss of the halves.
-fn reward_loss<B: Backend>(
+fn reward_loss<B: KernelBackend>(
     scores: Tensor<B, 3>,
     batch: &DeviceBatch<B>,
     center_rewards_coefficient: Option<f64>,

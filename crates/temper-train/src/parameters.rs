@@ -75,7 +75,12 @@ pub fn squared_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     impl<B: AutodiffBackend> ModuleVisitor<B> for Sum<'_, B> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
             if let Some(g) = self.gradients.get::<B::InnerBackend, D>(param.id) {
-                let square = g.square().sum();
+                // Row sums first: burn-flex sums a whole tensor of 4M elements or more in parallel
+                // in an order that depends on the scheduling, but each row in a fixed order, so
+                // the norm (and every clipped update) is the same bits run to run.
+                let width = g.dims()[D - 1].max(1);
+                let rows = g.shape().num_elements() / width;
+                let square = g.square().reshape([rows, width]).sum_dim(1).sum();
                 self.total = Some(match self.total.take() {
                     Some(total) => total + square,
                     None => square,

@@ -10,10 +10,10 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Tensor;
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 use temper_data::ChatTokenizer;
 use temper_data::batch::{BatchOrder, batch_indices};
+use temper_kernels::{AutodiffKernelBackend, KernelBackend};
 use temper_model::{
     CausalLm, GradientCheckpointing, SaveOptions, ScoreHeadInit, load_reward_model,
     loss_and_gradients, save_model,
@@ -106,7 +106,7 @@ pub struct PpoRound {
 /// - Each epoch's prompts are cut into rounds with the last, incomplete one dropped (as TRL's
 ///   dataloader), and each round's rows are reshuffled every PPO epoch from a permutation seeded
 ///   by (seed, round, epoch).
-pub struct PpoTrainer<B: AutodiffBackend> {
+pub struct PpoTrainer<B: AutodiffKernelBackend> {
     policy: Option<CausalLm<B>>,
     value_model: Option<CausalLm<B>>,
     optimizer: AdamW<B::InnerBackend>,
@@ -127,7 +127,7 @@ pub struct PpoTrainer<B: AutodiffBackend> {
     device: B::Device,
 }
 
-impl<B: AutodiffBackend> PpoTrainer<B> {
+impl<B: AutodiffKernelBackend> PpoTrainer<B> {
     /// A trainer at step 0. `value_model` has a score head with one label; `reference` is the
     /// initial policy (the KL penalty's reference), as TRL's `ref_model`.
     #[allow(clippy::too_many_arguments)]
@@ -423,8 +423,8 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
             completion_log_probs(&self.reference, &rows, temperature, pad, batch, &device)?;
         let value_model = self.value_model().valid();
         let Ok(values) =
-            score_completions(&value_model, &rows, pad, batch, &device, |scores, batch| {
-                Ok::<_, std::convert::Infallible>(completion_scores(scores, batch))
+            score_completions(&value_model, &rows, pad, batch, &device, |head, batch| {
+                Ok::<_, std::convert::Infallible>(completion_scores(head.logits(), batch))
             });
         drop(value_model);
 
@@ -617,7 +617,7 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
                 batch.attention_mask.clone(),
                 batch.position_ids.clone(),
                 checkpointing,
-                |logits| match completion_token_stats(logits, &batch, temperature) {
+                |head| match completion_token_stats(&head, &batch, temperature) {
                     Ok(stats) => {
                         let diff = stats.log_probs - old_logps;
                         let ratio = diff.clone().clamp_max(MAX_LOG_RATIO).exp();
@@ -656,8 +656,8 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
                 batch.attention_mask.clone(),
                 batch.position_ids.clone(),
                 checkpointing,
-                |scores| {
-                    let values = completion_scores(scores, &batch);
+                |head| {
+                    let values = completion_scores(head.logits(), &batch);
                     let clipped = values
                         .clone()
                         .detach()
@@ -764,7 +764,7 @@ impl<B: AutodiffBackend> PpoTrainer<B> {
     }
 }
 
-impl<B: AutodiffBackend> Steps<B> for PpoTrainer<B> {
+impl<B: AutodiffKernelBackend> Steps<B> for PpoTrainer<B> {
     fn step(&mut self) -> Result<StepLog, TrainError> {
         PpoTrainer::step(self)
     }
@@ -812,7 +812,7 @@ impl<B: AutodiffBackend> Steps<B> for PpoTrainer<B> {
 }
 
 /// The value model and its optimizer state saved in a PPO checkpoint (`checkpoint_dir/value_model`).
-pub fn load_value_state<B: AutodiffBackend>(
+pub fn load_value_state<B: AutodiffKernelBackend>(
     checkpoint_dir: &Path,
     pad_token_id: Option<u32>,
     device: &B::Device,
@@ -834,7 +834,10 @@ pub fn load_value_state<B: AutodiffBackend>(
 
 /// The value model's outputs `[rows, C]` at the positions predicting each completion token,
 /// from its scores `[rows, P + C, 1]`.
-fn completion_scores<B: Backend>(scores: Tensor<B, 3>, batch: &CompletionBatch<B>) -> Tensor<B, 2> {
+fn completion_scores<B: KernelBackend>(
+    scores: Tensor<B, 3>,
+    batch: &CompletionBatch<B>,
+) -> Tensor<B, 2> {
     let positions = completion_positions(scores, batch);
     let [rows, width, _] = positions.dims();
     positions.reshape([rows, width])

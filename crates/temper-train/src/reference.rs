@@ -6,12 +6,12 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use temper_data::Tokenized;
 use temper_data::tokenize::TokenizedPair;
+use temper_kernels::KernelBackend;
 use temper_model::{CausalLm, ScoredSequence, score_sequences};
 use temper_objectives::PairLogProbs;
 
@@ -25,7 +25,7 @@ pub struct ReferenceScores {
 }
 
 /// Where a preference objective's reference log-probs come from.
-pub enum Reference<B: Backend> {
+pub enum Reference<B: KernelBackend> {
     /// The objective needs none (SFT, ORPO, SimPO).
     None,
     /// One entry per example, in example order.
@@ -35,7 +35,7 @@ pub enum Reference<B: Backend> {
     Model(Box<CausalLm<B>>),
 }
 
-impl<B: Backend> Reference<B> {
+impl<B: KernelBackend> Reference<B> {
     /// The scores of `examples[indices]`; `None` for an objective without a reference. Only a
     /// reference model needs the pairs themselves.
     pub(crate) fn scores(
@@ -62,7 +62,7 @@ impl<B: Backend> Reference<B> {
 }
 
 /// Scores as the loss takes them, on any backend.
-pub(crate) fn pair_log_probs<B: Backend>(
+pub(crate) fn pair_log_probs<B: KernelBackend>(
     scores: &[ReferenceScores],
     device: &B::Device,
 ) -> Option<PairLogProbs<B>> {
@@ -92,7 +92,7 @@ pub(crate) fn completion_sequences(pairs: &[TokenizedPair]) -> Vec<ScoredSequenc
 
 /// Scores every pair under `reference` (no autodiff: pass the inner backend's model), in
 /// batches of `batch_size` sequences.
-pub fn reference_scores<B: Backend>(
+pub fn reference_scores<B: KernelBackend>(
     reference: &CausalLm<B>,
     pairs: &[TokenizedPair],
     batch_size: usize,

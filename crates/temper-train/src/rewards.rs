@@ -10,9 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use temper_data::RlvrPrompt;
+use temper_kernels::KernelBackend;
 use temper_model::CausalLm;
 use temper_verifiers::registry::{Registry, Row};
 use temper_verifiers::shaping::Shaping;
@@ -170,13 +170,13 @@ impl<F: Fn(&RewardInput<'_>) -> Option<f64>> RewardFunction for FnReward<F> {
 /// A reward model (a causal LM with a one-label score head, as `temper rm` trains): the reward
 /// of a completion is the model's score at the last token of prompt + completion, in batches of
 /// `batch_size`, without autodiff.
-pub struct RewardModel<B: Backend> {
+pub struct RewardModel<B: KernelBackend> {
     pub model: CausalLm<B>,
     pub batch_size: usize,
     pub device: B::Device,
 }
 
-impl<B: Backend> RewardFunction for RewardModel<B> {
+impl<B: KernelBackend> RewardFunction for RewardModel<B> {
     fn name(&self) -> &str {
         "reward_model"
     }
@@ -218,7 +218,7 @@ impl<B: Backend> RewardFunction for RewardModel<B> {
 
 /// Right-padded ids (padding id 0: the mask hides it, and the score is read at the last real
 /// token) and the attention mask.
-fn right_padded<B: Backend>(
+fn right_padded<B: KernelBackend>(
     sequences: &[Vec<u32>],
     device: &B::Device,
 ) -> (Tensor<B, 2, Int>, Tensor<B, 2>) {

@@ -19,10 +19,10 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use temper_data::ChatTokenizer;
+use temper_kernels::{AutodiffKernelBackend, KernelBackend};
 use temper_model::loss_and_gradients;
 use temper_model::{CausalLm, Decoding, GenerationConfig, GradientCheckpointing, generate};
 use temper_objectives::grpo::{
@@ -67,7 +67,7 @@ pub struct Round {
 }
 
 /// A policy trained with GRPO.
-pub struct RlvrTrainer<B: AutodiffBackend> {
+pub struct RlvrTrainer<B: AutodiffKernelBackend> {
     model: Option<CausalLm<B>>,
     optimizer: AdamW<B::InnerBackend>,
     reference: Option<CausalLm<B::InnerBackend>>,
@@ -84,7 +84,7 @@ pub struct RlvrTrainer<B: AutodiffBackend> {
     device: B::Device,
 }
 
-impl<B: AutodiffBackend> RlvrTrainer<B> {
+impl<B: AutodiffKernelBackend> RlvrTrainer<B> {
     /// A trainer at step 0. `reference` is needed when β ≠ 0 (the initial policy, as TRL).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -432,9 +432,9 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
                 batch.attention_mask.clone(),
                 batch.position_ids.clone(),
                 checkpointing,
-                |logits| {
+                |head| {
                     let result =
-                        completion_token_stats(logits, &batch, temperature).and_then(|stats| {
+                        completion_token_stats(&head, &batch, temperature).and_then(|stats| {
                             let mask = batch.completion_mask.clone();
                             let entropy = (stats.entropy.clone() * mask.clone()).sum()
                                 / mask.clone().sum().clamp_min(1.0);
@@ -532,7 +532,7 @@ impl<B: AutodiffBackend> RlvrTrainer<B> {
     }
 }
 
-impl<B: AutodiffBackend> Steps<B> for RlvrTrainer<B> {
+impl<B: AutodiffKernelBackend> Steps<B> for RlvrTrainer<B> {
     fn step(&mut self) -> Result<StepLog, TrainError> {
         RlvrTrainer::step(self)
     }
@@ -591,7 +591,7 @@ pub fn load_round<R: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Option<R>,
 }
 
 /// [`RlvrTrainer::evaluate`] for any causal LM (the pipeline compares models with it).
-pub fn evaluate_policy<B: Backend>(
+pub fn evaluate_policy<B: KernelBackend>(
     model: &CausalLm<B>,
     prompts: &Prompts,
     rewards: &Rewards,

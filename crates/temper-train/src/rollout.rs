@@ -9,14 +9,14 @@
 
 use std::time::{Duration, Instant};
 
-use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use temper_data::batch::{BatchOrder, batch_indices};
 use temper_data::{Example, RlvrPrompt, Tokenized};
-use temper_model::{CausalLm, Decoding, GenerationConfig, generate};
+use temper_kernels::KernelBackend;
+use temper_model::{CausalLm, Decoding, GenerationConfig, HeadInput, generate};
 use temper_objectives::ObjectiveError;
-use temper_objectives::logprobs::{TokenStats, token_stats};
+use temper_objectives::logprobs::TokenStats;
 
 use crate::trainer::step_seed;
 
@@ -102,7 +102,7 @@ impl RoundPlan {
 
     /// Samples round `index` with `model` (the policy's `valid()` copy, which shares its
     /// weights), returning its completions and the generation time.
-    pub fn sample<B: Backend>(
+    pub fn sample<B: KernelBackend>(
         &self,
         index: usize,
         model: &CausalLm<B>,
@@ -213,7 +213,7 @@ impl Rollout {
 /// Samples `sampling.num_generations` completions of each prompt (`(example index, ids)`) in
 /// one batch, `seed` fixing every draw. Rows come out prompt by prompt, each prompt's group
 /// together, as TRL lays out a generation batch. Rewards and advantages are left at 0.
-pub fn sample<B: Backend>(
+pub fn sample<B: KernelBackend>(
     model: &CausalLm<B>,
     prompts: &[(usize, Vec<u32>)],
     sampling: &Sampling,
@@ -253,7 +253,7 @@ pub fn sample<B: Backend>(
 /// right-padded to the longest completion, `[rows, P + C]`, with the completions alone
 /// `[rows, C]` for the loss.
 #[derive(Clone, Debug)]
-pub struct CompletionBatch<B: Backend> {
+pub struct CompletionBatch<B: KernelBackend> {
     pub input_ids: Tensor<B, 2, Int>,
     pub attention_mask: Tensor<B, 2>,
     pub position_ids: Tensor<B, 2, Int>,
@@ -266,7 +266,7 @@ pub struct CompletionBatch<B: Backend> {
     pub completion_width: usize,
 }
 
-impl<B: Backend> CompletionBatch<B> {
+impl<B: KernelBackend> CompletionBatch<B> {
     pub fn new(rows: &[&Rollout], pad_id: u32, device: &B::Device) -> Self {
         let prompt_width = rows.iter().map(|r| r.prompt_ids.len()).max().unwrap_or(0);
         let completion_width = rows
@@ -321,7 +321,11 @@ impl<B: Backend> CompletionBatch<B> {
 }
 
 /// Rows of per-token values right-padded with 0 (or cut) to `width`, as `[rows, width]`.
-pub fn padded_rows<B: Backend>(rows: &[&[f32]], width: usize, device: &B::Device) -> Tensor<B, 2> {
+pub fn padded_rows<B: KernelBackend>(
+    rows: &[&[f32]],
+    width: usize,
+    device: &B::Device,
+) -> Tensor<B, 2> {
     let mut flat = Vec::with_capacity(rows.len() * width);
     for row in rows {
         flat.extend(row.iter().take(width).copied());
@@ -333,7 +337,7 @@ pub fn padded_rows<B: Backend>(rows: &[&[f32]], width: usize, device: &B::Device
 /// The model's outputs `[rows, C, D]` at the positions that predict the completion tokens, from
 /// its outputs `[rows, P + C, D]` over the whole batch: position `P + t − 1` predicts
 /// completion token `t` (TRL's `[:, context_length - 1 : -1]`).
-pub fn completion_positions<B: Backend>(
+pub fn completion_positions<B: KernelBackend>(
     outputs: Tensor<B, 3>,
     batch: &CompletionBatch<B>,
 ) -> Tensor<B, 3> {
@@ -342,42 +346,52 @@ pub fn completion_positions<B: Backend>(
     outputs.slice([0..rows, start..start + batch.completion_width, 0..width])
 }
 
-/// Log-probs and entropies `[rows, C]` of the completion tokens under `softmax(logits / T)`,
-/// from the model's logits `[rows, P + C, V]` over the whole batch.
-pub fn completion_token_stats<B: Backend>(
-    logits: Tensor<B, 3>,
+/// Log-probs, entropies and the other token statistics `[rows, C]` of the completion tokens
+/// under `softmax(logits / T)`, through the fused LM-head path of the model's final hidden
+/// states over the whole batch.
+pub fn completion_token_stats<B: KernelBackend>(
+    head: &HeadInput<'_, B>,
     batch: &CompletionBatch<B>,
     temperature: f64,
 ) -> Result<TokenStats<B>, ObjectiveError> {
-    let predicting = completion_positions(logits, batch).div_scalar(temperature);
-    token_stats(
-        predicting,
-        batch.completion_ids.clone(),
-        batch.completion_mask.clone(),
-        None,
-    )
+    let start = batch.prompt_width.saturating_sub(1);
+    let tokens = head
+        .token_log_probs(start, batch.completion_ids.clone(), 1.0 / temperature, true)
+        .ok_or_else(not_a_causal_lm)?;
+    let stats = tokens.stats.ok_or_else(not_a_causal_lm)?;
+    Ok(TokenStats::masked(
+        tokens.log_probs,
+        stats.entropy,
+        stats.is_top1,
+        stats.mean_logit,
+        &batch.completion_mask,
+    ))
 }
 
-/// Per-token values `[rows, C]` that `per_batch` computes from `model`'s outputs on each chunk of
-/// `batch_size` rollouts, without autodiff, one row per rollout trimmed to its completion's
-/// length (what a round keeps of old and reference log-probs and of values).
-pub fn score_completions<B: Backend, E>(
+fn not_a_causal_lm() -> ObjectiveError {
+    ObjectiveError::Batch("token log-probs need a causal LM; this model has a score head".into())
+}
+
+/// Per-token values `[rows, C]` that `per_batch` computes from `model`'s final hidden states
+/// on each chunk of `batch_size` rollouts, without autodiff, one row per rollout trimmed to its
+/// completion's length (what a round keeps of old and reference log-probs and of values).
+pub fn score_completions<B: KernelBackend, E>(
     model: &CausalLm<B>,
     rows: &[&Rollout],
     pad_id: u32,
     batch_size: usize,
     device: &B::Device,
-    per_batch: impl Fn(Tensor<B, 3>, &CompletionBatch<B>) -> Result<Tensor<B, 2>, E>,
+    per_batch: impl Fn(HeadInput<'_, B>, &CompletionBatch<B>) -> Result<Tensor<B, 2>, E>,
 ) -> Result<Vec<Vec<f32>>, E> {
     let mut all = Vec::with_capacity(rows.len());
     for chunk in rows.chunks(batch_size.max(1)) {
         let batch = CompletionBatch::<B>::new(chunk, pad_id, device);
-        let outputs = model.forward(
+        let head = model.head_input(
             batch.input_ids.clone(),
             batch.attention_mask.clone(),
             batch.position_ids.clone(),
         );
-        let values: Vec<f32> = per_batch(outputs, &batch)?
+        let values: Vec<f32> = per_batch(head, &batch)?
             .into_data()
             .convert::<f32>()
             .to_vec()
@@ -391,8 +405,9 @@ pub fn score_completions<B: Backend, E>(
     Ok(all)
 }
 
-/// The completion tokens' log-probs under `model` at `temperature`, one row per rollout.
-pub fn completion_log_probs<B: Backend>(
+/// The completion tokens' log-probs under `model` at `temperature`, one row per rollout (no
+/// token statistics: the kernel skips them).
+pub fn completion_log_probs<B: KernelBackend>(
     model: &CausalLm<B>,
     rows: &[&Rollout],
     temperature: f64,
@@ -400,8 +415,19 @@ pub fn completion_log_probs<B: Backend>(
     batch_size: usize,
     device: &B::Device,
 ) -> Result<Vec<Vec<f32>>, ObjectiveError> {
-    score_completions(model, rows, pad_id, batch_size, device, |logits, batch| {
-        Ok(completion_token_stats(logits, batch, temperature)?.log_probs)
+    score_completions(model, rows, pad_id, batch_size, device, |head, batch| {
+        let start = batch.prompt_width.saturating_sub(1);
+        let tokens = head
+            .token_log_probs(
+                start,
+                batch.completion_ids.clone(),
+                1.0 / temperature,
+                false,
+            )
+            .ok_or_else(not_a_causal_lm)?;
+        Ok(tokens
+            .log_probs
+            .mask_fill(batch.completion_mask.clone().equal_elem(0.0), 0.0))
     })
 }
 

@@ -9,10 +9,10 @@
 use std::path::{Path, PathBuf};
 
 use burn::module::AutodiffModule;
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde_json::{Map, Value};
 use temper_data::tokenize::{TokenizedPair, tokenize};
 use temper_data::{ChatTokenizer, DataError, Example, Tokenized, dataset};
+use temper_kernels::{AutodiffKernelBackend, KernelBackend};
 use temper_model::{
     CausalLm, HeadKind, ModelConfig, ScoreHeadInit, add_lora, load_adapter, load_model,
     load_reward_model, merge_adapters,
@@ -244,7 +244,7 @@ fn model_error(dir: &Path, error: impl std::fmt::Display) -> RunError {
 }
 
 /// Reference scores for `examples` from the cache, or scored now and stored.
-fn precomputed_reference<B: AutodiffBackend>(
+fn precomputed_reference<B: AutodiffKernelBackend>(
     reference_dir: &Path,
     examples: &[Tokenized],
     settings: &RunSettings,
@@ -279,7 +279,7 @@ fn precomputed_reference<B: AutodiffBackend>(
 /// The policy at the start of the run: resumed from a checkpoint, or the model with fresh
 /// adapters for a LoRA run. A reward model run turns a causal LM into a reward model with a
 /// fresh, seeded score head (or continues one) and reads rewards at `pad_id`'s rule.
-fn initial_model<B: AutodiffBackend>(
+fn initial_model<B: AutodiffKernelBackend>(
     settings: &RunSettings,
     pad_id: u32,
     device: &B::Device,
@@ -348,7 +348,7 @@ fn prepare_output_dir(settings: &RunSettings) -> Result<(), RunError> {
 }
 
 /// Runs the training `settings` describe on `device`.
-pub fn run<B: AutodiffBackend>(
+pub fn run<B: AutodiffKernelBackend>(
     settings: &RunSettings,
     display: Display,
     device: &B::Device,
@@ -430,7 +430,7 @@ fn setup_progress(display: Display) -> Progress {
 
 /// SFT, the preference objectives and reward models.
 #[allow(clippy::too_many_arguments)]
-fn run_objective<B: AutodiffBackend>(
+fn run_objective<B: AutodiffKernelBackend>(
     settings: &RunSettings,
     objective: &Objective,
     pad_id: u32,
@@ -550,7 +550,7 @@ fn prompts(
 
 /// An RL run's reward sources: the verifiers the rows name, and the reward model when one is
 /// given; a run with neither would learn nothing and is refused.
-fn reward_sources<B: Backend>(
+fn reward_sources<B: KernelBackend>(
     settings: &RunSettings,
     prompts: &Prompts,
     pad_id: u32,
@@ -616,7 +616,7 @@ fn with_stops(
 
 /// The reference model of an RL run with a KL term: `ref_model`, else the initial policy (the
 /// base, without adapters, for LoRA).
-fn rl_reference<B: Backend>(
+fn rl_reference<B: KernelBackend>(
     settings: &RunSettings,
     device: &B::Device,
 ) -> Result<CausalLm<B>, RunError> {
@@ -635,7 +635,7 @@ struct RlData {
     rewards: Rewards,
 }
 
-fn rl_data<B: Backend>(
+fn rl_data<B: KernelBackend>(
     settings: &RunSettings,
     train: &LoadedData,
     eval: Option<&LoadedData>,
@@ -659,7 +659,7 @@ fn rl_data<B: Backend>(
 
 /// GRPO.
 #[allow(clippy::too_many_arguments)]
-fn run_grpo<B: AutodiffBackend>(
+fn run_grpo<B: AutodiffKernelBackend>(
     settings: &RunSettings,
     grpo: &GrpoSettings,
     tokenizer: ChatTokenizer,
@@ -719,7 +719,7 @@ fn run_grpo<B: AutodiffBackend>(
 /// else the reward model, else the policy's own directory, with a fresh seeded score head on a
 /// causal LM), the reference model for the KL penalty, and the reward sources.
 #[allow(clippy::too_many_arguments)]
-fn run_ppo<B: AutodiffBackend>(
+fn run_ppo<B: AutodiffKernelBackend>(
     settings: &RunSettings,
     ppo: &PpoSettings,
     tokenizer: ChatTokenizer,
@@ -797,7 +797,7 @@ fn run_ppo<B: AutodiffBackend>(
 /// The step loop shared by every trainer: a metrics row every `logging_steps`, evaluations,
 /// checkpoints with rotation, the NaN guard, and the final model. `unlogged`: the steps a
 /// resumed checkpoint had not logged yet.
-fn drive<B: AutodiffBackend, T: Steps<B>>(
+fn drive<B: AutodiffKernelBackend, T: Steps<B>>(
     trainer: &mut T,
     settings: &RunSettings,
     display: Display,
@@ -921,7 +921,7 @@ fn drive<B: AutodiffBackend, T: Steps<B>>(
 
 /// The run's final model in `OUTPUT/`: full weights, a PEFT adapter, or (LoRA with `merge`)
 /// the base with its adapters merged.
-fn save_final<B: AutodiffBackend>(
+fn save_final<B: AutodiffKernelBackend>(
     model: &CausalLm<B>,
     settings: &RunSettings,
 ) -> Result<PathBuf, RunError> {

@@ -9,9 +9,9 @@
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Tensor;
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use temper_data::Tokenized;
 use temper_data::batch::{BatchOrder, batch_indices};
+use temper_kernels::{AutodiffKernelBackend, KernelBackend};
 use temper_model::{CausalLm, GradientCheckpointing, loss_and_gradients};
 use temper_objectives::{ObjectiveError, PairLogProbs};
 
@@ -172,7 +172,7 @@ pub(crate) fn check_finite(
 }
 
 /// A loss or metric tensor `[1]` as a number (NaN if it cannot be read).
-pub(crate) fn scalar<B: Backend>(value: Tensor<B, 1>) -> f64 {
+pub(crate) fn scalar<B: KernelBackend>(value: Tensor<B, 1>) -> f64 {
     value
         .into_data()
         .convert::<f64>()
@@ -185,7 +185,7 @@ pub(crate) fn scalar<B: Backend>(value: Tensor<B, 1>) -> f64 {
 /// What the run loop ([`crate::run`]) and checkpoints need of a trainer: [`Trainer`] (SFT and
 /// the preference objectives), [`crate::rlvr::RlvrTrainer`] (GRPO) and
 /// [`crate::ppo::PpoTrainer`].
-pub trait Steps<B: AutodiffBackend> {
+pub trait Steps<B: AutodiffKernelBackend> {
     /// Makes the next optimizer update and returns what it logged.
     fn step(&mut self) -> Result<StepLog, TrainError>;
     fn steps_done(&self) -> usize;
@@ -201,7 +201,7 @@ pub trait Steps<B: AutodiffBackend> {
     }
 }
 
-impl<B: AutodiffBackend> Steps<B> for Trainer<B> {
+impl<B: AutodiffKernelBackend> Steps<B> for Trainer<B> {
     fn step(&mut self) -> Result<StepLog, TrainError> {
         Trainer::step(self)
     }
@@ -223,7 +223,7 @@ impl<B: AutodiffBackend> Steps<B> for Trainer<B> {
 }
 
 /// A model being trained, with its optimizer and position in the run.
-pub struct Trainer<B: AutodiffBackend> {
+pub struct Trainer<B: AutodiffKernelBackend> {
     model: Option<CausalLm<B>>,
     optimizer: AdamW<B::InnerBackend>,
     objective: Objective,
@@ -238,7 +238,7 @@ pub struct Trainer<B: AutodiffBackend> {
     device: B::Device,
 }
 
-impl<B: AutodiffBackend> Trainer<B> {
+impl<B: AutodiffKernelBackend> Trainer<B> {
     /// A trainer at step 0. `examples` must all be sequences (SFT) or all pairs (preference
     /// objectives); `reference` is needed by objectives with a reference model (DPO).
     pub fn new(
@@ -379,7 +379,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 batch.attention_mask.clone(),
                 batch.position_ids.clone(),
                 checkpointing,
-                |logits| match objective.loss(logits, &batch, reference.as_ref(), sft_tokens) {
+                |head| match objective.loss(&head, &batch, reference.as_ref(), sft_tokens) {
                     Ok(output) => (output.loss.clone().mul_scalar(scale), Ok(output.metrics)),
                     Err(error) => (Tensor::zeros([1], &batch.input_ids.device()), Err(error)),
                 },
@@ -450,14 +450,14 @@ impl<B: AutodiffBackend> Trainer<B> {
                 DeviceBatch::<B::InnerBackend>::collate(examples, chunk, self.pad_id, &self.device);
             let scores = reference.scores(examples, chunk, &self.device);
             let reference = scores.and_then(|s| pair_log_probs(&s, &self.device));
-            let logits = model.forward(
+            let head = model.head_input(
                 batch.input_ids.clone(),
                 batch.attention_mask.clone(),
                 batch.position_ids.clone(),
             );
             let output = self
                 .objective
-                .loss(logits, &batch, reference.as_ref(), None)?;
+                .loss(&head, &batch, reference.as_ref(), None)?;
             let loss = scalar(output.loss);
             let values = std::iter::once(("loss".to_string(), loss)).chain(
                 output
@@ -506,7 +506,7 @@ fn example_lengths(
         .collect()
 }
 
-fn check_reference<B: Backend>(
+fn check_reference<B: KernelBackend>(
     objective: &Objective,
     reference: &Reference<B>,
     examples: usize,

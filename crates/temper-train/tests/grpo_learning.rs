@@ -6,7 +6,7 @@
 
 mod common;
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, Flex};
 use common::root;
 use serde_json::{Value, json};
 use temper_train::config::OneOrMany;
@@ -55,7 +55,7 @@ fn reward_rises_when_the_verifier_is_the_only_teacher() {
         ..TrainConfig::default()
     };
     let settings = config.resolve(TrainerKind::Grpo).unwrap();
-    run::<Autodiff<NdArray<f32>>>(&settings, Display::Quiet, &Default::default()).unwrap();
+    run::<Autodiff<Flex>>(&settings, Display::Quiet, &Default::default()).unwrap();
 
     let text = std::fs::read_to_string(output.join("metrics.jsonl")).unwrap();
     let rewards: Vec<f64> = text

@@ -12,7 +12,7 @@ mod common;
 
 use std::cell::Cell;
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, Flex};
 use common::{ids, parity_fixture, parity_prompts, root};
 use serde_json::Value;
 use temper_data::ChatTokenizer;
@@ -23,7 +23,7 @@ use temper_train::rlvr::{GrpoSettings, RlvrTrainer};
 use temper_train::rollout::Sampling;
 use temper_train::{ScheduleKind, TrainingArgs};
 
-type Ad = Autodiff<NdArray<f32>>;
+type Ad = Autodiff<Flex>;
 
 fn fixture() -> Value {
     parity_fixture("trl_grpo_runs.json")
@@ -115,8 +115,7 @@ fn run(name: &str) {
     };
     let device = Default::default();
     let (_, model) = load_model::<Ad>(&policy_dir, &device).unwrap();
-    let reference =
-        (beta != 0.0).then(|| load_model::<NdArray<f32>>(&policy_dir, &device).unwrap().1);
+    let reference = (beta != 0.0).then(|| load_model::<Flex>(&policy_dir, &device).unwrap().1);
     let rewards = Rewards::new(vec![(Box::new(fixed), 1.0)]);
     let mut trainer = RlvrTrainer::<Ad>::new(
         model, settings, args, prompts, rewards, reference, tokenizer, device,

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::tensor::{Int, Tensor, TensorData};
 use common::{parity_prompts, root};
@@ -20,8 +20,8 @@ use temper_train::rlvr::{Prompts, load_round};
 use temper_train::rollout::Sampling;
 use temper_train::{ScheduleKind, StepLog, TrainingArgs};
 
-type Ad = Autodiff<NdArray<f32>>;
-type Inner = NdArray<f32>;
+type Ad = Autodiff<Flex>;
+type Inner = Flex;
 
 const EOS: u32 = 2042;
 const PAD: u32 = 2040;

@@ -7,7 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use common::{pairs, qwen2, tokenized};
 use temper_model::load_model;
@@ -17,7 +17,7 @@ use temper_train::{
     Objective, Reference, ScheduleKind, StepLog, Trainer, TrainingArgs, reference_scores,
 };
 
-type Ad = Autodiff<NdArray<f32>>;
+type Ad = Autodiff<Flex>;
 
 fn base() -> PathBuf {
     qwen2()
@@ -95,7 +95,7 @@ fn a_killed_write_leaves_the_last_checkpoint_loadable() {
     std::fs::write(partial.join("model.safetensors"), b"trunc").unwrap();
     assert!(!output.path().join("checkpoint-3").exists());
     let (_, model) = load_model::<Ad>(&saved, &Default::default()).unwrap();
-    let (_, state) = load_training_state::<NdArray<f32>>(&saved, &Default::default()).unwrap();
+    let (_, state) = load_training_state::<Flex>(&saved, &Default::default()).unwrap();
     assert_eq!(state.global_step, 2);
     assert_eq!(model.layers.len(), trainer.model().layers.len());
     // The next save of step 3 replaces the debris.

@@ -9,14 +9,14 @@
 
 mod common;
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, Flex};
 use common::{ids, parity_fixture, root};
 use serde_json::Value;
 use temper_data::{ChatTokenizer, Tokenized};
 use temper_model::{ScoreHeadInit, load_model, load_reward_model};
 use temper_train::{Objective, Reference, TrainError, Trainer, TrainingArgs};
 
-type Ad = Autodiff<NdArray<f32>>;
+type Ad = Autodiff<Flex>;
 
 fn fixture() -> Value {
     parity_fixture("trl_reward_runs.json")

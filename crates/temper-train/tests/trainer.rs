@@ -4,7 +4,7 @@
 
 mod common;
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use common::{pairs, qwen2, tokenized as examples};
 use temper_model::load_model;
@@ -14,7 +14,7 @@ use temper_train::{
     reference_scores,
 };
 
-type Ad = Autodiff<NdArray<f32>>;
+type Ad = Autodiff<Flex>;
 
 fn args(steps: usize) -> TrainingArgs {
     TrainingArgs {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use burn::backend::{Autodiff, NdArray};
+use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use common::{ids, pairs, parity_fixture, root};
 use serde_json::Value;
@@ -18,7 +18,7 @@ use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_objectives::simpo::SimpoConfig;
 use temper_train::{NllSpan, Objective, Reference, Trainer, reference_scores};
 
-type Ad = Autodiff<NdArray<f32>>;
+type Ad = Autodiff<Flex>;
 
 fn fixture() -> Value {
     parity_fixture("trl_runs.json")

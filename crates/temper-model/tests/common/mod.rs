@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::backend::NdArray;
+use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde_json::Value;
 use temper_model::{CausalLm, Checkpoint};
 
-pub type B = NdArray<f32>;
+pub type B = Flex;
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -67,11 +67,20 @@ pub fn floats(rows: &[Vec<i64>]) -> Tensor<B, 2> {
 }
 
 /// Our logits for a recorded case, flattened.
-pub fn logits_for(model: &CausalLm<B>, case: &Value) -> (Vec<usize>, Vec<f32>) {
+pub fn logits_for<K: temper_kernels::KernelBackend>(
+    model: &CausalLm<K>,
+    case: &Value,
+) -> (Vec<usize>, Vec<f32>) {
     let ids = matrix_i64(&case["input_ids"]);
     let mask = matrix_i64(&case["attention_mask"]);
     let positions = matrix_i64(&case["position_ids"]);
-    let logits = model.forward(ints(&ids), floats(&mask), ints(&positions));
+    let device = Default::default();
+    let int = |rows: &[Vec<i64>]| {
+        let shape = [rows.len(), rows[0].len()];
+        Tensor::<K, 2, Int>::from_data(TensorData::new(rows.concat(), shape), &device)
+    };
+    let attention = Tensor::<K, 2>::from_data(floats(&mask).into_data(), &device);
+    let logits = model.forward(int(&ids), attention, int(&positions));
     (logits.dims().to_vec(), logits.into_data().to_vec().unwrap())
 }
 

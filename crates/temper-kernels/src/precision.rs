@@ -6,7 +6,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, FloatDType, Tensor};
 
 /// `x` in f32 if it is in a half-precision type, else unchanged.
-pub(crate) fn widened<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+pub fn widened<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     match x.dtype() {
         DType::F16 | DType::BF16 => x.cast(FloatDType::F32),
         _ => x,
@@ -14,6 +14,6 @@ pub(crate) fn widened<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, 
 }
 
 /// `x` back in `dtype` (what [`widened`] was given), if it is not already.
-pub(crate) fn narrowed<B: Backend, const D: usize>(x: Tensor<B, D>, dtype: DType) -> Tensor<B, D> {
+pub fn narrowed<B: Backend, const D: usize>(x: Tensor<B, D>, dtype: DType) -> Tensor<B, D> {
     if x.dtype() == dtype { x } else { x.cast(dtype) }
 }
