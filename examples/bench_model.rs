@@ -1,12 +1,15 @@
 //! The model on the CPU at a real shape: a randomly initialised Qwen2.5-0.5B (494M parameters,
-//! the hub config's shapes) on burn-ndarray f32. Prints one table: forward + backward tokens/s
-//! and peak heap memory at sequence length 512 (with and without per-layer activation
-//! checkpointing), and generation tokens/s with and without the
-//! KV cache.
+//! the hub config's shapes) on burn-flex f32 with temper-kernels' fused kernels. Prints one
+//! table: forward + backward tokens/s and peak heap memory at sequence length 512 (with and
+//! without per-layer activation checkpointing), and generation tokens/s with and without the
+//! KV cache; with `--python`, transformers' numbers on the same work beside them
+//! (`examples/anchors/torch_model_bench.py`, same machine, same run).
 //!
 //!     cargo run --release --example bench_model [-- --layers N] [-- --new-tokens N]
+//!         [-- --python /root/.cache/temper-trl-venv/bin/python]
 //!
-//! `--layers` shrinks the depth for a quick look (the full model needs about 8 GB and minutes).
+//! `--layers` shrinks the depth on both sides for a quick look (the full model needs about 8 GB
+//! and minutes).
 
 use std::time::Instant;
 
@@ -18,7 +21,7 @@ use temper::model::{
     random_model,
 };
 
-/// Counts live and peak heap bytes (ndarray allocates every tensor on the heap).
+/// Counts live and peak heap bytes (the CPU backends allocate every tensor on the heap).
 #[global_allocator]
 static HEAP: PeakAlloc = PeakAlloc;
 
@@ -37,6 +40,14 @@ fn arg(name: &str) -> Option<usize> {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
+}
+
+fn text_arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn gib(bytes: usize) -> f64 {
@@ -65,7 +76,7 @@ fn main() {
         v * h + l * (2 * h * h + 2 * h * kv + 3 * h * i + 2 * kv + h + 2 * h) + h
     };
     println!(
-        "Qwen2.5-0.5B-shaped random model: {} layers, {:.0}M parameters, burn-ndarray f32, {} threads",
+        "Qwen2.5-0.5B-shaped random model: {} layers, {:.0}M parameters, burn-flex f32, {} threads",
         config.num_layers,
         params as f64 / 1e6,
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -141,17 +152,45 @@ fn main() {
         ));
     }
 
-    println!("| work | tokens | seconds | tokens/s | peak heap |");
-    println!("|---|---:|---:|---:|---:|");
+    let torch = text_arg("--python").map(|python| {
+        let output = std::process::Command::new(python)
+            .arg("examples/anchors/torch_model_bench.py")
+            .args(["--new-tokens", &new_tokens.to_string()])
+            .args(["--layers", &config.num_layers.to_string()])
+            .output()
+            .expect("the anchor's Python runs");
+        assert!(output.status.success(), "the transformers anchor failed");
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).expect("one JSON object")
+    });
+    let theirs = |key: &str| -> String {
+        torch
+            .as_ref()
+            .and_then(|t| t.get(key)?.as_f64())
+            .map_or(String::new(), |v| format!("{v:.2}"))
+    };
+    let ratio = |ours: f64, key: &str| -> String {
+        torch
+            .as_ref()
+            .and_then(|t| t.get(key)?.as_f64())
+            .map_or(String::new(), |v| format!("{:.2}×", ours / v))
+    };
+    println!("| work | tokens | seconds | tokens/s | peak heap | transformers tokens/s | Temper ÷ transformers speed |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for (checkpointing, seconds, peak) in training {
         let label = match checkpointing {
             GradientCheckpointing::Off => "forward + backward",
             GradientCheckpointing::PerLayer => "forward + backward, per-layer checkpointing",
         };
+        let key = match checkpointing {
+            GradientCheckpointing::Off => "forward_backward_tokens_per_s",
+            GradientCheckpointing::PerLayer => "forward_backward_checkpointed_tokens_per_s",
+        };
+        let speed = seq as f64 / seconds;
         println!(
-            "| {label}, seq {seq} | {seq} | {seconds:.2} | {:.1} | {:.2} GiB |",
-            seq as f64 / seconds,
-            gib(peak)
+            "| {label}, seq {seq} | {seq} | {seconds:.2} | {speed:.1} | {:.2} GiB | {} | {} |",
+            gib(peak),
+            theirs(key),
+            ratio(speed, key)
         );
     }
     for (use_cache, tokens, seconds) in timings {
@@ -160,9 +199,16 @@ fn main() {
         } else {
             "generation, recomputing"
         };
+        let key = if use_cache {
+            "generation_cache_tokens_per_s"
+        } else {
+            "generation_recompute_tokens_per_s"
+        };
+        let speed = tokens as f64 / seconds;
         println!(
-            "| {label} | {tokens} | {seconds:.2} | {:.2} | |",
-            tokens as f64 / seconds
+            "| {label} | {tokens} | {seconds:.2} | {speed:.2} | | {} | {} |",
+            theirs(key),
+            ratio(speed, key)
         );
     }
 }

@@ -4,7 +4,9 @@ backward of the summed token log-probs at sequence length 512 (plain, and with t
 gradient checkpointing), and greedy generation of N tokens after a 32-token prompt with and
 without the KV cache.
 
-    /root/.cache/temper-trl-venv/bin/python examples/anchors/torch_model_bench.py [--new-tokens 16]
+    /root/.cache/temper-trl-venv/bin/python examples/anchors/torch_model_bench.py [--new-tokens 16] [--layers N]
+
+`bench_model -- --python PATH` runs it and prints both sides in one table.
 
 Prints one JSON object (seconds, tokens/s, torch threads).
 """
@@ -30,9 +32,10 @@ def forward_backward(model, ids):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--layers", type=int, default=24, help="decoder layers (24: the real depth)")
     args = parser.parse_args()
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+    config = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=args.layers,
                          num_attention_heads=14, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1000000.0,
                          max_position_embeddings=32768, tie_word_embeddings=True)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="eager")

@@ -16,8 +16,8 @@
 //! as masked prompt tokens have, or a zero incoming gradient): only the others, gathered into
 //! a compact `[active, H]` copy, go through the products.
 //!
-//! Extra memory is one tile buffer (at most `TILE_ELEMENTS` floats) plus the outputs: `dweight`
-//! `[V, H]` is the largest of them.
+//! Extra memory is one tile buffer (at most `TILE_ELEMENTS` floats), a few `[N, H]` and `[N]`
+//! vectors, and the outputs: `dweight` `[V, H]` is the largest of them.
 //!
 //! The weight is read where it lies: an embedding `[V, H]` as stored, or an untied head's
 //! `[H, V]` weight seen through its transpose (strides `[1, V]`); both go to gemm as strides,
@@ -265,14 +265,8 @@ struct Tiling {
 
 impl Tiling {
     fn new(n: usize, v: usize) -> Self {
-        let env = |k: &str, d: usize| {
-            std::env::var(k)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(d)
-        };
-        let rows = n.clamp(1, env("TMP_ROWS", ROW_BLOCK));
-        let cols = (env("TMP_CHUNK", TILE_ELEMENTS) / rows).clamp(1, v.max(1));
+        let rows = n.clamp(1, ROW_BLOCK);
+        let cols = (TILE_ELEMENTS / rows).clamp(1, v.max(1));
         Tiling {
             rows,
             cols,

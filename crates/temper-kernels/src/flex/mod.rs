@@ -36,9 +36,15 @@ pub(crate) fn all_f32(tensors: &[&FlexTensor]) -> bool {
     tensors.iter().all(|t| t.dtype() == DType::F32)
 }
 
-/// `t` as a contiguous tensor (no copy when it already is one).
+/// `t` with its elements contiguous in row-major order, as [`values`] reads them: no copy when
+/// they already are, including a view at an offset into a larger buffer (a prefix of a KV
+/// cache, one side of a batch), which `to_contiguous` would copy.
 pub(crate) fn contiguous(t: FlexTensor) -> FlexTensor {
-    t.to_contiguous()
+    if t.layout().contiguous_offsets().is_some() {
+        t
+    } else {
+        t.to_contiguous()
+    }
 }
 
 /// The elements of a contiguous f32 tensor (from [`contiguous`]).
