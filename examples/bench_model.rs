@@ -174,7 +174,9 @@ fn main() {
             .and_then(|t| t.get(key)?.as_f64())
             .map_or(String::new(), |v| format!("{:.2}×", ours / v))
     };
-    println!("| work | tokens | seconds | tokens/s | peak heap | transformers tokens/s | Temper ÷ transformers speed |");
+    println!(
+        "| work | tokens | seconds | tokens/s | peak heap | transformers tokens/s | Temper ÷ transformers speed |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for (checkpointing, seconds, peak) in training {
         let label = match checkpointing {

@@ -246,12 +246,20 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
                 let [node_hidden, node_weight] = ops.parents;
                 let grad = grads.consume::<B>(&ops.node);
                 let (hidden, weight, labels, lse, scale) = ops.state;
-                let (dhidden, dweight) =
-                    (kernels.lm_head_backward)(grad, hidden, weight, labels, lse, scale);
+                let weight_grad = node_weight.is_some();
+                let (dhidden, dweight) = (kernels.lm_head_backward)(
+                    grad,
+                    hidden,
+                    weight,
+                    labels,
+                    lse,
+                    scale,
+                    weight_grad,
+                );
                 if let Some(node) = node_hidden {
                     grads.register::<B>(node.id, dhidden);
                 }
-                if let Some(node) = node_weight {
+                if let (Some(node), Some(dweight)) = (node_weight, dweight) {
                     grads.register::<B>(node.id, dweight);
                 }
             }

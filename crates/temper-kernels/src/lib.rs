@@ -125,7 +125,8 @@ pub struct FusedKernels<B: Backend> {
         f64,
         bool,
     ) -> Option<(FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>)>,
-    /// `(dlog_probs [N], hidden, weight, labels, logsumexp, scale)` → `(dhidden, dweight)`.
+    /// `(dlog_probs [N], hidden, weight, labels, logsumexp, scale, weight_grad)` →
+    /// `(dhidden, dweight)`, `dweight` only when `weight_grad` (a frozen head skips it).
     pub lm_head_backward: fn(
         FloatTensor<B>,
         FloatTensor<B>,
@@ -133,7 +134,8 @@ pub struct FusedKernels<B: Backend> {
         IntTensor<B>,
         FloatTensor<B>,
         f64,
-    ) -> (FloatTensor<B>, FloatTensor<B>),
+        bool,
+    ) -> (FloatTensor<B>, Option<FloatTensor<B>>),
 }
 
 /// A Burn backend with temper's fused operations. Every method has a default in plain ops

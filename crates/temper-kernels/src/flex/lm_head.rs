@@ -108,7 +108,8 @@ pub(crate) fn backward(
     labels: FlexTensor,
     lse: FlexTensor,
     scale: f64,
-) -> (FlexTensor, FlexTensor) {
+    weight_grad: bool,
+) -> (FlexTensor, Option<FlexTensor>) {
     let (n, h, v) = sizes(&hidden, &weight, &labels).expect("the forward pass accepted these");
     let hidden = Matrix::new(hidden);
     let weight = Matrix::new(weight);
@@ -126,8 +127,12 @@ pub(crate) fn backward(
         .filter(|&r| (0..v as i64).contains(&labels[r]) && grad[r] != 0.0)
         .collect();
     if active.len() == n {
-        let (dhidden, dweight) = backward_rows(&hidden, &weight, &labels, grad, lse, scale, v);
-        return (new_tensor(dhidden, [n, h]), new_tensor(dweight, [v, h]));
+        let (dhidden, dweight) =
+            backward_rows(&hidden, &weight, &labels, grad, lse, scale, v, weight_grad);
+        return (
+            new_tensor(dhidden, [n, h]),
+            dweight.map(|d| new_tensor(d, [v, h])),
+        );
     }
     let mut compact = Vec::with_capacity(active.len() * h);
     for &r in &active {
@@ -144,16 +149,22 @@ pub(crate) fn backward(
         &pick(lse),
         scale,
         v,
+        weight_grad,
     );
     let mut dhidden = vec![0.0f32; n * h];
     for (i, &r) in active.iter().enumerate() {
         dhidden[r * h..(r + 1) * h].copy_from_slice(&dcompact[i * h..(i + 1) * h]);
     }
-    (new_tensor(dhidden, [n, h]), new_tensor(dweight, [v, h]))
+    (
+        new_tensor(dhidden, [n, h]),
+        dweight.map(|d| new_tensor(d, [v, h])),
+    )
 }
 
 /// [`backward`] over the positions of `hidden` (`[n, h]`), each with its label, incoming
-/// gradient and logsumexp: `(dhidden [n, h], dweight [v, h])`.
+/// gradient and logsumexp: `(dhidden [n, h], dweight [v, h])`, `dweight` only when
+/// `weight_grad` (a frozen head, as under LoRA, skips its product and its buffer).
+#[allow(clippy::too_many_arguments)]
 fn backward_rows(
     hidden: &Matrix,
     weight: &Matrix,
@@ -162,13 +173,18 @@ fn backward_rows(
     lse: &[f32],
     scale: f64,
     v: usize,
-) -> (Vec<f32>, Vec<f32>) {
+    weight_grad: bool,
+) -> (Vec<f32>, Option<Vec<f32>>) {
     let (n, h) = (labels.len(), hidden.cols);
     let scale = scale as f32;
     let tiling = Tiling::new(n, v);
 
     let mut dhidden = vec![0.0f32; n * h];
-    let mut dweight = vec![0.0f32; v * h];
+    let mut dweight = if weight_grad {
+        vec![0.0f32; v * h]
+    } else {
+        Vec::new()
+    };
     let mut buffer = vec![0.0f32; tiling.buffer_len()];
     for (block, (r0, rows)) in spans(n, tiling.rows).enumerate() {
         for (tile, (t0, cols)) in spans(v, tiling.cols).enumerate() {
@@ -183,7 +199,6 @@ fn backward_rows(
                 .with_min_len(rows_per_task(cols))
                 .for_each(|(((z, &label), &g), &lse)| row_backward(z, t0, v, scale, label, g, lse));
             let dh = &mut dhidden[r0 * h..(r0 + rows) * h];
-            let dw = &mut dweight[t0 * h..(t0 + cols) * h];
             // SAFETY: `dh` is `[rows, h]`, `dlogits` `[rows, cols]`, `dw` `[cols, h]`; the
             // matrices' elements lie in their storage (checked by `Matrix`).
             unsafe {
@@ -209,6 +224,13 @@ fn backward_rows(
                     false,
                     Parallelism::Rayon(0),
                 );
+            }
+            if !weight_grad {
+                continue;
+            }
+            let dw = &mut dweight[t0 * h..(t0 + cols) * h];
+            // SAFETY: as above.
+            unsafe {
                 // dweight[tile] += dlogitsᵀ · hidden[block]
                 gemm(
                     cols,
@@ -235,7 +257,7 @@ fn backward_rows(
         }
     }
     drop(buffer);
-    (dhidden, dweight)
+    (dhidden, weight_grad.then_some(dweight))
 }
 
 /// `(N, H, V)` when the inputs are what the kernel handles.
