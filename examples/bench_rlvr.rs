@@ -4,6 +4,10 @@
 //! and the rollout speed.
 //!
 //!     cargo run --release --example bench_rlvr [-- --steps N] [-- --repeats N]
+//!         [-- --python /root/.cache/temper-trl-venv/bin/python]
+//!
+//! With `--python`, the anchor runs right after on the same machine and its rows and the
+//! Temper ÷ TRL step-time ratios join the table.
 //!
 //! The same work as `examples/anchors/trl_grpo_bench.py` (TRL's GRPOTrainer): the model
 //! `fixtures/models/task-base` (Qwen2, 254k parameters) in f32; the first 16 rows of
@@ -239,14 +243,34 @@ fn main() {
         rows.push(row(name, &timings));
     }
 
+    let trl = text_arg("--python").map(|python| {
+        let json_file = std::env::temp_dir().join("temper_bench_trl_grpo.json");
+        let status = std::process::Command::new(python)
+            .arg("examples/anchors/trl_grpo_bench.py")
+            .args(["--steps", &steps.to_string()])
+            .args(["--repeats", &repeats.to_string()])
+            .args(["--json", json_file.to_str().expect("a UTF-8 temp path")])
+            .status()
+            .expect("the anchor's Python runs");
+        assert!(status.success(), "the TRL anchor failed");
+        let text = std::fs::read_to_string(&json_file).expect("the anchor wrote its results");
+        serde_json::from_str::<serde_json::Value>(&text).expect("JSON results")
+    });
+
     println!();
     println!(
-        "| run | generation s/step | scoring s/step | training s/step | total s/step | completion tokens/step | rollout tokens/s |"
+        "| run | generation s/step | scoring s/step | training s/step | total s/step | completion tokens/step | rollout tokens/s | Temper ÷ TRL total |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    for row in &rows {
+    println!("|---|---|---|---|---|---|---|---|");
+    // The anchor's rows, in the order of ours ("beta 0", "beta 0.04").
+    let anchor_rows = ["beta 0", "beta 0.04"];
+    for (row, anchor) in rows.iter().zip(anchor_rows) {
+        let theirs = trl.as_ref().and_then(|t| t.get("medians")?.get(anchor));
+        let ratio = theirs
+            .and_then(|m| m.get("total")?.as_f64())
+            .map_or(String::new(), |total| format!("{:.2}", row.total / total));
         println!(
-            "| {} | {:.3} | {:.4} | {:.3} | {:.3} | {:.0} | {:.0} |",
+            "| Temper, {} | {:.3} | {:.4} | {:.3} | {:.3} | {:.0} | {:.0} | {ratio} |",
             row.name,
             row.generation,
             row.scoring,
@@ -256,4 +280,27 @@ fn main() {
             row.rollout_tokens_per_second
         );
     }
+    for anchor in anchor_rows {
+        let Some(m) = trl.as_ref().and_then(|t| t.get("medians")?.get(anchor)) else {
+            continue;
+        };
+        let get = |key: &str| m.get(key).and_then(|v| v.as_f64()).unwrap_or(f64::NAN);
+        println!(
+            "| TRL, {anchor} | {:.3} | {:.4} | {:.3} | {:.3} | {:.0} | {:.0} | |",
+            get("generation"),
+            get("scoring"),
+            get("training"),
+            get("total"),
+            get("completion_tokens"),
+            get("rollout_tokens_per_second")
+        );
+    }
+}
+
+fn text_arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
