@@ -11,6 +11,10 @@
 //! `--layers` shrinks the depth on both sides for a quick look (the full model needs about 8 GB
 //! and minutes).
 
+#[path = "common/flags.rs"]
+mod flags;
+
+use flags::{arg, text_arg};
 use std::time::Instant;
 
 use burn::backend::{Autodiff, Flex};
@@ -34,21 +38,7 @@ const QWEN25_05B: &str = r#"{"model_type": "qwen2", "vocab_size": 151936, "hidde
   "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
   "max_position_embeddings": 32768, "tie_word_embeddings": true, "eos_token_id": 151643}"#;
 
-fn arg(name: &str) -> Option<usize> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-}
 
-fn text_arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
 
 fn gib(bytes: usize) -> f64 {
     bytes as f64 / (1u64 << 30) as f64

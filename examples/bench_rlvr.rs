@@ -21,6 +21,10 @@
 //! steps (default 5); with `--repeats N` it does so N times. The table gives medians over all
 //! timed steps; rollout tokens/s is all completion tokens over all generation seconds.
 
+#[path = "common/flags.rs"]
+mod flags;
+
+use flags::{arg, text_arg};
 use std::path::Path;
 use std::time::Duration;
 
@@ -49,13 +53,6 @@ const MAX_COMPLETION_LENGTH: usize = 32;
 const LEARNING_RATE: f64 = 1e-5;
 const SEED: u64 = 42;
 
-fn arg(name: &str) -> Option<usize> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-}
 
 /// The first `PROMPTS` rows of the data file with their prompts in the model's chat template.
 fn prompts(tokenizer: &ChatTokenizer) -> Prompts {
@@ -297,10 +294,3 @@ fn main() {
     }
 }
 
-fn text_arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}

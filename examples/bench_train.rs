@@ -20,6 +20,10 @@
 //! the bundled 2048-token tokenizer (SFT trains on their chosen answers), batch 4, up to 256
 //! tokens. Times are medians over the timed steps, after one warm-up step.
 
+#[path = "common/flags.rs"]
+mod flags;
+
+use flags::{arg, text_arg};
 use std::time::Instant;
 
 use burn::backend::{Autodiff, Flex, NdArray};
@@ -40,21 +44,7 @@ static HEAP: PeakAlloc = PeakAlloc;
 const PAIRS: usize = 32;
 const BATCH: usize = 4;
 
-fn arg(name: &str) -> Option<usize> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-}
 
-fn text_arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
 
 /// The model config of a shape, as HF `config.json` text.
 fn config_json(shape: &str, layers: Option<usize>) -> String {

@@ -50,25 +50,40 @@ pub struct AttentionMask<B: Backend> {
     pub window: Option<usize>,
 }
 
-/// What [`lm_head_log_probs`] returns for each position, `[N]` each. Only `log_probs` carries
-/// a gradient.
+/// What [`lm_head_log_probs`] returns for each position, `[N]` each (`D = 1`; callers that
+/// lay positions out as `[batch, seq]` reshape to `D = 2`). Only `log_probs` carries a gradient.
 #[derive(Clone, Debug)]
-pub struct HeadLogProbs<B: Backend> {
+pub struct HeadLogProbs<B: Backend, const D: usize = 1> {
     /// `log softmax(scale · h·Wᵀ)[label]`.
-    pub log_probs: Tensor<B, 1>,
+    pub log_probs: Tensor<B, D>,
     /// Token statistics, when asked for.
-    pub stats: Option<HeadStats<B>>,
+    pub stats: Option<HeadStats<B, D>>,
 }
 
-/// Statistics of the predicted distribution at each position, `[N]` each, detached.
+/// Statistics of the predicted distribution at each position, detached.
 #[derive(Clone, Debug)]
-pub struct HeadStats<B: Backend> {
+pub struct HeadStats<B: Backend, const D: usize = 1> {
     /// `−Σ p log p`.
-    pub entropy: Tensor<B, 1>,
+    pub entropy: Tensor<B, D>,
     /// 1 where the label is the arg-max (the first one, on ties), else 0.
-    pub is_top1: Tensor<B, 1>,
+    pub is_top1: Tensor<B, D>,
     /// The mean (scaled) logit over the vocabulary.
-    pub mean_logit: Tensor<B, 1>,
+    pub mean_logit: Tensor<B, D>,
+}
+
+impl<B: Backend> HeadLogProbs<B> {
+    /// The `[N]` outputs as `[batch, seq]` with `batch · seq = N`.
+    pub fn into_rows(self, batch: usize, seq: usize) -> HeadLogProbs<B, 2> {
+        let rows = |t: Tensor<B, 1>| t.reshape([batch, seq]);
+        HeadLogProbs {
+            log_probs: rows(self.log_probs),
+            stats: self.stats.map(|s| HeadStats {
+                entropy: rows(s.entropy),
+                is_top1: rows(s.is_top1),
+                mean_logit: rows(s.mean_logit),
+            }),
+        }
+    }
 }
 
 /// Fused forward and backward kernels of one backend, at the level of its primitives. Each

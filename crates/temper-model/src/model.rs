@@ -6,7 +6,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
 use burn::tensor::{Int, Tensor, backend::Backend};
 
-use temper_kernels::{AttentionMask, KernelBackend};
+use temper_kernels::{AttentionMask, HeadLogProbs, KernelBackend};
 
 use crate::attention::{Attention, LayerCache, Rotary};
 use crate::config::{ModelConfig, NormPlacement};
@@ -323,7 +323,7 @@ impl<'a, B: KernelBackend> HeadInput<'a, B> {
         labels: Tensor<B, 2, Int>,
         scale: f64,
         stats: bool,
-    ) -> Option<TokenLogProbs<B>> {
+    ) -> Option<HeadLogProbs<B, 2>> {
         let weight = self.lm_head_weight()?;
         let [batch, len] = labels.dims();
         let width = self.hidden.dims()[2];
@@ -339,35 +339,8 @@ impl<'a, B: KernelBackend> HeadInput<'a, B> {
             scale,
             stats,
         );
-        let rows = |t: Tensor<B, 1>| t.reshape([batch, len]);
-        Some(TokenLogProbs {
-            log_probs: rows(out.log_probs),
-            stats: out.stats.map(|s| TokenStatistics {
-                entropy: rows(s.entropy),
-                is_top1: rows(s.is_top1),
-                mean_logit: rows(s.mean_logit),
-            }),
-        })
+        Some(out.into_rows(batch, len))
     }
-}
-
-/// What [`HeadInput::token_log_probs`] returns, `[batch, len]` each, not masked.
-#[derive(Clone, Debug)]
-pub struct TokenLogProbs<B: Backend> {
-    /// The only output with a gradient.
-    pub log_probs: Tensor<B, 2>,
-    pub stats: Option<TokenStatistics<B>>,
-}
-
-/// The predicted distribution's statistics at each position (detached).
-#[derive(Clone, Debug)]
-pub struct TokenStatistics<B: Backend> {
-    /// `−Σ p log p`.
-    pub entropy: Tensor<B, 2>,
-    /// 1 where the label is the arg-max prediction.
-    pub is_top1: Tensor<B, 2>,
-    /// The mean logit over the vocabulary.
-    pub mean_logit: Tensor<B, 2>,
 }
 
 impl<B: Backend> CausalLm<B> {
