@@ -38,8 +38,6 @@ const QWEN25_05B: &str = r#"{"model_type": "qwen2", "vocab_size": 151936, "hidde
   "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
   "max_position_embeddings": 32768, "tie_word_embeddings": true, "eos_token_id": 151643}"#;
 
-
-
 fn gib(bytes: usize) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
 }

@@ -53,7 +53,6 @@ const MAX_COMPLETION_LENGTH: usize = 32;
 const LEARNING_RATE: f64 = 1e-5;
 const SEED: u64 = 42;
 
-
 /// The first `PROMPTS` rows of the data file with their prompts in the model's chat template.
 fn prompts(tokenizer: &ChatTokenizer) -> Prompts {
     let data = dataset::load(Path::new(DATA), None, false).expect("the RLVR fixture loads");
@@ -293,4 +292,3 @@ fn main() {
         );
     }
 }
-

@@ -44,8 +44,6 @@ static HEAP: PeakAlloc = PeakAlloc;
 const PAIRS: usize = 32;
 const BATCH: usize = 4;
 
-
-
 /// The model config of a shape, as HF `config.json` text.
 fn config_json(shape: &str, layers: Option<usize>) -> String {
     match shape {
