@@ -334,5 +334,10 @@ pub(crate) fn tensor<B: Backend, const D: usize>(x: FloatTensor<B>) -> Tensor<B,
 impl KernelBackend for burn::backend::NdArray<f32> {}
 impl KernelBackend for burn::backend::NdArray<f64> {}
 
+// burn-cuda in the float types the CLI offers: plain ops, which Burn's fusion fuses.
 #[cfg(feature = "cuda")]
-impl<F, I> KernelBackend for burn::backend::Cuda<F, I> where burn::backend::Cuda<F, I>: Backend {}
+impl KernelBackend for burn::backend::Cuda<f32, i32> {}
+#[cfg(feature = "cuda")]
+impl KernelBackend for burn::backend::Cuda<burn::tensor::bf16, i32> {}
+#[cfg(feature = "cuda")]
+impl KernelBackend for burn::backend::Cuda<burn::tensor::f16, i32> {}
