@@ -4,6 +4,7 @@
 //! needs.
 
 use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
 use temper_kernels::KernelBackend;
 use temper_model::{CausalLm, HeadInput, last_token_rewards};
 use temper_objectives::logprobs::{PairLogProbs, SequenceLogProbs, TokenStats};
@@ -71,7 +72,7 @@ impl Objective {
     /// Whether `model` has the head this objective trains: a score head with one label for
     /// [`Objective::Reward`], the LM head for the others (a mismatch would read token ids as
     /// labels, or scores as logits).
-    pub fn check_model<B: KernelBackend>(&self, model: &CausalLm<B>) -> Result<(), ObjectiveError> {
+    pub fn check_model<B: Backend>(&self, model: &CausalLm<B>) -> Result<(), ObjectiveError> {
         match (self.trains_reward_model(), model.num_labels()) {
             (true, Some(1)) | (false, None) => Ok(()),
             (true, Some(labels)) => Err(ObjectiveError::Batch(format!(
