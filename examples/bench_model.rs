@@ -2,8 +2,9 @@
 //! the hub config's shapes) on burn-flex f32 with temper-kernels' fused kernels. Prints one
 //! table: forward + backward tokens/s and peak heap memory at sequence length 512 (with and
 //! without per-layer activation checkpointing), and generation tokens/s with and without the
-//! KV cache; with `--python`, transformers' numbers on the same work beside them
-//! (`examples/anchors/torch_model_bench.py`, same machine, same run).
+//! KV cache (one prompt, and eight at once with the cache); with `--python`, transformers'
+//! numbers on the same work beside them (`examples/anchors/torch_model_bench.py`, same
+//! machine, same run).
 //!
 //!     cargo run --release --example bench_model [-- --layers N] [-- --new-tokens N]
 //!         [-- --python /root/.cache/temper-trl-venv/bin/python]
@@ -116,28 +117,42 @@ fn main() {
         drop(backward);
     }
 
-    // Generation: a 32-token prompt, `new_tokens` greedy tokens, with and without the cache.
+    // Generation: 32-token prompts, `new_tokens` greedy tokens each; one prompt with and without
+    // the cache, and 8 prompts at once with it.
     let inference = random_model::<Cpu>(&config, &device);
-    let prompt: Vec<u32> = (0..32).map(|i| 100 + i * 7).collect();
+    let prompt = |offset: u32| -> Vec<u32> { (0..32).map(|i| 100 + offset + i * 7).collect() };
+    let runs: [(&str, &str, usize, bool); 3] = [
+        (
+            "generation, KV cache",
+            "generation_cache_tokens_per_s",
+            1,
+            true,
+        ),
+        (
+            "generation, recomputing",
+            "generation_recompute_tokens_per_s",
+            1,
+            false,
+        ),
+        (
+            "generation, KV cache, batch 8",
+            "generation_cache_batch8_tokens_per_s",
+            8,
+            true,
+        ),
+    ];
     let mut timings = Vec::new();
-    for use_cache in [true, false] {
+    for (label, key, batch, use_cache) in runs {
         let settings = GenerationConfig {
             max_new_tokens: new_tokens,
             use_cache,
             ..GenerationConfig::default()
         };
+        let prompts: Vec<Vec<u32>> = (0..batch as u32).map(|b| prompt(b * 3)).collect();
         let start = Instant::now();
-        let out = generate(
-            &inference,
-            std::slice::from_ref(&prompt),
-            &settings,
-            &device,
-        );
-        timings.push((
-            use_cache,
-            out.tokens[0].len(),
-            start.elapsed().as_secs_f64(),
-        ));
+        let out = generate(&inference, &prompts, &settings, &device);
+        let tokens: usize = out.tokens.iter().map(Vec::len).sum();
+        timings.push((label, key, tokens, start.elapsed().as_secs_f64()));
     }
 
     let torch = text_arg("--python").map(|python| {
@@ -183,17 +198,7 @@ fn main() {
             ratio(speed, key)
         );
     }
-    for (use_cache, tokens, seconds) in timings {
-        let label = if use_cache {
-            "generation, KV cache"
-        } else {
-            "generation, recomputing"
-        };
-        let key = if use_cache {
-            "generation_cache_tokens_per_s"
-        } else {
-            "generation_recompute_tokens_per_s"
-        };
+    for (label, key, tokens, seconds) in timings {
         let speed = tokens as f64 / seconds;
         println!(
             "| {label} | {tokens} | {seconds:.2} | {speed:.2} | | {} | {} |",

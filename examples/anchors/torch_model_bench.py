@@ -2,7 +2,7 @@
 model in transformers on the CPU (float32, eager attention), timed on the same work: forward +
 backward of the summed token log-probs at sequence length 512 (plain, and with transformers'
 gradient checkpointing), and greedy generation of N tokens after a 32-token prompt with and
-without the KV cache.
+without the KV cache, and for 8 such prompts at once with it.
 
     /root/.cache/temper-trl-venv/bin/python examples/anchors/torch_model_bench.py [--new-tokens 16] [--layers N]
 
@@ -64,6 +64,14 @@ def main():
             key = "generation_cache" if use_cache else "generation_recompute"
             result[f"{key}_seconds"] = seconds
             result[f"{key}_tokens_per_s"] = tokens / seconds
+        # Eight prompts at once with the cache (the same prompts as bench_model: offsets 0, 3, ..).
+        batch = torch.tensor([[100 + 3 * b + i * 7 for i in range(32)] for b in range(8)])
+        start = time.perf_counter()
+        out = model.generate(batch, do_sample=False, max_new_tokens=args.new_tokens,
+                             min_new_tokens=args.new_tokens, use_cache=True, eos_token_id=None, pad_token_id=0)
+        seconds = time.perf_counter() - start
+        result["generation_cache_batch8_seconds"] = seconds
+        result["generation_cache_batch8_tokens_per_s"] = (out.shape[1] - batch.shape[1]) * 8 / seconds
     print(json.dumps(result))
 
 
