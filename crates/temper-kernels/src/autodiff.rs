@@ -49,17 +49,17 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         let Some((y, inverse_rms)) = fused else {
             return plain::rms_norm(x, weight, eps);
         };
-        let output = match RmsNormBackward
-            .prepare::<C>([x_prim.node.clone(), w_prim.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                prep.finish((x_prim.primitive, w_prim.primitive, inverse_rms), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        };
-        tensor(output)
+        let state = (
+            x_prim.primitive.clone(),
+            w_prim.primitive.clone(),
+            inverse_rms,
+        );
+        tensor(record::<B, C, _, _>(
+            RmsNormBackward,
+            [&x_prim, &w_prim],
+            state,
+            y,
+        ))
     }
 
     fn swiglu<const D: usize>(gate: Tensor<Self, D>, up: Tensor<Self, D>) -> Tensor<Self, D> {
@@ -92,15 +92,8 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         let Some(y) = fused else {
             return plain::swiglu(gate, up);
         };
-        let output = match SwigluBackward
-            .prepare::<C>([g.node.clone(), u.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((g.primitive, u.primitive), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        };
-        tensor(output)
+        let state = (g.primitive.clone(), u.primitive.clone());
+        tensor(record::<B, C, _, _>(SwigluBackward, [&g, &u], state, y))
     }
 
     fn rope(x: Tensor<Self, 4>, cos: Tensor<Self, 3>, sin: Tensor<Self, 3>) -> Tensor<Self, 4> {
@@ -135,15 +128,12 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         let Some(y) = fused else {
             return plain::rope(x, cos, sin);
         };
-        let output = match RopeBackward
-            .prepare::<C>([x_prim.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((cos_inner, sin_inner), y),
-            OpsKind::UnTracked(prep) => prep.finish(y),
-        };
-        tensor(output)
+        tensor(record::<B, C, _, _>(
+            RopeBackward,
+            [&x_prim],
+            (cos_inner, sin_inner),
+            y,
+        ))
     }
 
     fn attention(
@@ -202,26 +192,21 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         let Some((out, lse)) = fused else {
             return plain::attention(q, k, v, mask);
         };
-        let output = match AttentionBackward
-            .prepare::<C>([qp.node.clone(), kp.node.clone(), vp.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let state = (
-                    qp.primitive,
-                    kp.primitive,
-                    vp.primitive,
-                    padding,
-                    mask.window,
-                    out.clone(),
-                    lse,
-                );
-                prep.finish(state, out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        };
-        tensor(output)
+        let state = (
+            qp.primitive.clone(),
+            kp.primitive.clone(),
+            vp.primitive.clone(),
+            padding,
+            mask.window,
+            out.clone(),
+            lse,
+        );
+        tensor(record::<B, C, _, _>(
+            AttentionBackward,
+            [&qp, &kp, &vp],
+            state,
+            out,
+        ))
     }
 
     fn lm_head_log_probs(
@@ -278,20 +263,40 @@ impl<B: KernelBackend, C: CheckpointStrategy> KernelBackend for Autodiff<B, C> {
         let Some((log_probs, lse, head_stats)) = fused else {
             return plain::lm_head_log_probs(hidden, weight, labels, scale, stats);
         };
-        let output = match LmHeadBackward
-            .prepare::<C>([h.node.clone(), w.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(
-                (h.primitive, w.primitive, label_prim, lse, scale),
-                log_probs,
-            ),
-            OpsKind::UnTracked(prep) => prep.finish(log_probs),
-        };
+        let state = (
+            h.primitive.clone(),
+            w.primitive.clone(),
+            label_prim,
+            lse,
+            scale,
+        );
+        let output = record::<B, C, _, _>(LmHeadBackward, [&h, &w], state, log_probs);
         HeadLogProbs {
             log_probs: tensor(output),
             stats: head_stats.map(|s| split_stats(Tensor::from_inner(tensor::<B, 2>(s)))),
         }
+    }
+}
+
+/// Puts a fused kernel's `output` into the graph as one compute-bound node of `op` over
+/// `inputs`, keeping `state` for its backward (dropped when no input requires a gradient).
+fn record<B, C, Op, const N: usize>(
+    op: Op,
+    inputs: [&FloatTensor<Autodiff<B, C>>; N],
+    state: Op::State,
+    output: FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: KernelBackend,
+    C: CheckpointStrategy,
+    Op: Backward<B, N>,
+{
+    match op
+        .prepare::<C>(inputs.map(|input| input.node.clone()))
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state, output),
+        OpsKind::UnTracked(prep) => prep.finish(output),
     }
 }

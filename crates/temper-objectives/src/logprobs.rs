@@ -305,12 +305,7 @@ fn chunk_stats<B: Backend>(
         .equal(labels)
         .float();
     let mean_logit = logits.mean_dim(2).squeeze_dim(2);
-    TokenStats {
-        log_probs: zero_where_masked(log_probs, &mask),
-        entropy: zero_where_masked(entropy, &mask),
-        is_top1: zero_where_masked(is_top1, &mask),
-        mean_logit: zero_where_masked(mean_logit, &mask),
-    }
+    TokenStats::masked(log_probs, entropy, is_top1, mean_logit, &mask)
 }
 
 /// Masked positions may hold `-100` or any other out-of-vocabulary id: gather label 0 there.
