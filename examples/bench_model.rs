@@ -1,13 +1,14 @@
 //! The model on the CPU at a real shape: a randomly initialised Qwen2.5-0.5B (494M parameters,
-//! the hub config's shapes) on burn-flex f32 with temper-kernels' fused kernels. Prints one
+//! the hub config's shapes; `--shape c`, the default) or SmolLM2-135M (`--shape b`) on
+//! burn-flex f32 with temper-kernels' fused kernels. Prints one
 //! table: forward + backward tokens/s and peak heap memory at sequence length 512 (with and
 //! without per-layer activation checkpointing), and generation tokens/s with and without the
 //! KV cache (one prompt, and eight at once with the cache); with `--python`, transformers'
 //! numbers on the same work beside them (`examples/anchors/torch_model_bench.py`, same
 //! machine, same run).
 //!
-//!     cargo run --release --example bench_model [-- --layers N] [-- --new-tokens N]
-//!         [-- --python /root/.cache/temper-trl-venv/bin/python]
+//!     cargo run --release --example bench_model [-- --shape b|c] [-- --layers N]
+//!         [-- --new-tokens N] [-- --python /root/.cache/temper-trl-venv/bin/python]
 //!
 //! `--layers` shrinks the depth on both sides for a quick look (the full model needs about 8 GB
 //! and minutes).
@@ -39,12 +40,24 @@ const QWEN25_05B: &str = r#"{"model_type": "qwen2", "vocab_size": 151936, "hidde
   "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
   "max_position_embeddings": 32768, "tie_word_embeddings": true, "eos_token_id": 151643}"#;
 
+/// HuggingFaceTB/SmolLM2-135M's config.json (the shapes that matter).
+const SMOLLM2_135M: &str = r#"{"model_type": "llama", "vocab_size": 49152, "hidden_size": 576,
+  "intermediate_size": 1536, "num_hidden_layers": 30, "num_attention_heads": 9,
+  "num_key_value_heads": 3, "rms_norm_eps": 1e-5, "rope_theta": 100000.0,
+  "max_position_embeddings": 8192, "tie_word_embeddings": true, "eos_token_id": 0}"#;
+
 fn gib(bytes: usize) -> f64 {
     bytes as f64 / (1u64 << 30) as f64
 }
 
 fn main() {
-    let mut config = ModelConfig::from_json(QWEN25_05B).expect("valid config");
+    let shape = text_arg("--shape").unwrap_or_else(|| "c".into());
+    let (name, config_text) = match shape.as_str() {
+        "b" => ("SmolLM2-135M", SMOLLM2_135M),
+        "c" => ("Qwen2.5-0.5B", QWEN25_05B),
+        other => panic!("--shape: {other} is not b or c"),
+    };
+    let mut config = ModelConfig::from_json(config_text).expect("valid config");
     if let Some(layers) = arg("--layers") {
         config.num_layers = layers;
         config.layer_windows.truncate(layers);
@@ -65,7 +78,7 @@ fn main() {
         v * h + l * (2 * h * h + 2 * h * kv + 3 * h * i + 2 * kv + h + 2 * h) + h
     };
     println!(
-        "Qwen2.5-0.5B-shaped random model: {} layers, {:.0}M parameters, burn-flex f32, {} threads",
+        "{name}-shaped random model: {} layers, {:.0}M parameters, burn-flex f32, {} threads",
         config.num_layers,
         params as f64 / 1e6,
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -160,6 +173,7 @@ fn main() {
             .arg("examples/anchors/torch_model_bench.py")
             .args(["--new-tokens", &new_tokens.to_string()])
             .args(["--layers", &config.num_layers.to_string()])
+            .args(["--shape", &shape])
             .output()
             .expect("the anchor's Python runs");
         assert!(output.status.success(), "the transformers anchor failed");

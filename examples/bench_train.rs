@@ -5,9 +5,9 @@
 //! with `--python`, TRL's own trainers on the same model config and token ids, in the same run.
 //! Prints one table.
 //!
-//!     cargo run --release --example bench_train -- [--steps N] [--layers N] [--shape a|b]
+//!     cargo run --release --example bench_train -- [--steps N] [--layers N] [--shape a|b|c]
 //!         [--backends flex,ndarray] [--python /root/.cache/temper-trl-venv/bin/python]
-//!         [--dump-pairs FILE]
+//!         [--pairs N] [--batch N] [--seq N] [--only ROW_SUBSTRING] [--dump-pairs FILE]
 //!
 //! `--python` runs `examples/anchors/trl_train_bench.py` on the pairs this run tokenised (each
 //! row in a fresh process) and adds its columns and the Temper ÷ TRL ratios. `--dump-pairs`
@@ -17,8 +17,14 @@
 //! 2 KV heads, vocabulary 2048). Shape B: SmolLM2-135M's architecture (Llama, 30 layers, hidden
 //! 576, 9 heads / 3 KV heads, intermediate 1536, vocabulary 49,152, tied embeddings), random
 //! weights. The data are temper-data's synthetic conversational preference pairs tokenised with
-//! the bundled 2048-token tokenizer (SFT trains on their chosen answers), batch 4, up to 256
-//! tokens. Times are medians over the timed steps, after one warm-up step.
+//! the bundled 2048-token tokenizer (SFT trains on their chosen answers): 32 pairs, batch 4, up
+//! to 256 tokens. Times are medians over the timed steps, after one warm-up step.
+//!
+//! Shape C, for memory: Qwen2.5-0.5B's architecture (vocabulary 151,936), random weights; 2
+//! pairs, batch 1, each pair's prompt lengthened (`--seq`) so that its longer side is 1024
+//! tokens, one timed step, only "DPO, full, reference cached" (`--only`) on burn-flex
+//! (`--backends flex`): the peak of a DPO step where the logits `[2, 1024, 151936]` would be
+//! 1.2 GiB. `--pairs`, `--batch`, `--seq` and `--only` override any shape's defaults.
 
 #[path = "common/flags.rs"]
 mod flags;
@@ -41,12 +47,16 @@ use temper::train::{Objective, Reference, Trainer, TrainingArgs, reference_score
 #[global_allocator]
 static HEAP: PeakAlloc = PeakAlloc;
 
-const PAIRS: usize = 32;
-const BATCH: usize = 4;
-
 /// The model config of a shape, as HF `config.json` text.
 fn config_json(shape: &str, layers: Option<usize>) -> String {
     match shape {
+        "c" => format!(
+            r#"{{"model_type": "qwen2", "vocab_size": 151936, "hidden_size": 896,
+            "intermediate_size": 4864, "num_hidden_layers": {}, "num_attention_heads": 14,
+            "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+            "max_position_embeddings": 32768, "tie_word_embeddings": true}}"#,
+            layers.unwrap_or(24)
+        ),
         "b" => format!(
             r#"{{"model_type": "llama", "vocab_size": 49152, "hidden_size": 576,
             "intermediate_size": 1536, "num_hidden_layers": {}, "num_attention_heads": 9,
@@ -80,10 +90,10 @@ struct Setup {
     checkpointing: bool,
 }
 
-fn args(steps: usize, checkpointing: bool) -> TrainingArgs {
+fn args(steps: usize, batch: usize, checkpointing: bool) -> TrainingArgs {
     TrainingArgs {
         max_steps: Some(steps + 1),
-        per_device_train_batch_size: BATCH,
+        per_device_train_batch_size: batch,
         learning_rate: 1e-4,
         gradient_checkpointing: checkpointing,
         ..TrainingArgs::default()
@@ -129,8 +139,13 @@ fn measure<Grad: AutodiffKernelBackend>(
 }
 
 fn main() {
-    let steps = arg("--steps").unwrap_or(3);
     let shape = text_arg("--shape").unwrap_or_else(|| "a".into());
+    let memory_shape = shape == "c";
+    let steps = arg("--steps").unwrap_or(if memory_shape { 1 } else { 3 });
+    let pair_count = arg("--pairs").unwrap_or(if memory_shape { 2 } else { 32 });
+    let batch = arg("--batch").unwrap_or(if memory_shape { 1 } else { 4 });
+    let min_length = arg("--seq").unwrap_or(if memory_shape { 1024 } else { 0 });
+    let only = text_arg("--only").or_else(|| memory_shape.then(|| DPO_CACHED.to_string()));
     let config_text = config_json(&shape, arg("--layers"));
     let config = ModelConfig::from_json(&config_text).expect("a valid config");
     let tokenizer = ChatTokenizer::from_dir(std::path::Path::new("fixtures/tokenizer"), None)
@@ -139,7 +154,7 @@ fn main() {
         max_length: Some(256),
         ..TokenizeOptions::default()
     };
-    let pairs: Vec<TokenizedPair> = synthetic::preference_records(PAIRS, 0)
+    let mut pairs: Vec<TokenizedPair> = synthetic::preference_records(pair_count, 0)
         .iter()
         .flat_map(|record| {
             Format::TrlPreference
@@ -153,6 +168,7 @@ fn main() {
             },
         )
         .collect();
+    lengthen_prompts(&mut pairs, min_length);
     // SFT trains on each pair's prompt and chosen answer.
     let sequences: Vec<Tokenized> = pairs
         .iter()
@@ -184,7 +200,7 @@ fn main() {
         let dump = serde_json::json!({
             "config": serde_json::from_str::<serde_json::Value>(&config_text).expect("JSON"),
             "pad_token_id": pad,
-            "batch_size": BATCH,
+            "batch_size": batch,
             "pairs": pairs.iter().map(|p| serde_json::json!({
                 "prompt_input_ids": p.prompt_ids,
                 "chosen_input_ids": p.chosen_ids,
@@ -205,12 +221,14 @@ fn main() {
         pair_examples,
         pad,
         steps,
+        batch,
+        only: only.clone(),
     };
     let backends = text_arg("--backends").unwrap_or_else(|| "flex,ndarray".into());
     let backends: Vec<&str> = backends.split(',').collect();
     println!(
         "{:?} random model (hidden {}, {} layers, vocabulary {}), f32, {} threads; {} synthetic \
-         pairs, batch {BATCH}, {mean_pair_tokens:.0} tokens per pair (both sides); median of \
+         pairs, batch {batch}, {mean_pair_tokens:.0} tokens per pair (both sides); median of \
          {steps} timed steps after one warm-up",
         work.config.family,
         work.config.hidden_size,
@@ -232,18 +250,41 @@ fn main() {
         let pairs_file = std::env::temp_dir().join("temper_bench_pairs.json");
         let json_file = std::env::temp_dir().join("temper_bench_trl.json");
         dump(pairs_file.to_str().expect("a UTF-8 temp path"));
-        let status = std::process::Command::new(python)
+        let mut command = std::process::Command::new(python);
+        command
             .arg("examples/anchors/trl_train_bench.py")
             .args(["--pairs", pairs_file.to_str().unwrap()])
             .args(["--steps", &steps.to_string()])
-            .args(["--json", json_file.to_str().unwrap()])
-            .status()
-            .expect("the anchor's Python runs");
+            .args(["--json", json_file.to_str().unwrap()]);
+        if let Some(only) = &only {
+            command.args(["--only", only]);
+        }
+        let status = command.status().expect("the anchor's Python runs");
         assert!(status.success(), "the TRL anchor failed");
         let text = std::fs::read_to_string(&json_file).expect("the anchor wrote its results");
         serde_json::from_str::<serde_json::Value>(&text).expect("JSON results")
     });
     print_table(&temper, trl.as_ref(), &work);
+}
+
+/// The row that shape C runs alone.
+const DPO_CACHED: &str = "DPO, full, reference cached";
+
+/// Prepends tokens of the other pairs' prompts (cycling through them) to each prompt until the
+/// pair's longer side holds at least `min_length` tokens (0: unchanged): long sequences from
+/// the same synthetic data.
+fn lengthen_prompts(pairs: &mut [TokenizedPair], min_length: usize) {
+    let filler: Vec<u32> = pairs.iter().flat_map(|p| p.prompt_ids.clone()).collect();
+    if filler.is_empty() {
+        return;
+    }
+    for pair in pairs.iter_mut() {
+        let longest = pair.prompt_ids.len() + pair.chosen_ids.len().max(pair.rejected_ids.len());
+        let missing = min_length.saturating_sub(longest);
+        let mut prompt: Vec<u32> = filler.iter().cycle().take(missing).copied().collect();
+        prompt.extend(&pair.prompt_ids);
+        pair.prompt_ids = prompt;
+    }
 }
 
 /// What every backend's runs share: the model config, the data, the settings.
@@ -254,6 +295,9 @@ struct Work {
     pair_examples: Vec<Tokenized>,
     pad: u32,
     steps: usize,
+    batch: usize,
+    /// Run only the rows whose name contains this.
+    only: Option<String>,
 }
 
 /// One backend's rows and its reference-cache scoring time (seconds for every pair).
@@ -271,15 +315,17 @@ fn run_backend<Grad: AutodiffKernelBackend>(work: &Work) -> BackendResult {
         pair_examples,
         pad,
         steps,
+        batch,
+        only,
     } = work;
-    let (steps, pad) = (*steps, *pad);
+    let (steps, pad, batch) = (*steps, *pad, *batch);
     let device = Default::default();
     let dpo = Objective::Dpo(DpoConfig::single(PreferenceLoss::Sigmoid, 0.1));
 
     // The reference cache: every pair scored once before training, without autodiff.
     let reference_model = model::<Grad>(config, false).valid();
     let start = Instant::now();
-    let scores = reference_scores(&reference_model, pairs, 2 * BATCH, &device);
+    let scores = reference_scores(&reference_model, pairs, 2 * batch, &device);
     let scoring = start.elapsed().as_secs_f64();
     drop(reference_model);
 
@@ -310,7 +356,7 @@ fn run_backend<Grad: AutodiffKernelBackend>(work: &Work) -> BackendResult {
             },
         ),
         (
-            "DPO, full, reference cached",
+            DPO_CACHED,
             true,
             Setup {
                 lora: false,
@@ -342,7 +388,11 @@ fn run_backend<Grad: AutodiffKernelBackend>(work: &Work) -> BackendResult {
             },
         ),
     ];
-    for (name, is_dpo, setup) in setups {
+    let chosen = setups.into_iter().filter(|(name, ..)| {
+        only.as_ref()
+            .is_none_or(|only| name.contains(only.as_str()))
+    });
+    for (name, is_dpo, setup) in chosen {
         HEAP.reset_peak_usage();
         let policy = model::<Grad>(config, setup.lora);
         let (objective, examples, reference) = if !is_dpo {
@@ -364,7 +414,7 @@ fn run_backend<Grad: AutodiffKernelBackend>(work: &Work) -> BackendResult {
         let trainer = Trainer::new(
             policy,
             objective,
-            args(steps, setup.checkpointing),
+            args(steps, batch, setup.checkpointing),
             examples,
             reference,
             pad,
@@ -440,20 +490,19 @@ fn print_table(temper: &[(&str, BackendResult)], trl: Option<&serde_json::Value>
         println!("{line}");
     }
     println!();
-    let batches = work.pairs.len() as f64 / BATCH as f64;
+    let batch = work.batch;
+    let batches = work.pairs.len() as f64 / batch as f64;
     for (backend, result) in temper {
         println!(
-            "Reference cache on {backend}: scoring all {} pairs took {:.2} s ({:.3} s per batch of {BATCH}).",
+            "Reference cache on {backend}: scoring all {} pairs took {:.2} s ({:.3} s per batch of {batch}).",
             work.pairs.len(),
             result.scoring,
             result.scoring / batches
         );
     }
-    if let Some(seconds) =
-        trl.and_then(|t| trl_median(t, "DPO, full, reference cached", "precompute_seconds"))
-    {
+    if let Some(seconds) = trl.and_then(|t| trl_median(t, DPO_CACHED, "precompute_seconds")) {
         println!(
-            "TRL's precompute_ref_log_probs pass: {seconds:.2} s ({:.3} s per batch of {BATCH}).",
+            "TRL's precompute_ref_log_probs pass: {seconds:.2} s ({:.3} s per batch of {batch}).",
             seconds / batches
         );
     }

@@ -1,10 +1,10 @@
 """The PyTorch side of `examples/bench_model.rs`: a randomly initialised Qwen2.5-0.5B-shaped
-model in transformers on the CPU (float32, eager attention), timed on the same work: forward +
+(`--shape c`, the default) or SmolLM2-135M-shaped (`--shape b`) model in transformers on the CPU (float32, eager attention), timed on the same work: forward +
 backward of the summed token log-probs at sequence length 512 (plain, and with transformers'
 gradient checkpointing), and greedy generation of N tokens after a 32-token prompt with and
 without the KV cache, and for 8 such prompts at once with it.
 
-    /root/.cache/temper-trl-venv/bin/python examples/anchors/torch_model_bench.py [--new-tokens 16] [--layers N]
+    /root/.cache/temper-trl-venv/bin/python examples/anchors/torch_model_bench.py [--new-tokens 16] [--layers N] [--shape b|c]
 
 `bench_model -- --python PATH` runs it and prints both sides in one table.
 
@@ -16,7 +16,7 @@ import json
 import time
 
 import torch
-from transformers import AutoModelForCausalLM, Qwen2Config
+from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
 
 def forward_backward(model, ids):
@@ -32,12 +32,20 @@ def forward_backward(model, ids):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--new-tokens", type=int, default=16)
-    parser.add_argument("--layers", type=int, default=24, help="decoder layers (24: the real depth)")
+    parser.add_argument("--layers", type=int, default=None, help="decoder layers (default: the real depth)")
+    parser.add_argument("--shape", choices=("b", "c"), default="c", help="b: SmolLM2-135M, c: Qwen2.5-0.5B")
     args = parser.parse_args()
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=args.layers,
-                         num_attention_heads=14, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1000000.0,
-                         max_position_embeddings=32768, tie_word_embeddings=True)
+    if args.shape == "b":
+        config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                             num_hidden_layers=args.layers or 30, num_attention_heads=9, num_key_value_heads=3,
+                             rms_norm_eps=1e-5, rope_theta=100000.0, max_position_embeddings=8192,
+                             tie_word_embeddings=True)
+    else:
+        config = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864,
+                             num_hidden_layers=args.layers or 24, num_attention_heads=14, num_key_value_heads=2,
+                             rms_norm_eps=1e-6, rope_theta=1000000.0, max_position_embeddings=32768,
+                             tie_word_embeddings=True)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="eager")
     seq = 512
     ids = torch.randint(0, 32000, (1, seq))

@@ -8,7 +8,9 @@
 //! - [`rms_norm`], [`swiglu`], [`rope`] (Hugging Face's half rotation), [`attention`] (causal,
 //!   padding and sliding-window masks, grouped-query heads without repeating K/V), and
 //!   [`lm_head_log_probs`] (final hidden states × head weight → each label's log-probability,
-//!   with entropy, top-1 and mean logit on request, never holding `[positions, vocab]` whole).
+//!   with entropy, top-1 and mean logit on request, never holding `[positions, vocab]` whole);
+//! - [`adamw_update`]: one parameter's AdamW step (decay, both moments, the update) in one pass
+//!   over memory instead of a dozen.
 //!
 //! Each has a plain-op twin in [`plain`], which every backend runs unless it has a fused kernel:
 //! burn-ndarray and burn-cuda compute exactly what they computed before this crate existed.
@@ -140,6 +142,15 @@ pub struct FusedKernels<B: Backend> {
         f64,
         bool,
     ) -> Option<(FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>)>,
+    /// `(parameter, gradient, exp_avg, exp_avg_sq, step)`, all flat and of one length →
+    /// the three updated (in place where the backend can).
+    pub adamw: fn(
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+        &AdamWStep,
+    ) -> Option<(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>)>,
     /// `(dlog_probs [N], hidden, weight, labels, logsumexp, scale, weight_grad)` →
     /// `(dhidden, dweight)`, `dweight` only when `weight_grad` (a frozen head skips it).
     pub lm_head_backward: fn(
@@ -244,6 +255,28 @@ pub trait KernelBackend: Backend {
     }
 }
 
+impl<B: KernelBackend> AdamWState<B> {
+    /// See [`adamw_update`].
+    fn update(self, gradient: Tensor<B, 1>, step: &AdamWStep) -> Self {
+        if let Some(kernels) = B::fused_kernels()
+            && let Some((parameter, exp_avg, exp_avg_sq)) = (kernels.adamw)(
+                float(self.parameter.clone()),
+                float(gradient.clone()),
+                float(self.exp_avg.clone()),
+                float(self.exp_avg_sq.clone()),
+                step,
+            )
+        {
+            return Self {
+                parameter: tensor(parameter),
+                exp_avg: tensor(exp_avg),
+                exp_avg_sq: tensor(exp_avg_sq),
+            };
+        }
+        plain::adamw_update(self, gradient, step)
+    }
+}
+
 /// An autodiff backend whose inner backend has the kernels too (what a trainer needs: the
 /// model is trained on `B` and evaluated on `B::InnerBackend`).
 pub trait AutodiffKernelBackend:
@@ -254,6 +287,61 @@ pub trait AutodiffKernelBackend:
 impl<B> AutodiffKernelBackend for B where
     B: burn::tensor::backend::AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend
 {
+}
+
+/// One AdamW step's settings, as `torch.optim.AdamW` takes them: learning rate, decoupled
+/// weight decay, the moments' betas, ε, and the parameter's own step count (from 1).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWStep {
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub epsilon: f64,
+    pub step: u64,
+}
+
+impl AdamWStep {
+    /// The scalars of the update, computed in f64 on the host as torch does, in the order
+    /// `(decay factor 1 − lr·λ, 1 − β₁, β₂, 1 − β₂, √(1 − β₂ᵗ), ε, lr / (1 − β₁ᵗ))`.
+    pub fn scalars(&self) -> [f64; 7] {
+        let t = self.step as i32;
+        [
+            1.0 - self.lr * self.weight_decay,
+            1.0 - self.beta1,
+            self.beta2,
+            1.0 - self.beta2,
+            (1.0 - self.beta2.powi(t)).sqrt(),
+            self.epsilon,
+            self.lr / (1.0 - self.beta1.powi(t)),
+        ]
+    }
+}
+
+/// A parameter and its two AdamW moments, flattened to one dimension.
+#[derive(Clone, Debug)]
+pub struct AdamWState<B: Backend> {
+    pub parameter: Tensor<B, 1>,
+    pub exp_avg: Tensor<B, 1>,
+    pub exp_avg_sq: Tensor<B, 1>,
+}
+
+/// One AdamW update of a parameter with its `gradient` (all flat, one length), as
+/// `torch.optim.AdamW` computes it:
+///
+/// ```text
+/// p ← p·(1 − lr·λ);  m ← m + (g − m)(1 − β₁);  v ← β₂·v + (1 − β₂)·g²
+/// p ← p − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
+/// ```
+///
+/// Each element is computed by the same f32 operations in the same order on every path, so the
+/// fused kernel returns the plain twin's bits.
+pub fn adamw_update<B: KernelBackend>(
+    state: AdamWState<B>,
+    gradient: Tensor<B, 1>,
+    step: &AdamWStep,
+) -> AdamWState<B> {
+    state.update(gradient, step)
 }
 
 /// RMSNorm over the last dimension: `w ⊙ x / sqrt(mean(x²) + ε)` (normalised in f32 when `x`

@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 
 use crate::precision::{narrowed, widened};
-use crate::{AttentionMask, HeadLogProbs, HeadStats};
+use crate::{AdamWState, AdamWStep, AttentionMask, HeadLogProbs, HeadStats};
 
 /// See [`crate::rms_norm`].
 pub fn rms_norm<B: Backend, const D: usize>(
@@ -154,4 +154,40 @@ pub fn lm_head_log_probs<B: Backend>(
         }
     });
     HeadLogProbs { log_probs, stats }
+}
+
+/// See [`crate::adamw_update`].
+pub fn adamw_update<B: Backend>(
+    state: AdamWState<B>,
+    gradient: Tensor<B, 1>,
+    step: &AdamWStep,
+) -> AdamWState<B> {
+    let [
+        decay,
+        one_minus_beta1,
+        beta2,
+        one_minus_beta2,
+        bias_correction2_sqrt,
+        epsilon,
+        step_size,
+    ] = step.scalars();
+    let AdamWState {
+        parameter,
+        exp_avg,
+        exp_avg_sq,
+    } = state;
+    let parameter = parameter.mul_scalar(decay);
+    let exp_avg = exp_avg.clone() + (gradient.clone() - exp_avg).mul_scalar(one_minus_beta1);
+    let exp_avg_sq = exp_avg_sq.mul_scalar(beta2) + gradient.square().mul_scalar(one_minus_beta2);
+    let denominator = exp_avg_sq
+        .clone()
+        .sqrt()
+        .div_scalar(bias_correction2_sqrt)
+        .add_scalar(epsilon);
+    let parameter = parameter - (exp_avg.clone() / denominator).mul_scalar(step_size);
+    AdamWState {
+        parameter,
+        exp_avg,
+        exp_avg_sq,
+    }
 }

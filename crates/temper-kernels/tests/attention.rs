@@ -1,7 +1,7 @@
 //! The fused burn-flex attention held to its plain-op twin, forward and backward, over random
 //! shapes (grouped-query heads, KV-cache queries, decoding, padding that leaves some queries
-//! with no visible key, sliding windows, strided inputs), and checked for the same bits run to
-//! run and whatever the thread count.
+//! with no visible key, sliding windows, strided inputs, K/V read in place from a longer
+//! cache), and checked for the same bits run to run and whatever the thread count.
 
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
@@ -141,6 +141,14 @@ fn assert_close(name: &str, fused: &[f32], plain: &[f32]) -> Result<(), TestCase
     Ok(())
 }
 
+/// `t` `[B, T, H, D]` as the first `T` positions of a buffer with three more (filled with a
+/// value attention must never read).
+fn cache_prefix(t: Tensor<Flex, 4>) -> Tensor<Flex, 4> {
+    let [b, tk, hk, d] = t.dims();
+    let beyond = Tensor::full([b, 3, hk, d], 1e30, &t.device());
+    Tensor::cat(vec![t, beyond], 1).slice([0..b, 0..tk, 0..hk, 0..d])
+}
+
 /// Output and the gradients of `Σ attention(q, k, v)·w` wrt q, k and v, fused or plain.
 fn run_autodiff(case: &Case, fused: bool) -> [Vec<f32>; 4] {
     let (q, k, v, weight, mask) = inputs::<Ad>(case, |t| t.require_grad());
@@ -159,8 +167,16 @@ fn check_case(case: &Case) -> Result<(), TestCaseError> {
     let (q, k, v, _, mask) = inputs::<Flex>(case, |t| t);
     let q = query(case, &q);
     let fused = to_vec(attention(q.clone(), k.clone(), v.clone(), &mask));
-    let reference = to_vec(plain::attention(q, k, v, &mask));
+    let reference = to_vec(plain::attention(q.clone(), k.clone(), v.clone(), &mask));
     assert_close("out", &fused, &reference)?;
+    // K and V as the first Tk positions of longer buffers, as a decoding KV cache holds them:
+    // read in place, the same bits.
+    let (cached_k, cached_v) = (cache_prefix(k), cache_prefix(v));
+    if case.batch > 1 {
+        let layout = cached_k.clone().into_primitive().tensor();
+        prop_assert!(!layout.layout().is_contiguous(), "a strided view");
+    }
+    prop_assert_eq!(to_vec(attention(q, cached_k, cached_v, &mask)), fused);
     // Forward and backward under Autodiff.
     let fused = run_autodiff(case, true);
     let reference = run_autodiff(case, false);

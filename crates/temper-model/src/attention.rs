@@ -98,39 +98,102 @@ impl<B: KernelBackend> Attention<B> {
     }
 }
 
-/// One layer's keys (after RoPE) and values of the tokens seen so far, `[batch, seq,
-/// kv_heads, head_dim]` each.
+/// One layer's keys (after RoPE) and values of the tokens seen so far.
+///
+/// They live in buffers `[batch, capacity, kv_heads, head_dim]`, allocated at the first
+/// extension and written in place after it (Burn's `slice_assign` reuses a buffer nothing else
+/// holds), so a decoding step copies only its new tokens' keys and values, not the whole cache
+/// as concatenation would. Attention reads the first `len` positions as a view of the buffers.
+/// A step past the capacity moves the cache into buffers twice as large.
 #[derive(Clone, Debug, Default)]
 pub struct LayerCache<B: Backend> {
     keys: Option<Tensor<B, 4>>,
     values: Option<Tensor<B, 4>>,
+    len: usize,
+    /// Positions the first allocation makes room for (at least the first extension's).
+    capacity: usize,
 }
 
 impl<B: Backend> LayerCache<B> {
-    /// Appends the new tokens' keys and values; returns all of them.
+    /// An empty cache that will hold `capacity` positions before it grows.
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            capacity,
+            ..Self::default()
+        }
+    }
+
+    /// Appends the new tokens' keys and values `[batch, new, kv_heads, head_dim]`; returns all
+    /// of them, `[batch, len, kv_heads, head_dim]` (views of the buffers: drop them before the
+    /// next extension, or it copies the buffers to keep the views intact).
     pub fn extend(
         &mut self,
         keys: Tensor<B, 4>,
         values: Tensor<B, 4>,
     ) -> (Tensor<B, 4>, Tensor<B, 4>) {
-        let join = |old: Option<Tensor<B, 4>>, new: Tensor<B, 4>| match old {
-            Some(old) => Tensor::cat(vec![old, new], 1),
-            None => new,
+        let [batch, new, kv_heads, dim] = keys.dims();
+        let end = self.len + new;
+        let (start, capacity) = (self.len, self.room_for(end));
+        let write = |buffer: Option<Tensor<B, 4>>, new: Tensor<B, 4>| {
+            let buffer = grown(buffer, &new, start, capacity);
+            let buffer = buffer.slice_assign([0..batch, start..end, 0..kv_heads, 0..dim], new);
+            let view = buffer
+                .clone()
+                .slice([0..batch, 0..end, 0..kv_heads, 0..dim]);
+            (buffer, view)
         };
-        let keys = join(self.keys.take(), keys);
-        let values = join(self.values.take(), values);
-        self.keys = Some(keys.clone());
-        self.values = Some(values.clone());
+        let (key_buffer, keys) = write(self.keys.take(), keys);
+        let (value_buffer, values) = write(self.values.take(), values);
+        self.keys = Some(key_buffer);
+        self.values = Some(value_buffer);
+        self.len = end;
         (keys, values)
+    }
+
+    /// The capacity the buffers need to hold `positions`: unchanged while they fit, else
+    /// doubled (or `positions`, if more).
+    fn room_for(&mut self, positions: usize) -> usize {
+        let allocated = self.keys.as_ref().map(|k| k.dims()[1]);
+        self.capacity = match allocated {
+            None => self.capacity.max(positions),
+            Some(held) if positions <= held => held,
+            Some(held) => positions.max(2 * held),
+        };
+        self.capacity
     }
 
     /// Tokens held.
     pub fn len(&self) -> usize {
-        self.keys.as_ref().map_or(0, |k| k.dims()[1])
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
+    }
+}
+
+/// `buffer` with room for `capacity` positions, its first `held` kept: itself when it has the
+/// room, else a new zeroed buffer (of `new`'s batch, heads, type and device) holding them.
+fn grown<B: Backend>(
+    buffer: Option<Tensor<B, 4>>,
+    new: &Tensor<B, 4>,
+    held: usize,
+    capacity: usize,
+) -> Tensor<B, 4> {
+    let [batch, _, kv_heads, dim] = new.dims();
+    match buffer {
+        Some(buffer) if buffer.dims()[1] >= capacity => buffer,
+        old => {
+            let options = (&new.device(), new.dtype());
+            let fresh = Tensor::zeros([batch, capacity, kv_heads, dim], options);
+            match old {
+                Some(old) => {
+                    let kept = old.slice([0..batch, 0..held, 0..kv_heads, 0..dim]);
+                    fresh.slice_assign([0..batch, 0..held, 0..kv_heads, 0..dim], kept)
+                }
+                None => fresh,
+            }
+        }
     }
 }
 

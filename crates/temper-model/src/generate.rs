@@ -151,7 +151,7 @@ pub fn generate_streaming<B: KernelBackend>(
         return out;
     }
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let mut cache = KvCache::new(model.layers.len());
+    let mut cache = KvCache::with_capacity(model.layers.len(), width + config.max_new_tokens);
     let mut fed = 0; // positions already in the cache
     for _ in 0..config.max_new_tokens {
         let logits = if config.use_cache {

@@ -91,9 +91,18 @@ pub struct KvCache<B: Backend> {
 }
 
 impl<B: Backend> KvCache<B> {
+    /// An empty cache that grows as it is filled (see [`KvCache::with_capacity`]).
     pub fn new(num_layers: usize) -> Self {
+        Self::with_capacity(num_layers, 0)
+    }
+
+    /// An empty cache whose buffers, allocated at the first forward pass, hold `capacity`
+    /// positions (prompt and new tokens, padding included) before they grow.
+    pub fn with_capacity(num_layers: usize, capacity: usize) -> Self {
         Self {
-            layers: (0..num_layers).map(|_| LayerCache::default()).collect(),
+            layers: (0..num_layers)
+                .map(|_| LayerCache::with_capacity(capacity))
+                .collect(),
         }
     }
 

@@ -1,12 +1,13 @@
 //! Greedy generation against transformers' `generate` on the fixture checkpoints (20 tokens, one
-//! prompt and a left-padded batch), KV-cache decoding against full recomputation, and sampling
-//! being seedable.
+//! prompt and a left-padded batch), KV-cache decoding against full recomputation (also when
+//! the cache outgrows its buffers), and sampling being seedable.
 
 mod common;
 
+use burn::tensor::{Int, Tensor, TensorData};
 use common::{B, case, model_dir, token_rows};
 use serde_json::Value;
-use temper_model::{CausalLm, Decoding, GenerationConfig, generate, load_model};
+use temper_model::{CausalLm, Decoding, GenerationConfig, KvCache, generate, load_model};
 
 fn load(name: &str) -> (CausalLm<B>, Value) {
     let (_, model) = load_model(&model_dir(name), &Default::default()).unwrap();
@@ -82,6 +83,91 @@ fn kv_cache_decoding_equals_full_recomputation() {
             .zip(full.log_probs.iter().flatten())
         {
             assert!((a - b).abs() <= 1e-4, "{name}: log-prob {a} vs {b}");
+        }
+    }
+}
+
+/// A cache with no room reserved (`KvCache::new`) grows while it is fed a left-padded batch a
+/// chunk at a time (5 positions, then 1, 1, …, so its buffers are reallocated at 10 and 20);
+/// every token's logits equal those of one forward pass over everything.
+#[test]
+fn a_growing_kv_cache_equals_one_forward_pass() {
+    for name in ["llama", "qwen3"] {
+        let (model, case) = load(name);
+        let prompt = token_rows(&case["greedy_prompt"])[0].clone();
+        let total = prompt.len();
+        let pad = 3;
+        let ids: Vec<i64> = prompt
+            .iter()
+            .chain(&vec![2040; pad])
+            .chain(&prompt[..total - pad])
+            .map(|t| *t as i64)
+            .collect();
+        let mask: Vec<f32> = (0..2 * total)
+            .map(|i| {
+                if i >= total && i < total + pad {
+                    0.0
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let positions: Vec<i64> = (0..total as i64)
+            .chain((0..total as i64).map(|p| (p - pad as i64).max(0)))
+            .collect();
+        let device = Default::default();
+        let ints = |values: &[i64], width| {
+            Tensor::<B, 2, Int>::from_data(TensorData::new(values.to_vec(), [2, width]), &device)
+        };
+        let columns = |values: &[i64], range: std::ops::Range<usize>| -> Vec<i64> {
+            (0..2)
+                .flat_map(|r| values[r * total + range.start..r * total + range.end].to_vec())
+                .collect()
+        };
+        let full_mask =
+            Tensor::<B, 2>::from_data(TensorData::new(mask.clone(), [2, total]), &device);
+        let full: Vec<f32> = model
+            .forward(ints(&ids, total), full_mask, ints(&positions, total))
+            .into_data()
+            .to_vec()
+            .unwrap();
+        let vocab = full.len() / (2 * total);
+
+        let mut cache = KvCache::new(model.layers.len());
+        let mut start = 0;
+        for end in std::iter::once(5).chain(6..=total) {
+            let seen: Vec<f32> = (0..2)
+                .flat_map(|r| mask[r * total..r * total + end].to_vec())
+                .collect();
+            let logits: Vec<f32> = model
+                .forward_cached(
+                    ints(&columns(&ids, start..end), end - start),
+                    Tensor::from_data(TensorData::new(seen, [2, end]), &device),
+                    ints(&columns(&positions, start..end), end - start),
+                    &mut cache,
+                )
+                .into_data()
+                .to_vec()
+                .unwrap();
+            for r in 0..2 {
+                // Padding positions see no key; their (unused) outputs depend on how many
+                // keys exist, so only tokens are compared.
+                for (i, p) in (start..end)
+                    .enumerate()
+                    .filter(|(_, p)| mask[r * total + p] > 0.0)
+                {
+                    let ours = &logits[(r * (end - start) + i) * vocab..][..vocab];
+                    let theirs = &full[(r * total + p) * vocab..][..vocab];
+                    for (a, b) in ours.iter().zip(theirs) {
+                        assert!(
+                            (a - b).abs() <= 1e-4,
+                            "{name}: row {r} position {p}: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+            assert_eq!(cache.len(), end);
+            start = end;
         }
     }
 }

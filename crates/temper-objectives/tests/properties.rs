@@ -34,6 +34,16 @@ use temper_objectives::{PairLogProbs, SequenceLogProbs};
 const REL: f64 = 1e-5;
 const ABS: f64 = 1e-6;
 
+/// The absolute error a loss of `β·margin` may carry from the margin's f32 arithmetic: the
+/// four log-probs cancel (−59.7 + 23.5 + 36.6 − 1.7), so the margin is only as exact as a few
+/// f32 ulps of the largest of them, whatever its own size.
+fn margin_slack(pair: &Pair, beta: f64) -> f64 {
+    let largest = [pair.logp_c, pair.logp_r, pair.ref_c, pair.ref_r]
+        .iter()
+        .fold(0.0f64, |m, x| m.max(x.abs()));
+    8.0 * f32::EPSILON as f64 * largest * beta.max(1.0)
+}
+
 /// Rounds to f32 so the twin sees exactly the tensor's inputs.
 fn f32ed(x: f64) -> f64 {
     x as f32 as f64
@@ -111,7 +121,8 @@ proptest! {
             let m = t1::<Single>(&[-p.margin()]);
             let at_minus_m = scalar(sigmoid_loss(config.beta, m));
             let swapped_loss = dpo_value::<Single>(&config, std::slice::from_ref(s));
-            prop_assert!(close(swapped_loss, at_minus_m, REL, ABS));
+            let slack = margin_slack(p, config.beta);
+            prop_assert!(close(swapped_loss, at_minus_m, REL, ABS + slack));
         }
         // Every loss that reads only the (averaged) margin: the swapped pair's loss is that
         // loss's formula at the negated margin.
@@ -131,7 +142,11 @@ proptest! {
             for (loss, expected) in at_minus_m {
                 let swapped_loss = dpo_value::<Single>(&config_for(loss, beta, 0.1), std::slice::from_ref(s));
                 let expected = scalar(expected);
-                prop_assert!(close(swapped_loss, expected, REL, ABS), "{loss}: {swapped_loss} vs {expected}");
+                let slack = margin_slack(p, beta);
+                prop_assert!(
+                    close(swapped_loss, expected, REL, ABS + slack),
+                    "{loss}: {swapped_loss} vs {expected}"
+                );
             }
         }
     }

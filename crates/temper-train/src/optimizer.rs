@@ -1,12 +1,8 @@
 //! AdamW as `torch.optim.AdamW` computes it (Loshchilov & Hutter 2019), with the parameter
 //! groups of transformers' Trainer: weight decay on every parameter but biases and norm
 //! weights. Burn's own AdamW keeps one decay for all parameters and its betas in f32; here the
-//! scalar arithmetic is torch's (f64 on the host), per parameter:
-//!
-//! ```text
-//! t += 1;  p ← p·(1 − lr·λ);  m ← m + (g − m)(1 − β₁);  v ← β₂·v + (1 − β₂)·g²
-//! p ← p − lr/(1 − β₁ᵗ) · m / (√v / √(1 − β₂ᵗ) + ε)
-//! ```
+//! scalar arithmetic is torch's (f64 on the host). Per parameter, the step count advances and
+//! [`temper_kernels::adamw_update`] applies the update (one fused pass on burn-flex).
 //!
 //! State is kept by parameter name, so it saves to and loads from a safetensors file that a
 //! resumed run (whose parameters have new ids) maps back.
@@ -19,6 +15,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use safetensors::tensor::{Dtype, TensorView};
+use temper_kernels::{AdamWState, AdamWStep, KernelBackend, adamw_update};
 
 use crate::parameters::{MapNamed, Named, decays};
 
@@ -76,21 +73,6 @@ impl<B: Backend> AdamW<B> {
             config,
             state: HashMap::new(),
         }
-    }
-
-    /// Updates every parameter of `model` that has a gradient in `gradients` with learning rate
-    /// `lr`, and returns the updated model.
-    pub fn step<A, M>(&mut self, model: M, gradients: GradientsParams, lr: f64) -> M
-    where
-        A: AutodiffBackend<InnerBackend = B>,
-        M: AutodiffModule<A>,
-    {
-        let mut mapper = Named::new(Update {
-            optimizer: self,
-            gradients,
-            lr,
-        });
-        model.map(&mut mapper)
     }
 
     /// Writes the state (moments as f32 tensors `NAME.exp_avg` / `NAME.exp_avg_sq`, step counts
@@ -199,6 +181,23 @@ impl<B: Backend> AdamW<B> {
     }
 }
 
+impl<B: KernelBackend> AdamW<B> {
+    /// Updates every parameter of `model` that has a gradient in `gradients` with learning rate
+    /// `lr`, and returns the updated model.
+    pub fn step<A, M>(&mut self, model: M, gradients: GradientsParams, lr: f64) -> M
+    where
+        A: AutodiffBackend<InnerBackend = B>,
+        M: AutodiffModule<A>,
+    {
+        let mut mapper = Named::new(Update {
+            optimizer: self,
+            gradients,
+            lr,
+        });
+        model.map(&mut mapper)
+    }
+}
+
 /// The mapping [`AdamW::step`] applies to each named parameter.
 struct Update<'a, B: Backend> {
     optimizer: &'a mut AdamW<B>,
@@ -206,7 +205,7 @@ struct Update<'a, B: Backend> {
     lr: f64,
 }
 
-impl<A: AutodiffBackend> MapNamed<A> for Update<'_, A::InnerBackend> {
+impl<A: AutodiffBackend<InnerBackend: KernelBackend>> MapNamed<A> for Update<'_, A::InnerBackend> {
     fn map<const D: usize>(
         &mut self,
         name: &str,
@@ -232,21 +231,26 @@ impl<A: AutodiffBackend> MapNamed<A> for Update<'_, A::InnerBackend> {
                 exp_avg_sq: parameter.zeros_like(),
             });
         moments.step += 1;
-        let t = moments.step as i32;
-        let parameter = parameter.mul_scalar(1.0 - self.lr * weight_decay);
-        let exp_avg = moments.exp_avg.clone();
-        moments.exp_avg = exp_avg.clone() + (gradient.clone() - exp_avg).mul_scalar(1.0 - c.beta1);
-        moments.exp_avg_sq = moments.exp_avg_sq.clone().mul_scalar(c.beta2)
-            + gradient.square().mul_scalar(1.0 - c.beta2);
-        let step_size = self.lr / (1.0 - c.beta1.powi(t));
-        let denominator = moments
-            .exp_avg_sq
-            .clone()
-            .sqrt()
-            .div_scalar((1.0 - c.beta2.powi(t)).sqrt())
-            .add_scalar(c.epsilon);
-        let updated = parameter - (moments.exp_avg.clone() / denominator).mul_scalar(step_size);
-        let updated = Tensor::from_inner(updated.reshape(shape));
+        let step = AdamWStep {
+            lr: self.lr,
+            weight_decay,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            epsilon: c.epsilon,
+            step: moments.step,
+        };
+        // The moments are moved out (a zero-length placeholder left behind), so that their
+        // buffers are held once and the fused kernel updates them in place.
+        let empty = || Tensor::empty([0], &parameter.device());
+        let state = AdamWState {
+            exp_avg: std::mem::replace(&mut moments.exp_avg, empty()),
+            exp_avg_sq: std::mem::replace(&mut moments.exp_avg_sq, empty()),
+            parameter,
+        };
+        let updated = adamw_update(state, gradient, &step);
+        moments.exp_avg = updated.exp_avg;
+        moments.exp_avg_sq = updated.exp_avg_sq;
+        let updated = Tensor::from_inner(updated.parameter.reshape(shape));
         if trains {
             updated.require_grad()
         } else {

@@ -3,7 +3,9 @@
 //! Layout: `q`, `out`, `dout` and `dq` are `[B, Tq, Hq, D]`, `k`, `v`, `dk` and `dv` are
 //! `[B, Tk, Hk, D]`, all kept as they are: one head's rows are `H·D` elements apart, and the
 //! matrix products ([`gemm`]) read and write those strided views directly, so no tensor is ever
-//! transposed or copied head by head, and K/V are never repeated for grouped-query heads.
+//! transposed or copied head by head, and K/V are never repeated for grouped-query heads. K and
+//! V may also be the first `Tk` positions of a longer buffer (a decoding KV cache), read in
+//! place ([`batch_strided`]).
 //!
 //! Work is cut into *row blocks*: up to [`QUERY_BLOCK`] consecutive queries of one head, or,
 //! when decoding (`Tq = 1`), the `n_rep` query heads that share a kv head, stacked as the rows
@@ -55,20 +57,17 @@ pub(crate) fn forward(
     if !all_f32(&[&q, &k, &v, &padding]) {
         return None;
     }
-    let shape = Shape::new(&q, &k, &v, &padding, window)?;
-    let (q, k, v, padding) = (
-        contiguous(q),
-        contiguous(k),
-        contiguous(v),
-        contiguous(padding),
-    );
+    let mut shape = Shape::new(&q, &k, &v, &padding, window)?;
+    let (q, padding) = (contiguous(q), contiguous(padding));
+    let (k, v, kv_batch_stride) = batch_strided(k, v, &shape);
+    shape.kv_batch_stride = kv_batch_stride;
     let keys = Keys::new(values(&padding), &shape);
     let inputs = Inputs {
         shape: &shape,
         keys: &keys,
         q: values(&q),
-        k: values(&k),
-        v: values(&v),
+        k: strided_values(&k),
+        v: strided_values(&v),
     };
     let mut out = vec![0.0f32; shape.query_len()];
     let mut lse = vec![0.0f32; shape.batch * shape.heads * shape.queries];
@@ -88,6 +87,30 @@ pub(crate) fn forward(
         new_tensor(out, [b, tq, hq, d]),
         new_tensor(lse, [b, hq, tq]),
     ))
+}
+
+/// K and V as the forward pass reads them: `[B, Tk, Hk, D]` with positions, heads and elements
+/// laid out contiguously, and any distance (returned) between batch rows. A prefix of a
+/// preallocated KV cache `[B, capacity, Hk, D]` is such a view and is read in place; anything
+/// else, or a K and V that differ in that distance, is copied to contiguous.
+fn batch_strided(k: FlexTensor, v: FlexTensor, shape: &Shape) -> (FlexTensor, FlexTensor, usize) {
+    let inner = [(shape.kv_heads * shape.dim) as isize, shape.dim as isize, 1];
+    let batch_stride = |t: &FlexTensor| {
+        let strides = t.layout().strides();
+        (strides[1..] == inner && strides[0] >= 0).then_some(strides[0] as usize)
+    };
+    match (batch_stride(&k), batch_stride(&v)) {
+        (Some(ks), Some(vs)) if ks == vs && (shape.batch == 1 || ks >= shape.keys_per_batch()) => {
+            (k, v, ks)
+        }
+        _ => (k.to_contiguous(), v.to_contiguous(), shape.keys_per_batch()),
+    }
+}
+
+/// The elements of a [`batch_strided`] tensor from its first one on (batch row `b` starts
+/// `b` batch strides later).
+fn strided_values(t: &FlexTensor) -> &[f32] {
+    &t.storage::<f32>()[t.layout().start_offset()..]
 }
 
 /// `(dout [B, Tq, Hq, D], q, k, v, padding, window, out, logsumexp)` → `(dq, dk, dv)`, shaped as
@@ -160,6 +183,10 @@ struct Shape {
     dim: usize,
     /// Query heads per kv head.
     n_rep: usize,
+    /// Elements between consecutive batch rows of `k` and `v` (`Tk·Hk·D` unless the forward
+    /// pass reads a [`batch_strided`] view); `dk` and `dv` are always contiguous, and the
+    /// backward pass reads contiguous copies of `k` and `v`.
+    kv_batch_stride: usize,
     /// `1/√D`, rounded as the plain path rounds it.
     scale: f32,
     window: Option<usize>,
@@ -197,6 +224,7 @@ impl Shape {
             kv_heads,
             dim,
             n_rep: heads / kv_heads,
+            kv_batch_stride: keys * kv_heads * dim,
             scale: (dim as f64).powf(-0.5) as f32,
             window,
         })
@@ -207,9 +235,14 @@ impl Shape {
         self.batch * self.queries * self.heads * self.dim
     }
 
-    /// Elements of `k` (and `v`, `dk`, `dv`).
+    /// Elements of `k` (and `v`, `dk`, `dv`) when contiguous.
     fn key_len(&self) -> usize {
-        self.batch * self.keys * self.kv_heads * self.dim
+        self.batch * self.keys_per_batch()
+    }
+
+    /// Elements of one batch row of contiguous `k`.
+    fn keys_per_batch(&self) -> usize {
+        self.keys * self.kv_heads * self.dim
     }
 
     /// Elements between consecutive positions of one kv head.
@@ -219,7 +252,7 @@ impl Shape {
 
     /// Offset of kv head `g`'s first key in batch row `b`, in `k`, `v`, `dk` and `dv`.
     fn kv_base(&self, b: usize, g: usize) -> usize {
-        b * self.keys * self.kv_stride() + g * self.dim
+        b * self.kv_batch_stride + g * self.dim
     }
 
     /// Every `(batch, kv head)` group, in order.

@@ -3,6 +3,7 @@
 //! or heads in parallel with rayon, reduces each row in a fixed order, and returns new
 //! contiguous tensors. Other float types return `None` and take the plain path.
 
+mod adamw;
 mod attention;
 mod elementwise;
 mod lm_head;
@@ -27,6 +28,7 @@ impl KernelBackend for Flex {
             attention_backward: attention::backward,
             lm_head: lm_head::forward,
             lm_head_backward: lm_head::backward,
+            adamw: adamw::update,
         })
     }
 }

@@ -1,0 +1,75 @@
+//! AdamW's update of one parameter in one pass: each element's decay, moments and step computed
+//! together, in place in the parameter's and moments' buffers when nothing else holds them
+//! (the plain path runs about a dozen element-wise ops, each a pass over memory and most a new
+//! buffer).
+
+use burn::backend::flex::FlexTensor;
+use rayon::prelude::*;
+
+use super::{ROWS_PER_TASK_ELEMENTS, all_f32, contiguous, dims, new_tensor, values};
+use crate::AdamWStep;
+
+/// `(parameter, gradient, exp_avg, exp_avg_sq)` → the three updated, or `None` when they are
+/// not all f32 of one length.
+pub(crate) fn update(
+    parameter: FlexTensor,
+    gradient: FlexTensor,
+    exp_avg: FlexTensor,
+    exp_avg_sq: FlexTensor,
+    step: &AdamWStep,
+) -> Option<(FlexTensor, FlexTensor, FlexTensor)> {
+    let shape = dims(&parameter);
+    let same = [&gradient, &exp_avg, &exp_avg_sq]
+        .iter()
+        .all(|t| dims(t) == shape);
+    if !all_f32(&[&parameter, &gradient, &exp_avg, &exp_avg_sq]) || shape.len() != 1 || !same {
+        return None;
+    }
+    // The scalars as burn-flex's scalar ops round them, so each element's result is the plain
+    // twin's to the bit.
+    let [
+        decay,
+        one_minus_beta1,
+        beta2,
+        one_minus_beta2,
+        bias_correction2_sqrt,
+        epsilon,
+        step_size,
+    ] = step.scalars().map(|s| s as f32);
+    let gradient = contiguous(gradient);
+    let (mut parameter, mut exp_avg, mut exp_avg_sq) =
+        (owned(parameter), owned(exp_avg), owned(exp_avg_sq));
+    let g = values(&gradient);
+    let (p, m, v) = (
+        parameter.storage_mut::<f32>(),
+        exp_avg.storage_mut::<f32>(),
+        exp_avg_sq.storage_mut::<f32>(),
+    );
+    p.par_chunks_mut(ROWS_PER_TASK_ELEMENTS)
+        .zip(m.par_chunks_mut(ROWS_PER_TASK_ELEMENTS))
+        .zip(v.par_chunks_mut(ROWS_PER_TASK_ELEMENTS))
+        .zip(g.par_chunks(ROWS_PER_TASK_ELEMENTS))
+        .for_each(|(((p, m), v), g)| {
+            for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                let decayed = *p * decay;
+                *m = *m + (g - *m) * one_minus_beta1;
+                *v = *v * beta2 + (g * g) * one_minus_beta2;
+                let denominator = v.sqrt() / bias_correction2_sqrt + epsilon;
+                *p = decayed - (*m / denominator) * step_size;
+            }
+        });
+    Some((parameter, exp_avg, exp_avg_sq))
+}
+
+/// `t` itself when its buffer is its own, contiguous and exactly its size (then it is written
+/// in place), else a copy that is.
+fn owned(t: FlexTensor) -> FlexTensor {
+    let n = t.layout().num_elements();
+    let whole = t.layout().contiguous_offsets() == Some((0, n)) && t.bytes().len() == n * 4;
+    if t.is_unique() && whole {
+        t
+    } else {
+        let t = contiguous(t);
+        new_tensor(values(&t).to_vec(), [n])
+    }
+}
