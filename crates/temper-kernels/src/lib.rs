@@ -10,7 +10,9 @@
 //!   [`lm_head_log_probs`] (final hidden states × head weight → each label's log-probability,
 //!   with entropy, top-1 and mean logit on request, never holding `[positions, vocab]` whole);
 //! - [`adamw_update`]: one parameter's AdamW step (decay, both moments, the update) in one pass
-//!   over memory instead of a dozen.
+//!   over memory instead of a dozen;
+//! - [`write_positions`]: new keys or values written into a KV-cache buffer in place (Burn's
+//!   `slice_assign` copies the whole buffer on burn-flex).
 //!
 //! Each has a plain-op twin in [`plain`], which every backend runs unless it has a fused kernel:
 //! burn-ndarray and burn-cuda compute exactly what they computed before this crate existed.
@@ -142,6 +144,12 @@ pub struct FusedKernels<B: Backend> {
         f64,
         bool,
     ) -> Option<(FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>)>,
+    /// `(buffer [B, C, H, D], start, new [B, N, H, D])` → the buffer with positions
+    /// `start..start + N` replaced by `new`, written in place; the buffer back untouched
+    /// (`Err`) when it is shared or of another type (the caller then copies it with
+    /// `slice_assign`).
+    pub write_positions:
+        fn(FloatTensor<B>, usize, FloatTensor<B>) -> Result<FloatTensor<B>, FloatTensor<B>>,
     /// `(parameter, gradient, exp_avg, exp_avg_sq, step)`, all flat and of one length →
     /// the three updated (in place where the backend can).
     pub adamw: fn(
@@ -287,6 +295,35 @@ pub trait AutodiffKernelBackend:
 impl<B> AutodiffKernelBackend for B where
     B: burn::tensor::backend::AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend
 {
+}
+
+/// `buffer` `[batch, capacity, heads, dim]` with positions `start..start + n` replaced by
+/// `new` `[batch, n, heads, dim]`: a KV cache's write. In place where the backend has the
+/// kernel and nothing else holds the buffer, so a decoding step costs its new positions, not
+/// the whole cache.
+pub fn write_positions<B: KernelBackend>(
+    buffer: Tensor<B, 4>,
+    start: usize,
+    new: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let [batch, capacity, heads, dim] = buffer.dims();
+    let [new_batch, n, new_heads, new_dim] = new.dims();
+    assert!(
+        [new_batch, new_heads, new_dim] == [batch, heads, dim] && start + n <= capacity,
+        "write_positions: {:?} at {start} does not fit in {:?}",
+        new.dims(),
+        buffer.dims()
+    );
+    match B::fused_kernels() {
+        // The kernel needs the buffer's only handle: it is moved in, not cloned.
+        Some(kernels) => {
+            match (kernels.write_positions)(float(buffer), start, float(new.clone())) {
+                Ok(written) => tensor(written),
+                Err(buffer) => plain::write_positions(tensor(buffer), start, new),
+            }
+        }
+        None => plain::write_positions(buffer, start, new),
+    }
 }
 
 /// One AdamW step's settings, as `torch.optim.AdamW` takes them: learning rate, decoupled

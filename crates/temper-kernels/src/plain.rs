@@ -156,6 +156,16 @@ pub fn lm_head_log_probs<B: Backend>(
     HeadLogProbs { log_probs, stats }
 }
 
+/// See [`crate::write_positions`].
+pub fn write_positions<B: Backend>(
+    buffer: Tensor<B, 4>,
+    start: usize,
+    new: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let [batch, n, heads, dim] = new.dims();
+    buffer.slice_assign([0..batch, start..start + n, 0..heads, 0..dim], new)
+}
+
 /// See [`crate::adamw_update`].
 pub fn adamw_update<B: Backend>(
     state: AdamWState<B>,

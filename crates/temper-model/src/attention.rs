@@ -101,10 +101,10 @@ impl<B: KernelBackend> Attention<B> {
 /// One layer's keys (after RoPE) and values of the tokens seen so far.
 ///
 /// They live in buffers `[batch, capacity, kv_heads, head_dim]`, allocated at the first
-/// extension and written in place after it (Burn's `slice_assign` reuses a buffer nothing else
-/// holds), so a decoding step copies only its new tokens' keys and values, not the whole cache
-/// as concatenation would. Attention reads the first `len` positions as a view of the buffers.
-/// A step past the capacity moves the cache into buffers twice as large.
+/// extension and written in place after it ([`temper_kernels::write_positions`]), so a
+/// decoding step copies only its new tokens' keys and values, not the whole cache as
+/// concatenation would. Attention reads the first `len` positions as a view of the buffers. A
+/// step past the capacity moves the cache into buffers twice as large.
 #[derive(Clone, Debug, Default)]
 pub struct LayerCache<B: Backend> {
     keys: Option<Tensor<B, 4>>,
@@ -114,7 +114,7 @@ pub struct LayerCache<B: Backend> {
     capacity: usize,
 }
 
-impl<B: Backend> LayerCache<B> {
+impl<B: KernelBackend> LayerCache<B> {
     /// An empty cache that will hold `capacity` positions before it grows.
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
@@ -136,7 +136,7 @@ impl<B: Backend> LayerCache<B> {
         let (start, capacity) = (self.len, self.room_for(end));
         let write = |buffer: Option<Tensor<B, 4>>, new: Tensor<B, 4>| {
             let buffer = grown(buffer, &new, start, capacity);
-            let buffer = buffer.slice_assign([0..batch, start..end, 0..kv_heads, 0..dim], new);
+            let buffer = temper_kernels::write_positions(buffer, start, new);
             let view = buffer
                 .clone()
                 .slice([0..batch, 0..end, 0..kv_heads, 0..dim]);

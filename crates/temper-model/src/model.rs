@@ -90,7 +90,7 @@ pub struct KvCache<B: Backend> {
     pub layers: Vec<LayerCache<B>>,
 }
 
-impl<B: Backend> KvCache<B> {
+impl<B: KernelBackend> KvCache<B> {
     /// An empty cache that grows as it is filled (see [`KvCache::with_capacity`]).
     pub fn new(num_layers: usize) -> Self {
         Self::with_capacity(num_layers, 0)

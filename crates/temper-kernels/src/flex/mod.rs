@@ -5,6 +5,7 @@
 
 mod adamw;
 mod attention;
+mod cache;
 mod elementwise;
 mod lm_head;
 mod math;
@@ -28,6 +29,7 @@ impl KernelBackend for Flex {
             attention_backward: attention::backward,
             lm_head: lm_head::forward,
             lm_head_backward: lm_head::backward,
+            write_positions: cache::write_positions,
             adamw: adamw::update,
         })
     }
