@@ -7,19 +7,12 @@ use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use proptest::prelude::*;
 use temper_kernels::{AdamWState, AdamWStep, KernelBackend, adamw_update, plain};
 
-/// Reproducible values in (−scale, scale) from `seed` alone (splitmix64).
+mod common;
+use common::Rng;
+
+/// Reproducible values in (−scale, scale) from `seed` alone.
 fn random(len: usize, seed: u64, scale: f32) -> Tensor<Flex, 1> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x2545_f491_4f6c_dd1d;
-    let values: Vec<f32> = (0..len)
-        .map(|_| {
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            ((z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect();
+    let values = Rng::seeded(seed).values(len, scale);
     Tensor::from_data(TensorData::new(values, [len]), &Default::default())
 }
 

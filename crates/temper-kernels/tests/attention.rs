@@ -9,6 +9,9 @@ use burn::tensor::{Tensor, TensorData};
 use proptest::prelude::*;
 use temper_kernels::{AttentionMask, attention, plain};
 
+mod common;
+use common::Rng;
+
 type Ad = Autodiff<Flex>;
 
 /// One attention call's shapes and data.
@@ -44,28 +47,6 @@ impl Case {
             }
         }
         padding
-    }
-}
-
-/// splitmix64: reproducible data without another dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [−1, 1).
-    fn next_f32(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0
-    }
-
-    fn values(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next_f32() * scale).collect()
     }
 }
 

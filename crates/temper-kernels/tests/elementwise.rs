@@ -7,24 +7,14 @@ use burn::tensor::{Tensor, TensorData};
 use proptest::prelude::*;
 use temper_kernels::{plain, rms_norm, rope, swiglu};
 
+mod common;
+use common::Rng;
+
 type Ad = Autodiff<Flex>;
 
-/// Reproducible values in (−2, 2) from `seed` alone. Not the backend's generator: it is global,
-/// and the tests of this binary run in parallel.
+/// Reproducible values in (−2, 2) from `seed` alone.
 fn random<const D: usize>(shape: [usize; D], seed: u64) -> Tensor<Ad, D> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x2545_f491_4f6c_dd1d;
-    let len = shape.iter().product();
-    let values: Vec<f32> = (0..len)
-        .map(|_| {
-            // splitmix64
-            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^= z >> 31;
-            (z >> 40) as f32 / (1u64 << 24) as f32 * 4.0 - 2.0
-        })
-        .collect();
+    let values = Rng::seeded(seed).values(shape.iter().product(), 2.0);
     Tensor::from_data(TensorData::new(values, shape), &Default::default())
 }
 
