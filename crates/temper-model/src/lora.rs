@@ -41,12 +41,19 @@ impl<B: Backend> Projection<B> {
         Self { linear, lora: None }
     }
 
-    /// `[..., in]` → `[..., out]`.
+    /// `[..., in]` → `[..., out]`, as one matrix product over all rows: multiplied as it is, a
+    /// `[batch, seq, in]` input runs one product per batch row, each reading the whole weight
+    /// (when decoding, `batch` matrix-vector products where one matrix product reads it once).
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        match &self.lora {
-            Some(lora) if lora.enabled => self.linear.forward(x.clone()) + lora.forward(x),
-            _ => self.linear.forward(x),
-        }
+        let mut dims = x.dims();
+        let width = dims[D - 1];
+        let rows: Tensor<B, 2> = x.reshape([dims[..D - 1].iter().product(), width]);
+        let y = match &self.lora {
+            Some(lora) if lora.enabled => self.linear.forward(rows.clone()) + lora.forward(rows),
+            _ => self.linear.forward(rows),
+        };
+        dims[D - 1] = y.dims()[1];
+        y.reshape(dims)
     }
 }
 

@@ -254,18 +254,23 @@ impl<B: KernelBackend> CausalLm<B> {
         if let Some(score) = &self.score {
             return score.forward(x);
         }
-        match &self.lm_head {
-            Some(head) => head.forward(x),
+        // All positions as the rows of one matrix product, so the head's weight (the largest
+        // matrix) is read once, not once per batch row.
+        let [batch, seq, width] = x.dims();
+        let rows: Tensor<B, 2> = x.reshape([batch * seq, width]);
+        let logits = match &self.lm_head {
+            Some(head) => head.forward(rows),
             // Tied head: `(E · xᵀ)ᵀ` with E `[vocab, hidden]` as stored. `x · Eᵀ` would have
             // burn-ndarray copy the transposed `[hidden, vocab]` matrix on every call.
             None => self
                 .embed_tokens
                 .weight
                 .val()
-                .unsqueeze::<3>()
-                .matmul(x.swap_dims(1, 2))
-                .swap_dims(1, 2),
-        }
+                .matmul(rows.transpose())
+                .transpose(),
+        };
+        let vocab = logits.dims()[1];
+        logits.reshape([batch, seq, vocab])
     }
 
     /// The final hidden states `[batch, seq, hidden]` of `input_ids`, after the final norm,
