@@ -339,19 +339,48 @@ pub struct AdamWStep {
 }
 
 impl AdamWStep {
-    /// The scalars of the update, computed in f64 on the host as torch does, in the order
-    /// `(decay factor 1 − lr·λ, 1 − β₁, β₂, 1 − β₂, √(1 − β₂ᵗ), ε, lr / (1 − β₁ᵗ))`.
-    pub fn scalars(&self) -> [f64; 7] {
+    /// The scalars of the update, computed in f64 on the host as torch does.
+    pub fn scalars(&self) -> AdamWScalars<f64> {
         let t = self.step as i32;
-        [
-            1.0 - self.lr * self.weight_decay,
-            1.0 - self.beta1,
-            self.beta2,
-            1.0 - self.beta2,
-            (1.0 - self.beta2.powi(t)).sqrt(),
-            self.epsilon,
-            self.lr / (1.0 - self.beta1.powi(t)),
-        ]
+        AdamWScalars {
+            decay: 1.0 - self.lr * self.weight_decay,
+            one_minus_beta1: 1.0 - self.beta1,
+            beta2: self.beta2,
+            one_minus_beta2: 1.0 - self.beta2,
+            bias_correction2_sqrt: (1.0 - self.beta2.powi(t)).sqrt(),
+            epsilon: self.epsilon,
+            step_size: self.lr / (1.0 - self.beta1.powi(t)),
+        }
+    }
+}
+
+/// What an AdamW update multiplies and adds, per [`AdamWStep::scalars`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamWScalars<T> {
+    /// `1 − lr·λ`.
+    pub decay: T,
+    pub one_minus_beta1: T,
+    pub beta2: T,
+    pub one_minus_beta2: T,
+    /// `√(1 − β₂ᵗ)`.
+    pub bias_correction2_sqrt: T,
+    pub epsilon: T,
+    /// `lr / (1 − β₁ᵗ)`.
+    pub step_size: T,
+}
+
+impl AdamWScalars<f64> {
+    /// Each rounded to f32, as burn's scalar ops on f32 tensors round them.
+    pub fn to_f32(self) -> AdamWScalars<f32> {
+        AdamWScalars {
+            decay: self.decay as f32,
+            one_minus_beta1: self.one_minus_beta1 as f32,
+            beta2: self.beta2 as f32,
+            one_minus_beta2: self.one_minus_beta2 as f32,
+            bias_correction2_sqrt: self.bias_correction2_sqrt as f32,
+            epsilon: self.epsilon as f32,
+            step_size: self.step_size as f32,
+        }
     }
 }
 

@@ -172,29 +172,22 @@ pub fn adamw_update<B: Backend>(
     gradient: Tensor<B, 1>,
     step: &AdamWStep,
 ) -> AdamWState<B> {
-    let [
-        decay,
-        one_minus_beta1,
-        beta2,
-        one_minus_beta2,
-        bias_correction2_sqrt,
-        epsilon,
-        step_size,
-    ] = step.scalars();
+    let c = step.scalars();
     let AdamWState {
         parameter,
         exp_avg,
         exp_avg_sq,
     } = state;
-    let parameter = parameter.mul_scalar(decay);
-    let exp_avg = exp_avg.clone() + (gradient.clone() - exp_avg).mul_scalar(one_minus_beta1);
-    let exp_avg_sq = exp_avg_sq.mul_scalar(beta2) + gradient.square().mul_scalar(one_minus_beta2);
+    let parameter = parameter.mul_scalar(c.decay);
+    let exp_avg = exp_avg.clone() + (gradient.clone() - exp_avg).mul_scalar(c.one_minus_beta1);
+    let exp_avg_sq =
+        exp_avg_sq.mul_scalar(c.beta2) + gradient.square().mul_scalar(c.one_minus_beta2);
     let denominator = exp_avg_sq
         .clone()
         .sqrt()
-        .div_scalar(bias_correction2_sqrt)
-        .add_scalar(epsilon);
-    let parameter = parameter - (exp_avg.clone() / denominator).mul_scalar(step_size);
+        .div_scalar(c.bias_correction2_sqrt)
+        .add_scalar(c.epsilon);
+    let parameter = parameter - (exp_avg.clone() / denominator).mul_scalar(c.step_size);
     AdamWState {
         parameter,
         exp_avg,

@@ -27,15 +27,7 @@ pub(crate) fn update(
     }
     // The scalars as burn-flex's scalar ops round them, so each element's result is the plain
     // twin's to the bit.
-    let [
-        decay,
-        one_minus_beta1,
-        beta2,
-        one_minus_beta2,
-        bias_correction2_sqrt,
-        epsilon,
-        step_size,
-    ] = step.scalars().map(|s| s as f32);
+    let c = step.scalars().to_f32();
     let gradient = contiguous(gradient);
     let (mut parameter, mut exp_avg, mut exp_avg_sq) =
         (owned(parameter), owned(exp_avg), owned(exp_avg_sq));
@@ -51,11 +43,11 @@ pub(crate) fn update(
         .zip(g.par_chunks(ROWS_PER_TASK_ELEMENTS))
         .for_each(|(((p, m), v), g)| {
             for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
-                let decayed = *p * decay;
-                *m = *m + (g - *m) * one_minus_beta1;
-                *v = *v * beta2 + (g * g) * one_minus_beta2;
-                let denominator = v.sqrt() / bias_correction2_sqrt + epsilon;
-                *p = decayed - (*m / denominator) * step_size;
+                let decayed = *p * c.decay;
+                *m = *m + (g - *m) * c.one_minus_beta1;
+                *v = *v * c.beta2 + (g * g) * c.one_minus_beta2;
+                let denominator = v.sqrt() / c.bias_correction2_sqrt + c.epsilon;
+                *p = decayed - (*m / denominator) * c.step_size;
             }
         });
     Some((parameter, exp_avg, exp_avg_sq))
