@@ -151,14 +151,16 @@ pub struct FusedKernels<B: Backend> {
     pub write_positions:
         fn(FloatTensor<B>, usize, FloatTensor<B>) -> Result<FloatTensor<B>, FloatTensor<B>>,
     /// `(parameter, gradient, exp_avg, exp_avg_sq, step)`, all flat and of one length →
-    /// the three updated (in place where the backend can).
+    /// the three updated (in place in the buffers held once); the four inputs back untouched
+    /// (`Err`) when the kernel does not take them.
     pub adamw: fn(
         FloatTensor<B>,
         FloatTensor<B>,
         FloatTensor<B>,
         FloatTensor<B>,
         &AdamWStep,
-    ) -> Option<(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>)>,
+    )
+        -> Result<(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>), [FloatTensor<B>; 4]>,
     /// `(dlog_probs [N], hidden, weight, labels, logsumexp, scale, weight_grad)` →
     /// `(dhidden, dweight)`, `dweight` only when `weight_grad` (a frozen head skips it).
     pub lm_head_backward: fn(
@@ -266,22 +268,29 @@ pub trait KernelBackend: Backend {
 impl<B: KernelBackend> AdamWState<B> {
     /// See [`adamw_update`].
     fn update(self, gradient: Tensor<B, 1>, step: &AdamWStep) -> Self {
-        if let Some(kernels) = B::fused_kernels()
-            && let Some((parameter, exp_avg, exp_avg_sq)) = (kernels.adamw)(
-                float(self.parameter.clone()),
-                float(gradient.clone()),
-                float(self.exp_avg.clone()),
-                float(self.exp_avg_sq.clone()),
-                step,
-            )
-        {
-            return Self {
+        let Some(kernels) = B::fused_kernels() else {
+            return plain::adamw_update(self, gradient, step);
+        };
+        // Moved in, not cloned: the kernel updates the buffers in place only when it holds
+        // their one handle.
+        let inputs = [self.parameter, gradient, self.exp_avg, self.exp_avg_sq].map(float);
+        let [parameter, gradient, exp_avg, exp_avg_sq] = inputs;
+        match (kernels.adamw)(parameter, gradient, exp_avg, exp_avg_sq, step) {
+            Ok((parameter, exp_avg, exp_avg_sq)) => Self {
                 parameter: tensor(parameter),
                 exp_avg: tensor(exp_avg),
                 exp_avg_sq: tensor(exp_avg_sq),
-            };
+            },
+            Err(inputs) => {
+                let [parameter, gradient, exp_avg, exp_avg_sq] = inputs.map(tensor);
+                let state = Self {
+                    parameter,
+                    exp_avg,
+                    exp_avg_sq,
+                };
+                plain::adamw_update(state, gradient, step)
+            }
         }
-        plain::adamw_update(self, gradient, step)
     }
 }
 

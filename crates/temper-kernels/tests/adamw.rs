@@ -1,6 +1,7 @@
 //! The fused burn-flex AdamW update held to its plain-op twin: the same bits for every element
 //! over random lengths (odd ones included), steps, learning rates and weight decays, whether
-//! its buffers are updated in place (held once) or copied (held elsewhere too).
+//! its buffers are updated in place (held once: checked by address) or copied (held elsewhere
+//! too).
 
 use burn::backend::Flex;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
@@ -21,6 +22,11 @@ fn bits(t: Tensor<Flex, 1>) -> Vec<u32> {
     values.iter().map(|v| v.to_bits()).collect()
 }
 
+/// Where the tensor's elements live (the handle taken for this is dropped at once).
+fn address(t: &Tensor<Flex, 1>) -> usize {
+    t.clone().into_primitive().tensor().bytes().as_ptr() as usize
+}
+
 /// The fused kernel itself (not [`adamw_update`], which would fall back to the plain twin
 /// unnoticed if the kernel declined).
 fn fused(state: AdamWState<Flex>, gradient: Tensor<Flex, 1>, step: &AdamWStep) -> AdamWState<Flex> {
@@ -34,6 +40,7 @@ fn fused(state: AdamWState<Flex>, gradient: Tensor<Flex, 1>, step: &AdamWStep) -
         raw(state.exp_avg_sq),
         step,
     )
+    .ok()
     .expect("the kernel takes f32 tensors of one length");
     AdamWState {
         parameter: tensor(parameter),
@@ -77,7 +84,9 @@ proptest! {
         let input = state(len, seed);
         // Held elsewhere too, the buffers must be copied, not written through.
         let kept = shared.then(|| input.clone());
+        let before = address(&input.parameter);
         let ours = fused(input, gradient.clone(), &settings);
+        prop_assert_eq!(address(&ours.parameter) == before, !shared, "in place exactly when held once");
         prop_assert_eq!(bits(ours.parameter), bits(expected.parameter.clone()));
         prop_assert_eq!(bits(ours.exp_avg), bits(expected.exp_avg));
         prop_assert_eq!(bits(ours.exp_avg_sq), bits(expected.exp_avg_sq));

@@ -9,21 +9,21 @@ use rayon::prelude::*;
 use super::{ROWS_PER_TASK_ELEMENTS, all_f32, contiguous, dims, new_tensor, values};
 use crate::AdamWStep;
 
-/// `(parameter, gradient, exp_avg, exp_avg_sq)` → the three updated, or `None` when they are
-/// not all f32 of one length.
+/// `(parameter, gradient, exp_avg, exp_avg_sq)` → the three updated, or the four back when
+/// they are not all f32 of one length.
 pub(crate) fn update(
     parameter: FlexTensor,
     gradient: FlexTensor,
     exp_avg: FlexTensor,
     exp_avg_sq: FlexTensor,
     step: &AdamWStep,
-) -> Option<(FlexTensor, FlexTensor, FlexTensor)> {
+) -> Result<(FlexTensor, FlexTensor, FlexTensor), [FlexTensor; 4]> {
     let shape = dims(&parameter);
     let same = [&gradient, &exp_avg, &exp_avg_sq]
         .iter()
         .all(|t| dims(t) == shape);
     if !all_f32(&[&parameter, &gradient, &exp_avg, &exp_avg_sq]) || shape.len() != 1 || !same {
-        return None;
+        return Err([parameter, gradient, exp_avg, exp_avg_sq]);
     }
     // The scalars as burn-flex's scalar ops round them, so each element's result is the plain
     // twin's to the bit.
@@ -50,7 +50,7 @@ pub(crate) fn update(
                 *p = decayed - (*m / denominator) * c.step_size;
             }
         });
-    Some((parameter, exp_avg, exp_avg_sq))
+    Ok((parameter, exp_avg, exp_avg_sq))
 }
 
 /// `t` itself when its buffer is its own, contiguous and exactly its size (then it is written
