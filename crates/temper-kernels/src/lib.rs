@@ -153,14 +153,15 @@ pub struct FusedKernels<B: Backend> {
     /// `(parameter, gradient, exp_avg, exp_avg_sq, step)`, all flat and of one length →
     /// the three updated (in place in the buffers held once); the four inputs back untouched
     /// (`Err`) when the kernel does not take them.
-    pub adamw: fn(
-        FloatTensor<B>,
-        FloatTensor<B>,
-        FloatTensor<B>,
-        FloatTensor<B>,
-        &AdamWStep,
-    )
-        -> Result<(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>), [FloatTensor<B>; 4]>,
+    pub adamw:
+        fn(
+            FloatTensor<B>,
+            FloatTensor<B>,
+            FloatTensor<B>,
+            FloatTensor<B>,
+            &AdamWStep,
+        )
+            -> Result<(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>), Box<[FloatTensor<B>; 4]>>,
     /// `(dlog_probs [N], hidden, weight, labels, logsumexp, scale, weight_grad)` →
     /// `(dhidden, dweight)`, `dweight` only when `weight_grad` (a frozen head skips it).
     pub lm_head_backward: fn(
@@ -282,7 +283,7 @@ impl<B: KernelBackend> AdamWState<B> {
                 exp_avg_sq: tensor(exp_avg_sq),
             },
             Err(inputs) => {
-                let [parameter, gradient, exp_avg, exp_avg_sq] = inputs.map(tensor);
+                let [parameter, gradient, exp_avg, exp_avg_sq] = (*inputs).map(tensor);
                 let state = Self {
                     parameter,
                     exp_avg,

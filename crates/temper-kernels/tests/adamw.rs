@@ -40,7 +40,6 @@ fn fused(state: AdamWState<Flex>, gradient: Tensor<Flex, 1>, step: &AdamWStep) -
         raw(state.exp_avg_sq),
         step,
     )
-    .ok()
     .expect("the kernel takes f32 tensors of one length");
     AdamWState {
         parameter: tensor(parameter),

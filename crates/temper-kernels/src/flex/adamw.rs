@@ -17,13 +17,13 @@ pub(crate) fn update(
     exp_avg: FlexTensor,
     exp_avg_sq: FlexTensor,
     step: &AdamWStep,
-) -> Result<(FlexTensor, FlexTensor, FlexTensor), [FlexTensor; 4]> {
+) -> Result<(FlexTensor, FlexTensor, FlexTensor), Box<[FlexTensor; 4]>> {
     let shape = dims(&parameter);
     let same = [&gradient, &exp_avg, &exp_avg_sq]
         .iter()
         .all(|t| dims(t) == shape);
     if !all_f32(&[&parameter, &gradient, &exp_avg, &exp_avg_sq]) || shape.len() != 1 || !same {
-        return Err([parameter, gradient, exp_avg, exp_avg_sq]);
+        return Err(Box::new([parameter, gradient, exp_avg, exp_avg_sq]));
     }
     // The scalars as burn-flex's scalar ops round them, so each element's result is the plain
     // twin's to the bit.
