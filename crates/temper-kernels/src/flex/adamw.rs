@@ -6,7 +6,9 @@
 use burn::backend::flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::{ROWS_PER_TASK_ELEMENTS, all_f32, contiguous, dims, new_tensor, values};
+use super::{
+    ROWS_PER_TASK_ELEMENTS, all_f32, contiguous, dims, new_tensor, values, writable_in_place,
+};
 use crate::AdamWStep;
 
 /// `(parameter, gradient, exp_avg, exp_avg_sq)` → the three updated, or the four back when
@@ -57,8 +59,7 @@ pub(crate) fn update(
 /// in place), else a copy that is.
 fn owned(t: FlexTensor) -> FlexTensor {
     let n = t.layout().num_elements();
-    let whole = t.layout().contiguous_offsets() == Some((0, n)) && t.bytes().len() == n * 4;
-    if t.is_unique() && whole {
+    if writable_in_place(&t) {
         t
     } else {
         let t = contiguous(t);

@@ -4,7 +4,7 @@
 
 use burn::backend::flex::FlexTensor;
 
-use super::{all_f32, contiguous, dims, values};
+use super::{all_f32, contiguous, dims, values, writable_in_place};
 
 /// `(buffer [B, C, H, D], start, new [B, N, H, D])` → the buffer with positions
 /// `start..start + N` replaced, or the buffer back untouched when it is shared, not one whole
@@ -19,11 +19,8 @@ pub(crate) fn write_positions(
         return Err(buffer);
     };
     let n = new_shape.get(1).copied().unwrap_or(0);
-    let elements = batch * capacity * heads * dim;
-    let whole = buffer.layout().contiguous_offsets() == Some((0, elements))
-        && buffer.bytes().len() == elements * size_of::<f32>();
     let fits = new_shape[..] == [batch, n, heads, dim] && start + n <= capacity;
-    if !all_f32(&[&buffer, &new]) || !whole || !fits || !buffer.is_unique() {
+    if !all_f32(&[&buffer, &new]) || !fits || !writable_in_place(&buffer) {
         return Err(buffer);
     }
     let new = contiguous(new);

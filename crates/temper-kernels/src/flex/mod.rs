@@ -51,6 +51,15 @@ pub(crate) fn contiguous(t: FlexTensor) -> FlexTensor {
     }
 }
 
+/// Whether `t` alone holds its buffer and covers all of it, contiguously from the start: then a
+/// kernel may write it in place.
+pub(crate) fn writable_in_place(t: &FlexTensor) -> bool {
+    let n = t.layout().num_elements();
+    t.is_unique()
+        && t.layout().contiguous_offsets() == Some((0, n))
+        && t.bytes().len() == n * t.dtype().size()
+}
+
 /// The elements of a contiguous f32 tensor (from [`contiguous`]).
 pub(crate) fn values(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
