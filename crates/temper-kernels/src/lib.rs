@@ -11,6 +11,8 @@
 //!   with entropy, top-1 and mean logit on request, never holding `[positions, vocab]` whole);
 //! - [`adamw_update`]: one parameter's AdamW step (decay, both moments, the update) in one pass
 //!   over memory instead of a dozen;
+//! - [`linear`] and [`transposed_product`]: a projection or a tied LM head; one row (decoding
+//!   at batch 1) takes a matrix-vector kernel that streams the weight once;
 //! - [`write_positions`]: new keys or values written into a KV-cache buffer in place (Burn's
 //!   `slice_assign` copies the whole buffer on burn-flex).
 //!
@@ -144,6 +146,10 @@ pub struct FusedKernels<B: Backend> {
         f64,
         bool,
     ) -> Option<(FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>)>,
+    /// `(x [1, K], weight [K, N], bias [N])` → `x · weight + bias` `[1, N]`, the weight read in
+    /// place (forward only: decoding computes no gradient).
+    pub row_product:
+        fn(FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>) -> Option<FloatTensor<B>>,
     /// `(buffer [B, C, H, D], start, new [B, N, H, D])` → the buffer with positions
     /// `start..start + N` replaced by `new`, written in place; the buffer back untouched
     /// (`Err`) when it is shared or of another type (the caller then copies it with
@@ -305,6 +311,43 @@ pub trait AutodiffKernelBackend:
 impl<B> AutodiffKernelBackend for B where
     B: burn::tensor::backend::AutodiffBackend<InnerBackend: KernelBackend> + KernelBackend
 {
+}
+
+/// `x · weight + bias` for `x` `[rows, in]` and a `Linear` weight `[in, out]`, as Burn's
+/// `linear`; one row (a decoding step at batch 1) goes to the backend's matrix-vector kernel
+/// where it has one, which streams the weight once in the order it lies in memory.
+pub fn linear<B: KernelBackend>(
+    x: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, 2> {
+    one_row_product(&x, &weight, bias.as_ref()).unwrap_or_else(|| plain::linear(x, weight, bias))
+}
+
+/// `x · tableᵀ` for `x` `[rows, width]` and a table `[n, width]` (a tied LM head's embedding),
+/// with the one-row kernel of [`linear`] reading the table as it is stored.
+pub fn transposed_product<B: KernelBackend>(x: Tensor<B, 2>, table: Tensor<B, 2>) -> Tensor<B, 2> {
+    one_row_product(&x, &table.clone().transpose(), None)
+        .unwrap_or_else(|| plain::transposed_product(x, table))
+}
+
+/// The backend's one-row kernel on `x · weight + bias`, when `x` is one row and the kernel
+/// takes it.
+fn one_row_product<B: KernelBackend>(
+    x: &Tensor<B, 2>,
+    weight: &Tensor<B, 2>,
+    bias: Option<&Tensor<B, 1>>,
+) -> Option<Tensor<B, 2>> {
+    if x.dims()[0] != 1 {
+        return None;
+    }
+    let kernels = B::fused_kernels()?;
+    let y = (kernels.row_product)(
+        float(x.clone()),
+        float(weight.clone()),
+        bias.cloned().map(float),
+    )?;
+    Some(tensor(y))
 }
 
 /// `buffer` `[batch, capacity, heads, dim]` with positions `start..start + n` replaced by

@@ -156,6 +156,21 @@ pub fn lm_head_log_probs<B: Backend>(
     HeadLogProbs { log_probs, stats }
 }
 
+/// See [`crate::linear`].
+pub fn linear<B: Backend>(
+    x: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+) -> Tensor<B, 2> {
+    burn::tensor::module::linear(x, weight, bias)
+}
+
+/// See [`crate::transposed_product`]. As `(table · xᵀ)ᵀ`: `x · tableᵀ` would have burn-ndarray
+/// copy the transposed table on every call.
+pub fn transposed_product<B: Backend>(x: Tensor<B, 2>, table: Tensor<B, 2>) -> Tensor<B, 2> {
+    table.matmul(x.transpose()).transpose()
+}
+
 /// See [`crate::write_positions`].
 pub fn write_positions<B: Backend>(
     buffer: Tensor<B, 4>,

@@ -14,6 +14,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Dropout, Linear};
 use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
 use serde_json::{Value, json};
+use temper_kernels::KernelBackend;
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::model::CausalLm;
@@ -40,7 +41,9 @@ impl<B: Backend> Projection<B> {
     pub fn new(linear: Linear<B>) -> Self {
         Self { linear, lora: None }
     }
+}
 
+impl<B: KernelBackend> Projection<B> {
     /// `[..., in]` → `[..., out]`, as one matrix product over all rows: multiplied as it is, a
     /// `[batch, seq, in]` input runs one product per batch row, each reading the whole weight
     /// (when decoding, `batch` matrix-vector products where one matrix product reads it once).
@@ -49,11 +52,17 @@ impl<B: Backend> Projection<B> {
         let width = dims[D - 1];
         let rows: Tensor<B, 2> = x.reshape([dims[..D - 1].iter().product(), width]);
         let y = match &self.lora {
-            Some(lora) if lora.enabled => self.linear.forward(rows.clone()) + lora.forward(rows),
-            _ => self.linear.forward(rows),
+            Some(lora) if lora.enabled => self.base(rows.clone()) + lora.forward(rows),
+            _ => self.base(rows),
         };
         dims[D - 1] = y.dims()[1];
         y.reshape(dims)
+    }
+
+    /// The base weight's product, through the kernels' `linear` (its one-row fast path).
+    fn base(&self, rows: Tensor<B, 2>) -> Tensor<B, 2> {
+        let bias = self.linear.bias.as_ref().map(|b| b.val());
+        temper_kernels::linear(rows, self.linear.weight.val(), bias)
     }
 }
 

@@ -259,15 +259,12 @@ impl<B: KernelBackend> CausalLm<B> {
         let [batch, seq, width] = x.dims();
         let rows: Tensor<B, 2> = x.reshape([batch * seq, width]);
         let logits = match &self.lm_head {
-            Some(head) => head.forward(rows),
-            // Tied head: `(E · xᵀ)ᵀ` with E `[vocab, hidden]` as stored. `x · Eᵀ` would have
-            // burn-ndarray copy the transposed `[hidden, vocab]` matrix on every call.
-            None => self
-                .embed_tokens
-                .weight
-                .val()
-                .matmul(rows.transpose())
-                .transpose(),
+            Some(head) => {
+                let bias = head.bias.as_ref().map(|b| b.val());
+                temper_kernels::linear(rows, head.weight.val(), bias)
+            }
+            // Tied head: `x · Eᵀ` with E `[vocab, hidden]` read as stored.
+            None => temper_kernels::transposed_product(rows, self.embed_tokens.weight.val()),
         };
         let vocab = logits.dims()[1];
         logits.reshape([batch, seq, vocab])

@@ -33,6 +33,7 @@ use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
 use super::math::exp;
+use super::matrix::Matrix;
 use super::{all_f32, contiguous, dims, new_tensor, rows_per_task, values};
 
 /// Logits held at once, in floats (16 MiB).
@@ -312,72 +313,6 @@ fn spans(total: usize, step: usize) -> impl Iterator<Item = (usize, usize)> {
 /// The labels as `i64`, whatever the integer type.
 fn read_labels(labels: FlexTensor) -> Vec<i64> {
     labels.into_data().iter::<i64>().collect()
-}
-
-/// A 2-D f32 tensor read in place: element `(i, j)` at `offset + i·rs + j·cs` of its storage,
-/// with positive strides one of which is 1 (row- or column-major, possibly a narrowed view).
-struct Matrix {
-    tensor: FlexTensor,
-    cols: usize,
-    offset: usize,
-    rs: isize,
-    cs: isize,
-}
-
-impl Matrix {
-    fn new(tensor: FlexTensor) -> Self {
-        let tensor = if Self::in_place(&tensor).is_some() {
-            tensor
-        } else {
-            contiguous(tensor)
-        };
-        let (offset, rs, cs) =
-            Self::in_place(&tensor).expect("a contiguous matrix is read in place");
-        Matrix {
-            cols: dims(&tensor)[1],
-            tensor,
-            offset,
-            rs,
-            cs,
-        }
-    }
-
-    /// `(offset, row stride, column stride)` when gemm may read `tensor` as it lies.
-    fn in_place(tensor: &FlexTensor) -> Option<(usize, isize, isize)> {
-        let layout = tensor.layout();
-        let (rows, cols, mut rs, mut cs) = layout.as_2d_strides()?;
-        if rows == 0 || cols == 0 {
-            return Some((0, 1, 1));
-        }
-        // A stride along a dimension of size 1 is never followed.
-        if rows == 1 {
-            rs = 1;
-        }
-        if cols == 1 {
-            cs = 1;
-        }
-        if rs < 1 || cs < 1 || (rs != 1 && cs != 1) {
-            return None;
-        }
-        let offset = layout.start_offset();
-        let last = offset + (rows - 1) * rs as usize + (cols - 1) * cs as usize;
-        (last < tensor.storage::<f32>().len()).then_some((offset, rs, cs))
-    }
-
-    /// Element `(row, col)`.
-    fn get(&self, row: usize, col: usize) -> f32 {
-        let index = self.offset as isize + row as isize * self.rs + col as isize * self.cs;
-        self.tensor.storage::<f32>()[index as usize]
-    }
-
-    /// A pointer to the start of row `row`.
-    fn at(&self, row: usize) -> *const f32 {
-        let storage = self.tensor.storage::<f32>();
-        storage
-            .as_ptr()
-            .wrapping_add(self.offset)
-            .wrapping_offset(row as isize * self.rs)
-    }
 }
 
 /// `logits [rows, cols] = hidden[r0..r0 + rows] · weight[t0..t0 + cols]ᵀ` (unscaled).

@@ -9,7 +9,9 @@ mod cache;
 mod elementwise;
 mod lm_head;
 mod math;
+mod matrix;
 mod rms_norm;
+mod row_product;
 
 use burn::backend::flex::{Flex, FlexTensor, Layout};
 use burn::tensor::{Bytes, DType, Shape, TensorMetadata};
@@ -29,6 +31,7 @@ impl KernelBackend for Flex {
             attention_backward: attention::backward,
             lm_head: lm_head::forward,
             lm_head_backward: lm_head::backward,
+            row_product: row_product::forward,
             write_positions: cache::write_positions,
             adamw: adamw::update,
         })
