@@ -175,7 +175,7 @@ fn check(args: CheckArgs) -> Outcome {
             if args.json {
                 let object =
                     json!({"file": file.display().to_string(), "format": null, "error": message});
-                println!("{object}");
+                crate::out!("{object}");
             }
             outcome
         };
@@ -192,7 +192,7 @@ fn check(args: CheckArgs) -> Outcome {
                     outcome = outcome.max(Outcome::Invalid);
                 }
                 if args.json {
-                    println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                    crate::out!("{}", serde_json::to_string(&report).unwrap_or_default());
                 } else {
                     print_report(&report, args.skip_invalid);
                 }
@@ -476,6 +476,6 @@ fn print_render_json(
         "kind": format.map(|f| f.kind().as_str()),
         "examples": examples,
     });
-    println!("{object}");
+    crate::out!("{object}");
     Outcome::Success
 }

@@ -3,12 +3,14 @@
 //! pre-trained from scratch (the bundled base model is made this way, then trained with
 //! `temper sft`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use clap::Args;
+use temper_data::ChatTokenizer;
 use temper_model::save::COPIED_FILES;
 use temper_model::{ModelConfig, SaveOptions, random_model, save_model};
+use temper_train::output::{fresh_dir, publish_files};
 
 use crate::Outcome;
 
@@ -30,7 +32,7 @@ pub struct InitArgs {
 pub fn run(args: InitArgs) -> Outcome {
     match init(&args) {
         Ok(parameters) => {
-            println!(
+            crate::out!(
                 "initialised a {parameters}-parameter model in {}",
                 args.output.display()
             );
@@ -50,17 +52,27 @@ fn init(args: &InitArgs) -> Result<usize, (Outcome, String)> {
         .map_err(|e| failure(&format!("{}: {e}", args.config.display())))?;
     let config = ModelConfig::from_json(&text)
         .map_err(|e| (Outcome::Invalid, format!("{}: {e}", args.config.display())))?;
+    // The tokenizer is opened, not only copied: a missing or empty directory would otherwise
+    // make a model nothing can tokenise for.
+    let tokenizer = ChatTokenizer::from_dir(&args.tokenizer, None)
+        .map_err(|e| failure(&format!("{}: {e}", args.tokenizer.display())))?;
+    tokenizer
+        .check_fits(config.vocab_size)
+        .map_err(|e| (Outcome::Invalid, format!("{}: {e}", args.config.display())))?;
+    refuse_existing(&args.output).map_err(|e| failure(&e))?;
     // save_model takes config.json and the tokenizer files from a source directory: stage
-    // them beside the output (copying a file onto itself would truncate it).
-    let staging = args.output.join(".init-staging");
-    std::fs::create_dir_all(&staging)
-        .map_err(|e| failure(&format!("{}: {e}", staging.display())))?;
-    std::fs::copy(&args.config, staging.join("config.json"))
+    // them inside the output, then write the model beside them and move it into place whole.
+    let source = args.output.join(".init-source");
+    let staged = args.output.join(".init.partial");
+    for dir in [&source, &staged] {
+        fresh_dir(dir).map_err(|e| failure(&e))?;
+    }
+    std::fs::copy(&args.config, source.join("config.json"))
         .map_err(|e| failure(&format!("{}: {e}", args.config.display())))?;
     for file in COPIED_FILES {
         let from = args.tokenizer.join(file);
         if from.is_file() {
-            std::fs::copy(&from, staging.join(file))
+            std::fs::copy(&from, source.join(file))
                 .map_err(|e| failure(&format!("{}: {e}", from.display())))?;
         }
     }
@@ -68,8 +80,23 @@ fn init(args: &InitArgs) -> Result<usize, (Outcome, String)> {
     B::seed(&device, args.seed);
     let model = random_model::<B>(&config, &device);
     let parameters = burn::module::Module::num_params(&model);
-    save_model(&model, &staging, &args.output, &SaveOptions::default()).map_err(|e| failure(&e))?;
-    std::fs::remove_dir_all(&staging)
-        .map_err(|e| failure(&format!("{}: {e}", staging.display())))?;
+    save_model(&model, &source, &staged, &SaveOptions::default()).map_err(|e| failure(&e))?;
+    publish_files(&staged, &args.output).map_err(|e| failure(&e))?;
+    std::fs::remove_dir_all(&source).map_err(|e| failure(&format!("{}: {e}", source.display())))?;
     Ok(parameters)
+}
+
+/// Refuses an output directory that already holds anything (a model, a run): `init` would
+/// replace its weights.
+fn refuse_existing(output: &Path) -> Result<(), String> {
+    let Ok(mut entries) = std::fs::read_dir(output) else {
+        return Ok(());
+    };
+    if entries.next().is_some() {
+        return Err(format!(
+            "{}: not empty; `temper init` writes a new model into a new or empty directory",
+            output.display()
+        ));
+    }
+    Ok(())
 }

@@ -5,6 +5,7 @@ mod backend;
 mod data;
 mod init;
 mod model;
+mod stdout;
 mod train;
 mod verify;
 

@@ -42,6 +42,7 @@ pub struct ScoreArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct GenerateArgs {
     #[arg(long)]
     model: PathBuf,
@@ -63,6 +64,7 @@ pub struct GenerateArgs {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct ChatArgs {
     #[arg(long)]
     model: PathBuf,
@@ -91,6 +93,14 @@ struct SamplingArgs {
 }
 
 impl SamplingArgs {
+    /// The settings transformers would refuse, as an error naming the flag.
+    fn check(&self) -> Result<(), String> {
+        // 0 asks for greedy decoding; a negative or NaN temperature is an error.
+        let temperature = (self.temperature != 0.0).then_some(self.temperature);
+        temper_model::check_sampling(temperature, self.top_p, Some(self.repetition_penalty))
+            .map_err(|e| format!("--{}: {}", e.key.replace('_', "-"), e.reason))
+    }
+
     /// These settings on top of the model directory's stops and padding.
     fn settings(&self, dir: &Path, config: &ModelConfig) -> GenerationConfig {
         let decoding = if self.temperature > 0.0 {
@@ -122,15 +132,9 @@ fn open<B: KernelBackend>(dir: &Path) -> Result<(ModelConfig, CausalLm<B>, ChatT
     let (config, model) = load_model::<B>(dir, &Default::default()).map_err(|e| e.to_string())?;
     let tokenizer =
         ChatTokenizer::from_dir(dir, None).map_err(|e| format!("{}: {e}", dir.display()))?;
-    // A token id past the embedding table would fail inside the backend: refuse the pair here.
-    let tokenizer_vocab = tokenizer.inner().get_vocab_size(true);
-    if tokenizer_vocab > config.vocab_size {
-        return Err(format!(
-            "{}: the tokenizer has {tokenizer_vocab} tokens but the model's vocab_size is {}",
-            dir.display(),
-            config.vocab_size
-        ));
-    }
+    tokenizer
+        .check_fits(config.vocab_size)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     Ok((config, model, tokenizer))
 }
 
@@ -250,6 +254,10 @@ pub fn generate_text(args: GenerateArgs) -> Outcome {
 }
 
 fn generate_text_on<B: KernelBackend>(args: GenerateArgs) -> Outcome {
+    if let Err(message) = args.sampling.check() {
+        eprintln!("error: {message}");
+        return Outcome::Invalid;
+    }
     let (config, model, tokenizer) = match open::<B>(&args.model) {
         Ok(opened) => opened,
         Err(message) => return fail(message),
@@ -281,12 +289,12 @@ fn generate_text_on<B: KernelBackend>(args: GenerateArgs) -> Outcome {
         Err(error) => return fail(error),
     };
     if args.json {
-        println!(
+        crate::out!(
             "{}",
             json!({"prompt_tokens": prompt.len(), "tokens": tokens, "text": text})
         );
     } else {
-        println!("{text}");
+        crate::out!("{text}");
     }
     Outcome::Success
 }
@@ -296,6 +304,10 @@ pub fn chat(args: ChatArgs) -> Outcome {
 }
 
 fn chat_on<B: KernelBackend>(args: ChatArgs) -> Outcome {
+    if let Err(message) = args.sampling.check() {
+        eprintln!("error: {message}");
+        return Outcome::Invalid;
+    }
     let (config, model, tokenizer) = match open::<B>(&args.model) {
         Ok(opened) => opened,
         Err(message) => return fail(message),

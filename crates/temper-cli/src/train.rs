@@ -16,7 +16,9 @@ use temper_train::run::{ReferenceOrigin, RunReport};
 use crate::Outcome;
 use crate::backend::BackendName;
 
+// Negative numbers are values (`--weight-decay -0.5`), not flags.
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
     /// YAML, TOML or JSON file of options (snake_case keys); flags override it.
     #[arg(long)]
@@ -65,7 +67,7 @@ pub struct TrainFlags {
     /// Optimizer steps (-1: use --num-train-epochs; 0: evaluate the initial model only).
     #[arg(long, allow_negative_numbers = true)]
     max_steps: Option<i64>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     num_train_epochs: Option<f64>,
     #[arg(long)]
     per_device_train_batch_size: Option<usize>,
@@ -73,53 +75,53 @@ pub struct TrainFlags {
     per_device_eval_batch_size: Option<usize>,
     #[arg(long)]
     gradient_accumulation_steps: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     learning_rate: Option<f64>,
     /// constant, constant_with_warmup, linear or cosine.
     #[arg(long)]
     lr_scheduler_type: Option<String>,
     #[arg(long)]
     warmup_steps: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     warmup_ratio: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     weight_decay: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     adam_beta1: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     adam_beta2: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     adam_epsilon: Option<f64>,
     /// Clip the global gradient norm to this (0: no clipping).
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     max_grad_norm: Option<f64>,
     #[arg(long)]
     seed: Option<u64>,
     /// DPO/ORPO/SimPO β.
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     beta: Option<f64>,
     /// DPO loss type(s), e.g. sigmoid, ipo, hinge, robust, sigmoid_norm (comma-separated or repeated).
     #[arg(long, value_delimiter = ',')]
     loss_type: Option<Vec<String>>,
     /// One weight per loss type.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_parser = finite_number, value_delimiter = ',')]
     loss_weights: Option<Vec<f64>>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     label_smoothing: Option<f64>,
     /// DPO: add this times the chosen NLL (RPO).
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     rpo_alpha: Option<f64>,
     /// SimPO's target margin γ.
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     simpo_gamma: Option<f64>,
     /// SimPO: weight of the chosen NLL (TRL's CPO `cpo_alpha`).
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     cpo_alpha: Option<f64>,
     /// ORPO's NLL over `prompt_and_completion` (TRL) or `completion` (LLaMA-Factory).
     #[arg(long)]
     orpo_nll_span: Option<String>,
     /// Reward models: weight of the penalty pushing rewards towards zero mean (TRL suggests 0.01).
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     center_rewards_coefficient: Option<f64>,
     /// DPO: score the reference once before training (default true) or every step.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
@@ -153,9 +155,9 @@ pub struct TrainFlags {
     use_peft: Option<bool>,
     #[arg(long)]
     lora_r: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     lora_alpha: Option<f64>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     lora_dropout: Option<f64>,
     /// Projections to adapt (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, or all-linear).
     #[arg(long, value_delimiter = ',')]
@@ -173,25 +175,25 @@ pub struct TrainFlags {
     #[arg(long)]
     max_completion_length: Option<usize>,
     /// GRPO/PPO: sampling temperature (GRPO 1.0, PPO 0.7).
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     temperature: Option<f64>,
     /// GRPO/PPO: nucleus sampling threshold (1: off).
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     top_p: Option<f64>,
     /// GRPO/PPO: sample among the k likeliest tokens only (0: off).
     #[arg(long)]
     top_k: Option<usize>,
     /// GRPO/PPO: CTRL's penalty on tokens already present (1: off).
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     repetition_penalty: Option<f64>,
     /// GRPO: the std dividing the advantages: group, batch or none (Dr. GRPO).
     #[arg(long)]
     scale_rewards: Option<String>,
     /// GRPO: the clipping range ε.
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     epsilon: Option<f64>,
     /// GRPO: the upper clipping range (DAPO's clip-higher; default ε).
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     epsilon_high: Option<f64>,
     /// GRPO: optimizer steps per round of completions.
     #[arg(long)]
@@ -200,12 +202,12 @@ pub struct TrainFlags {
     #[arg(long)]
     reward_model: Option<PathBuf>,
     /// GRPO/PPO: each verifier's score times this (open-instruct's default 10).
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     verification_reward: Option<f64>,
     /// GRPO/PPO: give completions cut off before eos the reward `--non-stop-penalty-value`.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     non_stop_penalty: Option<bool>,
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     non_stop_penalty_value: Option<f64>,
     /// PPO: passes over each batch of rollouts.
     #[arg(long)]
@@ -214,35 +216,46 @@ pub struct TrainFlags {
     #[arg(long)]
     num_mini_batches: Option<usize>,
     /// PPO: weight of the per-token KL penalty in the reward.
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     kl_coef: Option<f64>,
     /// PPO: k1 or k3.
     #[arg(long)]
     kl_estimator: Option<String>,
     /// PPO: the policy's clipping range.
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     cliprange: Option<f64>,
     /// PPO: weight of the value loss.
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     vf_coef: Option<f64>,
     /// PPO: the value's clipping range.
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     cliprange_value: Option<f64>,
     /// PPO: discount.
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     gamma: Option<f64>,
     /// PPO: GAE's λ.
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     lam: Option<f64>,
     /// PPO: whiten the per-token rewards before GAE.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     whiten_rewards: Option<bool>,
     /// PPO: subtracted from the score of a completion that does not end at eos.
-    #[arg(long)]
+    #[arg(long, value_parser = finite_number)]
     missing_eos_penalty: Option<f64>,
     /// PPO: the value model (default: the reward model, else the policy with a fresh head).
     #[arg(long)]
     value_model: Option<PathBuf>,
+}
+
+/// A number flag's value: finite, because a config table has no NaN or infinity to pass on
+/// (they would read as "unset" and leave the default in place without a word).
+fn finite_number(text: &str) -> Result<f64, String> {
+    let value: f64 = text.parse().map_err(|e| format!("{e}"))?;
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(format!("must be a finite number, not {text}"))
+    }
 }
 
 /// The flags as a config table (only those given).
@@ -366,7 +379,7 @@ pub fn export(args: ExportArgs) -> Outcome {
                 Exported::Adapter => "PEFT adapter",
                 Exported::Merged => "model with the LoRA adapters merged",
             };
-            println!("exported the {what} to {}", args.output.display());
+            crate::out!("exported the {what} to {}", args.output.display());
             Outcome::Success
         }
         Err(error) => {
@@ -399,7 +412,7 @@ pub fn plot(args: PlotArgs) -> Outcome {
     match temper_train::plot::plot_run(&metrics, &output) {
         Ok(files) => {
             for file in files {
-                println!("{}", file.display());
+                crate::out!("{}", file.display());
             }
             Outcome::Success
         }
@@ -436,6 +449,7 @@ fn print_report(report: &RunReport, as_json: bool) {
             "eval_examples": report.eval_examples,
             "skipped": report.skipped.len(),
             "reference": reference,
+            "abandoned_checkpoints": report.abandoned,
             "train": report.last_train_row,
             "eval": eval,
         });
@@ -445,6 +459,12 @@ fn print_report(report: &RunReport, as_json: bool) {
     }
     for line in &report.skipped {
         eprintln!("skipped: {line}");
+    }
+    if let Some(aside) = &report.abandoned {
+        eprintln!(
+            "moved the checkpoints after the resumed one to {}",
+            aside.display()
+        );
     }
     let _ = writeln!(
         out,

@@ -307,11 +307,12 @@ pub fn run(args: VerifyArgs) -> Outcome {
             object["reward"] = json!(reward);
         }
         if args.json {
-            println!("{object}");
+            crate::out!("{object}");
         } else {
-            println!(
+            crate::out!(
                 "#{index:<5} {:<16} score {:.3}",
-                scored.verifier, scored.score
+                scored.verifier,
+                scored.score
             );
         }
     }
@@ -324,32 +325,38 @@ pub fn run(args: VerifyArgs) -> Outcome {
     let ifeval = (!report.is_empty()).then(|| report.summary());
     if args.json {
         let summary = json!({"summary": {"file": name, "rows": lines.len(), "invalid": invalid, "verifiers": verifiers, "ifeval": ifeval}});
-        println!("{summary}");
+        crate::out!("{summary}");
     } else {
-        println!("\n{name}: {} rows, {invalid} invalid", lines.len());
-        println!(
+        crate::out!("\n{name}: {} rows, {invalid} invalid", lines.len());
+        crate::out!(
             "{:<24} {:>6} {:>9} {:>11}",
-            "verifier", "rows", "accuracy", "mean score"
+            "verifier",
+            "rows",
+            "accuracy",
+            "mean score"
         );
         for (name, &(rows, correct, total)) in &per_verifier {
-            println!(
+            crate::out!(
                 "{name:<24} {rows:>6} {:>9.4} {:>11.4}",
                 correct as f64 / rows as f64,
                 total / rows as f64
             );
         }
         if let Some(summary) = &ifeval {
-            println!(
+            crate::out!(
                 "\nIFEval ({} prompts, {} instructions)   strict    loose",
-                summary.prompts, summary.instructions
+                summary.prompts,
+                summary.instructions
             );
-            println!(
+            crate::out!(
                 "prompt-level accuracy              {:>8.4} {:>8.4}",
-                summary.prompt_level_strict, summary.prompt_level_loose
+                summary.prompt_level_strict,
+                summary.prompt_level_loose
             );
-            println!(
+            crate::out!(
                 "instruction-level accuracy         {:>8.4} {:>8.4}",
-                summary.instruction_level_strict, summary.instruction_level_loose
+                summary.instruction_level_strict,
+                summary.instruction_level_loose
             );
         }
     }

@@ -212,3 +212,34 @@ fn half_precision_on_the_cpu_build_is_a_usage_error() {
         "{stderr}"
     );
 }
+
+/// Sampling settings transformers refuses were once accepted and sampled with.
+#[test]
+fn sampling_settings_transformers_refuses_are_errors_naming_the_flag() {
+    let cases = [
+        (["--temperature", "-1"], "--temperature: must be > 0"),
+        (["--temperature", "nan"], "--temperature: must be > 0"),
+        (["--top-p", "0"], "--top-p: must be in (0, 1]"),
+        (["--top-p", "2"], "--top-p: must be in (0, 1]"),
+        (
+            ["--repetition-penalty", "0"],
+            "--repetition-penalty: must be > 0",
+        ),
+        (
+            ["--repetition-penalty", "-1"],
+            "--repetition-penalty: must be > 0",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["generate", "--model", MODEL, "--prompt", "hi"];
+        args.extend_from_slice(&["--max-new-tokens", "2"]);
+        args.extend_from_slice(&flags);
+        let output = temper(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{flags:?}: {stderr}");
+        assert_eq!(
+            stderr.trim(),
+            format!("error: {expected}, not {}", flags[1].replace("nan", "NaN"))
+        );
+    }
+}

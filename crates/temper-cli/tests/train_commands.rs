@@ -637,6 +637,43 @@ fn configuration_errors_name_the_key() {
         );
         assert_eq!(error.lines().count(), 1);
     }
+    // Values that are not finite numbers name their key; they once read as "unset" and ran
+    // with the default, exit 0.
+    for (name, text) in [
+        ("run.yaml", "learning_rate: .nan\n"),
+        ("run.yaml", "loss_weights: [1.0, .inf]\n"),
+        ("run.toml", "learning_rate = inf\n"),
+    ] {
+        let config = dir.path().join(name);
+        std::fs::write(&config, text).unwrap();
+        let run = train("dpo", PAIRS, &out, &["--config", config.to_str().unwrap()]);
+        assert_eq!(run.status.code(), Some(1), "{text}");
+        let error = stderr(&run);
+        assert!(error.contains("must be a finite number"), "{text}: {error}");
+        assert_eq!(error.lines().count(), 1);
+    }
+    for value in ["nan", "inf", "NaN"] {
+        let run = train("dpo", PAIRS, &out, &["--learning-rate", value]);
+        assert_eq!(run.status.code(), Some(2), "{value}");
+        assert!(
+            stderr(&run).contains("must be a finite number"),
+            "{}",
+            stderr(&run)
+        );
+    }
+    // A negative number is a value, with or without `=`, and is checked as one.
+    for flags in [
+        ["--weight-decay", "-0.5"],
+        ["--weight-decay=-0.5", "--max-steps=1"],
+    ] {
+        let run = train("dpo", PAIRS, &out, &flags);
+        assert_eq!(run.status.code(), Some(1), "{flags:?}: {}", stderr(&run));
+        assert!(
+            stderr(&run).starts_with("error: weight_decay: must be"),
+            "{}",
+            stderr(&run)
+        );
+    }
     // A flag overrides the file.
     std::fs::write(&config, "beta: -1\nmax_steps: 1\n").unwrap();
     ok(&train(

@@ -135,3 +135,31 @@ fn shaping_flags_and_errors() {
     let human = temper(&["verify", "--data", "fixtures/verifiers/math.jsonl"]);
     assert!(String::from_utf8_lossy(&human.stdout).contains("mean score"));
 }
+
+/// A reader that stops reading (`| head -1`) once made these commands panic on the broken pipe.
+#[test]
+fn a_closed_output_pipe_ends_each_command_quietly() {
+    let commands: [&[&str]; 3] = [
+        &[
+            "verify",
+            "--data",
+            "fixtures/verifiers/ifeval.jsonl",
+            "--json",
+        ],
+        &["data", "check", "fixtures/data/alpaca.jsonl", "--json"],
+        &[
+            "data",
+            "render",
+            "fixtures/data/trl_preference.jsonl",
+            "--tokenizer",
+            "fixtures/tokenizer",
+            "--json",
+        ],
+    ];
+    for args in commands {
+        let output = common::temper_into_closed_pipe(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+}

@@ -35,6 +35,8 @@ pub enum TokenizerError {
     NoEos,
     #[error("tokenizer failed: {0}")]
     Encode(String),
+    #[error("the tokenizer has {tokens} tokens but the model's vocab_size is {vocab_size}")]
+    LargerThanModel { tokens: usize, vocab_size: usize },
 }
 
 /// A tokenizer with what TRL-style tokenisation needs beside it.
@@ -289,6 +291,16 @@ impl ChatTokenizer {
 
     pub fn inner(&self) -> &Tokenizer {
         &self.tokenizer
+    }
+
+    /// Refuses a model whose embedding table (`vocab_size` rows) is smaller than this
+    /// tokenizer: an id past the table would fail deep inside the tensor backend, mid-run.
+    pub fn check_fits(&self, vocab_size: usize) -> Result<(), TokenizerError> {
+        let tokens = self.tokenizer.get_vocab_size(true);
+        if tokens > vocab_size {
+            return Err(TokenizerError::LargerThanModel { tokens, vocab_size });
+        }
+        Ok(())
     }
 }
 

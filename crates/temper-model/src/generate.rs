@@ -23,6 +23,40 @@ pub enum Decoding {
     },
 }
 
+/// A sampling setting that transformers' `GenerationConfig.validate` refuses, by its key.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct InvalidSampling {
+    pub key: &'static str,
+    pub reason: String,
+}
+
+/// Checks sampling settings as transformers does: a temperature and a repetition penalty
+/// are finite and > 0, and `top_p` lies in (0, 1] (`top_k` 0 means no top-k, as there).
+pub fn check_sampling(
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    repetition_penalty: Option<f64>,
+) -> Result<(), InvalidSampling> {
+    let invalid = |key, reason: String| Err(InvalidSampling { key, reason });
+    for (key, value) in [
+        ("temperature", temperature),
+        ("repetition_penalty", repetition_penalty),
+    ] {
+        if let Some(v) = value
+            && !(v.is_finite() && v > 0.0)
+        {
+            return invalid(key, format!("must be > 0, not {v}"));
+        }
+    }
+    if let Some(p) = top_p
+        && !(p > 0.0 && p <= 1.0)
+    {
+        return invalid("top_p", format!("must be in (0, 1], not {p}"));
+    }
+    Ok(())
+}
+
 /// Settings of [`generate`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct GenerationConfig {

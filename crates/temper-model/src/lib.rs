@@ -37,7 +37,10 @@ pub mod score;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use config::{ConfigError, Family, HeadKind, ModelConfig, NormPlacement, QkNorm, RopeScaling};
-pub use generate::{Decoding, Generation, GenerationConfig, generate, generate_streaming};
+pub use generate::{
+    Decoding, Generation, GenerationConfig, InvalidSampling, check_sampling, generate,
+    generate_streaming,
+};
 pub use gradient_checkpointing::{Backward, GradientCheckpointing, loss_and_gradients};
 pub use init::random_model;
 pub use load::{LoadError, load_model};

@@ -89,6 +89,8 @@ pub enum SaveError {
         "the model has LoRA adapters: merge them (merge_adapters) or save them with save_adapter"
     )]
     UnmergedAdapters,
+    #[error("{0}: the model would be saved over the directory it is read from")]
+    OverItsSource(PathBuf),
 }
 
 /// A tensor to write: its HF name, its shape in the file, and its values read on demand (so a
@@ -139,6 +141,13 @@ pub fn save_model<B: Backend>(
         return Err(SaveError::UnmergedAdapters);
     }
     std::fs::create_dir_all(out_dir).map_err(|source| io(out_dir, source))?;
+    // Its config and tokenizer files are copied from `source_dir`: a copy onto itself would
+    // leave them empty.
+    if let (Ok(source), Ok(out)) = (source_dir.canonicalize(), out_dir.canonicalize())
+        && source == out
+    {
+        return Err(SaveError::OverItsSource(out_dir.to_path_buf()));
+    }
     let entries = model_entries(model);
     write_shards(&entries, out_dir, options)?;
     let head = model

@@ -5,18 +5,21 @@
 //! data order and the dropout generator are functions of the step and the seed, so nothing
 //! else is needed to continue exactly.
 //!
-//! A checkpoint is written into a hidden `.checkpoint-N.partial` directory and renamed into
-//! place once complete, so a process killed at any moment leaves the previous checkpoints
-//! loadable and never a half-written `checkpoint-N`.
+//! A checkpoint is written into a hidden `.checkpoint-N.partial` directory, synced, and renamed
+//! into place once complete; rotation renames a checkpoint away before deleting it. A process
+//! killed at any moment leaves the previous checkpoints loadable and never a half-written or
+//! half-deleted `checkpoint-N` (see [`crate::output`]).
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use temper_kernels::AutodiffKernelBackend;
 use temper_model::{LoraConfig, SaveOptions, save_adapter, save_model};
 
 use crate::optimizer::AdamW;
+use crate::output::{OutputError, fresh_dir, publish_dir, remove_dir};
 use crate::trainer::{StepLog, Steps};
 
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
@@ -37,6 +40,8 @@ pub enum CheckpointError {
     Optimizer(#[from] crate::optimizer::OptimizerStateError),
     #[error("{path}: {reason}")]
     State { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Output(#[from] OutputError),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
@@ -118,6 +123,79 @@ pub struct TrainerState {
     /// Steps done since the last metrics row (averaged into the next one).
     #[serde(default)]
     pub unlogged: Vec<StepLog>,
+    /// What the run started from (absent in checkpoints written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<RunOrigin>,
+}
+
+/// What a run started from: a run may resume a checkpoint only from the same trainer and base
+/// model, or its steps would continue someone else's optimizer state on other weights.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOrigin {
+    /// The trainer's command (`sft`, `dpo`, ...).
+    pub trainer: String,
+    /// The base model's directory, absolute.
+    pub model: PathBuf,
+    /// SHA-256 of the base model's `config.json` and of its tensors' names, types and shapes
+    /// (the weights themselves are not read: a moved copy of a model is the same model).
+    pub model_fingerprint: String,
+}
+
+impl RunOrigin {
+    pub fn new(trainer: &str, model_dir: &Path) -> Self {
+        Self {
+            trainer: trainer.to_string(),
+            model: std::fs::canonicalize(model_dir).unwrap_or_else(|_| model_dir.to_path_buf()),
+            model_fingerprint: model_fingerprint(model_dir),
+        }
+    }
+
+    /// Why a run from `self` may not resume a checkpoint that a run from `saved` wrote.
+    pub fn mismatch(&self, saved: &RunOrigin) -> Option<String> {
+        if self.trainer != saved.trainer {
+            return Some(format!(
+                "it was written by `temper {}`, not `temper {}`",
+                saved.trainer, self.trainer
+            ));
+        }
+        (self.model_fingerprint != saved.model_fingerprint).then(|| {
+            format!(
+                "it was trained from the model {}, and {} is a different model",
+                saved.model.display(),
+                self.model.display()
+            )
+        })
+    }
+}
+
+/// See [`RunOrigin::model_fingerprint`]. What cannot be read hashes as absent: loading the
+/// model reports it.
+fn model_fingerprint(model_dir: &Path) -> String {
+    let mut hasher = Sha256::new();
+    if let Ok(config) = std::fs::read(model_dir.join("config.json")) {
+        hasher.update((config.len() as u64).to_le_bytes());
+        hasher.update(&config);
+    }
+    if let Ok(checkpoint) = temper_model::Checkpoint::open(model_dir) {
+        for (name, tensor) in checkpoint.tensors() {
+            hasher.update(format!("{name}:{:?}:{:?};", tensor.dtype, tensor.shape).as_bytes());
+        }
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The position and origin a checkpoint recorded, without its optimizer state.
+pub fn saved_state(checkpoint_dir: &Path) -> Result<TrainerState, CheckpointError> {
+    let path = checkpoint_dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    serde_json::from_str(&text).map_err(|e| CheckpointError::State {
+        path: path.clone(),
+        reason: e.to_string(),
+    })
 }
 
 /// Writes `output_dir/checkpoint-N` for the trainer's current step.
@@ -131,10 +209,7 @@ pub fn save_checkpoint<B: AutodiffKernelBackend>(
     let step = trainer.steps_done();
     let done = output_dir.join(format!("{PREFIX}{step}"));
     let partial = output_dir.join(format!(".{PREFIX}{step}.partial"));
-    if partial.exists() {
-        std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
-    }
-    std::fs::create_dir_all(&partial).map_err(io(&partial))?;
+    fresh_dir(&partial)?;
     weights.save(trainer.model(), &partial)?;
     trainer.optimizer().save(&partial.join(OPTIMIZER_FILE))?;
     trainer.save_state(&partial)?;
@@ -145,10 +220,7 @@ pub fn save_checkpoint<B: AutodiffKernelBackend>(
         let text = serde_json::to_string_pretty(&value).unwrap_or_default() + "\n";
         std::fs::write(partial.join(file), text).map_err(io(&partial))?;
     }
-    if done.exists() {
-        std::fs::remove_dir_all(&done).map_err(io(&done))?;
-    }
-    std::fs::rename(&partial, &done).map_err(io(&done))?;
+    publish_dir(&partial, &done)?;
     Ok(done)
 }
 
@@ -159,13 +231,7 @@ pub fn load_training_state<B: Backend>(
     device: &B::Device,
 ) -> Result<(AdamW<B>, TrainerState), CheckpointError> {
     let optimizer = AdamW::load(&checkpoint_dir.join(OPTIMIZER_FILE), device)?;
-    let path = checkpoint_dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-    let state = serde_json::from_str(&text).map_err(|e| CheckpointError::State {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    Ok((optimizer, state))
+    Ok((optimizer, saved_state(checkpoint_dir)?))
 }
 
 /// The complete checkpoints in `output_dir`, by step, oldest first.
@@ -207,7 +273,7 @@ pub fn rotate_checkpoints(
         .filter(|(_, path)| path != keep)
         .take(excess)
     {
-        std::fs::remove_dir_all(&path).map_err(io(&path))?;
+        remove_dir(&path)?;
         deleted.push(path);
     }
     Ok(deleted)

@@ -715,25 +715,11 @@ impl TrainConfig {
         max_completion_length: usize,
         temperature: f64,
     ) -> Result<Sampling, ConfigError> {
-        let temperature = match self.temperature {
-            Some(t) if !(t.is_finite() && t > 0.0) => {
-                return Err(bad("temperature", format!("must be > 0, not {t}")));
-            }
-            Some(t) => t,
-            None => temperature,
-        };
-        let top_p = match self.top_p {
-            Some(p) if !(p > 0.0 && p <= 1.0) => {
-                return Err(bad("top_p", format!("must be in (0, 1], not {p}")));
-            }
-            other => other.filter(|p| *p < 1.0),
-        };
-        let repetition_penalty = match self.repetition_penalty {
-            Some(p) if !(p.is_finite() && p > 0.0) => {
-                return Err(bad("repetition_penalty", format!("must be > 0, not {p}")));
-            }
-            other => other.unwrap_or(1.0),
-        };
+        temper_model::check_sampling(self.temperature, self.top_p, self.repetition_penalty)
+            .map_err(|e| bad(e.key, e.reason))?;
+        let temperature = self.temperature.unwrap_or(temperature);
+        let top_p = self.top_p.filter(|p| *p < 1.0);
+        let repetition_penalty = self.repetition_penalty.unwrap_or(1.0);
         let max_completion_length = match self.max_completion_length {
             Some(0) => return Err(bad("max_completion_length", "must be at least 1")),
             other => other.unwrap_or(max_completion_length),
@@ -1116,9 +1102,25 @@ pub fn read_config_file(
         path: path.to_path_buf(),
         reason,
     };
+    // YAML and TOML are read as themselves first: they have NaN and infinities, which JSON
+    // has not, and the conversion would quietly turn such a value into "unset".
     let value: serde_json::Value = match path.extension().and_then(|e| e.to_str()) {
-        Some("yaml" | "yml") => yaml_serde::from_str(&text).map_err(|e| syntax(e.to_string()))?,
-        Some("toml") => toml::from_str(&text).map_err(|e| syntax(e.message().to_string()))?,
+        Some("yaml" | "yml") => {
+            let native: yaml_serde::Value =
+                yaml_serde::from_str(&text).map_err(|e| syntax(e.to_string()))?;
+            refuse_non_finite(yaml_floats(&native, ""), path)?;
+            serde_json::to_value(native).map_err(|e| syntax(e.to_string()))?
+        }
+        Some("toml") => {
+            let native: toml::Table =
+                toml::from_str(&text).map_err(|e| syntax(e.message().to_string()))?;
+            let floats = native
+                .iter()
+                .flat_map(|(key, value)| toml_floats(value, key))
+                .collect();
+            refuse_non_finite(floats, path)?;
+            serde_json::to_value(native).map_err(|e| syntax(e.to_string()))?
+        }
         Some("json") => serde_json::from_str(&text).map_err(|e| syntax(e.to_string()))?,
         _ => {
             return Err(syntax(
@@ -1130,5 +1132,49 @@ pub fn read_config_file(
         serde_json::Value::Object(map) => Ok(map),
         serde_json::Value::Null => Ok(serde_json::Map::new()),
         _ => Err(syntax("the file is not a table of keys".to_string())),
+    }
+}
+
+/// Every float of a YAML value with the key it sits under.
+fn yaml_floats(value: &yaml_serde::Value, key: &str) -> Vec<(String, f64)> {
+    match value {
+        yaml_serde::Value::Number(n) if n.is_f64() => n
+            .as_f64()
+            .map(|f| (key.to_string(), f))
+            .into_iter()
+            .collect(),
+        yaml_serde::Value::Sequence(items) => {
+            items.iter().flat_map(|v| yaml_floats(v, key)).collect()
+        }
+        yaml_serde::Value::Mapping(map) => map
+            .iter()
+            .flat_map(|(k, v)| yaml_floats(v, k.as_str().unwrap_or(key)))
+            .collect(),
+        yaml_serde::Value::Tagged(tagged) => yaml_floats(&tagged.value, key),
+        _ => Vec::new(),
+    }
+}
+
+/// Every float of a TOML value with the key it sits under.
+fn toml_floats(value: &toml::Value, key: &str) -> Vec<(String, f64)> {
+    match value {
+        toml::Value::Float(f) => vec![(key.to_string(), *f)],
+        toml::Value::Array(items) => items.iter().flat_map(|v| toml_floats(v, key)).collect(),
+        toml::Value::Table(table) => table.iter().flat_map(|(k, v)| toml_floats(v, k)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Refuses the first value that is not a finite number, naming its key.
+fn refuse_non_finite(
+    floats: Vec<(String, f64)>,
+    path: &std::path::Path,
+) -> Result<(), ConfigFileError> {
+    match floats.into_iter().find(|(_, f)| !f.is_finite()) {
+        Some((key, value)) => Err(ConfigFileError::Syntax {
+            path: path.to_path_buf(),
+            reason: format!("`{key}` must be a finite number, not {value}"),
+        }),
+        None => Ok(()),
     }
 }

@@ -8,6 +8,10 @@ use burn::tensor::backend::Backend;
 use temper_model::{SaveOptions, load_adapter, load_model, merge_adapters, save_model};
 
 use crate::checkpoint::{CONFIG_FILE, OPTIMIZER_FILE, STATE_FILE};
+use crate::output::{self, OutputError, Overlap};
+
+/// Every way an output can overlap what is read: each would write over it.
+const ANY_OVERLAP: [Overlap; 3] = [Overlap::Same, Overlap::Contains, Overlap::Inside];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -18,6 +22,8 @@ pub enum ExportError {
     },
     #[error("{0}")]
     Checkpoint(String),
+    #[error(transparent)]
+    Output(#[from] OutputError),
 }
 
 /// What was exported.
@@ -36,6 +42,14 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExportError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// A fresh hidden directory inside `output` to write the export into before it is moved into
+/// place (see [`output::publish_files`]).
+fn staging(output: &Path) -> Result<PathBuf, ExportError> {
+    let staged = output.join(".export.partial");
+    output::fresh_dir(&staged)?;
+    Ok(staged)
 }
 
 /// The model a LoRA checkpoint's run started from, as its `training_config.json` records it.
@@ -60,6 +74,7 @@ pub fn export<B: Backend>(
             checkpoint.display()
         )));
     }
+    output::refuse_overlap(checkpoint, output, "checkpoint", &ANY_OVERLAP)?;
     let is_adapter = checkpoint.join("adapter_config.json").is_file();
     if merge_lora && !is_adapter {
         return Err(ExportError::Checkpoint(format!(
@@ -77,19 +92,22 @@ pub fn export<B: Backend>(
                     checkpoint.display()
                 ))
             })?;
+        output::refuse_overlap(&base, output, "base model", &ANY_OVERLAP)?;
         let failed = |e: &dyn std::fmt::Display| ExportError::Checkpoint(e.to_string());
         let (_, model) = load_model::<B>(&base, device).map_err(|e| failed(&e))?;
         let (_, model) = load_adapter(model, checkpoint, device).map_err(|e| failed(&e))?;
+        let staged = staging(output)?;
         save_model(
             &merge_adapters(model),
             &base,
-            output,
+            &staged,
             &SaveOptions::default(),
         )
         .map_err(|e| failed(&e))?;
+        output::publish_files(&staged, output)?;
         return Ok(Exported::Merged);
     }
-    std::fs::create_dir_all(output).map_err(io(output))?;
+    let staged = staging(output)?;
     for entry in std::fs::read_dir(checkpoint).map_err(io(checkpoint))? {
         let path = entry.map_err(io(checkpoint))?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
@@ -98,9 +116,10 @@ pub fn export<B: Backend>(
             || temper_model::save::COPIED_FILES.contains(&name);
         let training_state = [OPTIMIZER_FILE, STATE_FILE, CONFIG_FILE].contains(&name);
         if path.is_file() && model_file && !training_state {
-            std::fs::copy(&path, output.join(name)).map_err(io(&path))?;
+            std::fs::copy(&path, staged.join(name)).map_err(io(&path))?;
         }
     }
+    output::publish_files(&staged, output)?;
     Ok(if is_adapter {
         Exported::Adapter
     } else {

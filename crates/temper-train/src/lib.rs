@@ -7,7 +7,8 @@
 //! schedule, TRL's metrics) for SFT, the DPO family, ORPO, SimPO and reward models
 //! ([`objective`]), DPO's reference log-probs scored once and cached on disk or scored every
 //! step ([`reference`]), evaluation, `metrics.jsonl` ([`metrics`]), a progress bar
-//! ([`progress`]), atomic checkpoints and exact resume ([`checkpoint`]), LoRA, and the final
+//! ([`progress`]), atomic checkpoints and exact resume ([`checkpoint`]), an output directory one run writes
+//! at a time and never over its inputs ([`output`]), LoRA, and the final
 //! HF directory or PEFT adapter ([`export`]). Reinforcement learning (`temper grpo|ppo`) runs
 //! on the same loop: completions sampled on the policy's own weights ([`rollout`]), rewarded by
 //! the verifiers rows name, a Rust function or a reward model ([`rewards`]), and trained with
@@ -34,6 +35,7 @@ pub mod heldout;
 pub mod metrics;
 pub mod objective;
 pub mod optimizer;
+pub mod output;
 pub mod parameters;
 pub mod plot;
 pub mod ppo;

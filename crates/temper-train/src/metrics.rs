@@ -29,11 +29,15 @@ impl MetricsLog {
             Some(step) if path.exists() => rows_up_to(&path, step)?,
             _ => Vec::new(),
         };
-        let mut file = File::create(&path)?;
+        // The kept rows go to a new file that replaces the old one only once it is on disk: a
+        // process killed here leaves the old file whole.
+        let staged = output_dir.join(format!(".{METRICS_FILE}.partial"));
+        let mut file = File::create(&staged)?;
         for line in kept {
             writeln!(file, "{line}")?;
         }
-        file.flush()?;
+        file.sync_all()?;
+        std::fs::rename(&staged, &path)?;
         Ok(Self { path, file })
     }
 

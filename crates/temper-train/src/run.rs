@@ -21,12 +21,13 @@ use temper_verifiers::registry::Registry;
 use temper_verifiers::shaping::Shaping;
 
 use crate::checkpoint::{
-    CONFIG_FILE, CheckpointError, TrainerState, Weights, checkpoints, load_training_state,
-    rotate_checkpoints, save_checkpoint,
+    CONFIG_FILE, CheckpointError, RunOrigin, TrainerState, Weights, checkpoints,
+    load_training_state, rotate_checkpoints, save_checkpoint, saved_state,
 };
 use crate::config::{Method, RunSettings, TrainerKind};
 use crate::metrics::{METRICS_FILE, MetricsLog, eval_row, train_row};
 use crate::objective::Objective;
+use crate::output::{self, OutputError, Overlap};
 use crate::ppo::{PpoSettings, PpoTrainer, load_value_state};
 use crate::progress::{Display, Progress};
 use crate::reference::{CacheError, Reference, ReferenceCache, cache_key, reference_scores};
@@ -55,6 +56,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
     #[error(transparent)]
     Cache(#[from] CacheError),
     #[error("{error}; the last good state is saved in {}; the batch: {}", saved.display(), origins.join(", "))]
@@ -116,6 +119,8 @@ pub struct RunReport {
     /// Records skipped as invalid (`skip_invalid`), one line each.
     pub skipped: Vec<String>,
     pub reference: Option<ReferenceOrigin>,
+    /// Where the checkpoints after the resumed one were moved, if there were any.
+    pub abandoned: Option<PathBuf>,
 }
 
 /// A run's examples from one or more files, tokenised and checked.
@@ -324,7 +329,16 @@ fn prepare_output_dir(settings: &RunSettings) -> Result<(), RunError> {
     let metrics = settings.output_dir.join(METRICS_FILE);
     if settings.config.overwrite_output_dir == Some(true) {
         for (_, path) in &earlier {
-            std::fs::remove_dir_all(path).map_err(io(path))?;
+            // Overwriting must not delete the model this run starts from.
+            output::refuse_overlap(
+                &settings.model,
+                path,
+                "model",
+                &[Overlap::Same, Overlap::Contains],
+            )?;
+        }
+        for (_, path) in &earlier {
+            output::remove_dir(path)?;
         }
         if metrics.exists() {
             std::fs::remove_file(&metrics).map_err(io(&metrics))?;
@@ -347,6 +361,46 @@ fn prepare_output_dir(settings: &RunSettings) -> Result<(), RunError> {
     Ok(())
 }
 
+/// Refuses to resume a checkpoint that another trainer or another base model wrote, and moves
+/// the checkpoints after the resumed one (an abandoned continuation) into
+/// `OUTPUT/abandoned-<unix seconds>/`, so that the resumed run's checkpoints never sit beside
+/// them and rotation never mixes the two. Returns where they went, if anywhere.
+fn prepare_resume(settings: &RunSettings) -> Result<Option<PathBuf>, RunError> {
+    let Some(checkpoint) = &settings.resume_from_checkpoint else {
+        return Ok(None);
+    };
+    let saved = saved_state(checkpoint)?;
+    let here = RunOrigin::new(settings.kind.command(), &settings.model);
+    if let Some(why) = saved.origin.as_ref().and_then(|saved| here.mismatch(saved)) {
+        return Err(RunError::Data(format!(
+            "cannot resume from {}: {why}",
+            checkpoint.display()
+        )));
+    }
+    let later: Vec<PathBuf> = checkpoints(&settings.output_dir)?
+        .into_iter()
+        .filter(|(step, path)| *step > saved.global_step && !same_dir(path, checkpoint))
+        .map(|(_, path)| path)
+        .collect();
+    if later.is_empty() {
+        return Ok(None);
+    }
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = settings.output_dir.join(format!("abandoned-{seconds}"));
+    std::fs::create_dir_all(&aside).map_err(io(&aside))?;
+    for path in later {
+        let to = aside.join(path.file_name().unwrap_or_default());
+        std::fs::rename(&path, &to).map_err(io(&path))?;
+    }
+    Ok(Some(aside))
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    output::overlap(a, b) == Some(Overlap::Same)
+}
+
 /// Runs the training `settings` describe on `device`.
 pub fn run<B: AutodiffKernelBackend>(
     settings: &RunSettings,
@@ -355,6 +409,16 @@ pub fn run<B: AutodiffKernelBackend>(
 ) -> Result<RunReport, RunError> {
     let tokenizer = ChatTokenizer::from_dir(&settings.model, None)
         .map_err(|e| model_error(&settings.model, e))?;
+    // Before any data is read: a tokenizer larger than the embedding table would otherwise
+    // stop the run inside the backend at the first id past it.
+    let model_config = std::fs::read_to_string(settings.model.join("config.json"))
+        .ok()
+        .and_then(|text| ModelConfig::from_json(&text).ok());
+    if let Some(config) = model_config {
+        tokenizer
+            .check_fits(config.vocab_size)
+            .map_err(|e| model_error(&settings.model, e))?;
+    }
     let pad_id = tokenizer
         .pad_id()
         .or_else(|| tokenizer.eos_id().ok())
@@ -365,9 +429,18 @@ pub fn run<B: AutodiffKernelBackend>(
     } else {
         Some(load_files(&settings.eval_data, settings, &tokenizer)?)
     };
+    output::refuse_overlap(
+        &settings.model,
+        &settings.output_dir,
+        "model",
+        &[Overlap::Same],
+    )?;
+    // Held until the run returns; the OS releases it if the process is killed.
+    let _lock = output::lock(&settings.output_dir)?;
+    let abandoned = prepare_resume(settings)?;
     prepare_output_dir(settings)?;
-    std::fs::create_dir_all(&settings.output_dir).map_err(io(&settings.output_dir))?;
     let mut report = RunReport {
+        abandoned,
         steps: 0,
         final_model: None,
         metrics_file: settings.output_dir.join(METRICS_FILE),
@@ -825,6 +898,7 @@ fn drive<B: AutodiffKernelBackend, T: Steps<B>>(
     )
     .map_err(io(&config_path))?;
 
+    let origin = RunOrigin::new(settings.kind.command(), &settings.model);
     let total = trainer.total_steps();
     let progress = Progress::new(display, total, trainer.steps_done());
     let weights = match &settings.peft {
@@ -871,6 +945,7 @@ fn drive<B: AutodiffKernelBackend, T: Steps<B>>(
                 let state = TrainerState {
                     global_step: trainer.steps_done(),
                     unlogged,
+                    origin: Some(origin.clone()),
                 };
                 let saved =
                     save_checkpoint(trainer, weights, &state, &config, &settings.output_dir)?;
@@ -902,6 +977,7 @@ fn drive<B: AutodiffKernelBackend, T: Steps<B>>(
             let state = TrainerState {
                 global_step: step,
                 unlogged: unlogged.clone(),
+                origin: Some(origin.clone()),
             };
             let saved = save_checkpoint(trainer, weights, &state, &config, &settings.output_dir)?;
             if let Some(limit) = settings.save_total_limit {
@@ -920,29 +996,33 @@ fn drive<B: AutodiffKernelBackend, T: Steps<B>>(
 }
 
 /// The run's final model in `OUTPUT/`: full weights, a PEFT adapter, or (LoRA with `merge`)
-/// the base with its adapters merged.
+/// the base with its adapters merged. Written into `OUTPUT/.final-model.partial` and moved into
+/// place file by file once complete, so a killed save never leaves a file cut short.
 fn save_final<B: AutodiffKernelBackend>(
     model: &CausalLm<B>,
     settings: &RunSettings,
 ) -> Result<PathBuf, RunError> {
     let dir = &settings.output_dir;
+    let staged = dir.join(".final-model.partial");
+    output::fresh_dir(&staged)?;
     match &settings.peft {
         Some(peft) if peft.merge => {
             let merged = merge_adapters(model.clone().valid());
             Weights::Full {
                 base_dir: &settings.model,
             }
-            .save(&merged, dir)?;
+            .save(&merged, &staged)?;
         }
         Some(peft) => Weights::Adapter {
             base_dir: &settings.model,
             lora: &peft.lora,
         }
-        .save(model, dir)?,
+        .save(model, &staged)?,
         None => Weights::Full {
             base_dir: &settings.model,
         }
-        .save(model, dir)?,
+        .save(model, &staged)?,
     }
+    output::publish_files(&staged, dir)?;
     Ok(dir.clone())
 }

@@ -369,6 +369,7 @@ fn resuming_inside_a_round_equals_the_straight_run() {
     let state = TrainerState {
         global_step: 3,
         unlogged: Vec::new(),
+        origin: None,
     };
     let checkpoint = save_checkpoint(
         &first,

@@ -59,6 +59,7 @@ fn save(trainer: &Trainer<Ad>, output: &Path) -> PathBuf {
     let state = TrainerState {
         global_step: trainer.steps_done(),
         unlogged: Vec::new(),
+        origin: None,
     };
     let base = base();
     let weights = Weights::Full { base_dir: &base };

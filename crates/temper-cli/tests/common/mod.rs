@@ -26,3 +26,17 @@ pub fn json_lines(output: &Output) -> Vec<Value> {
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
         .collect()
 }
+
+/// `temper args` with its stdout closed before it writes: what `temper ... | head -c0` does
+/// to it.
+pub fn temper_into_closed_pipe(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_temper"))
+        .args(args)
+        .current_dir(repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("temper runs");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("temper ends")
+}
