@@ -143,6 +143,9 @@ pub fn score(args: ScoreArgs) -> Outcome {
 }
 
 fn score_on<B: KernelBackend>(args: ScoreArgs) -> Outcome {
+    if args.batch_size == 0 {
+        return fail("--batch-size: must be at least 1");
+    }
     let format = match parse_format_name(&args.format) {
         Ok(format) => format,
         Err(message) => return fail(message),
@@ -158,6 +161,10 @@ fn score_on<B: KernelBackend>(args: ScoreArgs) -> Outcome {
             return Outcome::Invalid;
         }
     };
+    if data.examples.is_empty() {
+        eprintln!("error: {}: no records to score", args.data.display());
+        return Outcome::Invalid;
+    }
     // Each example becomes one or two scored sequences: the tokens trained on are scored.
     let mut sequences = Vec::new();
     let mut shapes = Vec::new();

@@ -243,3 +243,26 @@ fn sampling_settings_transformers_refuses_are_errors_naming_the_flag() {
         );
     }
 }
+
+/// `score` on an empty file, or with `--batch-size 0`, once printed nothing and exited 0.
+#[test]
+fn score_refuses_an_empty_file_and_a_zero_batch_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let output = temper(&["score", "--model", MODEL, "--data", empty.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no records to score"));
+    let output = temper(&[
+        "score",
+        "--model",
+        MODEL,
+        "--data",
+        "fixtures/data/trl_preference.jsonl",
+        "--batch-size",
+        "0",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--batch-size: must be at least 1"));
+}

@@ -734,6 +734,21 @@ fn bad_data_names_the_record_and_an_earlier_run_is_never_overwritten() {
     assert_eq!(summary["skipped"], 1);
     assert_eq!(summary["train_examples"], 1);
 
+    // A file that cannot be read at all (a Parquet file cut short) is exit 2, as `temper data
+    // check` says of it; it was exit 1 here.
+    let parquet =
+        std::fs::read(common::repo().join("fixtures/data/trl_preference.parquet")).unwrap();
+    let cut = dir.path().join("cut.parquet");
+    std::fs::write(&cut, &parquet[..300]).unwrap();
+    let run = train(
+        "dpo",
+        cut.to_str().unwrap(),
+        &dir.path().join("cut"),
+        &["--max-steps", "1"],
+    );
+    assert_eq!(run.status.code(), Some(2), "{}", stderr(&run));
+    let check = temper(&["data", "check", cut.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(2));
     // A missing file is an I/O error (exit 2); truncation that leaves no completion is a bad
     // record (exit 1).
     let run = train(

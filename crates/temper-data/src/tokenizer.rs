@@ -179,7 +179,15 @@ impl ChatTokenizer {
                 };
                 (Some(compile(source)?), tool_use)
             }
-            _ => (None, None),
+            (None, None | Some(Value::Null)) => (None, None),
+            (None, Some(other)) => {
+                return Err(TokenizerError::Load {
+                    path: config_path.to_path_buf(),
+                    message: format!(
+                        "chat_template must be a string or a list of named templates, not {other}"
+                    ),
+                });
+            }
         };
         let splitter = AddedTokenSplitter::new(&tokenizer);
         let normalizer_keeps_ascii = tokenizer.get_normalizer().is_none_or(only_normal_forms);

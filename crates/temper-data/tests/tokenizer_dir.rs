@@ -255,3 +255,18 @@ fn saved_truncation_never_cuts_ids() {
             > 3
     );
 }
+
+/// A `chat_template` that is neither a string nor a list once read as "no chat template".
+#[test]
+fn a_chat_template_of_the_wrong_type_is_named() {
+    for template in [json!(42), json!({"default": CHATML}), json!(true)] {
+        let dir = directory(json!({"chat_template": template}), None);
+        let error = ChatTokenizer::from_dir(dir.path(), None)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.contains("chat_template must be a string or a list of named templates"),
+            "{error}"
+        );
+    }
+}

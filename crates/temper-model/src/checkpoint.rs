@@ -313,6 +313,13 @@ fn map_file(path: &Path) -> Result<Mmap, CheckpointError> {
         source,
     };
     let file = File::open(path).map_err(io)?;
+    // Opening a directory succeeds on Unix, and mapping it then fails as "No such device".
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            reason: "a directory, not a file".into(),
+        });
+    }
     // SAFETY: the map is read-only and lives as long as the checkpoint; a checkpoint file
     // changed by another process while mapped is outside what any loader can guard against.
     unsafe { Mmap::map(&file) }.map_err(io)

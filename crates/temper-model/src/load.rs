@@ -36,7 +36,7 @@ pub enum LoadError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(
-        "{path}: a sequence-classification model ({architecture}), not a causal LM; load it as a reward model (load_reward_model)"
+        "{path}: a sequence-classification model ({architecture}), not a causal LM: it scores sequences and cannot generate; use it as a reward model (`reward_model` in `temper grpo|ppo`)"
     )]
     NotCausalLm {
         path: std::path::PathBuf,

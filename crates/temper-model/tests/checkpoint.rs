@@ -118,4 +118,18 @@ fn broken_checkpoints_are_named_errors() {
         Checkpoint::open(bad_index.path()),
         Err(CheckpointError::Index { .. })
     ));
+
+    // A shard that is a directory once failed as "No such device" (mapping a directory).
+    let shard_dir = copy_fixture("llama");
+    std::fs::create_dir(shard_dir.path().join("shard.safetensors")).unwrap();
+    std::fs::write(
+        shard_dir.path().join("model.safetensors.index.json"),
+        r#"{"weight_map": {"a": "shard.safetensors"}}"#,
+    )
+    .unwrap();
+    let error = Checkpoint::open(shard_dir.path())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("a directory, not a file"), "{error}");
 }

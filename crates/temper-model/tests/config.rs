@@ -129,6 +129,17 @@ fn broken_configs_are_clear_errors() {
     ));
     let missing = ModelConfig::from_json(r#"{"model_type": "qwen2"}"#).unwrap_err();
     assert!(missing.to_string().contains("is missing"), "{missing}");
+    // Heads that do not divide the hidden size once read as "`head_dim` is missing".
+    let uneven = ModelConfig::from_json(
+        r#"{"model_type": "llama", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 48,
+            "num_hidden_layers": 3, "num_attention_heads": 6, "num_key_value_heads": 3}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        uneven.contains("num_attention_heads") && uneven.contains("must divide hidden_size (32)"),
+        "{uneven}"
+    );
 }
 
 #[test]

@@ -193,8 +193,18 @@ fn labels_come_from_architectures_and_id2label() {
 fn load_model_refuses_a_reward_model_and_checkpoints_must_match_the_label_count() {
     let device = Default::default();
     match load_model::<B>(&reward_dir(), &device) {
-        Err(LoadError::NotCausalLm { architecture, .. }) => {
-            assert_eq!(architecture, "LlamaForSequenceClassification")
+        Err(error @ LoadError::NotCausalLm { .. }) => {
+            let message = error.to_string();
+            assert!(
+                message.contains("(LlamaForSequenceClassification)"),
+                "{message}"
+            );
+            // Once it named an internal function (load_reward_model) to a command-line user.
+            assert!(
+                message.contains("`reward_model` in `temper grpo|ppo`"),
+                "{message}"
+            );
+            assert!(!message.contains("load_"), "{message}");
         }
         other => panic!("expected NotCausalLm, got {:?}", other.map(|_| ())),
     }

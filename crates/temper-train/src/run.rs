@@ -166,7 +166,12 @@ fn load_data(
                 errors.iter().map(ToString::to_string).collect(),
             ));
         }
-        Err(error @ (DataError::Io { .. } | DataError::ParquetDisabled { .. })) => {
+        // A file that cannot be read at all is exit 2 here as in `temper data check`.
+        Err(
+            error @ (DataError::Io { .. }
+            | DataError::Unreadable { .. }
+            | DataError::ParquetDisabled { .. }),
+        ) => {
             return Err(RunError::DataFile(error.to_string()));
         }
         Err(error) => return Err(RunError::Data(error.to_string())),
