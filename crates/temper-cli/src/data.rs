@@ -72,10 +72,10 @@ struct CommonArgs {
     #[arg(long, value_enum, default_value_t = MaskArg::Completion)]
     loss_mask: MaskArg,
     /// Longest prompt + answer in tokens.
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     max_length: Option<usize>,
     /// Longest prompt in tokens (longer prompts keep their end).
-    #[arg(long)]
+    #[arg(long, value_parser = at_least_one)]
     max_prompt_length: Option<usize>,
     /// Which end of an over-long sequence is kept.
     #[arg(long, value_enum, default_value_t = SideArg::KeepStart)]
@@ -113,6 +113,15 @@ enum MaskArg {
 enum SideArg {
     KeepStart,
     KeepEnd,
+}
+
+/// A length limit: at least one token, as the trainers require.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl CommonArgs {

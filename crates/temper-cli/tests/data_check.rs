@@ -269,3 +269,30 @@ fn render_marks_trained_spans_and_gives_labels() {
     assert!(labels.iter().zip(ids).all(|(l, id)| l == -100 || l == id));
     assert!(labels.iter().any(|l| l == -100) && labels.iter().any(|l| l != -100));
 }
+
+/// `data check --max-length` once passed what the trainers refuse: a limit of 0, and records
+/// that truncation leaves with nothing to train.
+#[test]
+fn data_check_refuses_what_the_trainers_refuse() {
+    let args = |limit: &'static str| {
+        [
+            "data",
+            "check",
+            "fixtures/data/trl_preference.jsonl",
+            "--tokenizer",
+            "fixtures/models/qwen2",
+            "--max-length",
+            limit,
+        ]
+    };
+    let output = temper(&args("8"));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("record 0: a completion is empty (after truncation to max_length?)"),
+        "{stderr}"
+    );
+    let output = temper(&args("0"));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("must be at least 1"));
+}

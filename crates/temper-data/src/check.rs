@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::dataset::{CHUNK_RECORDS, ParsedRecord, ResolvedFormat, read_parsed_chunks};
-use crate::error::{DataError, RecordError};
+use crate::error::{DataError, FieldError, RecordError};
 use crate::formats::Format;
 use crate::stats::{LengthStats, LengthSummary};
 use crate::tokenize::{TokenizeError, TokenizeOptions, Tokenized, tokenize};
@@ -224,6 +224,10 @@ fn check_record(
     for example in &examples {
         match tokenize(tokenizer, example, options) {
             Ok(outcome) => {
+                if let Some(reason) = outcome.tokenized.nothing_to_train() {
+                    let error = FieldError::new("", reason);
+                    return RecordOutcome::Invalid(RecordError::new(&parsed.location, error));
+                }
                 tokens.add(&outcome.tokenized);
                 tokens.truncated_prompts += u64::from(outcome.truncation.prompt);
                 tokens.truncated_sequences += u64::from(outcome.truncation.sequence);

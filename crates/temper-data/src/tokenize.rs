@@ -111,6 +111,25 @@ pub enum Tokenized {
     Prompt(TokenizedPrompt),
 }
 
+impl Tokenized {
+    /// Why this example would train on nothing (truncation left no completion), if it would:
+    /// `temper data check` and the trainers refuse the same examples.
+    pub fn nothing_to_train(&self) -> Option<&'static str> {
+        match self {
+            Tokenized::Sequence(sequence) if sequence.trained_tokens() == 0 => {
+                Some("no trained tokens are left (after truncation to max_length?)")
+            }
+            Tokenized::Pair(pair) if pair.chosen_ids.is_empty() || pair.rejected_ids.is_empty() => {
+                Some("a completion is empty (after truncation to max_length?)")
+            }
+            Tokenized::Prompt(prompt) if prompt.prompt_ids.is_empty() => {
+                Some("the prompt is empty")
+            }
+            _ => None,
+        }
+    }
+}
+
 /// What truncation cut from one example.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Truncation {

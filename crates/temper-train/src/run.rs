@@ -194,7 +194,7 @@ fn load_data(
     for (example, record) in dataset.examples.iter().zip(&dataset.record_of_example) {
         let origin = format!("{}: record {record}", path.display());
         match tokenize(tokenizer, example, &settings.tokenize) {
-            Ok(outcome) => match nothing_to_train(&outcome.tokenized) {
+            Ok(outcome) => match outcome.tokenized.nothing_to_train() {
                 Some(reason) => invalid.push(format!("{origin}: {reason}")),
                 None => {
                     examples.push(outcome.tokenized);
@@ -223,20 +223,6 @@ fn load_data(
         origins,
         skipped,
     })
-}
-
-/// Why an example would train on nothing (truncation left no completion), if it would.
-fn nothing_to_train(example: &Tokenized) -> Option<&'static str> {
-    match example {
-        Tokenized::Sequence(sequence) if sequence.trained_tokens() == 0 => {
-            Some("no trained tokens are left (after truncation to max_length?)")
-        }
-        Tokenized::Pair(pair) if pair.chosen_ids.is_empty() || pair.rejected_ids.is_empty() => {
-            Some("a completion is empty (after truncation to max_length?)")
-        }
-        Tokenized::Prompt(prompt) if prompt.prompt_ids.is_empty() => Some("the prompt is empty"),
-        _ => None,
-    }
 }
 
 fn pairs(examples: &[Tokenized]) -> Vec<TokenizedPair> {
