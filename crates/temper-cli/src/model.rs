@@ -150,7 +150,7 @@ fn score_on<B: KernelBackend>(args: ScoreArgs) -> Outcome {
         Ok(format) => format,
         Err(message) => return fail(message),
     };
-    let (_, model, tokenizer) = match open::<B>(&args.model) {
+    let (config, model, tokenizer) = match open::<B>(&args.model) {
         Ok(opened) => opened,
         Err(message) => return fail(message),
     };
@@ -169,6 +169,7 @@ fn score_on<B: KernelBackend>(args: ScoreArgs) -> Outcome {
     let mut sequences = Vec::new();
     let mut shapes = Vec::new();
     for (index, example) in data.examples.iter().enumerate() {
+        let first = sequences.len();
         match tokenize(&tokenizer, example, &TokenizeOptions::default()).map(|o| o.tokenized) {
             Ok(Tokenized::Sequence(sequence)) => {
                 sequences.push(ScoredSequence {
@@ -193,6 +194,13 @@ fn score_on<B: KernelBackend>(args: ScoreArgs) -> Outcome {
                 eprintln!("{}: example {index}: {error}", args.data.display());
                 return Outcome::Invalid;
             }
+        }
+        let longest = sequences[first..].iter().map(|s| s.ids.len()).max();
+        let longest = longest.unwrap_or(0);
+        let what = format!("{}: example {index}", args.data.display());
+        if let Err(error) = config.check_positions(what, longest) {
+            eprintln!("error: {error}");
+            return Outcome::Invalid;
         }
     }
     let scores = score_sequences(&model, &sequences, args.batch_size, &Default::default());
@@ -274,6 +282,11 @@ fn generate_text_on<B: KernelBackend>(args: GenerateArgs) -> Outcome {
         Ok(ids) => ids,
         Err(message) => return fail(message),
     };
+    let length = prompt.len() + args.sampling.max_new_tokens;
+    if let Err(error) = config.check_positions("the prompt with --max-new-tokens", length) {
+        eprintln!("error: {error}");
+        return Outcome::Invalid;
+    }
     let settings = args.sampling.settings(&args.model, &config);
     // Stop strings are checked on the decoded text after every token.
     let mut so_far: Vec<u32> = Vec::new();
@@ -339,6 +352,12 @@ fn chat_on<B: KernelBackend>(args: ChatArgs) -> Outcome {
             Ok(ids) => ids,
             Err(message) => return fail(message),
         };
+        let length = prompt.len() + settings.max_new_tokens;
+        if let Err(error) = config.check_positions("the conversation with --max-new-tokens", length)
+        {
+            eprintln!("error: {error}");
+            return Outcome::Invalid;
+        }
         // Stream: print the decoded text as it grows (decoding the whole reply each time keeps
         // multi-token characters intact).
         let mut reply: Vec<u32> = Vec::new();

@@ -266,3 +266,37 @@ fn score_refuses_an_empty_file_and_a_zero_batch_size() {
     assert!(output.stdout.is_empty());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--batch-size: must be at least 1"));
 }
+
+/// A prompt past the model's positions once ran until the kernel killed it (14.8k tokens:
+/// 7.6 GB, 82 s); `score` had no limit at all.
+#[test]
+fn sequences_past_the_models_positions_are_refused_early() {
+    // The bundled model has 128 positions.
+    let long = "hello ".repeat(200);
+    let output = temper(&[
+        "generate",
+        "--model",
+        MODEL,
+        "--prompt",
+        &long,
+        "--max-new-tokens",
+        "2",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("more than the model's max_position_embeddings (128)"),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("long.jsonl");
+    let record = serde_json::json!({"prompt": "hi", "completion": long});
+    std::fs::write(&data, format!("{record}\n")).unwrap();
+    let output = temper(&["score", "--model", MODEL, "--data", data.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("example 0 is") && stderr.contains("(128)"),
+        "{stderr}"
+    );
+}

@@ -178,7 +178,29 @@ pub enum ConfigError {
     },
 }
 
+/// A sequence longer than the model's positions (`max_position_embeddings`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} is {tokens} tokens, more than the model's max_position_embeddings ({limit})")]
+pub struct TooLong {
+    pub what: String,
+    pub tokens: usize,
+    pub limit: usize,
+}
+
 impl ModelConfig {
+    /// Refuses `tokens` positions beyond the model's: attention over them costs memory and
+    /// time quadratic in a length nothing bounds, and the model was never trained there.
+    pub fn check_positions(&self, what: impl Into<String>, tokens: usize) -> Result<(), TooLong> {
+        if tokens > self.max_position_embeddings {
+            return Err(TooLong {
+                what: what.into(),
+                tokens,
+                limit: self.max_position_embeddings,
+            });
+        }
+        Ok(())
+    }
+
     /// Parses and validates the text of a `config.json`.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
         let value: Value =

@@ -36,7 +36,9 @@ pub mod save;
 pub mod score;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use config::{ConfigError, Family, HeadKind, ModelConfig, NormPlacement, QkNorm, RopeScaling};
+pub use config::{
+    ConfigError, Family, HeadKind, ModelConfig, NormPlacement, QkNorm, RopeScaling, TooLong,
+};
 pub use generate::{
     Decoding, Generation, GenerationConfig, InvalidSampling, check_sampling, generate,
     generate_streaming,

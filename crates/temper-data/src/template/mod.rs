@@ -77,6 +77,11 @@ impl std::fmt::Debug for ChatTemplate {
 
 const TEMPLATE_NAME: &str = "chat_template";
 
+/// Steps one render may take (minijinja's fuel): real templates take a few hundred per
+/// message, so this renders conversations of tens of thousands of turns, and stops a template
+/// whose loops would never end (`range(100000)` nested) within seconds.
+pub const RENDER_STEPS: u64 = 50_000_000;
+
 impl ChatTemplate {
     /// Compiles `source`. `special_tokens` maps names such as `bos_token` to their text; only
     /// tokens the tokenizer defines are given, as in transformers.
@@ -88,6 +93,7 @@ impl ChatTemplate {
         environment.set_trim_blocks(true);
         environment.set_lstrip_blocks(true);
         environment.set_keep_trailing_newline(false);
+        environment.set_fuel(Some(RENDER_STEPS));
         environment
             .set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         environment.add_filter("tojson", pyjson::tojson);
@@ -153,9 +159,14 @@ impl ChatTemplate {
             .environment
             .get_template(TEMPLATE_NAME)
             .map_err(|e| TemplateError::Render(describe(&e)))?;
-        template
-            .render(context)
-            .map_err(|e| TemplateError::Render(describe(&e)))
+        template.render(context).map_err(|e| {
+            TemplateError::Render(match e.kind() {
+                ErrorKind::OutOfFuel => format!(
+                    "it ran {RENDER_STEPS} steps without finishing (a loop that never ends?)"
+                ),
+                _ => describe(&e),
+            })
+        })
     }
 }
 
@@ -279,6 +290,30 @@ mod tests {
             text,
             "<s><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nYo<|eot_id|>"
         );
+    }
+
+    /// A template whose loops would run for hours once never returned.
+    #[test]
+    fn a_runaway_template_stops_and_a_long_conversation_does_not() {
+        let runaway = ChatTemplate::new(
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            tokens(),
+        )
+        .unwrap();
+        let error = runaway
+            .render(&[Message::user("x")], None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("steps without finishing"), "{error}");
+        let long: Vec<Message> = (0..20_000)
+            .map(|i| match i % 2 {
+                0 => Message::user("question"),
+                _ => Message::assistant("answer"),
+            })
+            .collect();
+        let chatml = ChatTemplate::builtin(BuiltinTemplate::ChatMl, tokens());
+        let text = chatml.render(&long, None, false).unwrap();
+        assert_eq!(text.matches("<|im_start|>").count(), 20_000);
     }
 
     #[test]
