@@ -122,6 +122,18 @@ impl SamplingArgs {
     }
 }
 
+/// `settings` with at most as many new tokens as the model has positions left after the
+/// prompt: generation stops there rather than run on where the model has no positions.
+fn within_positions(
+    mut settings: GenerationConfig,
+    config: &ModelConfig,
+    prompt_tokens: usize,
+) -> GenerationConfig {
+    let left = config.max_position_embeddings.saturating_sub(prompt_tokens);
+    settings.max_new_tokens = settings.max_new_tokens.min(left);
+    settings
+}
+
 fn fail(message: impl std::fmt::Display) -> Outcome {
     eprintln!("error: {message}");
     Outcome::Failure
@@ -282,12 +294,12 @@ fn generate_text_on<B: KernelBackend>(args: GenerateArgs) -> Outcome {
         Ok(ids) => ids,
         Err(message) => return fail(message),
     };
-    let length = prompt.len() + args.sampling.max_new_tokens;
-    if let Err(error) = config.check_positions("the prompt with --max-new-tokens", length) {
+    if let Err(error) = config.check_positions("the prompt", prompt.len()) {
         eprintln!("error: {error}");
         return Outcome::Invalid;
     }
     let settings = args.sampling.settings(&args.model, &config);
+    let settings = within_positions(settings, &config, prompt.len());
     // Stop strings are checked on the decoded text after every token.
     let mut so_far: Vec<u32> = Vec::new();
     let output = generate_streaming(
@@ -352,12 +364,11 @@ fn chat_on<B: KernelBackend>(args: ChatArgs) -> Outcome {
             Ok(ids) => ids,
             Err(message) => return fail(message),
         };
-        let length = prompt.len() + settings.max_new_tokens;
-        if let Err(error) = config.check_positions("the conversation with --max-new-tokens", length)
-        {
+        if let Err(error) = config.check_positions("the conversation", prompt.len()) {
             eprintln!("error: {error}");
             return Outcome::Invalid;
         }
+        let settings = within_positions(settings.clone(), &config, prompt.len());
         // Stream: print the decoded text as it grows (decoding the whole reply each time keeps
         // multi-token characters intact).
         let mut reply: Vec<u32> = Vec::new();
