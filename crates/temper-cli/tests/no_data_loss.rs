@@ -70,6 +70,15 @@ fn export_refuses_an_output_that_is_contains_or_lies_inside_the_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = copy_model(&dir.path().join("run/checkpoint-3"));
     let before = snapshot(&checkpoint);
+    let export = |output: &Path| {
+        temper(&[
+            "export",
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ])
+    };
     let spellings = [
         checkpoint.clone(),
         checkpoint.join("../checkpoint-3"),
@@ -77,13 +86,7 @@ fn export_refuses_an_output_that_is_contains_or_lies_inside_the_checkpoint() {
         checkpoint.join("exported"),
     ];
     for output in spellings {
-        let run = temper(&[
-            "export",
-            "--checkpoint",
-            checkpoint.to_str().unwrap(),
-            "--output",
-            output.to_str().unwrap(),
-        ]);
+        let run = export(&output);
         assert_eq!(
             code(&run),
             Some(2),
@@ -96,13 +99,7 @@ fn export_refuses_an_output_that_is_contains_or_lies_inside_the_checkpoint() {
     }
     // Elsewhere it exports, whole.
     let out = dir.path().join("exported");
-    let run = temper(&[
-        "export",
-        "--checkpoint",
-        checkpoint.to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let run = export(&out);
     assert_eq!(code(&run), Some(0), "{}", stderr(&run));
     assert_eq!(
         std::fs::read(out.join("model.safetensors")).unwrap(),

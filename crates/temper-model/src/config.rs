@@ -283,15 +283,17 @@ impl RawConfig {
             _ if hidden_size % num_heads == 0 => Some(hidden_size / num_heads),
             _ => None,
         };
-        if self.head_dim.is_none() && default_head_dim.is_none() {
-            return Err(field_error(
-                "num_attention_heads",
-                format!(
-                    "({num_heads}) must divide hidden_size ({hidden_size}) when head_dim is not given"
-                ),
-            ));
-        }
-        let head_dim = required("head_dim", self.head_dim.or(default_head_dim))?;
+        let head_dim = match self.head_dim.or(default_head_dim) {
+            None => {
+                return Err(field_error(
+                    "num_attention_heads",
+                    format!(
+                        "({num_heads}) must divide hidden_size ({hidden_size}) when head_dim is not given"
+                    ),
+                ));
+            }
+            given => required("head_dim", given)?,
+        };
         if head_dim % 2 != 0 {
             return Err(field_error(
                 "head_dim",

@@ -140,14 +140,14 @@ pub fn save_model<B: Backend>(
     if has_adapters {
         return Err(SaveError::UnmergedAdapters);
     }
-    std::fs::create_dir_all(out_dir).map_err(|source| io(out_dir, source))?;
     // Its config and tokenizer files are copied from `source_dir`: a copy onto itself would
-    // leave them empty.
+    // leave them empty. (An `out_dir` that does not exist yet cannot be `source_dir`.)
     if let (Ok(source), Ok(out)) = (source_dir.canonicalize(), out_dir.canonicalize())
         && source == out
     {
         return Err(SaveError::OverItsSource(out_dir.to_path_buf()));
     }
+    std::fs::create_dir_all(out_dir).map_err(|source| io(out_dir, source))?;
     let entries = model_entries(model);
     write_shards(&entries, out_dir, options)?;
     let head = model

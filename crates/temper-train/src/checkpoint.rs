@@ -181,6 +181,11 @@ fn model_fingerprint(model_dir: &Path) -> String {
             hasher.update(format!("{name}:{:?}:{:?};", tensor.dtype, tensor.shape).as_bytes());
         }
     }
+    sha256_hex(hasher)
+}
+
+/// The digest as lowercase hex, as `sha256sum` prints it.
+pub(crate) fn sha256_hex(hasher: Sha256) -> String {
     hasher
         .finalize()
         .iter()

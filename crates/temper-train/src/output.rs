@@ -223,9 +223,6 @@ pub fn publish_files(staged: &Path, target: &Path) -> Result<(), OutputError> {
             continue;
         };
         let to = target.join(name);
-        if to.is_dir() {
-            remove_dir(&to)?;
-        }
         std::fs::rename(&from, &to).map_err(io(&to))?;
     }
     sync_dir(target)?;

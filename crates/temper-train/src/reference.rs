@@ -15,6 +15,8 @@ use temper_kernels::KernelBackend;
 use temper_model::{CausalLm, ScoredSequence, score_sequences};
 use temper_objectives::PairLogProbs;
 
+use crate::checkpoint::sha256_hex;
+
 /// A reference model's summed log-probs and token counts of one pair's completions.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReferenceScores {
@@ -224,11 +226,7 @@ pub fn cache_key(model_dir: &Path, pairs: &[TokenizedPair]) -> Result<String, Ca
             }
         }
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect())
+    Ok(sha256_hex(hasher))
 }
 
 #[cfg(test)]

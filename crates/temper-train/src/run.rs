@@ -370,7 +370,9 @@ fn prepare_resume(settings: &RunSettings) -> Result<Option<PathBuf>, RunError> {
     }
     let later: Vec<PathBuf> = checkpoints(&settings.output_dir)?
         .into_iter()
-        .filter(|(step, path)| *step > saved.global_step && !same_dir(path, checkpoint))
+        .filter(|(step, path)| {
+            *step > saved.global_step && output::overlap(path, checkpoint) != Some(Overlap::Same)
+        })
         .map(|(_, path)| path)
         .collect();
     if later.is_empty() {
@@ -386,10 +388,6 @@ fn prepare_resume(settings: &RunSettings) -> Result<Option<PathBuf>, RunError> {
         std::fs::rename(&path, &to).map_err(io(&path))?;
     }
     Ok(Some(aside))
-}
-
-fn same_dir(a: &Path, b: &Path) -> bool {
-    output::overlap(a, b) == Some(Overlap::Same)
 }
 
 /// Runs the training `settings` describe on `device`.

@@ -16,25 +16,30 @@ pub(crate) struct Matrix {
 }
 
 impl Matrix {
+    /// `tensor` read where it lies, or made contiguous first when its strides do not allow it.
     pub(crate) fn new(tensor: FlexTensor) -> Self {
-        let tensor = if Self::in_place(&tensor).is_some() {
-            tensor
-        } else {
-            contiguous(tensor)
+        Self::read_in_place(tensor).unwrap_or_else(|tensor| {
+            Self::read_in_place(contiguous(tensor))
+                .unwrap_or_else(|_| unreachable!("a contiguous matrix is read in place"))
+        })
+    }
+
+    /// `tensor` read where it lies, or back untouched when its strides do not allow it.
+    pub(crate) fn read_in_place(tensor: FlexTensor) -> Result<Self, FlexTensor> {
+        let Some((offset, rs, cs)) = Self::in_place(&tensor) else {
+            return Err(tensor);
         };
-        let (offset, rs, cs) =
-            Self::in_place(&tensor).expect("a contiguous matrix is read in place");
-        Matrix {
+        Ok(Matrix {
             cols: dims(&tensor)[1],
             tensor,
             offset,
             rs,
             cs,
-        }
+        })
     }
 
     /// `(offset, row stride, column stride)` when gemm may read `tensor` as it lies.
-    pub(crate) fn in_place(tensor: &FlexTensor) -> Option<(usize, isize, isize)> {
+    fn in_place(tensor: &FlexTensor) -> Option<(usize, isize, isize)> {
         let layout = tensor.layout();
         let (rows, cols, mut rs, mut cs) = layout.as_2d_strides()?;
         if rows == 0 || cols == 0 {

@@ -62,11 +62,8 @@ pub(crate) fn forward(
     if bias.as_ref().is_some_and(|b| dims(b) != [n]) {
         return None;
     }
-    Matrix::in_place(&weight)?;
-    let weight = Matrix::new(weight);
-    if weight.cs != 1 && weight.rs != 1 {
-        return None;
-    }
+    // One of the strides is 1 (rows or columns contiguous), as `Matrix` reads no other layout.
+    let weight = Matrix::read_in_place(weight).ok()?;
     let x = contiguous(x);
     let x = values(&x);
     let mut y = vec![0.0f32; n];
