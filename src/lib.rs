@@ -5,5 +5,6 @@ pub use temper_data as data;
 pub use temper_kernels as kernels;
 pub use temper_model as model;
 pub use temper_objectives as objectives;
+pub use temper_plot as plot;
 pub use temper_train as train;
 pub use temper_verifiers as verifiers;

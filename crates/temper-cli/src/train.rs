@@ -409,7 +409,7 @@ pub fn plot(args: PlotArgs) -> Outcome {
             .parent()
             .map_or_else(|| PathBuf::from("plots"), |dir| dir.join("plots"))
     });
-    match temper_train::plot::plot_run(&metrics, &output) {
+    match temper_plot::plot_run(&metrics, &output) {
         Ok(files) => {
             for file in files {
                 crate::out!("{}", file.display());
@@ -419,8 +419,9 @@ pub fn plot(args: PlotArgs) -> Outcome {
         Err(error) => {
             eprintln!("error: {error}");
             match error {
-                temper_train::plot::PlotError::Parse { .. }
-                | temper_train::plot::PlotError::NoMetrics { .. } => Outcome::Invalid,
+                temper_plot::PlotError::Parse { .. } | temper_plot::PlotError::NoMetrics { .. } => {
+                    Outcome::Invalid
+                }
                 _ => Outcome::Failure,
             }
         }

@@ -462,6 +462,58 @@ pub fn masked_whiten(values: &[f64], mask: &[f64], shift_mean: bool) -> Vec<f64>
         .collect()
 }
 
+/// TRL's per-token PPO rewards of one completion: `−kl_coef · KL_t` (k1: `logp − ref`; k3:
+/// [`k3_kl`]) on every token, plus `score` on the last. Whitening, when asked, is
+/// [`masked_whiten`] over the whole round with the mean kept.
+pub fn shaped_rewards(
+    logps: &[f64],
+    ref_logps: &[f64],
+    score: f64,
+    kl_coef: f64,
+    k3: bool,
+) -> Vec<f64> {
+    let n = logps.len();
+    logps
+        .iter()
+        .zip(ref_logps)
+        .enumerate()
+        .map(|(t, (&logp, &ref_logp))| {
+            let kl = if k3 {
+                k3_kl(logp, ref_logp)
+            } else {
+                logp - ref_logp
+            };
+            -kl_coef * kl + if t + 1 == n { score } else { 0.0 }
+        })
+        .collect()
+}
+
+/// One completion token as PPO's policy loss sees it, with what TRL logs of it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PpoPolicyToken {
+    /// [`clipped_surrogate`] with the symmetric clip range.
+    pub loss: f64,
+    /// `½(logp − old)²`, averaged into `policy/approxkl_avg`.
+    pub approx_kl: f64,
+    /// Whether the clipped term is the one taken (`policy/clipfrac_avg`).
+    pub clipped: bool,
+    /// [`importance_ratio`] (`val/ratio`).
+    pub ratio: f64,
+}
+
+/// PPO's policy loss of one token: the loss and metrics TRL averages over completion tokens.
+pub fn ppo_policy_token(logp: f64, old_logp: f64, advantage: f64, clip: f64) -> PpoPolicyToken {
+    let ratio = importance_ratio(logp, old_logp);
+    let unclipped = -(ratio * advantage);
+    let clipped = -(ratio.clamp(1.0 - clip, 1.0 + clip) * advantage);
+    PpoPolicyToken {
+        loss: clipped_surrogate(logp, old_logp, advantage, clip, clip),
+        approx_kl: 0.5 * (logp - old_logp).powi(2),
+        clipped: clipped > unclipped,
+        ratio,
+    }
+}
+
 /// PPO's clipped value loss per token: `½ max((V − R)², (clip(V, V_old ± ε) − R)²)`.
 pub fn ppo_value_loss(value: f64, old_value: f64, ret: f64, clip: f64) -> f64 {
     let clipped = value.clamp(old_value - clip, old_value + clip);

@@ -19,7 +19,9 @@ use temper_objectives::grpo::{
 use temper_objectives::kto::{KtoConfig, KtoLoss, kto_loss};
 use temper_objectives::logprobs::{token_log_probs, token_log_probs_chunked, token_stats};
 use temper_objectives::orpo::{OrpoNll, orpo_loss};
-use temper_objectives::ppo::{gae, masked_whiten, ppo_value_loss};
+use temper_objectives::ppo::{
+    KlEstimator, gae, masked_whiten, ppo_policy_loss, ppo_value_loss, shape_rewards,
+};
 use temper_objectives::preference::{
     DpoConfig, PreferenceLoss, discopop_loss, dpo_loss, exo_pair_loss, hinge_loss, ipo_loss,
     logit_metrics, robust_loss, sigmoid_loss, sigmoid_norm_loss,
@@ -417,7 +419,7 @@ proptest! {
             prop_assert!(close(*a, *b, 1e-4, 1e-5), "{a} vs {b}");
         }
         let mask = vec![1.0; steps.len()];
-        let ours = scalar(ppo_value_loss(row::<Single>(&values_now), row(&old_values), ret, row(&mask), clip).unwrap());
+        let ours = scalar(ppo_value_loss(row::<Single>(&values_now), row(&old_values), ret, row(&mask), clip).unwrap().loss);
         let twin = reference::mean((0..steps.len()).map(|t| reference::ppo_value_loss(values_now[t], old_values[t], twin_ret[t], clip)));
         prop_assert!(close(ours, twin, 1e-4, 1e-5), "{ours} vs {twin}");
         let partial: Vec<f64> = steps.iter().map(|s| (s.3 > -0.5) as u8 as f64).collect();
@@ -427,6 +429,48 @@ proptest! {
             for (a, b) in white.iter().zip(&twin) {
                 prop_assert!(close(*a, *b, 1e-4, 1e-4), "whiten: {a} vs {b}");
             }
+        }
+    }
+
+    #[test]
+    fn ppo_policy_loss_and_reward_shaping_equal_their_twins(
+        tokens in prop::collection::vec((-8.0f64..0.0, -8.0f64..0.0, -2.0f64..2.0, 0.0f64..3.0), 1..12),
+        clip in 0.05f64..0.5, kl_coef in 0.0f64..0.5, score in -2.0f64..2.0, k3 in any::<bool>(),
+        whiten in any::<bool>(),
+    ) {
+        let col = |f: fn(&(f64, f64, f64, f64)) -> f64| tokens.iter().map(|t| f32ed(f(t))).collect::<Vec<_>>();
+        let (logps, old, advantages, entropy) = (col(|t| t.0), col(|t| t.1), col(|t| t.2), col(|t| t.3));
+        let (clip, kl_coef, score) = (f32ed(clip), f32ed(kl_coef), f32ed(score));
+        let n = tokens.len();
+        let mask = vec![1.0; n];
+        let output = ppo_policy_loss(
+            row::<Single>(&logps), row(&old), row(&advantages), row(&entropy), row(&mask), clip,
+        ).unwrap();
+        let twins: Vec<_> = (0..n).map(|t| reference::ppo_policy_token(logps[t], old[t], advantages[t], clip)).collect();
+        let metric = |name: &str| scalar(output.metrics.get(name).unwrap().clone());
+        let expected = [
+            ("loss/policy_avg", reference::mean(twins.iter().map(|t| t.loss))),
+            ("policy/approxkl_avg", reference::mean(twins.iter().map(|t| t.approx_kl))),
+            ("policy/clipfrac_avg", reference::mean(twins.iter().map(|t| t.clipped as u8 as f64))),
+            ("policy/entropy_avg", reference::mean(entropy.iter().copied())),
+            ("val/ratio", reference::mean(twins.iter().map(|t| t.ratio))),
+        ];
+        prop_assert!(close(scalar(output.loss), expected[0].1, 1e-4, 1e-5));
+        for (name, twin) in expected {
+            // A ratio on the clip boundary may round to either side in f32: a token's worth.
+            let slack = if name == "policy/clipfrac_avg" { 1.0 / n as f64 } else { 0.0 };
+            prop_assert!(close(metric(name), twin, 1e-4, 1e-5 + slack), "{name}: {} vs {twin}", metric(name));
+        }
+
+        let at_end: Vec<f64> = (0..n).map(|t| if t + 1 == n { score } else { 0.0 }).collect();
+        let estimator = if k3 { KlEstimator::K3 } else { KlEstimator::K1 };
+        let shaped = shape_rewards(row::<Single>(&logps), row(&old), row(&at_end), row(&mask), kl_coef, estimator, whiten).unwrap();
+        let mut twin = reference::shaped_rewards(&logps, &old, score, kl_coef, k3);
+        if whiten {
+            twin = reference::masked_whiten(&twin, &mask, false);
+        }
+        for (a, b) in values(shaped.rewards).iter().zip(&twin) {
+            prop_assert!(close(*a, *b, 1e-4, 1e-4), "rewards: {a} vs {b}");
         }
     }
 

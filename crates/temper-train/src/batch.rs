@@ -5,6 +5,14 @@ use burn::tensor::{Int, Tensor, TensorData};
 use temper_data::Tokenized;
 use temper_data::batch::{Batch, collate_pairs, collate_sequences};
 
+/// A batch's model inputs: token ids, attention mask (1 for tokens, 0 for padding) and
+/// position ids, each `[rows, seq]`.
+pub struct ModelInputs<B: Backend> {
+    pub input_ids: Tensor<B, 2, Int>,
+    pub attention_mask: Tensor<B, 2>,
+    pub position_ids: Tensor<B, 2, Int>,
+}
+
 /// The model's inputs and the loss mask of one padded batch, each `[rows, seq]`.
 #[derive(Clone, Debug)]
 pub struct DeviceBatch<B: Backend> {
@@ -32,6 +40,15 @@ impl<B: Backend> DeviceBatch<B> {
             attention_mask: floats(&batch.attention_mask),
             position_ids: ints(&batch.position_ids),
             loss_mask: floats(&batch.loss_mask),
+        }
+    }
+
+    /// What the model reads of this batch.
+    pub fn inputs(&self) -> ModelInputs<B> {
+        ModelInputs {
+            input_ids: self.input_ids.clone(),
+            attention_mask: self.attention_mask.clone(),
+            position_ids: self.position_ids.clone(),
         }
     }
 

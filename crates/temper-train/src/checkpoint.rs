@@ -20,7 +20,7 @@ use temper_model::{LoraConfig, SaveOptions, save_adapter, save_model};
 
 use crate::optimizer::AdamW;
 use crate::output::{OutputError, fresh_dir, publish_dir, remove_dir};
-use crate::trainer::{StepLog, Steps};
+use crate::trainer::{StepLog, Trainer};
 
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STATE_FILE: &str = "trainer_state.json";
@@ -205,18 +205,17 @@ pub fn saved_state(checkpoint_dir: &Path) -> Result<TrainerState, CheckpointErro
 
 /// Writes `output_dir/checkpoint-N` for the trainer's current step.
 pub fn save_checkpoint<B: AutodiffKernelBackend>(
-    trainer: &impl Steps<B>,
+    trainer: &impl Trainer<B>,
     weights: Weights<'_>,
     state: &TrainerState,
     config: &serde_json::Value,
     output_dir: &Path,
 ) -> Result<PathBuf, CheckpointError> {
-    let step = trainer.steps_done();
+    let step = trainer.engine().steps_done();
     let done = output_dir.join(format!("{PREFIX}{step}"));
     let partial = output_dir.join(format!(".{PREFIX}{step}.partial"));
     fresh_dir(&partial)?;
-    weights.save(trainer.model(), &partial)?;
-    trainer.optimizer().save(&partial.join(OPTIMIZER_FILE))?;
+    weights.save(trainer.engine().model(0), &partial)?;
     trainer.save_state(&partial)?;
     for (file, value) in [
         (STATE_FILE, serde_json::to_value(state).unwrap_or_default()),

@@ -12,10 +12,10 @@ use temper_objectives::grpo::{Aggregation, GrpoConfig, RewardScaling};
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_objectives::simpo::SimpoConfig;
 
+use crate::grpo::GrpoSettings;
 use crate::objective::{NllSpan, Objective};
 use crate::optimizer::AdamWConfig;
 use crate::ppo::{KlEstimator, PpoSettings};
-use crate::rlvr::GrpoSettings;
 use crate::rollout::Sampling;
 use crate::schedule::ScheduleKind;
 use crate::trainer::TrainingArgs;

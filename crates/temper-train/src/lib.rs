@@ -12,11 +12,11 @@
 //! HF directory or PEFT adapter ([`export`]). Reinforcement learning (`temper grpo|ppo`) runs
 //! on the same loop: completions sampled on the policy's own weights ([`rollout`]), rewarded by
 //! the verifiers rows name, a Rust function or a reward model ([`rewards`]), and trained with
-//! GRPO ([`rlvr`]) or PPO with a value model ([`ppo`]). Underneath: AdamW as `torch.optim.AdamW`
+//! GRPO ([`grpo`]) or PPO with a value model ([`ppo`]). Underneath: AdamW as `torch.optim.AdamW`
 //! computes it, with the Trainer's decay groups ([`optimizer`]); the schedules of
 //! `transformers.get_scheduler` ([`schedule`]); clipping by the global gradient norm as
-//! `torch.nn.utils.clip_grad_norm_` ([`clip`]); parameter names ([`parameters`]). Plots of a
-//! run: [`plot`]; held-out comparisons of models: [`heldout`].
+//! `torch.nn.utils.clip_grad_norm_` ([`clip`]); parameter names ([`parameters`]); held-out
+//! comparisons of models: [`heldout`]. A run's charts are drawn by the temper-plot crate.
 //!
 //! ```
 //! use temper_train::schedule::{Schedule, ScheduleKind};
@@ -30,19 +30,20 @@ pub mod batch;
 pub mod checkpoint;
 pub mod clip;
 pub mod config;
+pub mod engine;
 pub mod export;
+pub mod grpo;
 pub mod heldout;
 pub mod metrics;
 pub mod objective;
+pub mod offline;
 pub mod optimizer;
 pub mod output;
 pub mod parameters;
-pub mod plot;
 pub mod ppo;
 pub mod progress;
 pub mod reference;
 pub mod rewards;
-pub mod rlvr;
 pub mod rollout;
 pub mod run;
 pub mod schedule;
@@ -50,7 +51,9 @@ pub mod trainer;
 
 pub use clip::clip_global_norm;
 pub use config::{ConfigError, RunSettings, TrainConfig, TrainerKind};
+pub use engine::{MicroBatchLoss, UpdateEngine};
 pub use objective::{NllSpan, Objective};
+pub use offline::OfflineTrainer;
 pub use optimizer::{AdamW, AdamWConfig, OptimizerStateError};
 pub use reference::{Reference, ReferenceCache, ReferenceScores, reference_scores};
 pub use run::{RunError, RunReport, run};

@@ -8,42 +8,32 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use temper_data::ChatTokenizer;
 use temper_data::batch::{BatchOrder, batch_indices};
 use temper_kernels::{AutodiffKernelBackend, KernelBackend};
 use temper_model::{
-    CausalLm, GradientCheckpointing, SaveOptions, ScoreHeadInit, load_reward_model,
-    loss_and_gradients, save_model,
+    CausalLm, HeadInput, SaveOptions, ScoreHeadInit, load_reward_model, save_model,
 };
-use temper_objectives::grpo::{MAX_LOG_RATIO, clipped_surrogate, k3_kl};
+use temper_objectives::ObjectiveError;
 use temper_objectives::metrics::Metrics;
-use temper_objectives::ppo::{gae, masked_whiten, ppo_value_loss};
+pub use temper_objectives::ppo::KlEstimator;
+use temper_objectives::ppo::{
+    ShapedRewards, gae, masked_whiten, ppo_policy_loss, ppo_value_loss, shape_rewards,
+};
 
-use crate::checkpoint::{CheckpointError, OPTIMIZER_FILE};
-use crate::clip::clip_global_norm_of;
+use crate::batch::ModelInputs;
+use crate::checkpoint::{CheckpointError, OPTIMIZER_FILE, TrainerState};
+use crate::engine::{MicroBatchLoss, UpdateEngine, step_seed};
+use crate::grpo::{RlInputs, evaluate_policy, load_round, save_round};
 use crate::optimizer::AdamW;
 use crate::rewards::{RewardInput, Rewards};
-use crate::rlvr::{evaluate_policy, save_round};
 use crate::rollout::{
     CompletionBatch, Prompts, Rollout, RoundPlan, StepTiming, completion_log_probs,
     completion_positions, completion_token_stats, padded_rows, score_completions,
 };
-use crate::schedule::Schedule;
-use crate::trainer::{
-    MetricSums, StepLog, Steps, TrainError, TrainingArgs, check_finite, scalar, step_seed,
-};
-
-/// How the per-token KL penalty is estimated (TRL's `kl_estimator`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KlEstimator {
-    /// `logp − ref` (unbiased, may be negative per token).
-    K1,
-    /// `e^{ref − logp} − (ref − logp) − 1` (unbiased, never negative).
-    K3,
-}
+use crate::trainer::{StepLog, TrainError, Trainer, TrainingArgs};
 
 /// PPO's settings (TRL's `PPOConfig` names and defaults).
 #[derive(Clone, Debug, PartialEq)]
@@ -107,41 +97,41 @@ pub struct PpoRound {
 ///   dataloader), and each round's rows are reshuffled every PPO epoch from a permutation seeded
 ///   by (seed, round, epoch).
 pub struct PpoTrainer<B: AutodiffKernelBackend> {
-    policy: Option<CausalLm<B>>,
-    value_model: Option<CausalLm<B>>,
-    optimizer: AdamW<B::InnerBackend>,
-    value_optimizer: AdamW<B::InnerBackend>,
+    /// Trains the policy (model 0) and the value model (model 1).
+    engine: UpdateEngine<B>,
     reference: CausalLm<B::InnerBackend>,
     rewards: Rewards,
     tokenizer: ChatTokenizer,
     prompts: Prompts,
     settings: PpoSettings,
     args: TrainingArgs,
-    schedule: Schedule,
     plan: RoundPlan,
-    step: usize,
     round: Option<PpoRound>,
     /// Where the value model's config and tokenizer files are copied from when it is saved.
     value_model_source: Option<PathBuf>,
     timing: StepTiming,
-    device: B::Device,
 }
 
 impl<B: AutodiffKernelBackend> PpoTrainer<B> {
-    /// A trainer at step 0. `value_model` has a score head with one label; `reference` is the
-    /// initial policy (the KL penalty's reference), as TRL's `ref_model`.
-    #[allow(clippy::too_many_arguments)]
+    /// A trainer at step 0. `value_model` has a score head with one label; `inputs.reference`
+    /// is required: the initial policy (the KL penalty's reference), as TRL's `ref_model`.
     pub fn new(
         policy: CausalLm<B>,
         value_model: CausalLm<B>,
         settings: PpoSettings,
         args: TrainingArgs,
-        prompts: Prompts,
-        rewards: Rewards,
-        reference: CausalLm<B::InnerBackend>,
-        tokenizer: ChatTokenizer,
+        inputs: RlInputs<B::InnerBackend>,
         device: B::Device,
     ) -> Result<Self, TrainError> {
+        let RlInputs {
+            prompts,
+            rewards,
+            reference,
+            tokenizer,
+        } = inputs;
+        let reference = reference.ok_or_else(|| {
+            TrainError::Settings("PPO needs a reference model for its KL penalty".into())
+        })?;
         if prompts.rows.is_empty() || prompts.rows.len() != prompts.ids.len() {
             return Err(TrainError::NoData);
         }
@@ -188,11 +178,7 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         let steps_per_epoch =
             plan.rounds_per_epoch * settings.num_ppo_epochs * settings.num_mini_batches;
         Ok(Self {
-            policy: Some(policy),
-            value_model: Some(value_model),
-            optimizer: AdamW::new(args.optimizer),
-            value_optimizer: AdamW::new(args.optimizer),
-            schedule: args.schedule(steps_per_epoch),
+            engine: UpdateEngine::new(vec![policy, value_model], &args, steps_per_epoch, device),
             reference,
             rewards,
             tokenizer,
@@ -200,11 +186,9 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
             settings,
             args,
             plan,
-            step: 0,
             round: None,
             value_model_source: None,
             timing: StepTiming::default(),
-            device,
         })
     }
 
@@ -221,35 +205,31 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
     }
 
     pub fn total_steps(&self) -> usize {
-        self.schedule.total_steps
+        self.engine.total_steps()
     }
 
     pub fn steps_done(&self) -> usize {
-        self.step
+        self.engine.steps_done()
     }
 
     pub fn epochs_done(&self) -> f64 {
-        self.step as f64 / (self.plan.rounds_per_epoch * self.steps_per_round()) as f64
+        self.engine.epochs_done()
     }
 
     pub fn model(&self) -> &CausalLm<B> {
-        self.policy
-            .as_ref()
-            .expect("the policy is only taken during a step")
+        self.engine.model(0)
     }
 
     pub fn value_model(&self) -> &CausalLm<B> {
-        self.value_model
-            .as_ref()
-            .expect("the value model is only taken during a step")
+        self.engine.model(1)
     }
 
     pub fn optimizer(&self) -> &AdamW<B::InnerBackend> {
-        &self.optimizer
+        self.engine.optimizer(0)
     }
 
     pub fn value_optimizer(&self) -> &AdamW<B::InnerBackend> {
-        &self.value_optimizer
+        self.engine.optimizer(1)
     }
 
     /// The round the next steps train on, if one is under way.
@@ -271,10 +251,8 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         steps_done: usize,
         round: Option<PpoRound>,
     ) {
-        self.optimizer = optimizer;
-        self.value_optimizer = value_optimizer;
-        self.value_model = Some(value_model);
-        self.step = steps_done;
+        self.engine.resume(optimizer, steps_done);
+        self.engine.restore(1, value_model, value_optimizer);
         self.round = round;
     }
 
@@ -308,7 +286,7 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
     /// up.
     pub fn step(&mut self) -> Result<StepLog, TrainError> {
         let per_round = self.steps_per_round();
-        let round_index = self.step / per_round;
+        let round_index = self.engine.steps_done() / per_round;
         let mut timing = StepTiming::default();
         if self.round.as_ref().is_none_or(|r| r.index != round_index) {
             let (rollouts, sampled) = self.plan.sample(
@@ -316,7 +294,7 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
                 &self.model().valid(),
                 &self.prompts,
                 &self.settings.sampling,
-                &self.device,
+                self.engine.device(),
             );
             timing = sampled;
             self.start_round(round_index, rollouts, &mut timing)?;
@@ -335,7 +313,7 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         &mut self,
         completions: Vec<(usize, Vec<u32>, bool)>,
     ) -> Result<(), TrainError> {
-        let index = self.step / self.steps_per_round();
+        let index = self.engine.steps_done() / self.steps_per_round();
         let rollouts = completions
             .into_iter()
             .map(|(prompt_index, completion_ids, finished)| {
@@ -411,7 +389,7 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         timing.scoring = started.elapsed();
 
         let started = Instant::now();
-        let device = self.device.clone();
+        let device = self.engine.device().clone();
         let temperature = self.settings.sampling.temperature;
         let pad = self.settings.sampling.pad_token_id;
         let batch = self.args.per_device_train_batch_size;
@@ -449,17 +427,20 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
                 .collect::<Vec<_>>(),
         );
         let logp = padded(&logps);
-        let reference = padded(&ref_logps);
         let values_t = padded(&values) * mask.clone();
-        let kl = match self.settings.kl_estimator {
-            KlEstimator::K1 => logp.clone() - reference,
-            KlEstimator::K3 => k3_kl(logp.clone(), reference),
-        } * mask.clone();
-        let non_score = kl.clone().mul_scalar(-self.settings.kl_coef);
-        let mut rewards = non_score.clone() + at_end;
-        if self.settings.whiten_rewards {
-            rewards = masked_whiten(rewards, mask.clone(), false) * mask.clone();
-        }
+        let ShapedRewards {
+            rewards,
+            kl,
+            non_score,
+        } = shape_rewards(
+            logp.clone(),
+            padded(&ref_logps),
+            at_end,
+            mask.clone(),
+            self.settings.kl_coef,
+            self.settings.kl_estimator,
+            self.settings.whiten_rewards,
+        )?;
         let (advantages, returns) = gae(rewards, values_t, self.settings.gamma, self.settings.lam)?;
         let advantages = masked_whiten(advantages, mask.clone(), true) * mask.clone();
         let rows_of = |t: Tensor<B::InnerBackend, 2>| -> Vec<Vec<f32>> {
@@ -542,17 +523,14 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
 
     /// One optimizer update of both models on one mini-batch of the current round.
     fn update(&mut self) -> Result<StepLog, TrainError> {
-        let step = self.step;
-        let per_round = self.steps_per_round();
-        let within = step % per_round;
+        let within = self.engine.steps_done() % self.steps_per_round();
         let (epoch, mini) = (
             within / self.settings.num_mini_batches,
             within % self.settings.num_mini_batches,
         );
-        B::seed(&self.device, step_seed(self.args.seed, step as u64));
         let round = self
             .round
-            .take()
+            .as_ref()
             .expect("a round is made before its updates");
         let mini_batches = self.mini_batches(round.index, epoch, round.rollouts.len());
         let chosen: Vec<&PpoRollout> = mini_batches
@@ -563,190 +541,20 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         let micro_batches: Vec<&[&PpoRollout]> = chosen
             .chunks(self.args.per_device_train_batch_size)
             .collect();
-        let count = micro_batches.len().max(1) as f64;
-        let scale = 1.0 / count;
-        let checkpointing = if self.args.gradient_checkpointing {
-            GradientCheckpointing::PerLayer
-        } else {
-            GradientCheckpointing::Off
+        let update = PpoUpdate {
+            scale: 1.0 / micro_batches.len().max(1) as f64,
+            micro_batches,
+            settings: &self.settings,
+            device: self.engine.device().clone(),
         };
-        let temperature = self.settings.sampling.temperature;
-        let pad = self.settings.sampling.pad_token_id;
-        let (cliprange, cliprange_value, vf_coef) = (
-            self.settings.cliprange,
-            self.settings.cliprange_value,
-            self.settings.vf_coef,
-        );
-        let policy = self
-            .policy
-            .take()
-            .expect("the policy is only taken during a step");
-        let value_model = self
-            .value_model
-            .take()
-            .expect("the value model is only taken during a step");
-        let mut policy_grads = GradientsAccumulator::<CausalLm<B>>::new();
-        let mut value_grads = GradientsAccumulator::<CausalLm<B>>::new();
-        let mut loss = 0.0;
-        let mut metric_sums = MetricSums::default();
-        let mut add = |metrics: Vec<(&'static str, f64)>| {
-            for (name, value) in metrics {
-                metric_sums.add(name, value);
-            }
-        };
-        let mut failure = None;
-        for micro in &micro_batches {
-            let rows: Vec<&Rollout> = micro.iter().map(|r| &r.rollout).collect();
-            let batch = CompletionBatch::<B>::new(&rows, pad, &self.device);
-            let per_token = |pick: fn(&PpoRollout) -> &[f32]| {
-                let values: Vec<&[f32]> = micro.iter().map(|&r| pick(r)).collect();
-                batch.per_token(&values, &self.device)
-            };
-            let old_logps =
-                per_token(|r: &PpoRollout| r.rollout.old_logps.as_deref().unwrap_or(&[]));
-            let advantages = per_token(|r: &PpoRollout| r.advantages.as_slice());
-            let old_values = per_token(|r: &PpoRollout| r.values.as_slice());
-            let returns = per_token(|r: &PpoRollout| r.returns.as_slice());
-            let mask = batch.completion_mask.clone();
-            let masked_mean =
-                |x: Tensor<B, 2>| (x * mask.clone()).sum() / mask.clone().sum().clamp_min(1.0);
-
-            let policy_pass = loss_and_gradients(
-                &policy,
-                batch.input_ids.clone(),
-                batch.attention_mask.clone(),
-                batch.position_ids.clone(),
-                checkpointing,
-                |head| match completion_token_stats(&head, &batch, temperature) {
-                    Ok(stats) => {
-                        let diff = stats.log_probs - old_logps;
-                        let ratio = diff.clone().clamp_max(MAX_LOG_RATIO).exp();
-                        let surrogate = clipped_surrogate(
-                            ratio.clone(),
-                            advantages.clone(),
-                            cliprange,
-                            cliprange,
-                        );
-                        let pg_loss = masked_mean(surrogate);
-                        let ratio = ratio.detach();
-                        let unclipped = (ratio.clone() * advantages.clone()).neg();
-                        let clipped = (ratio.clone().clamp(1.0 - cliprange, 1.0 + cliprange)
-                            * advantages.clone())
-                        .neg();
-                        let mut metrics = Metrics::new();
-                        metrics.push("loss/policy_avg", pg_loss.clone());
-                        metrics.push(
-                            "policy/approxkl_avg",
-                            masked_mean(diff.detach().square()).mul_scalar(0.5),
-                        );
-                        metrics.push(
-                            "policy/clipfrac_avg",
-                            masked_mean(clipped.greater(unclipped).float()),
-                        );
-                        metrics.push("policy/entropy_avg", masked_mean(stats.entropy));
-                        metrics.push("val/ratio", masked_mean(ratio));
-                        (pg_loss.mul_scalar(scale), Ok(metrics))
-                    }
-                    Err(error) => (Tensor::zeros([1], &batch.input_ids.device()), Err(error)),
-                },
-            );
-            let value_pass = loss_and_gradients(
-                &value_model,
-                batch.input_ids.clone(),
-                batch.attention_mask.clone(),
-                batch.position_ids.clone(),
-                checkpointing,
-                |head| {
-                    let values = completion_scores(head.logits(), &batch);
-                    let clipped = values
-                        .clone()
-                        .detach()
-                        .max_pair(old_values.clone().sub_scalar(cliprange_value))
-                        .min_pair(old_values.clone().add_scalar(cliprange_value));
-                    let unclipped_error = (values.clone().detach() - returns.clone()).square();
-                    let clipped_error = (clipped - returns.clone()).square();
-                    match ppo_value_loss(values, old_values, returns, mask.clone(), cliprange_value)
-                    {
-                        Ok(vf_loss) => {
-                            let mut metrics = Metrics::new();
-                            metrics.push("loss/value_avg", vf_loss.clone());
-                            metrics.push(
-                                "val/clipfrac_avg",
-                                masked_mean(clipped_error.greater(unclipped_error).float()),
-                            );
-                            (vf_loss.mul_scalar(vf_coef * scale), Ok(metrics))
-                        }
-                        Err(error) => (Tensor::zeros([1], &batch.input_ids.device()), Err(error)),
-                    }
-                },
-            );
-            match (policy_pass.output, value_pass.output) {
-                (Ok(policy_metrics), Ok(value_metrics)) => {
-                    loss += scalar(policy_pass.loss) + scalar(value_pass.loss);
-                    add(policy_metrics.to_f64());
-                    add(value_metrics.to_f64());
-                    policy_grads.accumulate(&policy, policy_pass.gradients);
-                    value_grads.accumulate(&value_model, value_pass.gradients);
-                }
-                (Err(error), _) | (_, Err(error)) => {
-                    failure = Some(error);
-                    break;
-                }
-            }
+        let mut log = self.engine.update(&update, records)?;
+        if within == 0 {
+            log.metrics = round.metrics.iter().cloned().chain(log.metrics).collect();
         }
-        drop(micro_batches);
-        drop(chosen);
-        let with_round_metrics = within == 0;
-        let round_metrics = round.metrics.clone();
-        self.round = Some(round);
-        let restore = |this: &mut Self, policy, value_model| {
-            this.policy = Some(policy);
-            this.value_model = Some(value_model);
-        };
-        if let Some(error) = failure {
-            restore(self, policy, value_model);
-            return Err(error.into());
-        }
-        let mut policy_gradients: GradientsParams = policy_grads.grads();
-        let mut value_gradients: GradientsParams = value_grads.grads();
-        // One global norm over both models, as one optimizer over the policy-and-value wrapper.
-        let grad_norm = clip_global_norm_of::<B, _>(
-            &mut [
-                (&policy, &mut policy_gradients),
-                (&value_model, &mut value_gradients),
-            ],
-            self.args.max_grad_norm,
-        );
-        if let Err(error) = check_finite(step, loss, grad_norm, &records) {
-            restore(self, policy, value_model);
-            return Err(error);
-        }
-        let learning_rate = self.schedule.learning_rate(step);
-        self.policy = Some(self.optimizer.step(policy, policy_gradients, learning_rate));
-        self.value_model = Some(self.value_optimizer.step(
-            value_model,
-            value_gradients,
-            learning_rate,
-        ));
-        self.step += 1;
-        let mut metrics = if with_round_metrics {
-            round_metrics
-        } else {
-            Vec::new()
-        };
-        metrics.extend(metric_sums.means(count));
-        Ok(StepLog {
-            step: self.step,
-            epoch: self.epochs_done(),
-            loss,
-            learning_rate,
-            grad_norm,
-            metrics,
-            records,
-        })
+        Ok(log)
     }
 
-    /// Verifier accuracy on held-out prompts, as [`crate::rlvr::RlvrTrainer::evaluate`].
+    /// Verifier accuracy on held-out prompts, as [`crate::grpo::GrpoTrainer::evaluate`].
     pub fn evaluate(
         &self,
         prompts: &Prompts,
@@ -759,32 +567,109 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
             &self.tokenizer,
             &self.settings.sampling,
             batch_size,
-            &self.device,
+            self.engine.device(),
         )
     }
 }
 
-impl<B: AutodiffKernelBackend> Steps<B> for PpoTrainer<B> {
+/// The micro-batches of one PPO update and how each is scored by the policy (model 0) and the
+/// value model (model 1).
+struct PpoUpdate<'a, B: AutodiffKernelBackend> {
+    micro_batches: Vec<&'a [&'a PpoRollout]>,
+    settings: &'a PpoSettings,
+    /// Each micro-batch's losses are means: each counts 1/n of the update.
+    scale: f64,
+    device: B::Device,
+}
+
+/// A micro-batch's per-token terms `[rows, C]` of PPO's two losses.
+struct PpoTerms<B: KernelBackend> {
+    old_logps: Tensor<B, 2>,
+    advantages: Tensor<B, 2>,
+    old_values: Tensor<B, 2>,
+    returns: Tensor<B, 2>,
+}
+
+impl<B: AutodiffKernelBackend> MicroBatchLoss<B> for PpoUpdate<'_, B> {
+    type Batch = (CompletionBatch<B>, PpoTerms<B>);
+
+    fn micro_batches(&self) -> usize {
+        self.micro_batches.len()
+    }
+
+    fn batch(&self, index: usize) -> (Self::Batch, ModelInputs<B>) {
+        let micro = self.micro_batches[index];
+        let rows: Vec<&Rollout> = micro.iter().map(|r| &r.rollout).collect();
+        let batch =
+            CompletionBatch::<B>::new(&rows, self.settings.sampling.pad_token_id, &self.device);
+        let per_token = |pick: fn(&PpoRollout) -> &[f32]| {
+            let values: Vec<&[f32]> = micro.iter().map(|&r| pick(r)).collect();
+            batch.per_token(&values, &self.device)
+        };
+        let terms = PpoTerms {
+            old_logps: per_token(|r| r.rollout.old_logps.as_deref().unwrap_or(&[])),
+            advantages: per_token(|r| r.advantages.as_slice()),
+            old_values: per_token(|r| r.values.as_slice()),
+            returns: per_token(|r| r.returns.as_slice()),
+        };
+        let inputs = batch.inputs();
+        ((batch, terms), inputs)
+    }
+
+    fn loss(
+        &self,
+        model: usize,
+        head: &HeadInput<'_, B>,
+        (batch, terms): &Self::Batch,
+    ) -> Result<(Tensor<B, 1>, Metrics<B>), ObjectiveError> {
+        let mask = batch.completion_mask.clone();
+        if model == 0 {
+            let stats = completion_token_stats(head, batch, self.settings.sampling.temperature)?;
+            let output = ppo_policy_loss(
+                stats.log_probs,
+                terms.old_logps.clone(),
+                terms.advantages.clone(),
+                stats.entropy,
+                mask,
+                self.settings.cliprange,
+            )?;
+            Ok((output.loss.mul_scalar(self.scale), output.metrics))
+        } else {
+            let output = ppo_value_loss(
+                completion_scores(head.logits(), batch),
+                terms.old_values.clone(),
+                terms.returns.clone(),
+                mask,
+                self.settings.cliprange_value,
+            )?;
+            let weight = self.settings.vf_coef * self.scale;
+            Ok((output.loss.mul_scalar(weight), output.metrics))
+        }
+    }
+}
+
+impl<B: AutodiffKernelBackend> Trainer<B> for PpoTrainer<B> {
     fn step(&mut self) -> Result<StepLog, TrainError> {
         PpoTrainer::step(self)
     }
-    fn steps_done(&self) -> usize {
-        self.step
+    fn engine(&self) -> &UpdateEngine<B> {
+        &self.engine
     }
-    fn total_steps(&self) -> usize {
-        self.schedule.total_steps
+    fn load_state(&mut self, dir: &Path) -> Result<TrainerState, CheckpointError> {
+        let state = self.engine.load_state(dir)?;
+        let (value_model, value_optimizer) = load_value_state::<B>(
+            dir,
+            Some(self.settings.sampling.pad_token_id),
+            self.engine.device(),
+        )?;
+        self.engine.restore(1, value_model, value_optimizer);
+        self.round = load_round(dir)?;
+        Ok(state)
     }
-    fn epochs_done(&self) -> f64 {
-        PpoTrainer::epochs_done(self)
-    }
-    fn model(&self) -> &CausalLm<B> {
-        PpoTrainer::model(self)
-    }
-    fn optimizer(&self) -> &AdamW<B::InnerBackend> {
-        &self.optimizer
-    }
-    /// The value model and its optimizer (`value_model/`), and the last round.
+    /// The policy's optimizer, the value model and its optimizer (`value_model/`), and the
+    /// last round.
     fn save_state(&self, dir: &Path) -> Result<(), CheckpointError> {
+        self.engine.save_state(dir)?;
         let source = self
             .value_model_source
             .as_ref()
@@ -801,7 +686,8 @@ impl<B: AutodiffKernelBackend> Steps<B> for PpoTrainer<B> {
             &value_dir,
             &SaveOptions::default(),
         )?;
-        self.value_optimizer.save(&value_dir.join(OPTIMIZER_FILE))?;
+        self.value_optimizer()
+            .save(&value_dir.join(OPTIMIZER_FILE))?;
         // The last round: reused when the checkpoint falls inside it, and `num_tokens` counts
         // on from it.
         match &self.round {

@@ -18,7 +18,8 @@ use temper_model::{CausalLm, Decoding, GenerationConfig, HeadInput, generate};
 use temper_objectives::ObjectiveError;
 use temper_objectives::logprobs::TokenStats;
 
-use crate::trainer::step_seed;
+use crate::batch::ModelInputs;
+use crate::engine::step_seed;
 
 /// The prompts of a run: each data row with its tokenised prompt.
 #[derive(Clone, Debug, Default)]
@@ -267,6 +268,15 @@ pub struct CompletionBatch<B: KernelBackend> {
 }
 
 impl<B: KernelBackend> CompletionBatch<B> {
+    /// What the model reads of this batch.
+    pub fn inputs(&self) -> ModelInputs<B> {
+        ModelInputs {
+            input_ids: self.input_ids.clone(),
+            attention_mask: self.attention_mask.clone(),
+            position_ids: self.position_ids.clone(),
+        }
+    }
+
     pub fn new(rows: &[&Rollout], pad_id: u32, device: &B::Device) -> Self {
         let prompt_width = rows.iter().map(|r| r.prompt_ids.len()).max().unwrap_or(0);
         let completion_width = rows

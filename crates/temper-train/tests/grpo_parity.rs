@@ -18,8 +18,8 @@ use serde_json::Value;
 use temper_data::ChatTokenizer;
 use temper_model::load_model;
 use temper_objectives::grpo::{Aggregation, GrpoConfig, RewardScaling};
+use temper_train::grpo::{GrpoSettings, GrpoTrainer, RlInputs};
 use temper_train::rewards::{FnReward, RewardInput, Rewards};
-use temper_train::rlvr::{GrpoSettings, RlvrTrainer};
 use temper_train::rollout::Sampling;
 use temper_train::{ScheduleKind, TrainingArgs};
 
@@ -117,10 +117,13 @@ fn run(name: &str) {
     let (_, model) = load_model::<Ad>(&policy_dir, &device).unwrap();
     let reference = (beta != 0.0).then(|| load_model::<Flex>(&policy_dir, &device).unwrap().1);
     let rewards = Rewards::new(vec![(Box::new(fixed), 1.0)]);
-    let mut trainer = RlvrTrainer::<Ad>::new(
-        model, settings, args, prompts, rewards, reference, tokenizer, device,
-    )
-    .unwrap();
+    let inputs = RlInputs {
+        prompts,
+        rewards,
+        reference,
+        tokenizer,
+    };
+    let mut trainer = GrpoTrainer::<Ad>::new(model, settings, args, inputs, device).unwrap();
 
     let iterations = u("num_iterations");
     for (step, expected) in run["log_history"].as_array().unwrap().iter().enumerate() {

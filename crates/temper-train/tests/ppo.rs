@@ -13,10 +13,11 @@ use common::{parity_prompts, root};
 use temper_data::ChatTokenizer;
 use temper_model::{CausalLm, ScoreHeadInit, load_model, load_reward_model};
 use temper_objectives::reference;
-use temper_train::checkpoint::{TrainerState, Weights, load_training_state, save_checkpoint};
-use temper_train::ppo::{KlEstimator, PpoRound, PpoSettings, PpoTrainer, load_value_state};
+use temper_train::Trainer;
+use temper_train::checkpoint::{TrainerState, Weights, save_checkpoint};
+use temper_train::grpo::{Prompts, RlInputs};
+use temper_train::ppo::{KlEstimator, PpoSettings, PpoTrainer};
 use temper_train::rewards::{FnReward, RewardInput, Rewards};
-use temper_train::rlvr::{Prompts, load_round};
 use temper_train::rollout::Sampling;
 use temper_train::{ScheduleKind, StepLog, TrainingArgs};
 
@@ -90,19 +91,15 @@ fn trainer(
     let device = Default::default();
     let tokenizer = ChatTokenizer::from_dir(&policy_dir(), None).unwrap();
     let reference = load_model::<Inner>(&policy_dir(), &device).unwrap().1;
-    PpoTrainer::new(
-        policy,
-        value_model(),
-        settings,
-        args,
+    let inputs = RlInputs {
         prompts,
         rewards,
-        reference,
+        reference: Some(reference),
         tokenizer,
-        device,
-    )
-    .unwrap()
-    .with_value_model_source(policy_dir())
+    };
+    PpoTrainer::new(policy, value_model(), settings, args, inputs, device)
+        .unwrap()
+        .with_value_model_source(policy_dir())
 }
 
 fn metric(log: &StepLog, name: &str) -> f64 {
@@ -384,18 +381,8 @@ fn resuming_inside_a_round_equals_the_straight_run() {
     drop(first);
 
     let mut resumed = resumable(load(&checkpoint));
-    let (optimizer, state) = load_training_state::<Inner>(&checkpoint, &device).unwrap();
-    let (value_model, value_optimizer) =
-        load_value_state::<Ad>(&checkpoint, Some(PAD), &device).unwrap();
-    let round: Option<PpoRound> = load_round(&checkpoint).unwrap();
-    assert!(round.is_some(), "the round under way is saved");
-    resumed.resume(
-        optimizer,
-        value_optimizer,
-        value_model,
-        state.global_step,
-        round,
-    );
+    resumed.load_state(&checkpoint).unwrap();
+    assert!(resumed.round().is_some(), "the round under way is saved");
     logs.extend(run(&mut resumed, 3));
     assert_eq!(logs, expected);
 }

@@ -14,7 +14,7 @@ use temper_model::load_model;
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_train::checkpoint::{TrainerState, Weights, load_training_state, save_checkpoint};
 use temper_train::{
-    Objective, Reference, ScheduleKind, StepLog, Trainer, TrainingArgs, reference_scores,
+    Objective, OfflineTrainer, Reference, ScheduleKind, StepLog, TrainingArgs, reference_scores,
 };
 
 type Ad = Autodiff<Flex>;
@@ -23,7 +23,7 @@ fn base() -> PathBuf {
     qwen2()
 }
 
-fn trainer(model_dir: &Path) -> Trainer<Ad> {
+fn trainer(model_dir: &Path) -> OfflineTrainer<Ad> {
     let device = Default::default();
     let (examples, pad) = tokenized("trl_preference_standard.jsonl");
     // The reference is the base model in both runs.
@@ -39,7 +39,7 @@ fn trainer(model_dir: &Path) -> Trainer<Ad> {
         ..TrainingArgs::default()
     };
     let objective = Objective::Dpo(DpoConfig::single(PreferenceLoss::Sigmoid, 0.1));
-    Trainer::new(
+    OfflineTrainer::new(
         model,
         objective,
         args,
@@ -51,11 +51,11 @@ fn trainer(model_dir: &Path) -> Trainer<Ad> {
     .unwrap()
 }
 
-fn run(trainer: &mut Trainer<Ad>, steps: usize) -> Vec<StepLog> {
+fn run(trainer: &mut OfflineTrainer<Ad>, steps: usize) -> Vec<StepLog> {
     (0..steps).map(|_| trainer.step().unwrap()).collect()
 }
 
-fn save(trainer: &Trainer<Ad>, output: &Path) -> PathBuf {
+fn save(trainer: &OfflineTrainer<Ad>, output: &Path) -> PathBuf {
     let state = TrainerState {
         global_step: trainer.steps_done(),
         unlogged: Vec::new(),

@@ -14,7 +14,7 @@ use common::{ids, parity_fixture, root};
 use serde_json::Value;
 use temper_data::{ChatTokenizer, Tokenized};
 use temper_model::{ScoreHeadInit, load_model, load_reward_model};
-use temper_train::{Objective, Reference, TrainError, Trainer, TrainingArgs};
+use temper_train::{Objective, OfflineTrainer, Reference, TrainError, TrainingArgs};
 
 type Ad = Autodiff<Flex>;
 
@@ -66,7 +66,7 @@ fn worst_difference(run: &Value) -> ((f64, String), f64) {
     };
     objective.check_model(&model).unwrap();
     let args = common::trl_parity_args();
-    let mut trainer = Trainer::new(
+    let mut trainer = OfflineTrainer::new(
         model,
         objective,
         args,
@@ -155,7 +155,7 @@ fn the_objective_refuses_a_model_with_the_wrong_head() {
     assert!(reward.check_model(&lm).is_err());
     assert!(Objective::Sft.check_model(&lm).is_ok());
     // The trainer refuses it before any step.
-    let refused = Trainer::new(
+    let refused = OfflineTrainer::new(
         lm,
         reward.clone(),
         TrainingArgs::default(),

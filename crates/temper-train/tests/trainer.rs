@@ -10,7 +10,7 @@ use common::{pairs, qwen2, tokenized as examples};
 use temper_model::load_model;
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_train::{
-    Objective, Reference, ReferenceScores, ScheduleKind, TrainError, Trainer, TrainingArgs,
+    Objective, OfflineTrainer, Reference, ReferenceScores, ScheduleKind, TrainError, TrainingArgs,
     reference_scores,
 };
 
@@ -33,7 +33,7 @@ fn dpo_against_its_own_copy_starts_at_ln2_and_learns_the_preference() {
     let (examples, pad_id) = examples("trl_preference_standard.jsonl");
     let reference = reference_scores(&model.valid(), &pairs(&examples), 4, &device);
     let objective = Objective::Dpo(DpoConfig::single(PreferenceLoss::Sigmoid, 0.1));
-    let mut trainer = Trainer::new(
+    let mut trainer = OfflineTrainer::new(
         model,
         objective,
         args(8),
@@ -82,7 +82,7 @@ fn sft_lowers_the_completion_loss() {
     let device = Default::default();
     let (_, model) = load_model::<Ad>(&qwen2(), &device).unwrap();
     let (examples, pad_id) = examples("trl_prompt_completion_standard.jsonl");
-    let mut trainer = Trainer::new(
+    let mut trainer = OfflineTrainer::new(
         model,
         Objective::Sft,
         args(10),
@@ -113,7 +113,7 @@ fn batches_depend_on_the_step_and_seed_only() {
     let make = |seed| {
         let (_, model) = load_model::<Ad>(&qwen2(), &device).unwrap();
         let args = TrainingArgs { seed, ..args(6) };
-        Trainer::new(
+        OfflineTrainer::new(
             model,
             Objective::Sft,
             args,
@@ -144,7 +144,7 @@ fn mismatched_data_and_settings_are_errors() {
     let (_, model) = load_model::<Ad>(&qwen2(), &device).unwrap();
     let (sft, pad_id) = examples("trl_prompt_completion_standard.jsonl");
     let objective = Objective::Dpo(DpoConfig::single(PreferenceLoss::Sigmoid, 0.1));
-    let error = Trainer::new(
+    let error = OfflineTrainer::new(
         model.clone(),
         objective.clone(),
         args(1),
@@ -161,7 +161,7 @@ fn mismatched_data_and_settings_are_errors() {
     );
     let (pairs_data, _) = examples("trl_preference_standard.jsonl");
     let missing: Vec<ReferenceScores> = Vec::new();
-    let error = Trainer::new(
+    let error = OfflineTrainer::new(
         model.clone(),
         objective,
         args(1),
@@ -179,7 +179,7 @@ fn mismatched_data_and_settings_are_errors() {
     };
     let (sft, _) = examples("trl_prompt_completion_standard.jsonl");
     assert!(
-        Trainer::new(
+        OfflineTrainer::new(
             model,
             Objective::Sft,
             bad,

@@ -16,7 +16,7 @@ use temper_data::tokenize::{TokenizedPair, TokenizedSequence};
 use temper_model::load_model;
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_objectives::simpo::SimpoConfig;
-use temper_train::{NllSpan, Objective, Reference, Trainer, reference_scores};
+use temper_train::{NllSpan, Objective, OfflineTrainer, Reference, reference_scores};
 
 type Ad = Autodiff<Flex>;
 
@@ -124,7 +124,7 @@ fn worst_difference(run: &Value) -> (f64, String) {
     let args = common::trl_parity_args();
     let pad = fixture["tokenizer"]["pad_token_id"].as_u64().unwrap() as u32;
     let mut trainer =
-        Trainer::new(policy, objective, args, examples, reference, pad, device).unwrap();
+        OfflineTrainer::new(policy, objective, args, examples, reference, pad, device).unwrap();
     let mut worst = (0.0, String::new());
     for expected in run["steps"].as_array().unwrap() {
         let log = trainer.step().unwrap();

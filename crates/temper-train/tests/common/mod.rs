@@ -54,10 +54,10 @@ pub fn tokenize_file(tokenizer: &ChatTokenizer, path: &Path) -> Vec<Tokenized> {
 
 /// The prompts of the GRPO and PPO fixtures (`fixtures/parity/train/rlvr.jsonl`), tokenised
 /// with `tokenizer`.
-pub fn parity_prompts(tokenizer: &ChatTokenizer) -> temper_train::rlvr::Prompts {
+pub fn parity_prompts(tokenizer: &ChatTokenizer) -> temper_train::grpo::Prompts {
     let path = root().join("fixtures/parity/train/rlvr.jsonl");
     let data = dataset::load(&path, None, false).unwrap();
-    let prompts = temper_train::rlvr::Prompts::from_examples(
+    let prompts = temper_train::grpo::Prompts::from_examples(
         &data.examples,
         &tokenize_file(tokenizer, &path),
     );

@@ -19,11 +19,11 @@
 //! ```no_run
 //! use std::path::Path;
 //!
-//! let written = temper_train::plot::plot_run(Path::new("out/metrics.jsonl"), Path::new("out/plots"))?;
+//! let written = temper_plot::plot_run(Path::new("out/metrics.jsonl"), Path::new("out/plots"))?;
 //! for png in written {
 //!     println!("{}", png.display()); // out/plots/loss.png, out/plots/rewards.png, ...
 //! }
-//! # Ok::<(), temper_train::plot::PlotError>(())
+//! # Ok::<(), temper_plot::PlotError>(())
 //! ```
 
 use std::collections::{BTreeMap, HashSet};

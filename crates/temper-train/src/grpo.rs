@@ -18,29 +18,27 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use temper_data::ChatTokenizer;
 use temper_kernels::{AutodiffKernelBackend, KernelBackend};
-use temper_model::loss_and_gradients;
-use temper_model::{CausalLm, Decoding, GenerationConfig, GradientCheckpointing, generate};
+use temper_model::{CausalLm, Decoding, GenerationConfig, HeadInput, generate};
+use temper_objectives::ObjectiveError;
 use temper_objectives::grpo::{
     Aggregation, GrpoConfig, GrpoInputs, RewardScaling, group_advantages, grpo_loss,
 };
+use temper_objectives::metrics::Metrics;
 
-use crate::checkpoint::CheckpointError;
-use crate::clip::clip_global_norm;
+use crate::batch::ModelInputs;
+use crate::checkpoint::{CheckpointError, TrainerState};
+use crate::engine::{MicroBatchLoss, UpdateEngine};
 use crate::optimizer::AdamW;
 use crate::rewards::{RewardBatch, RewardInput, Rewards};
 use crate::rollout::{
     CompletionBatch, Rollout, RoundPlan, Sampling, completion_log_probs, completion_token_stats,
 };
 pub use crate::rollout::{Prompts, StepTiming};
-use crate::schedule::Schedule;
-use crate::trainer::{
-    MetricSums, StepLog, Steps, TrainError, TrainingArgs, check_finite, scalar, step_seed,
-};
+use crate::trainer::{StepLog, TrainError, Trainer, TrainingArgs};
 
 /// GRPO's settings (TRL's `GRPOConfig` names).
 #[derive(Clone, Debug, PartialEq)]
@@ -66,37 +64,45 @@ pub struct Round {
     pub tokens_seen: usize,
 }
 
+/// What an RL trainer (GRPO, PPO) samples from, rewards with and decodes with, beside the
+/// models it trains.
+pub struct RlInputs<B: KernelBackend> {
+    pub prompts: Prompts,
+    pub rewards: Rewards,
+    /// The reference model of the KL term (the initial policy, as TRL's `ref_model`).
+    pub reference: Option<CausalLm<B>>,
+    pub tokenizer: ChatTokenizer,
+}
+
 /// A policy trained with GRPO.
-pub struct RlvrTrainer<B: AutodiffKernelBackend> {
-    model: Option<CausalLm<B>>,
-    optimizer: AdamW<B::InnerBackend>,
+pub struct GrpoTrainer<B: AutodiffKernelBackend> {
+    engine: UpdateEngine<B>,
     reference: Option<CausalLm<B::InnerBackend>>,
     rewards: Rewards,
     tokenizer: ChatTokenizer,
     prompts: Prompts,
     settings: GrpoSettings,
     args: TrainingArgs,
-    schedule: Schedule,
     plan: RoundPlan,
-    step: usize,
     round: Option<Round>,
     timing: StepTiming,
-    device: B::Device,
 }
 
-impl<B: AutodiffKernelBackend> RlvrTrainer<B> {
-    /// A trainer at step 0. `reference` is needed when β ≠ 0 (the initial policy, as TRL).
-    #[allow(clippy::too_many_arguments)]
+impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
+    /// A trainer at step 0. `inputs.reference` is needed when β ≠ 0.
     pub fn new(
         model: CausalLm<B>,
         settings: GrpoSettings,
         args: TrainingArgs,
-        prompts: Prompts,
-        rewards: Rewards,
-        reference: Option<CausalLm<B::InnerBackend>>,
-        tokenizer: ChatTokenizer,
+        inputs: RlInputs<B::InnerBackend>,
         device: B::Device,
     ) -> Result<Self, TrainError> {
+        let RlInputs {
+            prompts,
+            rewards,
+            reference,
+            tokenizer,
+        } = inputs;
         if prompts.rows.is_empty() || prompts.rows.len() != prompts.ids.len() {
             return Err(TrainError::NoData);
         }
@@ -129,10 +135,9 @@ impl<B: AutodiffKernelBackend> RlvrTrainer<B> {
             false,
             args.seed,
         );
+        let updates_per_epoch = plan.rounds_per_epoch * settings.num_iterations;
         Ok(Self {
-            model: Some(model),
-            optimizer: AdamW::new(args.optimizer),
-            schedule: args.schedule(plan.rounds_per_epoch * settings.num_iterations),
+            engine: UpdateEngine::new(vec![model], &args, updates_per_epoch, device),
             reference,
             rewards,
             tokenizer,
@@ -140,33 +145,29 @@ impl<B: AutodiffKernelBackend> RlvrTrainer<B> {
             settings,
             args,
             plan,
-            step: 0,
             round: None,
             timing: StepTiming::default(),
-            device,
         })
     }
 
     pub fn total_steps(&self) -> usize {
-        self.schedule.total_steps
+        self.engine.total_steps()
     }
 
     pub fn steps_done(&self) -> usize {
-        self.step
+        self.engine.steps_done()
     }
 
     pub fn epochs_done(&self) -> f64 {
-        self.step as f64 / (self.plan.rounds_per_epoch * self.settings.num_iterations) as f64
+        self.engine.epochs_done()
     }
 
     pub fn model(&self) -> &CausalLm<B> {
-        self.model
-            .as_ref()
-            .expect("the model is only taken during a step")
+        self.engine.model(0)
     }
 
     pub fn optimizer(&self) -> &AdamW<B::InnerBackend> {
-        &self.optimizer
+        self.engine.optimizer(0)
     }
 
     /// The round the next steps train on, if one is under way (saved with checkpoints).
@@ -186,8 +187,7 @@ impl<B: AutodiffKernelBackend> RlvrTrainer<B> {
         steps_done: usize,
         round: Option<Round>,
     ) {
-        self.optimizer = optimizer;
-        self.step = steps_done;
+        self.engine.resume(optimizer, steps_done);
         self.round = round;
     }
 
@@ -198,17 +198,18 @@ impl<B: AutodiffKernelBackend> RlvrTrainer<B> {
 
     /// Makes the next update, sampling a new round first when the last one is used up.
     pub fn step(&mut self) -> Result<StepLog, TrainError> {
-        let round_index = self.step / self.settings.num_iterations;
+        let step = self.engine.steps_done();
+        let round_index = step / self.settings.num_iterations;
         let mut timing = StepTiming::default();
         // TRL logs a round's metrics with the step that made it.
-        let first_of_round = self.step.is_multiple_of(self.settings.num_iterations);
+        let first_of_round = step.is_multiple_of(self.settings.num_iterations);
         if self.round.as_ref().is_none_or(|r| r.index != round_index) {
             let (rollouts, sampled) = self.plan.sample(
                 round_index,
                 &self.model().valid(),
                 &self.prompts,
                 &self.settings.sampling,
-                &self.device,
+                self.engine.device(),
             );
             timing = sampled;
             self.start_round(round_index, rollouts, &mut timing)?;
@@ -227,7 +228,7 @@ impl<B: AutodiffKernelBackend> RlvrTrainer<B> {
         &mut self,
         completions: Vec<(usize, Vec<u32>, bool)>,
     ) -> Result<(), TrainError> {
-        let index = self.step / self.settings.num_iterations;
+        let index = self.engine.steps_done() / self.settings.num_iterations;
         let rollouts = completions
             .into_iter()
             .map(|(prompt_index, completion_ids, finished)| {
@@ -289,7 +290,7 @@ impl<B: AutodiffKernelBackend> RlvrTrainer<B> {
                 index: rollouts[e.index.min(rollouts.len() - 1)].prompt_index,
                 reason: e.to_string(),
             })?;
-        let device = self.device.clone();
+        let device = self.engine.device().clone();
         let rewards = Tensor::<B::InnerBackend, 1>::from_data(
             TensorData::new(
                 scored.rewards.iter().map(|&r| r as f32).collect(),
@@ -366,11 +367,9 @@ impl<B: AutodiffKernelBackend> RlvrTrainer<B> {
 
     /// One optimizer step over the current round's completions.
     fn update(&mut self, with_round_metrics: bool) -> Result<StepLog, TrainError> {
-        let step = self.step;
-        B::seed(&self.device, step_seed(self.args.seed, step as u64));
         let round = self
             .round
-            .take()
+            .as_ref()
             .expect("a round is made before its updates");
         let rows: Vec<&Rollout> = round.rollouts.iter().collect();
         let micro_batches: Vec<&[&Rollout]> =
@@ -385,130 +384,33 @@ impl<B: AutodiffKernelBackend> RlvrTrainer<B> {
             },
             other => other,
         };
-        let config = GrpoConfig {
-            aggregation,
-            ..self.settings.loss.clone()
-        };
         // DAPO divides by the whole step's tokens already; the others are per micro-batch means.
         let scale = match aggregation {
             Aggregation::Dapo { .. } => 1.0,
             _ => 1.0 / micro_batches.len() as f64,
         };
-        let checkpointing = if self.args.gradient_checkpointing {
-            GradientCheckpointing::PerLayer
-        } else {
-            GradientCheckpointing::Off
+        let update = GrpoUpdate {
+            micro_batches,
+            config: GrpoConfig {
+                aggregation,
+                ..self.settings.loss.clone()
+            },
+            scale,
+            temperature: self.settings.sampling.temperature,
+            pad_id: self.settings.sampling.pad_token_id,
+            device: self.engine.device().clone(),
         };
-        let temperature = self.settings.sampling.temperature;
-        let pad = self.settings.sampling.pad_token_id;
-        let model = self
-            .model
-            .take()
-            .expect("the model is only taken during a step");
-        let mut accumulated = GradientsAccumulator::<CausalLm<B>>::new();
-        let mut loss = 0.0;
-        let mut metric_sums = MetricSums::default();
-        let mut failure = None;
-        let count = micro_batches.len() as f64;
-        for micro in &micro_batches {
-            let batch = CompletionBatch::<B>::new(micro, pad, &self.device);
-            let per_token = |pick: fn(&Rollout) -> Option<&Vec<f32>>| {
-                let values: Option<Vec<&[f32]>> =
-                    micro.iter().map(|r| pick(r).map(Vec::as_slice)).collect();
-                values.map(|v| batch.per_token(&v, &self.device))
-            };
-            let old_logps = per_token(|r| r.old_logps.as_ref());
-            let ref_logps = per_token(|r| r.ref_logps.as_ref());
-            let advantages = Tensor::<B, 1>::from_data(
-                TensorData::new(
-                    micro.iter().map(|r| r.advantage as f32).collect(),
-                    [micro.len()],
-                ),
-                &self.device,
-            );
-            let backward = loss_and_gradients(
-                &model,
-                batch.input_ids.clone(),
-                batch.attention_mask.clone(),
-                batch.position_ids.clone(),
-                checkpointing,
-                |head| {
-                    let result =
-                        completion_token_stats(&head, &batch, temperature).and_then(|stats| {
-                            let mask = batch.completion_mask.clone();
-                            let entropy = (stats.entropy.clone() * mask.clone()).sum()
-                                / mask.clone().sum().clamp_min(1.0);
-                            let inputs = GrpoInputs {
-                                logps: stats.log_probs,
-                                old_logps,
-                                ref_logps,
-                                mask,
-                                advantages,
-                            };
-                            grpo_loss(&config, &inputs).map(|mut output| {
-                                output.metrics.push("entropy", entropy);
-                                output
-                            })
-                        });
-                    match result {
-                        Ok(output) => (output.loss.clone().mul_scalar(scale), Ok(output.metrics)),
-                        Err(error) => (Tensor::zeros([1], &batch.input_ids.device()), Err(error)),
-                    }
-                },
-            );
-            match backward.output {
-                Ok(metrics) => {
-                    loss += scalar(backward.loss);
-                    for (name, value) in metrics.to_f64().into_iter().filter(|(n, _)| *n != "loss")
-                    {
-                        metric_sums.add(name, value);
-                    }
-                    accumulated.accumulate(&model, backward.gradients);
-                }
-                Err(error) => {
-                    failure = Some(error);
-                    break;
-                }
-            }
-        }
-        drop(micro_batches);
-        drop(rows);
         let records: Vec<usize> = round
             .rollouts
             .iter()
             .step_by(self.settings.sampling.num_generations)
             .map(|r| r.prompt_index)
             .collect();
-        let round_metrics = round.metrics.clone();
-        self.round = Some(round);
-        if let Some(error) = failure {
-            self.model = Some(model);
-            return Err(error.into());
+        let mut log = self.engine.update(&update, records)?;
+        if with_round_metrics {
+            log.metrics = round.metrics.iter().cloned().chain(log.metrics).collect();
         }
-        let mut gradients: GradientsParams = accumulated.grads();
-        let grad_norm = clip_global_norm::<B, _>(&model, &mut gradients, self.args.max_grad_norm);
-        if let Err(error) = check_finite(step, loss, grad_norm, &records) {
-            self.model = Some(model);
-            return Err(error);
-        }
-        let learning_rate = self.schedule.learning_rate(step);
-        self.model = Some(self.optimizer.step(model, gradients, learning_rate));
-        self.step += 1;
-        let mut metrics: Vec<(String, f64)> = if with_round_metrics {
-            round_metrics
-        } else {
-            Vec::new()
-        };
-        metrics.extend(metric_sums.means(count));
-        Ok(StepLog {
-            step: self.step,
-            epoch: self.epochs_done(),
-            loss,
-            learning_rate,
-            grad_norm,
-            metrics,
-            records,
-        })
+        Ok(log)
     }
 
     /// Verifier accuracy on held-out prompts: one greedy completion of each (in batches of
@@ -527,37 +429,106 @@ impl<B: AutodiffKernelBackend> RlvrTrainer<B> {
             &self.tokenizer,
             &self.settings.sampling,
             batch_size,
-            &self.device,
+            self.engine.device(),
         )
     }
 }
 
-impl<B: AutodiffKernelBackend> Steps<B> for RlvrTrainer<B> {
+/// The micro-batches of one GRPO update and how each is scored.
+struct GrpoUpdate<'a, B: AutodiffKernelBackend> {
+    micro_batches: Vec<&'a [&'a Rollout]>,
+    /// The loss, its aggregation filled in for this step.
+    config: GrpoConfig,
+    scale: f64,
+    temperature: f64,
+    pad_id: u32,
+    device: B::Device,
+}
+
+impl<B: AutodiffKernelBackend> MicroBatchLoss<B> for GrpoUpdate<'_, B> {
+    type Batch = (CompletionBatch<B>, GrpoTerms<B>);
+
+    fn micro_batches(&self) -> usize {
+        self.micro_batches.len()
+    }
+
+    fn batch(&self, index: usize) -> (Self::Batch, ModelInputs<B>) {
+        let micro = self.micro_batches[index];
+        let batch = CompletionBatch::<B>::new(micro, self.pad_id, &self.device);
+        let per_token = |pick: fn(&Rollout) -> Option<&Vec<f32>>| {
+            let values: Option<Vec<&[f32]>> =
+                micro.iter().map(|r| pick(r).map(Vec::as_slice)).collect();
+            values.map(|v| batch.per_token(&v, &self.device))
+        };
+        let terms = GrpoTerms {
+            old_logps: per_token(|r| r.old_logps.as_ref()),
+            ref_logps: per_token(|r| r.ref_logps.as_ref()),
+            advantages: Tensor::from_data(
+                TensorData::new(
+                    micro.iter().map(|r| r.advantage as f32).collect(),
+                    [micro.len()],
+                ),
+                &self.device,
+            ),
+        };
+        let inputs = batch.inputs();
+        ((batch, terms), inputs)
+    }
+
+    fn loss(
+        &self,
+        _model: usize,
+        head: &HeadInput<'_, B>,
+        (batch, terms): &Self::Batch,
+    ) -> Result<(Tensor<B, 1>, Metrics<B>), ObjectiveError> {
+        let stats = completion_token_stats(head, batch, self.temperature)?;
+        let mask = batch.completion_mask.clone();
+        let entropy =
+            (stats.entropy.clone() * mask.clone()).sum() / mask.clone().sum().clamp_min(1.0);
+        let inputs = GrpoInputs {
+            logps: stats.log_probs,
+            old_logps: terms.old_logps.clone(),
+            ref_logps: terms.ref_logps.clone(),
+            mask,
+            advantages: terms.advantages.clone(),
+        };
+        let mut output = grpo_loss(&self.config, &inputs)?;
+        output.metrics.push("entropy", entropy);
+        Ok((output.loss.mul_scalar(self.scale), output.metrics))
+    }
+}
+
+/// A micro-batch's per-completion terms of the GRPO loss.
+struct GrpoTerms<B: KernelBackend> {
+    /// The sampling policy's log-probs `[rows, C]` (rounds reused over several steps).
+    old_logps: Option<Tensor<B, 2>>,
+    /// The reference model's log-probs `[rows, C]` (β ≠ 0).
+    ref_logps: Option<Tensor<B, 2>>,
+    /// `[rows]`.
+    advantages: Tensor<B, 1>,
+}
+
+impl<B: AutodiffKernelBackend> Trainer<B> for GrpoTrainer<B> {
     fn step(&mut self) -> Result<StepLog, TrainError> {
-        RlvrTrainer::step(self)
+        GrpoTrainer::step(self)
     }
-    fn steps_done(&self) -> usize {
-        self.step
+    fn engine(&self) -> &UpdateEngine<B> {
+        &self.engine
     }
-    fn total_steps(&self) -> usize {
-        self.schedule.total_steps
-    }
-    fn epochs_done(&self) -> f64 {
-        RlvrTrainer::epochs_done(self)
-    }
-    fn model(&self) -> &CausalLm<B> {
-        RlvrTrainer::model(self)
-    }
-    fn optimizer(&self) -> &AdamW<B::InnerBackend> {
-        &self.optimizer
-    }
-    /// The last round: the next step reuses it when the checkpoint falls inside it
-    /// (`num_iterations` above 1), and the next round counts `num_tokens` on from it.
+    /// The optimizer and the last round: the next step reuses the round when the checkpoint
+    /// falls inside it (`num_iterations` above 1), and the next round counts `num_tokens` on
+    /// from it.
     fn save_state(&self, dir: &Path) -> Result<(), CheckpointError> {
+        self.engine.save_state(dir)?;
         match &self.round {
             Some(round) => save_round(round, dir),
             None => Ok(()),
         }
+    }
+    fn load_state(&mut self, dir: &Path) -> Result<TrainerState, CheckpointError> {
+        let state = self.engine.load_state(dir)?;
+        self.round = load_round(dir)?;
+        Ok(state)
     }
 }
 
@@ -590,7 +561,7 @@ pub fn load_round<R: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Option<R>,
         })
 }
 
-/// [`RlvrTrainer::evaluate`] for any causal LM (the pipeline compares models with it).
+/// [`GrpoTrainer::evaluate`] for any causal LM (the pipeline compares models with it).
 pub fn evaluate_policy<B: KernelBackend>(
     model: &CausalLm<B>,
     prompts: &Prompts,

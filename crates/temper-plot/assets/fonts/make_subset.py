@@ -1,4 +1,4 @@
-"""Builds DejaVuSans-subset.ttf, the font temper_train::plot embeds (see README.md here).
+"""Builds DejaVuSans-subset.ttf, the font temper-plot embeds (see README.md here).
 
     pip install fonttools==4.68.0
     python make_subset.py /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf DejaVuSans-subset.ttf

@@ -1,0 +1,200 @@
+//! A run's data: every file loaded in its format, tokenised with the model's template, checked,
+//! and each example's origin kept (`file: record N`) for messages; RL runs' prompts and their
+//! reward sources' rows.
+
+use std::path::{Path, PathBuf};
+
+use temper_data::tokenize::{TokenizedPair, tokenize};
+use temper_data::{ChatTokenizer, DataError, Example, Tokenized, dataset};
+use temper_kernels::KernelBackend;
+use temper_verifiers::registry::Registry;
+
+use super::models::reward_sources;
+use super::{RunError, RunReport};
+use crate::config::RunSettings;
+use crate::grpo::Prompts;
+use crate::rewards::Rewards;
+
+/// A run's examples from one or more files, tokenised and checked.
+pub(super) struct LoadedData {
+    pub(super) examples: Vec<Tokenized>,
+    /// The parsed examples the tokenised ones came from (RL rewards read their rows).
+    pub(super) sources: Vec<Example>,
+    /// Where each example came from: `file: record N`.
+    pub(super) origins: Vec<String>,
+    pub(super) skipped: Vec<String>,
+}
+
+pub(super) fn load_files(
+    paths: &[PathBuf],
+    settings: &RunSettings,
+    tokenizer: &ChatTokenizer,
+) -> Result<LoadedData, RunError> {
+    let mut all = LoadedData {
+        examples: Vec::new(),
+        sources: Vec::new(),
+        origins: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for path in paths {
+        let loaded = load_data(path, settings, tokenizer)?;
+        all.examples.extend(loaded.examples);
+        all.sources.extend(loaded.sources);
+        all.origins.extend(loaded.origins);
+        all.skipped.extend(loaded.skipped);
+    }
+    Ok(all)
+}
+
+pub(super) fn load_data(
+    path: &Path,
+    settings: &RunSettings,
+    tokenizer: &ChatTokenizer,
+) -> Result<LoadedData, RunError> {
+    let dataset = match dataset::load(path, settings.data_format, settings.skip_invalid) {
+        Ok(dataset) => dataset,
+        Err(DataError::InvalidRecords { errors }) => {
+            return Err(RunError::InvalidRecords(
+                errors.iter().map(ToString::to_string).collect(),
+            ));
+        }
+        // A file that cannot be read at all is exit 2 here as in `temper data check`.
+        Err(
+            error @ (DataError::Io { .. }
+            | DataError::Unreadable { .. }
+            | DataError::ParquetDisabled { .. }),
+        ) => {
+            return Err(RunError::DataFile(error.to_string()));
+        }
+        Err(error) => return Err(RunError::Data(error.to_string())),
+    };
+    let wanted = settings.kind.data_kind();
+    if let Some(kind) = dataset.kind().filter(|kind| *kind != wanted) {
+        return Err(RunError::Data(format!(
+            "{}: `temper {}` trains on {} data; this file holds {} records",
+            path.display(),
+            settings.kind.command(),
+            wanted.as_str(),
+            kind.as_str()
+        )));
+    }
+    let mut skipped: Vec<String> = dataset.skipped.iter().map(ToString::to_string).collect();
+    let mut invalid = Vec::new();
+    let mut examples = Vec::with_capacity(dataset.examples.len());
+    let mut sources = Vec::new();
+    let mut origins = Vec::with_capacity(dataset.examples.len());
+    for (example, record) in dataset.examples.iter().zip(&dataset.record_of_example) {
+        let origin = format!("{}: record {record}", path.display());
+        match tokenize(tokenizer, example, &settings.tokenize) {
+            Ok(outcome) => match outcome.tokenized.nothing_to_train() {
+                Some(reason) => invalid.push(format!("{origin}: {reason}")),
+                None => {
+                    examples.push(outcome.tokenized);
+                    sources.push(example.clone());
+                    origins.push(origin);
+                }
+            },
+            Err(error) => invalid.push(format!("{origin}: {error}")),
+        }
+    }
+    if !invalid.is_empty() {
+        if !settings.skip_invalid {
+            return Err(RunError::InvalidRecords(invalid));
+        }
+        skipped.extend(invalid);
+    }
+    if examples.is_empty() {
+        return Err(RunError::Data(format!(
+            "{}: no usable examples",
+            path.display()
+        )));
+    }
+    Ok(LoadedData {
+        examples,
+        sources,
+        origins,
+        skipped,
+    })
+}
+
+pub(super) fn pairs(examples: &[Tokenized]) -> Vec<TokenizedPair> {
+    examples
+        .iter()
+        .filter_map(|example| match example {
+            Tokenized::Pair(pair) => Some(pair.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The prompts of RL data: each row and its tokenised prompt, and the rows' origins. A row
+/// naming a verifier the registry does not have is an invalid record (skipped and reported
+/// with `skip_invalid`).
+pub(super) fn prompts(
+    data: &LoadedData,
+    settings: &RunSettings,
+    skipped: &mut Vec<String>,
+) -> Result<(Prompts, Vec<String>), RunError> {
+    let registry = Registry::default();
+    let mut prompts = Prompts {
+        rows: Vec::with_capacity(data.sources.len()),
+        ids: Vec::with_capacity(data.sources.len()),
+    };
+    let mut origins = Vec::with_capacity(data.sources.len());
+    let mut invalid = Vec::new();
+    for ((source, example), origin) in data.sources.iter().zip(&data.examples).zip(&data.origins) {
+        if let (Example::Rlvr(row), Tokenized::Prompt(prompt)) = (source, example) {
+            if let Some(unknown) = row.datasets.iter().find(|d| registry.get(d).is_err()) {
+                invalid.push(format!(
+                    "{origin}: dataset: no verifier is called `{unknown}` (known: {})",
+                    registry.names().collect::<Vec<_>>().join(", ")
+                ));
+                continue;
+            }
+            prompts.rows.push(row.clone());
+            prompts.ids.push(prompt.prompt_ids.clone());
+            origins.push(origin.clone());
+        }
+    }
+    if !invalid.is_empty() {
+        if !settings.skip_invalid {
+            return Err(RunError::InvalidRecords(invalid));
+        }
+        skipped.extend(invalid);
+    }
+    if prompts.rows.is_empty() {
+        return Err(RunError::Data("no usable prompts".into()));
+    }
+    Ok((prompts, origins))
+}
+
+/// What GRPO and PPO runs train and evaluate on: the prompts (with their rows' origins), the
+/// held-out prompts, and the reward sources.
+pub(super) struct RlData {
+    pub(super) prompts: Prompts,
+    pub(super) origins: Vec<String>,
+    pub(super) eval_prompts: Option<Prompts>,
+    pub(super) rewards: Rewards,
+}
+
+pub(super) fn rl_data<B: KernelBackend>(
+    settings: &RunSettings,
+    train: &LoadedData,
+    eval: Option<&LoadedData>,
+    pad_id: u32,
+    device: &B::Device,
+    report: &mut RunReport,
+) -> Result<RlData, RunError> {
+    let (prompts, origins) = prompts(train, settings, &mut report.skipped)?;
+    let eval_prompts = match eval {
+        Some(eval) => Some(self::prompts(eval, settings, &mut report.skipped)?.0),
+        None => None,
+    };
+    let rewards = reward_sources::<B>(settings, &prompts, pad_id, device)?;
+    Ok(RlData {
+        prompts,
+        origins,
+        eval_prompts,
+        rewards,
+    })
+}

@@ -1,0 +1,391 @@
+//! A whole training run from [`RunSettings`]: data loaded and tokenised with the model's own
+//! tokenizer, the model (with fresh LoRA adapters, or resumed from a checkpoint), the DPO
+//! reference log-probs (from the cache or scored once), then the step loop with metrics rows,
+//! evaluations, checkpoints and their rotation, and the final model in `OUTPUT/`.
+//!
+//! Order at the end of step `k`: the metrics row (every `logging_steps`), the evaluation
+//! (every `eval_steps`), the checkpoint (every `save_steps`), as transformers' Trainer does.
+
+mod data;
+mod models;
+mod output_dir;
+mod steps;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use temper_data::ChatTokenizer;
+use temper_kernels::AutodiffKernelBackend;
+use temper_model::ModelConfig;
+
+use crate::checkpoint::CheckpointError;
+use crate::config::{Method, RunSettings};
+use crate::grpo::{GrpoSettings, GrpoTrainer, RlInputs};
+use crate::metrics::METRICS_FILE;
+use crate::objective::Objective;
+use crate::offline::OfflineTrainer;
+use crate::output::{self, OutputError, Overlap};
+use crate::ppo::{PpoSettings, PpoTrainer};
+use crate::progress::Display;
+use crate::reference::CacheError;
+use crate::trainer::{StepLog, TrainError, Trainer};
+use data::{LoadedData, load_files, rl_data};
+use models::{
+    initial_model, model_error, objective_references, rl_reference, value_model, with_stops,
+};
+use output_dir::{prepare_output_dir, prepare_resume};
+use steps::drive;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Records that cannot be used, one line each (file, line or record, field).
+    #[error("{}", .0.join("\n"))]
+    InvalidRecords(Vec<String>),
+    /// Data that cannot be used (wrong kind, format not told, nothing left to train).
+    #[error("{0}")]
+    Data(String),
+    /// A data file that cannot be read.
+    #[error("{0}")]
+    DataFile(String),
+    #[error("{0}")]
+    Model(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("{error}; the last good state is saved in {}; the batch: {}", saved.display(), origins.join(", "))]
+    Stopped {
+        error: TrainError,
+        saved: PathBuf,
+        /// `file: record N` of each example in the failed batch.
+        origins: Vec<String>,
+    },
+    #[error(transparent)]
+    Train(#[from] TrainError),
+}
+
+impl RunError {
+    /// Whether the run failed on its input (data, values that make training diverge) rather
+    /// than on files, models or devices: exit code 1 rather than 2 for the command.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            RunError::InvalidRecords(_)
+                | RunError::Data(_)
+                | RunError::Stopped { .. }
+                | RunError::Train(_)
+        )
+    }
+}
+
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunError + '_ {
+    move |source| RunError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where the reference log-probs came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReferenceOrigin {
+    /// Read from this cache file.
+    Cached(PathBuf),
+    /// Scored before training and stored in this cache file.
+    Computed(PathBuf),
+    /// Scored every step by a reference model kept in memory.
+    PerStep,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub steps: usize,
+    /// The final model (HF directory or PEFT adapter); `None` for `max_steps` 0.
+    pub final_model: Option<PathBuf>,
+    pub metrics_file: PathBuf,
+    /// The last training metrics row.
+    pub last_train_row: Option<Map<String, Value>>,
+    /// The last evaluation (metric names without the `eval_` prefix).
+    pub eval: Option<Vec<(String, f64)>>,
+    pub train_examples: usize,
+    pub eval_examples: usize,
+    /// Records skipped as invalid (`skip_invalid`), one line each.
+    pub skipped: Vec<String>,
+    pub reference: Option<ReferenceOrigin>,
+    /// Where the checkpoints after the resumed one were moved, if there were any.
+    pub abandoned: Option<PathBuf>,
+}
+
+/// Runs the training `settings` describe on `device`.
+pub fn run<B: AutodiffKernelBackend>(
+    settings: &RunSettings,
+    display: Display,
+    device: &B::Device,
+) -> Result<RunReport, RunError> {
+    let tokenizer = ChatTokenizer::from_dir(&settings.model, None)
+        .map_err(|e| model_error(&settings.model, e))?;
+    // Before any data is read: a tokenizer larger than the embedding table would otherwise
+    // stop the run inside the backend at the first id past it.
+    let model_config = std::fs::read_to_string(settings.model.join("config.json"))
+        .ok()
+        .and_then(|text| ModelConfig::from_json(&text).ok());
+    if let Some(config) = model_config {
+        tokenizer
+            .check_fits(config.vocab_size)
+            .map_err(|e| model_error(&settings.model, e))?;
+    }
+    let pad_id = tokenizer
+        .pad_id()
+        .or_else(|| tokenizer.eos_id().ok())
+        .unwrap_or(0);
+    let train = load_files(&settings.data, settings, &tokenizer)?;
+    let eval = if settings.eval_data.is_empty() {
+        None
+    } else {
+        Some(load_files(&settings.eval_data, settings, &tokenizer)?)
+    };
+    output::refuse_overlap(
+        &settings.model,
+        &settings.output_dir,
+        "model",
+        &[Overlap::Same],
+    )?;
+    // Held until the run returns; the OS releases it if the process is killed.
+    let _lock = output::lock(&settings.output_dir)?;
+    let abandoned = prepare_resume(settings)?;
+    prepare_output_dir(settings)?;
+    let mut report = RunReport {
+        abandoned,
+        steps: 0,
+        final_model: None,
+        metrics_file: settings.output_dir.join(METRICS_FILE),
+        last_train_row: None,
+        eval: None,
+        train_examples: train.examples.len(),
+        eval_examples: eval.as_ref().map_or(0, |e| e.examples.len()),
+        skipped: train
+            .skipped
+            .iter()
+            .chain(eval.iter().flat_map(|e| &e.skipped))
+            .cloned()
+            .collect(),
+        reference: None,
+    };
+    let launch: Launch<'_, B> = Launch {
+        settings,
+        pad_id,
+        display,
+        device,
+        train,
+        eval,
+    };
+    match &settings.method {
+        Method::Objective(objective) => run_objective(launch, objective, &mut report)?,
+        Method::Grpo(grpo) => run_grpo(launch, grpo, tokenizer, &mut report)?,
+        Method::Ppo(ppo) => run_ppo(launch, ppo, tokenizer, &mut report)?,
+    }
+    Ok(report)
+}
+
+/// What wiring any trainer needs: the run's settings, its padding id, display and device, and
+/// its data.
+struct Launch<'a, B: AutodiffKernelBackend> {
+    settings: &'a RunSettings,
+    pad_id: u32,
+    display: Display,
+    device: &'a B::Device,
+    train: LoadedData,
+    eval: Option<LoadedData>,
+}
+
+/// SFT, the preference objectives and reward models.
+fn run_objective<B: AutodiffKernelBackend>(
+    launch: Launch<'_, B>,
+    objective: &Objective,
+    report: &mut RunReport,
+) -> Result<(), RunError> {
+    let Launch {
+        settings,
+        pad_id,
+        display,
+        device,
+        train,
+        eval,
+    } = launch;
+    let references =
+        objective_references::<B>(objective, settings, &train, eval.as_ref(), display, device)?;
+    report.reference = references.origin;
+    let model = initial_model::<B>(settings, pad_id, device)?;
+    let mut objective = objective.clone();
+    if let Objective::Reward { pad_token_id, .. } = &mut objective {
+        *pad_token_id = Some(pad_id);
+    }
+    let mut trainer = OfflineTrainer::new(
+        model,
+        objective,
+        settings.args.clone(),
+        train.examples,
+        references.train,
+        pad_id,
+        device.clone(),
+    )?;
+    let unlogged = resume(&mut trainer, settings)?;
+    let evaluate = |trainer: &OfflineTrainer<B>| match &eval {
+        Some(eval) => trainer
+            .evaluate(
+                &eval.examples,
+                &references.eval,
+                settings.per_device_eval_batch_size,
+            )
+            .map(Some),
+        None => Ok(None),
+    };
+    drive(
+        &mut trainer,
+        settings,
+        display,
+        &train.origins,
+        unlogged,
+        evaluate,
+        report,
+    )
+}
+
+/// GRPO.
+fn run_grpo<B: AutodiffKernelBackend>(
+    launch: Launch<'_, B>,
+    grpo: &GrpoSettings,
+    tokenizer: ChatTokenizer,
+    report: &mut RunReport,
+) -> Result<(), RunError> {
+    let Launch {
+        settings,
+        pad_id,
+        display,
+        device,
+        ..
+    } = launch;
+    let grpo = GrpoSettings {
+        sampling: with_stops(&grpo.sampling, &settings.model, &tokenizer, pad_id)?,
+        ..grpo.clone()
+    };
+    let reference = if grpo.loss.beta != 0.0 {
+        Some(rl_reference::<B::InnerBackend>(settings, device)?)
+    } else {
+        None
+    };
+    let data = rl_data::<B::InnerBackend>(
+        settings,
+        &launch.train,
+        launch.eval.as_ref(),
+        pad_id,
+        device,
+        report,
+    )?;
+    let model = initial_model::<B>(settings, pad_id, device)?;
+    let inputs = RlInputs {
+        prompts: data.prompts,
+        rewards: data.rewards,
+        reference,
+        tokenizer,
+    };
+    let mut trainer = GrpoTrainer::new(model, grpo, settings.args.clone(), inputs, device.clone())?;
+    let unlogged = resume(&mut trainer, settings)?;
+    let evaluate = |trainer: &GrpoTrainer<B>| match &data.eval_prompts {
+        Some(prompts) => trainer
+            .evaluate(prompts, settings.per_device_eval_batch_size)
+            .map(Some),
+        None => Ok(None),
+    };
+    drive(
+        &mut trainer,
+        settings,
+        display,
+        &data.origins,
+        unlogged,
+        evaluate,
+        report,
+    )
+}
+
+/// PPO: the policy (LoRA or full, resumed or not), its value model, the reference model for
+/// the KL penalty, and the reward sources.
+fn run_ppo<B: AutodiffKernelBackend>(
+    launch: Launch<'_, B>,
+    ppo: &PpoSettings,
+    tokenizer: ChatTokenizer,
+    report: &mut RunReport,
+) -> Result<(), RunError> {
+    let Launch {
+        settings,
+        pad_id,
+        display,
+        device,
+        ..
+    } = launch;
+    let ppo = PpoSettings {
+        sampling: with_stops(&ppo.sampling, &settings.model, &tokenizer, pad_id)?,
+        ..ppo.clone()
+    };
+    let data = rl_data::<B::InnerBackend>(
+        settings,
+        &launch.train,
+        launch.eval.as_ref(),
+        pad_id,
+        device,
+        report,
+    )?;
+    let reference = rl_reference::<B::InnerBackend>(settings, device)?;
+    let (value_model, value_dir) = value_model::<B>(settings, pad_id, device)?;
+    let model = initial_model::<B>(settings, pad_id, device)?;
+    let inputs = RlInputs {
+        prompts: data.prompts,
+        rewards: data.rewards,
+        reference: Some(reference),
+        tokenizer,
+    };
+    let mut trainer = PpoTrainer::new(
+        model,
+        value_model,
+        ppo,
+        settings.args.clone(),
+        inputs,
+        device.clone(),
+    )?
+    .with_value_model_source(&value_dir);
+    let unlogged = resume(&mut trainer, settings)?;
+    let evaluate = |trainer: &PpoTrainer<B>| match &data.eval_prompts {
+        Some(prompts) => trainer
+            .evaluate(prompts, settings.per_device_eval_batch_size)
+            .map(Some),
+        None => Ok(None),
+    };
+    drive(
+        &mut trainer,
+        settings,
+        display,
+        &data.origins,
+        unlogged,
+        evaluate,
+        report,
+    )
+}
+
+/// Continues `trainer` from the run's checkpoint, if it resumes one; returns the steps the
+/// checkpoint had not logged yet.
+fn resume<B: AutodiffKernelBackend>(
+    trainer: &mut impl Trainer<B>,
+    settings: &RunSettings,
+) -> Result<Vec<StepLog>, RunError> {
+    match &settings.resume_from_checkpoint {
+        Some(checkpoint) => Ok(trainer.load_state(checkpoint)?.unlogged),
+        None => Ok(Vec::new()),
+    }
+}
