@@ -1,4 +1,4 @@
-//! GRPO step time on the CPU: `RlvrTrainer` on the task fixture model, with and without the KL
+//! GRPO step time on the CPU: `GrpoTrainer` on the task fixture model, with and without the KL
 //! term (β 0.04 scores every round with a reference model). Prints one table: where a step's
 //! time goes (sampling the completions, rewarding them, the update), completion tokens per step
 //! and the rollout speed.
@@ -35,8 +35,8 @@ use temper::data::tokenize::tokenize;
 use temper::data::{ChatTokenizer, TokenizeOptions, Tokenized};
 use temper::model::{ModelConfig, load_model};
 use temper::objectives::grpo::{Aggregation, GrpoConfig, RewardScaling};
+use temper::train::grpo::{GrpoSettings, GrpoTrainer, Prompts, RlInputs, StepTiming};
 use temper::train::rewards::Rewards;
-use temper::train::rlvr::{GrpoSettings, Prompts, RlvrTrainer, StepTiming};
 use temper::train::rollout::Sampling;
 use temper::train::{ScheduleKind, TrainingArgs};
 use temper::verifiers::Shaping;
@@ -128,7 +128,7 @@ fn rewards() -> Rewards {
 
 /// A fresh trainer at step 0: the policy from the model directory, and for β ≠ 0 a second copy
 /// of it as the reference.
-fn trainer(sampling: &Sampling, beta: f64, steps: usize) -> RlvrTrainer<Grad> {
+fn trainer(sampling: &Sampling, beta: f64, steps: usize) -> GrpoTrainer<Grad> {
     let device = Default::default();
     let tokenizer = ChatTokenizer::from_dir(Path::new(MODEL), None).expect("the tokenizer loads");
     let (_, model) = load_model::<Grad>(Path::new(MODEL), &device).expect("the model loads");
@@ -137,14 +137,17 @@ fn trainer(sampling: &Sampling, beta: f64, steps: usize) -> RlvrTrainer<Grad> {
             .expect("the model loads")
             .1
     });
-    RlvrTrainer::new(
+    let inputs = RlInputs {
+        prompts: prompts(&tokenizer),
+        rewards: rewards(),
+        reference,
+        tokenizer,
+    };
+    GrpoTrainer::new(
         model,
         settings(sampling, beta),
         training_args(steps),
-        prompts(&tokenizer),
-        rewards(),
-        reference,
-        tokenizer,
+        inputs,
         device,
     )
     .expect("a valid trainer")

@@ -41,7 +41,7 @@ use temper::data::{ChatTokenizer, Format, TokenizeOptions, Tokenized, synthetic}
 use temper::kernels::AutodiffKernelBackend;
 use temper::model::{CausalLm, LoraConfig, ModelConfig, add_lora, random_model};
 use temper::objectives::preference::{DpoConfig, PreferenceLoss};
-use temper::train::{Objective, Reference, Trainer, TrainingArgs, reference_scores};
+use temper::train::{Objective, OfflineTrainer, Reference, TrainingArgs, reference_scores};
 
 /// Counts live and peak heap bytes (both CPU backends allocate every tensor on the heap).
 #[global_allocator]
@@ -119,7 +119,7 @@ fn model<Grad: AutodiffBackend>(config: &ModelConfig, lora: bool) -> CausalLm<Gr
 /// steps.
 fn measure<Grad: AutodiffKernelBackend>(
     name: &'static str,
-    mut trainer: Trainer<Grad>,
+    mut trainer: OfflineTrainer<Grad>,
     steps: usize,
 ) -> Row {
     trainer.step().expect("a finite warm-up step");
@@ -411,7 +411,7 @@ fn run_backend<Grad: AutodiffKernelBackend>(work: &Work) -> BackendResult {
                 Reference::Precomputed(scores.clone()),
             )
         };
-        let trainer = Trainer::new(
+        let trainer = OfflineTrainer::new(
             policy,
             objective,
             args(steps, batch, setup.checkpointing),

@@ -59,6 +59,8 @@ fn init(args: &InitArgs) -> Result<usize, (Outcome, String)> {
     tokenizer
         .check_fits(config.vocab_size)
         .map_err(|e| (Outcome::Invalid, format!("{}: {e}", args.config.display())))?;
+    refuse_fitting_nowhere(&config)
+        .map_err(|e| failure(&format!("{}: {e}", args.config.display())))?;
     refuse_existing(&args.output).map_err(|e| failure(&e))?;
     // save_model takes config.json and the tokenizer files from a source directory: stage
     // them inside the output, then write the model beside them and move it into place whole.
@@ -84,6 +86,32 @@ fn init(args: &InitArgs) -> Result<usize, (Outcome, String)> {
     publish_files(&staged, &args.output).map_err(|e| failure(&e))?;
     std::fs::remove_dir_all(&source).map_err(|e| failure(&format!("{}: {e}", source.display())))?;
     Ok(parameters)
+}
+
+/// Refuses a model whose f32 weights, twice over (the model, then its bytes as it is saved),
+/// exceed the memory this machine has available, before any is allocated: otherwise the
+/// process would be killed part-way, or abort on a failed allocation.
+fn refuse_fitting_nowhere(config: &ModelConfig) -> Result<(), String> {
+    let needed = config.parameter_count().saturating_mul(4 * 2);
+    match available_memory() {
+        Some(available) if needed > available as u128 => Err(format!(
+            "about {} parameters need {:.1} GB to initialise and save as f32; this machine has \
+             {:.1} GB available",
+            config.parameter_count(),
+            needed as f64 / 1e9,
+            available as f64 / 1e9
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes (Linux); `None` elsewhere. Read by hand: one
+/// line of one file does not call for a system-information crate.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// Refuses an output directory that already holds anything (a model, a run): `init` would

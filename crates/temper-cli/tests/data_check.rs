@@ -296,3 +296,46 @@ fn data_check_refuses_what_the_trainers_refuse() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("must be at least 1"));
 }
+
+#[test]
+fn a_record_far_past_max_length_is_refused_before_it_is_tokenised() {
+    // A 50 MB record with --max-length 64 once took 5 GB and 25 s to tokenise, to keep 64
+    // tokens. Past 1 MiB and four times what max_length keeps, it is refused; below, truncated.
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, words: usize| {
+        let path = dir.path().join(name);
+        let row = serde_json::json!({"prompt": "Say it.", "completion": "word ".repeat(words)});
+        std::fs::write(&path, format!("{row}\n")).unwrap();
+        path
+    };
+    let tokenizer = common::repo().join("fixtures/tokenizer");
+    let check = |path: &std::path::Path| {
+        temper(&[
+            "data",
+            "check",
+            path.to_str().unwrap(),
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+            "--max-length",
+            "16",
+            "--json",
+        ])
+    };
+    let huge = check(&write("huge.jsonl", 600_000));
+    assert_eq!(huge.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&huge.stderr);
+    assert!(
+        stderr.contains("record 0") && stderr.contains("max_length"),
+        "{stderr}"
+    );
+
+    let long = check(&write("long.jsonl", 40_000));
+    assert_eq!(
+        long.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&long.stderr)
+    );
+    let summary = &json_lines(&long)[0];
+    assert_eq!(summary["tokens"]["truncated_sequences"], 1, "{summary}");
+}

@@ -287,3 +287,41 @@ fn a_tokenizer_larger_than_the_model_is_refused_before_training() {
         );
     }
 }
+
+#[test]
+fn init_refuses_a_model_too_large_to_hold_before_allocating_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = repo().join("fixtures/tokenizer");
+    let base: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("fixtures/gen/task_base_config.json")).unwrap(),
+    )
+    .unwrap();
+    // A billion layers: past any model (exit 1). A thousand layers 8192 wide: terabytes of f32,
+    // more than any machine this runs on has (exit 2). Both refused in milliseconds.
+    for (layers, hidden, expected, says) in [
+        (1_000_000_000u64, None, 1, "more than any model"),
+        (1_000, Some(8192u64), 2, "GB available"),
+    ] {
+        let mut config = base.clone();
+        config["num_hidden_layers"] = layers.into();
+        if let Some(hidden) = hidden {
+            config["hidden_size"] = hidden.into();
+            config["intermediate_size"] = (4 * hidden).into();
+        }
+        let path = dir.path().join(format!("config-{layers}.json"));
+        std::fs::write(&path, config.to_string()).unwrap();
+        let output = dir.path().join(format!("out-{layers}"));
+        let run = temper(&[
+            "init",
+            "--config",
+            path.to_str().unwrap(),
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&run), Some(expected), "{}", stderr(&run));
+        assert!(stderr(&run).contains(says), "{}", stderr(&run));
+        assert!(!output.exists());
+    }
+}

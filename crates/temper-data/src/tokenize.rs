@@ -165,12 +165,69 @@ impl From<TokenizerError> for TokenizeError {
     }
 }
 
+/// Records are never refused for size below this many bytes, whatever the limits.
+const ALWAYS_TOKENIZED_BYTES: usize = 1 << 20;
+
+/// Refuses, before tokenising it, a record far longer than the options keep: tokenising costs
+/// about a hundred bytes of memory per byte of text (the tokenizer's per-byte alignments and
+/// per-token strings), so a 50 MB record truncated to 64 tokens would take gigabytes. The
+/// limit is four times the text the kept tokens can stand for (each side of a pair counted),
+/// and never below 1 MiB, so every record that truncation keeps meaningfully is truncated as
+/// before.
+fn check_size(
+    tokenizer: &ChatTokenizer,
+    example: &Example,
+    options: &TokenizeOptions,
+) -> Result<(), TokenizeError> {
+    let (kept, option) = match example {
+        Example::Sft(_) => (options.max_length, "max_length"),
+        // Prompt, chosen and rejected: each may keep up to max_length tokens.
+        Example::Preference(_) => (options.max_length.map(|l| 3 * l), "max_length"),
+        Example::Rlvr(_) => (options.max_prompt_length, "max_prompt_length"),
+    };
+    let Some(kept) = kept else {
+        return Ok(());
+    };
+    let limit = kept
+        .saturating_mul(tokenizer.longest_token_bytes())
+        .saturating_mul(4)
+        .max(ALWAYS_TOKENIZED_BYTES);
+    let mut counter = ByteCount(0);
+    // Serialising into a counter allocates nothing; a failure leaves the count as far as it got.
+    let _ = serde_json::to_writer(&mut counter, example);
+    if counter.0 > limit {
+        return Err(TokenizeError::Record(FieldError::new(
+            "",
+            format!(
+                "the record holds {} bytes of text, far more than {option} keeps (at most {limit} \
+                 bytes are tokenised); shorten it, or raise {option}",
+                counter.0
+            ),
+        )));
+    }
+    Ok(())
+}
+
+/// An `io::Write` that only counts.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Tokenises one example.
 pub fn tokenize(
     tokenizer: &ChatTokenizer,
     example: &Example,
     options: &TokenizeOptions,
 ) -> Result<TokenizeOutcome, TokenizeError> {
+    check_size(tokenizer, example, options)?;
     let mut truncation = Truncation::default();
     let tokenized = match example {
         Example::Sft(sft) => {

@@ -53,6 +53,8 @@ pub struct ChatTokenizer {
     splitter: Option<AddedTokenSplitter>,
     /// The normaliser only applies Unicode normal forms, which leave ASCII text as it is.
     normalizer_keeps_ascii: bool,
+    /// See [`ChatTokenizer::longest_token_bytes`].
+    longest_token_bytes: usize,
 }
 
 impl std::fmt::Debug for ChatTokenizer {
@@ -191,9 +193,17 @@ impl ChatTokenizer {
         };
         let splitter = AddedTokenSplitter::new(&tokenizer);
         let normalizer_keeps_ascii = tokenizer.get_normalizer().is_none_or(only_normal_forms);
+        let longest_token_bytes = tokenizer
+            .get_vocab(true)
+            .keys()
+            .map(String::len)
+            .max()
+            .unwrap_or(1)
+            .max(1);
         Ok(ChatTokenizer {
             splitter,
             normalizer_keeps_ascii,
+            longest_token_bytes,
             tokenizer,
             template,
             tool_use_template,
@@ -299,6 +309,13 @@ impl ChatTokenizer {
 
     pub fn inner(&self) -> &Tokenizer {
         &self.tokenizer
+    }
+
+    /// The most bytes of text one token can stand for: the longest token's text in the
+    /// vocabulary (UTF-8 bytes, added tokens included), which is at least what it decodes to
+    /// for byte-level BPE (`Ġ` for a space), SentencePiece (`▁`) and byte-fallback tokens.
+    pub fn longest_token_bytes(&self) -> usize {
+        self.longest_token_bytes
     }
 
     /// Refuses a model whose embedding table (`vocab_size` rows) is smaller than this

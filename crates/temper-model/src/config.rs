@@ -176,6 +176,34 @@ pub enum ConfigError {
         field: &'static str,
         problem: String,
     },
+    #[error(
+        "config.json describes {parameters} parameters, more than any model temper can hold \
+         (at most {MAX_PARAMETERS})"
+    )]
+    TooLarge { parameters: u128 },
+}
+
+/// 2⁴¹ ≈ 2.2 trillion parameters: past every open model, and refused before anything sized by
+/// the configuration (a per-layer list, a weight) is allocated.
+pub const MAX_PARAMETERS: u128 = 1 << 41;
+
+/// The weights of a decoder with these sizes: embeddings (twice when the LM head is its own),
+/// and per layer the four attention projections and the three MLP projections. Norms and
+/// biases are left out (they are a rounding error next to these).
+fn weight_count(
+    vocab: usize,
+    hidden: usize,
+    intermediate: usize,
+    layers: usize,
+    attention_width: u128,
+    kv_width: u128,
+    tied: bool,
+) -> u128 {
+    let [v, h, i, l] = [vocab, hidden, intermediate, layers].map(|n| n as u128);
+    let (q, kv) = (attention_width, kv_width);
+    let embeddings = v * h * if tied { 1 } else { 2 };
+    let per_layer = 2 * h * q + 2 * h * kv + 3 * h * i;
+    embeddings + l * per_layer
 }
 
 /// A sequence longer than the model's positions (`max_position_embeddings`).
@@ -190,6 +218,20 @@ pub struct TooLong {
 impl ModelConfig {
     /// Refuses `tokens` positions beyond the model's: attention over them costs memory and
     /// time quadratic in a length nothing bounds, and the model was never trained there.
+    /// About how many weights the model has (see [`MAX_PARAMETERS`]): what `temper init`
+    /// checks against the memory it can have.
+    pub fn parameter_count(&self) -> u128 {
+        weight_count(
+            self.vocab_size,
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_layers,
+            self.num_heads as u128 * self.head_dim as u128,
+            self.num_kv_heads as u128 * self.head_dim as u128,
+            self.tie_word_embeddings,
+        )
+    }
+
     pub fn check_positions(&self, what: impl Into<String>, tokens: usize) -> Result<(), TooLong> {
         if tokens > self.max_position_embeddings {
             return Err(TooLong {
@@ -317,12 +359,27 @@ impl RawConfig {
             s
         });
         let explicit_bias = self.attention_bias.unwrap_or(false);
+        let vocab_size = required("vocab_size", self.vocab_size)?;
+        let intermediate_size = required("intermediate_size", self.intermediate_size)?;
+        let tie_word_embeddings = self.tie_word_embeddings.unwrap_or(false);
+        let parameters = weight_count(
+            vocab_size,
+            hidden_size,
+            intermediate_size,
+            num_layers,
+            num_heads as u128 * head_dim as u128,
+            num_kv_heads as u128 * head_dim as u128,
+            tie_word_embeddings,
+        );
+        if parameters > MAX_PARAMETERS {
+            return Err(ConfigError::TooLarge { parameters });
+        }
         let layer_windows = self.layer_windows(family, num_layers)?;
         Ok(ModelConfig {
             family,
-            vocab_size: required("vocab_size", self.vocab_size)?,
+            vocab_size,
             hidden_size,
-            intermediate_size: required("intermediate_size", self.intermediate_size)?,
+            intermediate_size,
             num_layers,
             num_heads,
             num_kv_heads,
@@ -334,7 +391,7 @@ impl RawConfig {
             rope_theta,
             rope_scaling,
             max_position_embeddings,
-            tie_word_embeddings: self.tie_word_embeddings.unwrap_or(false),
+            tie_word_embeddings,
             attention_bias: family == Family::Qwen2 || explicit_bias,
             output_bias: family != Family::Qwen2 && explicit_bias,
             mlp_bias: family == Family::Llama && self.mlp_bias.unwrap_or(false),

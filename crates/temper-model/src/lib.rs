@@ -37,7 +37,8 @@ pub mod score;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use config::{
-    ConfigError, Family, HeadKind, ModelConfig, NormPlacement, QkNorm, RopeScaling, TooLong,
+    ConfigError, Family, HeadKind, MAX_PARAMETERS, ModelConfig, NormPlacement, QkNorm, RopeScaling,
+    TooLong,
 };
 pub use generate::{
     Decoding, Generation, GenerationConfig, InvalidSampling, check_sampling, generate,

@@ -167,3 +167,27 @@ fn configs_written_by_transformers_resolve() {
         (NormPlacement::Post, vec![2042])
     );
 }
+
+#[test]
+fn a_config_past_any_model_is_refused_before_anything_is_sized_by_it() {
+    // A billion layers once built a per-layer list of a billion entries (20 GB and climbing);
+    // billion-wide layers once aborted on a failed allocation.
+    let sized = |hidden: usize, layers: usize| {
+        format!(
+            r#"{{"model_type": "llama", "vocab_size": 64, "hidden_size": {hidden},
+                "intermediate_size": {hidden}, "num_hidden_layers": {layers},
+                "num_attention_heads": 4, "num_key_value_heads": 2}}"#
+        )
+    };
+    for (hidden, layers) in [(32, 1_000_000_000), (1_000_000_000, 3)] {
+        match ModelConfig::from_json(&sized(hidden, layers)) {
+            Err(ConfigError::TooLarge { parameters }) => {
+                assert!(parameters > temper_model::MAX_PARAMETERS)
+            }
+            other => panic!("hidden {hidden}, layers {layers}: {other:?}"),
+        }
+    }
+    let fits = ModelConfig::from_json(&config(r#""model_type": "llama""#)).unwrap();
+    let per_layer = 2 * 32 * 32 + 2 * 32 * 16 + 3 * 32 * 48;
+    assert_eq!(fits.parameter_count(), 64 * 32 * 2 + 3 * per_layer);
+}

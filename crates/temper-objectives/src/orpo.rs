@@ -14,7 +14,7 @@ use burn::tensor::{Tensor, backend::Backend};
 use crate::error::{ObjectiveError, check_setting};
 use crate::logprobs::{PairLogProbs, SequenceLogProbs};
 use crate::metrics::LossOutput;
-use crate::preference::reward_metrics;
+use crate::preference::{chosen_nll, reward_metrics};
 use crate::reference::ORPO_MAX_AVG_LOGP;
 use crate::stable::{log_sigmoid, log1mexp};
 
@@ -51,9 +51,7 @@ pub fn orpo_loss<B: Backend>(
     check_setting("beta", beta, beta >= 0.0, "λ must be >= 0")?;
     policy.check()?;
     let nll_loss = match nll {
-        OrpoNll::PromptAndCompletion(full) => {
-            full.sum.clone().sum().neg() / full.tokens.clone().sum().clamp_min(1.0)
-        }
+        OrpoNll::PromptAndCompletion(full) => chosen_nll(full),
         OrpoNll::Completion => policy.chosen.mean().neg().mean(),
     };
     let (ratio, log_odds) = log_odds_ratio(policy);

@@ -9,7 +9,7 @@ use temper_kernels::KernelBackend;
 use temper_model::{CausalLm, HeadInput, last_token_rewards};
 use temper_objectives::logprobs::{PairLogProbs, SequenceLogProbs, TokenStats};
 use temper_objectives::orpo::{OrpoNll, orpo_loss};
-use temper_objectives::preference::{DpoConfig, dpo_loss, logit_metrics};
+use temper_objectives::preference::{DpoConfig, chosen_nll, dpo_loss, logit_metrics};
 use temper_objectives::reward::reward_model_loss;
 use temper_objectives::sft::{sft_loss, token_metrics};
 use temper_objectives::simpo::{SimpoConfig, simpo_loss};
@@ -176,9 +176,7 @@ impl Objective {
                 let mut output = simpo_loss(config, &policy)?;
                 if *cpo_alpha != 0.0 {
                     // TRL's CPO: one token mean over the chosen completions.
-                    let chosen = &policy.chosen;
-                    let nll =
-                        chosen.sum.clone().sum().neg() / chosen.tokens.clone().sum().clamp_min(1.0);
+                    let nll = chosen_nll(&policy.chosen);
                     output.metrics.push("nll_loss", nll.clone());
                     output.loss = output.loss + nll.mul_scalar(*cpo_alpha);
                 }
