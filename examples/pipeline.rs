@@ -18,10 +18,11 @@ use temper::data::tokenize::tokenize;
 use temper::data::{ChatTokenizer, Example, Preference, Role, TokenizeOptions, Tokenized, dataset};
 use temper::model::{CausalLm, GenerationConfig, generate, load_model};
 use temper::train::config::{TrainConfig, TrainerKind, read_config_file};
-use temper::train::grpo::{Prompts, evaluate_policy};
 use temper::train::heldout::{completion_nll, preference_score};
 use temper::train::progress::Display;
 use temper::train::rewards::Rewards;
+use temper::train::rl::evaluate_policy;
+use temper::train::rollout::Prompts;
 use temper::train::rollout::Sampling;
 use temper::verifiers::shaping::Shaping;
 

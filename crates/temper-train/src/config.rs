@@ -37,6 +37,16 @@ pub enum TrainerKind {
 }
 
 impl TrainerKind {
+    pub const ALL: [TrainerKind; 7] = [
+        TrainerKind::Sft,
+        TrainerKind::Dpo,
+        TrainerKind::Orpo,
+        TrainerKind::Simpo,
+        TrainerKind::Reward,
+        TrainerKind::Grpo,
+        TrainerKind::Ppo,
+    ];
+
     pub fn command(self) -> &'static str {
         match self {
             TrainerKind::Sft => "sft",

@@ -19,10 +19,8 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::tensor::{Tensor, TensorData};
-use serde::{Deserialize, Serialize};
-use temper_data::ChatTokenizer;
 use temper_kernels::{AutodiffKernelBackend, KernelBackend};
-use temper_model::{CausalLm, Decoding, GenerationConfig, HeadInput, generate};
+use temper_model::{CausalLm, HeadInput};
 use temper_objectives::ObjectiveError;
 use temper_objectives::grpo::{
     Aggregation, GrpoConfig, GrpoInputs, RewardScaling, group_advantages, grpo_loss,
@@ -33,7 +31,11 @@ use crate::batch::ModelInputs;
 use crate::checkpoint::{CheckpointError, TrainerState};
 use crate::engine::{MicroBatchLoss, UpdateEngine};
 use crate::optimizer::AdamW;
-use crate::rewards::{RewardBatch, RewardInput, Rewards};
+use crate::rewards::RewardBatch;
+pub use crate::rl::{RlInputs, evaluate_policy};
+use crate::rl::{
+    RlTrainer, Round, Rounds, load_round, save_round, tokens_seen, with_round_metrics,
+};
 use crate::rollout::{
     CompletionBatch, Rollout, RoundPlan, Sampling, completion_log_probs, completion_token_stats,
 };
@@ -52,39 +54,17 @@ pub struct GrpoSettings {
     pub num_iterations: usize,
 }
 
-/// One round: its index and its completions with rewards, advantages and scored log-probs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Round {
-    pub index: usize,
-    pub rollouts: Vec<Rollout>,
-    /// TRL's round metrics (rewards, lengths), logged with the round's first step.
-    pub metrics: Vec<(String, f64)>,
-    /// Prompt and completion tokens seen by the run up to and including this round (TRL's
-    /// `num_tokens`).
-    pub tokens_seen: usize,
-}
-
-/// What an RL trainer (GRPO, PPO) samples from, rewards with and decodes with, beside the
-/// models it trains.
-pub struct RlInputs<B: KernelBackend> {
-    pub prompts: Prompts,
-    pub rewards: Rewards,
-    /// The reference model of the KL term (the initial policy, as TRL's `ref_model`).
-    pub reference: Option<CausalLm<B>>,
-    pub tokenizer: ChatTokenizer,
-}
+/// A GRPO round: its completions with rewards, advantages and scored log-probs.
+pub type GrpoRound = Round<Rollout>;
 
 /// A policy trained with GRPO.
 pub struct GrpoTrainer<B: AutodiffKernelBackend> {
     engine: UpdateEngine<B>,
     reference: Option<CausalLm<B::InnerBackend>>,
-    rewards: Rewards,
-    tokenizer: ChatTokenizer,
-    prompts: Prompts,
+    rounds: Rounds,
     settings: GrpoSettings,
     args: TrainingArgs,
-    plan: RoundPlan,
-    round: Option<Round>,
+    round: Option<GrpoRound>,
     timing: StepTiming,
 }
 
@@ -139,39 +119,21 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
         Ok(Self {
             engine: UpdateEngine::new(vec![model], &args, updates_per_epoch, device),
             reference,
-            rewards,
-            tokenizer,
-            prompts,
+            rounds: Rounds {
+                prompts,
+                rewards,
+                tokenizer,
+                plan,
+            },
             settings,
             args,
-            plan,
             round: None,
             timing: StepTiming::default(),
         })
     }
 
-    pub fn total_steps(&self) -> usize {
-        self.engine.total_steps()
-    }
-
-    pub fn steps_done(&self) -> usize {
-        self.engine.steps_done()
-    }
-
-    pub fn epochs_done(&self) -> f64 {
-        self.engine.epochs_done()
-    }
-
-    pub fn model(&self) -> &CausalLm<B> {
-        self.engine.model(0)
-    }
-
-    pub fn optimizer(&self) -> &AdamW<B::InnerBackend> {
-        self.engine.optimizer(0)
-    }
-
     /// The round the next steps train on, if one is under way (saved with checkpoints).
-    pub fn round(&self) -> Option<&Round> {
+    pub fn round(&self) -> Option<&GrpoRound> {
         self.round.as_ref()
     }
 
@@ -185,7 +147,7 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
         &mut self,
         optimizer: AdamW<B::InnerBackend>,
         steps_done: usize,
-        round: Option<Round>,
+        round: Option<GrpoRound>,
     ) {
         self.engine.resume(optimizer, steps_done);
         self.round = round;
@@ -193,7 +155,7 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
 
     /// The prompts (example indices) of round `index` (see [`RoundPlan::prompts`]).
     pub fn round_prompts(&self, index: usize) -> Vec<usize> {
-        self.plan.prompts(index, &self.prompts)
+        self.rounds.plan.prompts(index, &self.rounds.prompts)
     }
 
     /// Makes the next update, sampling a new round first when the last one is used up.
@@ -204,10 +166,10 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
         // TRL logs a round's metrics with the step that made it.
         let first_of_round = step.is_multiple_of(self.settings.num_iterations);
         if self.round.as_ref().is_none_or(|r| r.index != round_index) {
-            let (rollouts, sampled) = self.plan.sample(
+            let (rollouts, sampled) = self.rounds.plan.sample(
                 round_index,
                 &self.model().valid(),
-                &self.prompts,
+                &self.rounds.prompts,
                 &self.settings.sampling,
                 self.engine.device(),
             );
@@ -229,23 +191,7 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
         completions: Vec<(usize, Vec<u32>, bool)>,
     ) -> Result<(), TrainError> {
         let index = self.engine.steps_done() / self.settings.num_iterations;
-        let rollouts = completions
-            .into_iter()
-            .map(|(prompt_index, completion_ids, finished)| {
-                let prompt_ids = self.prompts.ids.get(prompt_index).cloned().ok_or_else(|| {
-                    TrainError::Record {
-                        index: prompt_index,
-                        reason: "no such prompt".into(),
-                    }
-                })?;
-                Ok(Rollout::new(
-                    prompt_index,
-                    prompt_ids,
-                    completion_ids,
-                    finished,
-                ))
-            })
-            .collect::<Result<Vec<_>, TrainError>>()?;
+        let rollouts = self.rounds.given(completions)?;
         self.start_round(index, rollouts, &mut StepTiming::default())
     }
 
@@ -264,32 +210,7 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
             )));
         }
         let started = Instant::now();
-        let texts: Vec<String> = rollouts
-            .iter()
-            .map(|r| {
-                self.tokenizer
-                    .decode(&r.completion_ids, true)
-                    .unwrap_or_default()
-            })
-            .collect();
-        let inputs: Vec<RewardInput<'_>> = rollouts
-            .iter()
-            .zip(&texts)
-            .map(|(r, text)| RewardInput {
-                row: &self.prompts.rows[r.prompt_index],
-                completion: text,
-                prompt_ids: &r.prompt_ids,
-                completion_ids: &r.completion_ids,
-                finished: r.finished,
-            })
-            .collect();
-        let scored = self
-            .rewards
-            .score(&inputs)
-            .map_err(|e| TrainError::Record {
-                index: rollouts[e.index.min(rollouts.len() - 1)].prompt_index,
-                reason: e.to_string(),
-            })?;
+        let scored = self.rounds.score(&rollouts)?;
         let device = self.engine.device().clone();
         let rewards = Tensor::<B::InnerBackend, 1>::from_data(
             TensorData::new(
@@ -311,11 +232,7 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
             rollout.reward = *reward;
             rollout.advantage = advantage;
         }
-        let tokens_seen = self.round.as_ref().map_or(0, |r| r.tokens_seen)
-            + rollouts
-                .iter()
-                .map(|r| r.prompt_ids.len() + r.completion_ids.len())
-                .sum::<usize>();
+        let tokens_seen = tokens_seen(self.round.as_ref().map_or(0, |r| r.tokens_seen), &rollouts);
         let mut metrics =
             round_metrics(&rollouts, &scored, generations, self.settings.scale_rewards);
         metrics.push(("num_tokens".into(), tokens_seen as f64));
@@ -366,7 +283,7 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
     }
 
     /// One optimizer step over the current round's completions.
-    fn update(&mut self, with_round_metrics: bool) -> Result<StepLog, TrainError> {
+    fn update(&mut self, first_of_round: bool) -> Result<StepLog, TrainError> {
         let round = self
             .round
             .as_ref()
@@ -406,31 +323,12 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
             .step_by(self.settings.sampling.num_generations)
             .map(|r| r.prompt_index)
             .collect();
-        let mut log = self.engine.update(&update, records)?;
-        if with_round_metrics {
-            log.metrics = round.metrics.iter().cloned().chain(log.metrics).collect();
-        }
-        Ok(log)
-    }
-
-    /// Verifier accuracy on held-out prompts: one greedy completion of each (in batches of
-    /// `batch_size`), rewarded as in training. Metrics: `reward`, `accuracy` (the share of
-    /// completions every named verifier passes, over those a verifier judges),
-    /// `rewards/{name}/mean`, `completions/mean_length`, `completions/clipped_ratio`.
-    pub fn evaluate(
-        &self,
-        prompts: &Prompts,
-        batch_size: usize,
-    ) -> Result<Vec<(String, f64)>, TrainError> {
-        evaluate_policy(
-            &self.model().valid(),
-            prompts,
-            &self.rewards,
-            &self.tokenizer,
-            &self.settings.sampling,
-            batch_size,
-            self.engine.device(),
-        )
+        let log = self.engine.update(&update, records)?;
+        Ok(if first_of_round {
+            with_round_metrics(log, &round.metrics)
+        } else {
+            log
+        })
     }
 }
 
@@ -532,118 +430,6 @@ impl<B: AutodiffKernelBackend> Trainer<B> for GrpoTrainer<B> {
     }
 }
 
-/// Where a checkpoint keeps the round of rollouts under way.
-pub const ROUND_FILE: &str = "rollouts.json";
-
-/// Writes `round` into checkpoint directory `dir`.
-pub fn save_round<R: Serialize>(round: &R, dir: &Path) -> Result<(), CheckpointError> {
-    let path = dir.join(ROUND_FILE);
-    let text = serde_json::to_string(round).map_err(|e| CheckpointError::State {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    std::fs::write(&path, text).map_err(|source| CheckpointError::Io { path, source })
-}
-
-/// The round a checkpoint holds, if it holds one.
-pub fn load_round<R: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Option<R>, CheckpointError> {
-    let path = dir.join(ROUND_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(CheckpointError::Io { path, source }),
-    };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| CheckpointError::State {
-            path,
-            reason: e.to_string(),
-        })
-}
-
-/// [`GrpoTrainer::evaluate`] for any causal LM (the pipeline compares models with it).
-pub fn evaluate_policy<B: KernelBackend>(
-    model: &CausalLm<B>,
-    prompts: &Prompts,
-    rewards: &Rewards,
-    tokenizer: &ChatTokenizer,
-    sampling: &Sampling,
-    batch_size: usize,
-    device: &B::Device,
-) -> Result<Vec<(String, f64)>, TrainError> {
-    if prompts.rows.is_empty() {
-        return Err(TrainError::NoData);
-    }
-    let config = GenerationConfig {
-        max_new_tokens: sampling.max_completion_length,
-        decoding: Decoding::Greedy,
-        eos_token_ids: sampling.eos_token_ids.clone(),
-        pad_token_id: sampling.pad_token_id,
-        ..GenerationConfig::default()
-    };
-    let mut rollouts = Vec::with_capacity(prompts.ids.len());
-    let indices: Vec<usize> = (0..prompts.ids.len()).collect();
-    for chunk in indices.chunks(batch_size.max(1)) {
-        let inputs: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts.ids[i].clone()).collect();
-        let generated = generate(model, &inputs, &config, device);
-        for ((&i, tokens), finished) in chunk
-            .iter()
-            .zip(generated.tokens)
-            .zip(generated.stopped_at_eos)
-        {
-            rollouts.push((i, tokens, finished));
-        }
-    }
-    let texts: Vec<String> = rollouts
-        .iter()
-        .map(|(_, tokens, _)| tokenizer.decode(tokens, true).unwrap_or_default())
-        .collect();
-    let inputs: Vec<RewardInput<'_>> = rollouts
-        .iter()
-        .zip(&texts)
-        .map(|((i, tokens, finished), text)| RewardInput {
-            row: &prompts.rows[*i],
-            completion: text,
-            prompt_ids: &prompts.ids[*i],
-            completion_ids: tokens,
-            finished: *finished,
-        })
-        .collect();
-    let scored = rewards.score(&inputs).map_err(|e| TrainError::Record {
-        index: e.index,
-        reason: e.to_string(),
-    })?;
-    let count = rollouts.len() as f64;
-    let mut metrics = vec![(
-        "reward".to_string(),
-        scored.rewards.iter().sum::<f64>() / count,
-    )];
-    let judged: Vec<bool> = scored.correct.iter().flatten().copied().collect();
-    if !judged.is_empty() {
-        let right = judged.iter().filter(|c| **c).count() as f64;
-        metrics.push(("accuracy".into(), right / judged.len() as f64));
-    }
-    for (name, values) in &scored.parts {
-        let present: Vec<f64> = values.iter().flatten().copied().collect();
-        if !present.is_empty() {
-            metrics.push((
-                format!("rewards/{name}/mean"),
-                present.iter().sum::<f64>() / present.len() as f64,
-            ));
-        }
-    }
-    let lengths: Vec<f64> = rollouts.iter().map(|(_, t, _)| t.len() as f64).collect();
-    metrics.push((
-        "completions/mean_length".into(),
-        lengths.iter().sum::<f64>() / count,
-    ));
-    metrics.push((
-        "completions/clipped_ratio".into(),
-        rollouts.iter().filter(|(_, _, f)| !f).count() as f64 / count,
-    ));
-    Ok(metrics)
-}
-
 /// TRL's metrics of a generation batch: completion lengths (all, and of those that ended at
 /// eos), the share cut off, each reward part's mean and std over the completions it applies
 /// to, the reward's mean and std, and the share of completions whose group (or batch, with
@@ -739,4 +525,18 @@ fn unbiased_std(values: &[f64]) -> f64 {
     }
     let mean = values.iter().sum::<f64>() / n;
     (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+}
+
+impl<B: AutodiffKernelBackend> RlTrainer<B> for GrpoTrainer<B> {
+    fn evaluate(
+        &self,
+        prompts: &Prompts,
+        batch_size: usize,
+    ) -> Result<Vec<(String, f64)>, TrainError> {
+        let policy = self.model().valid();
+        let device = self.engine.device();
+        let sampling = &self.settings.sampling;
+        self.rounds
+            .evaluate(&policy, prompts, sampling, batch_size, device)
+    }
 }

@@ -44,6 +44,7 @@ pub mod ppo;
 pub mod progress;
 pub mod reference;
 pub mod rewards;
+pub mod rl;
 pub mod rollout;
 pub mod run;
 pub mod schedule;

@@ -132,33 +132,10 @@ impl<B: AutodiffKernelBackend> OfflineTrainer<B> {
         })
     }
 
-    /// Optimizer steps the run makes in all.
-    pub fn total_steps(&self) -> usize {
-        self.engine.total_steps()
-    }
-
-    /// Updates done so far.
-    pub fn steps_done(&self) -> usize {
-        self.engine.steps_done()
-    }
-
-    /// Fractional epochs done.
-    pub fn epochs_done(&self) -> f64 {
-        self.engine.epochs_done()
-    }
-
-    pub fn optimizer(&self) -> &AdamW<B::InnerBackend> {
-        self.engine.optimizer(0)
-    }
-
     /// Continues a run: the optimizer state and step count saved with the model this trainer
     /// was built from (see [`crate::checkpoint`]).
     pub fn resume(&mut self, optimizer: AdamW<B::InnerBackend>, steps_done: usize) {
         self.engine.resume(optimizer, steps_done);
-    }
-
-    pub fn model(&self) -> &CausalLm<B> {
-        self.engine.model(0)
     }
 
     /// The micro-batches (example indices) of update `step`.

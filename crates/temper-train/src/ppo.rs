@@ -10,7 +10,6 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
-use temper_data::ChatTokenizer;
 use temper_data::batch::{BatchOrder, batch_indices};
 use temper_kernels::{AutodiffKernelBackend, KernelBackend};
 use temper_model::{
@@ -26,9 +25,10 @@ use temper_objectives::ppo::{
 use crate::batch::ModelInputs;
 use crate::checkpoint::{CheckpointError, OPTIMIZER_FILE, TrainerState};
 use crate::engine::{MicroBatchLoss, UpdateEngine, step_seed};
-use crate::grpo::{RlInputs, evaluate_policy, load_round, save_round};
 use crate::optimizer::AdamW;
-use crate::rewards::{RewardInput, Rewards};
+use crate::rl::{
+    RlInputs, RlTrainer, Round, Rounds, load_round, save_round, tokens_seen, with_round_metrics,
+};
 use crate::rollout::{
     CompletionBatch, Prompts, Rollout, RoundPlan, StepTiming, completion_log_probs,
     completion_positions, completion_token_stats, padded_rows, score_completions,
@@ -68,15 +68,8 @@ pub struct PpoRollout {
     pub returns: Vec<f32>,
 }
 
-/// One PPO round: its index, its rollouts and the metrics logged with its first step.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PpoRound {
-    pub index: usize,
-    pub rollouts: Vec<PpoRollout>,
-    pub metrics: Vec<(String, f64)>,
-    /// Prompt and completion tokens seen by the run up to and including this round.
-    pub tokens_seen: usize,
-}
+/// A PPO round: its completions with values, advantages and returns.
+pub type PpoRound = Round<PpoRollout>;
 
 /// A policy and its value model trained with PPO, as TRL's `PPOTrainer`, with these
 /// differences:
@@ -100,12 +93,9 @@ pub struct PpoTrainer<B: AutodiffKernelBackend> {
     /// Trains the policy (model 0) and the value model (model 1).
     engine: UpdateEngine<B>,
     reference: CausalLm<B::InnerBackend>,
-    rewards: Rewards,
-    tokenizer: ChatTokenizer,
-    prompts: Prompts,
+    rounds: Rounds,
     settings: PpoSettings,
     args: TrainingArgs,
-    plan: RoundPlan,
     round: Option<PpoRound>,
     /// Where the value model's config and tokenizer files are copied from when it is saved.
     value_model_source: Option<PathBuf>,
@@ -180,12 +170,14 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         Ok(Self {
             engine: UpdateEngine::new(vec![policy, value_model], &args, steps_per_epoch, device),
             reference,
-            rewards,
-            tokenizer,
-            prompts,
+            rounds: Rounds {
+                prompts,
+                rewards,
+                tokenizer,
+                plan,
+            },
             settings,
             args,
-            plan,
             round: None,
             value_model_source: None,
             timing: StepTiming::default(),
@@ -204,28 +196,8 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         self.settings.num_ppo_epochs * self.settings.num_mini_batches
     }
 
-    pub fn total_steps(&self) -> usize {
-        self.engine.total_steps()
-    }
-
-    pub fn steps_done(&self) -> usize {
-        self.engine.steps_done()
-    }
-
-    pub fn epochs_done(&self) -> f64 {
-        self.engine.epochs_done()
-    }
-
-    pub fn model(&self) -> &CausalLm<B> {
-        self.engine.model(0)
-    }
-
     pub fn value_model(&self) -> &CausalLm<B> {
         self.engine.model(1)
-    }
-
-    pub fn optimizer(&self) -> &AdamW<B::InnerBackend> {
-        self.engine.optimizer(0)
     }
 
     pub fn value_optimizer(&self) -> &AdamW<B::InnerBackend> {
@@ -259,7 +231,7 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
     /// The prompts (example indices) of round `index` (see [`RoundPlan::prompts`]; an epoch's
     /// last, incomplete round is dropped, as TRL's dataloader drops it).
     pub fn round_prompts(&self, index: usize) -> Vec<usize> {
-        self.plan.prompts(index, &self.prompts)
+        self.rounds.plan.prompts(index, &self.rounds.prompts)
     }
 
     /// The rows (positions in the round) of the mini-batches of PPO epoch `epoch` of round
@@ -289,10 +261,10 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         let round_index = self.engine.steps_done() / per_round;
         let mut timing = StepTiming::default();
         if self.round.as_ref().is_none_or(|r| r.index != round_index) {
-            let (rollouts, sampled) = self.plan.sample(
+            let (rollouts, sampled) = self.rounds.plan.sample(
                 round_index,
                 &self.model().valid(),
-                &self.prompts,
+                &self.rounds.prompts,
                 &self.settings.sampling,
                 self.engine.device(),
             );
@@ -314,23 +286,7 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         completions: Vec<(usize, Vec<u32>, bool)>,
     ) -> Result<(), TrainError> {
         let index = self.engine.steps_done() / self.steps_per_round();
-        let rollouts = completions
-            .into_iter()
-            .map(|(prompt_index, completion_ids, finished)| {
-                let prompt_ids = self.prompts.ids.get(prompt_index).cloned().ok_or_else(|| {
-                    TrainError::Record {
-                        index: prompt_index,
-                        reason: "no such prompt".into(),
-                    }
-                })?;
-                Ok(Rollout::new(
-                    prompt_index,
-                    prompt_ids,
-                    completion_ids,
-                    finished,
-                ))
-            })
-            .collect::<Result<Vec<_>, TrainError>>()?;
+        let rollouts = self.rounds.given(completions)?;
         self.start_round(index, rollouts, &mut StepTiming::default())
     }
 
@@ -352,32 +308,7 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
             });
         }
         let started = Instant::now();
-        let texts: Vec<String> = rollouts
-            .iter()
-            .map(|r| {
-                self.tokenizer
-                    .decode(&r.completion_ids, true)
-                    .unwrap_or_default()
-            })
-            .collect();
-        let inputs: Vec<RewardInput<'_>> = rollouts
-            .iter()
-            .zip(&texts)
-            .map(|(r, text)| RewardInput {
-                row: &self.prompts.rows[r.prompt_index],
-                completion: text,
-                prompt_ids: &r.prompt_ids,
-                completion_ids: &r.completion_ids,
-                finished: r.finished,
-            })
-            .collect();
-        let scored = self
-            .rewards
-            .score(&inputs)
-            .map_err(|e| TrainError::Record {
-                index: rollouts[e.index.min(rollouts.len() - 1)].prompt_index,
-                reason: e.to_string(),
-            })?;
+        let scored = self.rounds.score(&rollouts)?;
         let scores: Vec<f64> = rollouts
             .iter()
             .zip(&scored.rewards)
@@ -469,11 +400,7 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
             .flat_map(|r| &r.completion_ids)
             .filter(|t| eos.contains(t))
             .count();
-        let tokens_seen = self.round.as_ref().map_or(0, |r| r.tokens_seen)
-            + rollouts
-                .iter()
-                .map(|r| r.prompt_ids.len() + r.completion_ids.len())
-                .sum::<usize>();
+        let tokens_seen = tokens_seen(self.round.as_ref().map_or(0, |r| r.tokens_seen), &rollouts);
         let metrics = vec![
             ("objective/kl".to_string(), mean_kl),
             ("objective/entropy".to_string(), mean_entropy),
@@ -512,7 +439,7 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
                 },
             )
             .collect();
-        self.round = Some(PpoRound {
+        self.round = Some(Round {
             index,
             rollouts,
             metrics,
@@ -547,28 +474,12 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
             settings: &self.settings,
             device: self.engine.device().clone(),
         };
-        let mut log = self.engine.update(&update, records)?;
-        if within == 0 {
-            log.metrics = round.metrics.iter().cloned().chain(log.metrics).collect();
-        }
-        Ok(log)
-    }
-
-    /// Verifier accuracy on held-out prompts, as [`crate::grpo::GrpoTrainer::evaluate`].
-    pub fn evaluate(
-        &self,
-        prompts: &Prompts,
-        batch_size: usize,
-    ) -> Result<Vec<(String, f64)>, TrainError> {
-        evaluate_policy(
-            &self.model().valid(),
-            prompts,
-            &self.rewards,
-            &self.tokenizer,
-            &self.settings.sampling,
-            batch_size,
-            self.engine.device(),
-        )
+        let log = self.engine.update(&update, records)?;
+        Ok(if within == 0 {
+            with_round_metrics(log, &round.metrics)
+        } else {
+            log
+        })
     }
 }
 
@@ -727,4 +638,18 @@ fn completion_scores<B: KernelBackend>(
     let positions = completion_positions(scores, batch);
     let [rows, width, _] = positions.dims();
     positions.reshape([rows, width])
+}
+
+impl<B: AutodiffKernelBackend> RlTrainer<B> for PpoTrainer<B> {
+    fn evaluate(
+        &self,
+        prompts: &Prompts,
+        batch_size: usize,
+    ) -> Result<Vec<(String, f64)>, TrainError> {
+        let policy = self.model().valid();
+        let device = self.engine.device();
+        let sampling = &self.settings.sampling;
+        self.rounds
+            .evaluate(&policy, prompts, sampling, batch_size, device)
+    }
 }

@@ -6,10 +6,12 @@ use std::path::Path;
 
 use temper_data::batch::BatchOrder;
 use temper_kernels::AutodiffKernelBackend;
+use temper_model::CausalLm;
 use temper_objectives::ObjectiveError;
 
 use crate::checkpoint::{CheckpointError, TrainerState};
 use crate::engine::UpdateEngine;
+use crate::optimizer::AdamW;
 use crate::optimizer::AdamWConfig;
 use crate::schedule::{Schedule, ScheduleKind};
 
@@ -122,6 +124,31 @@ pub trait Trainer<B: AutodiffKernelBackend> {
     fn step(&mut self) -> Result<StepLog, TrainError>;
 
     fn engine(&self) -> &UpdateEngine<B>;
+
+    /// Optimizer steps the run makes in all.
+    fn total_steps(&self) -> usize {
+        self.engine().total_steps()
+    }
+
+    /// Updates done so far.
+    fn steps_done(&self) -> usize {
+        self.engine().steps_done()
+    }
+
+    /// Fractional epochs done.
+    fn epochs_done(&self) -> f64 {
+        self.engine().epochs_done()
+    }
+
+    /// The policy: the model the run outputs.
+    fn model(&self) -> &CausalLm<B> {
+        self.engine().model(0)
+    }
+
+    /// The policy's optimizer.
+    fn optimizer(&self) -> &AdamW<B::InnerBackend> {
+        self.engine().optimizer(0)
+    }
 
     /// Writes into a checkpoint directory what resuming exactly needs besides the policy's
     /// weights and the position: the optimizer state, and a trainer's own state (a round of

@@ -12,6 +12,7 @@ use burn::module::AutodiffModule;
 use common::{pairs, qwen2, tokenized};
 use temper_model::load_model;
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
+use temper_train::Trainer;
 use temper_train::checkpoint::{TrainerState, Weights, load_training_state, save_checkpoint};
 use temper_train::{
     Objective, OfflineTrainer, Reference, ScheduleKind, StepLog, TrainingArgs, reference_scores,

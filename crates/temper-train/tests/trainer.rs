@@ -9,6 +9,7 @@ use burn::module::AutodiffModule;
 use common::{pairs, qwen2, tokenized as examples};
 use temper_model::load_model;
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
+use temper_train::Trainer;
 use temper_train::{
     Objective, OfflineTrainer, Reference, ReferenceScores, ScheduleKind, TrainError, TrainingArgs,
     reference_scores,

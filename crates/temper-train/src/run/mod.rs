@@ -20,7 +20,7 @@ use temper_model::ModelConfig;
 
 use crate::checkpoint::CheckpointError;
 use crate::config::{Method, RunSettings};
-use crate::grpo::{GrpoSettings, GrpoTrainer, RlInputs};
+use crate::grpo::{GrpoSettings, GrpoTrainer};
 use crate::metrics::METRICS_FILE;
 use crate::objective::Objective;
 use crate::offline::OfflineTrainer;
@@ -28,8 +28,10 @@ use crate::output::{self, OutputError, Overlap};
 use crate::ppo::{PpoSettings, PpoTrainer};
 use crate::progress::Display;
 use crate::reference::CacheError;
+use crate::rl::{RlInputs, RlTrainer};
+use crate::rollout::{Prompts, Sampling};
 use crate::trainer::{StepLog, TrainError, Trainer};
-use data::{LoadedData, load_files, rl_data};
+use data::{LoadedData, RlData, load_files, rl_data};
 use models::{
     initial_model, model_error, objective_references, rl_reference, value_model, with_stops,
 };
@@ -265,30 +267,22 @@ fn run_grpo<B: AutodiffKernelBackend>(
     tokenizer: ChatTokenizer,
     report: &mut RunReport,
 ) -> Result<(), RunError> {
+    let (sampling, data) = rl_setup(&launch, &grpo.sampling, &tokenizer, report)?;
+    let grpo = GrpoSettings {
+        sampling,
+        ..grpo.clone()
+    };
     let Launch {
         settings,
         pad_id,
-        display,
         device,
         ..
     } = launch;
-    let grpo = GrpoSettings {
-        sampling: with_stops(&grpo.sampling, &settings.model, &tokenizer, pad_id)?,
-        ..grpo.clone()
-    };
     let reference = if grpo.loss.beta != 0.0 {
         Some(rl_reference::<B::InnerBackend>(settings, device)?)
     } else {
         None
     };
-    let data = rl_data::<B::InnerBackend>(
-        settings,
-        &launch.train,
-        launch.eval.as_ref(),
-        pad_id,
-        device,
-        report,
-    )?;
     let model = initial_model::<B>(settings, pad_id, device)?;
     let inputs = RlInputs {
         prompts: data.prompts,
@@ -297,20 +291,11 @@ fn run_grpo<B: AutodiffKernelBackend>(
         tokenizer,
     };
     let mut trainer = GrpoTrainer::new(model, grpo, settings.args.clone(), inputs, device.clone())?;
-    let unlogged = resume(&mut trainer, settings)?;
-    let evaluate = |trainer: &GrpoTrainer<B>| match &data.eval_prompts {
-        Some(prompts) => trainer
-            .evaluate(prompts, settings.per_device_eval_batch_size)
-            .map(Some),
-        None => Ok(None),
-    };
-    drive(
+    drive_rl(
         &mut trainer,
-        settings,
-        display,
+        &launch,
         &data.origins,
-        unlogged,
-        evaluate,
+        data.eval_prompts.as_ref(),
         report,
     )
 }
@@ -323,25 +308,17 @@ fn run_ppo<B: AutodiffKernelBackend>(
     tokenizer: ChatTokenizer,
     report: &mut RunReport,
 ) -> Result<(), RunError> {
+    let (sampling, data) = rl_setup(&launch, &ppo.sampling, &tokenizer, report)?;
+    let ppo = PpoSettings {
+        sampling,
+        ..ppo.clone()
+    };
     let Launch {
         settings,
         pad_id,
-        display,
         device,
         ..
     } = launch;
-    let ppo = PpoSettings {
-        sampling: with_stops(&ppo.sampling, &settings.model, &tokenizer, pad_id)?,
-        ..ppo.clone()
-    };
-    let data = rl_data::<B::InnerBackend>(
-        settings,
-        &launch.train,
-        launch.eval.as_ref(),
-        pad_id,
-        device,
-        report,
-    )?;
     let reference = rl_reference::<B::InnerBackend>(settings, device)?;
     let (value_model, value_dir) = value_model::<B>(settings, pad_id, device)?;
     let model = initial_model::<B>(settings, pad_id, device)?;
@@ -360,18 +337,62 @@ fn run_ppo<B: AutodiffKernelBackend>(
         device.clone(),
     )?
     .with_value_model_source(&value_dir);
-    let unlogged = resume(&mut trainer, settings)?;
-    let evaluate = |trainer: &PpoTrainer<B>| match &data.eval_prompts {
+    drive_rl(
+        &mut trainer,
+        &launch,
+        &data.origins,
+        data.eval_prompts.as_ref(),
+        report,
+    )
+}
+
+/// What an RL run starts from: `sampling` stopping and padding as the model does, and the
+/// prompts with their reward sources.
+fn rl_setup<B: AutodiffKernelBackend>(
+    launch: &Launch<'_, B>,
+    sampling: &Sampling,
+    tokenizer: &ChatTokenizer,
+    report: &mut RunReport,
+) -> Result<(Sampling, RlData), RunError> {
+    let Launch {
+        settings,
+        pad_id,
+        device,
+        ..
+    } = *launch;
+    let sampling = with_stops(sampling, &settings.model, tokenizer, pad_id)?;
+    let data = rl_data::<B::InnerBackend>(
+        settings,
+        &launch.train,
+        launch.eval.as_ref(),
+        pad_id,
+        device,
+        report,
+    )?;
+    Ok((sampling, data))
+}
+
+/// The step loop of an RL trainer, evaluated on the held-out prompts when there are some.
+fn drive_rl<B: AutodiffKernelBackend, T: RlTrainer<B>>(
+    trainer: &mut T,
+    launch: &Launch<'_, B>,
+    origins: &[String],
+    held_out: Option<&Prompts>,
+    report: &mut RunReport,
+) -> Result<(), RunError> {
+    let settings = launch.settings;
+    let unlogged = resume(trainer, settings)?;
+    let evaluate = |trainer: &T| match held_out {
         Some(prompts) => trainer
             .evaluate(prompts, settings.per_device_eval_batch_size)
             .map(Some),
         None => Ok(None),
     };
     drive(
-        &mut trainer,
+        trainer,
         settings,
-        display,
-        &data.origins,
+        launch.display,
+        origins,
         unlogged,
         evaluate,
         report,

@@ -1,0 +1,261 @@
+//! What the RL trainers (GRPO, PPO) share: the prompts and the plan that draws each round's
+//! from them, the reward sources and the tokenizer that decodes completions for them, rounds
+//! made from completions given rather than sampled, and the held-out evaluation.
+
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+use temper_data::ChatTokenizer;
+use temper_kernels::{AutodiffKernelBackend, KernelBackend};
+use temper_model::{CausalLm, Decoding, GenerationConfig, generate};
+
+use crate::checkpoint::CheckpointError;
+use crate::rewards::{RewardBatch, RewardInput, Rewards};
+use crate::rollout::{Prompts, Rollout, RoundPlan, Sampling};
+use crate::trainer::{StepLog, TrainError, Trainer};
+
+/// An RL trainer: what the run loop needs of it beside [`Trainer`].
+pub trait RlTrainer<B: AutodiffKernelBackend>: Trainer<B> {
+    /// [`evaluate_policy`] on the policy, with the run's rewards and sampling limits.
+    fn evaluate(
+        &self,
+        prompts: &Prompts,
+        batch_size: usize,
+    ) -> Result<Vec<(String, f64)>, TrainError>;
+}
+
+/// What an RL trainer samples from, rewards with and decodes with, beside the models it trains.
+pub struct RlInputs<B: Backend> {
+    pub prompts: Prompts,
+    pub rewards: Rewards,
+    /// The reference model of the KL term (the initial policy, as TRL's `ref_model`).
+    pub reference: Option<CausalLm<B>>,
+    pub tokenizer: ChatTokenizer,
+}
+
+/// One round of an RL run: its index, its completions with what the updates need of each
+/// (`R`), and the metrics logged with its first step. A checkpoint taken inside a round holds
+/// it (`rollouts.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Round<R> {
+    pub index: usize,
+    pub rollouts: Vec<R>,
+    /// TRL's round metrics (rewards, lengths), logged with the round's first step.
+    pub metrics: Vec<(String, f64)>,
+    /// Prompt and completion tokens seen by the run up to and including this round (TRL's
+    /// `num_tokens`).
+    pub tokens_seen: usize,
+}
+
+/// The prompts of an RL run, the plan that draws each round's prompts, and how completions
+/// are rewarded.
+pub(crate) struct Rounds {
+    pub(crate) prompts: Prompts,
+    pub(crate) rewards: Rewards,
+    pub(crate) tokenizer: ChatTokenizer,
+    pub(crate) plan: RoundPlan,
+}
+
+impl Rounds {
+    /// A round's rollouts from completions given rather than sampled: `(prompt index,
+    /// completion ids, stopped at eos)`, in group order.
+    pub(crate) fn given(
+        &self,
+        completions: Vec<(usize, Vec<u32>, bool)>,
+    ) -> Result<Vec<Rollout>, TrainError> {
+        completions
+            .into_iter()
+            .map(|(prompt_index, completion_ids, finished)| {
+                let prompt_ids = self.prompts.ids.get(prompt_index).cloned().ok_or_else(|| {
+                    TrainError::Record {
+                        index: prompt_index,
+                        reason: "no such prompt".into(),
+                    }
+                })?;
+                Ok(Rollout::new(
+                    prompt_index,
+                    prompt_ids,
+                    completion_ids,
+                    finished,
+                ))
+            })
+            .collect()
+    }
+
+    /// [`evaluate_policy`] with this run's rewards and tokenizer.
+    pub(crate) fn evaluate<B: KernelBackend>(
+        &self,
+        policy: &CausalLm<B>,
+        prompts: &Prompts,
+        sampling: &Sampling,
+        batch_size: usize,
+        device: &B::Device,
+    ) -> Result<Vec<(String, f64)>, TrainError> {
+        let rewards = &self.rewards;
+        evaluate_policy(
+            policy,
+            prompts,
+            rewards,
+            &self.tokenizer,
+            sampling,
+            batch_size,
+            device,
+        )
+    }
+
+    /// Every reward source's rewards of `rollouts`.
+    pub(crate) fn score(&self, rollouts: &[Rollout]) -> Result<RewardBatch, TrainError> {
+        let completions = rollouts
+            .iter()
+            .map(|r| (r.prompt_index, r.completion_ids.as_slice(), r.finished));
+        score(&self.tokenizer, &self.rewards, &self.prompts, completions)
+    }
+}
+
+/// `log` with a round's metrics in front: TRL logs them with the round's first step.
+pub(crate) fn with_round_metrics(mut log: StepLog, round_metrics: &[(String, f64)]) -> StepLog {
+    log.metrics = round_metrics.iter().cloned().chain(log.metrics).collect();
+    log
+}
+
+/// Where a checkpoint keeps the round of rollouts under way.
+pub const ROUND_FILE: &str = "rollouts.json";
+
+/// Writes `round` into checkpoint directory `dir`.
+pub fn save_round<R: Serialize>(round: &R, dir: &Path) -> Result<(), CheckpointError> {
+    let path = dir.join(ROUND_FILE);
+    let text = serde_json::to_string(round).map_err(|e| CheckpointError::State {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    std::fs::write(&path, text).map_err(|source| CheckpointError::Io { path, source })
+}
+
+/// The round a checkpoint holds, if it holds one.
+pub fn load_round<R: for<'de> Deserialize<'de>>(dir: &Path) -> Result<Option<R>, CheckpointError> {
+    let path = dir.join(ROUND_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(CheckpointError::Io { path, source }),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| CheckpointError::State {
+            path,
+            reason: e.to_string(),
+        })
+}
+
+/// Prompt and completion tokens seen by a run: `previous` and those of `rollouts` (TRL's
+/// `num_tokens`).
+pub(crate) fn tokens_seen(previous: usize, rollouts: &[Rollout]) -> usize {
+    previous
+        + rollouts
+            .iter()
+            .map(|r| r.prompt_ids.len() + r.completion_ids.len())
+            .sum::<usize>()
+}
+
+/// The rewards of completions `(prompt index, completion ids, stopped at eos)`, decoded for
+/// the verifiers; an error names the prompt whose completion could not be rewarded.
+fn score<'a>(
+    tokenizer: &ChatTokenizer,
+    rewards: &Rewards,
+    prompts: &Prompts,
+    completions: impl Iterator<Item = (usize, &'a [u32], bool)>,
+) -> Result<RewardBatch, TrainError> {
+    let completions: Vec<(usize, &[u32], bool)> = completions.collect();
+    let texts: Vec<String> = completions
+        .iter()
+        .map(|(_, tokens, _)| tokenizer.decode(tokens, true).unwrap_or_default())
+        .collect();
+    let inputs: Vec<RewardInput<'_>> = completions
+        .iter()
+        .zip(&texts)
+        .map(|(&(i, tokens, finished), text)| RewardInput {
+            row: &prompts.rows[i],
+            completion: text,
+            prompt_ids: &prompts.ids[i],
+            completion_ids: tokens,
+            finished,
+        })
+        .collect();
+    rewards.score(&inputs).map_err(|e| TrainError::Record {
+        index: completions[e.index.min(completions.len().saturating_sub(1))].0,
+        reason: e.to_string(),
+    })
+}
+
+/// Verifier accuracy on held-out prompts: one greedy completion of each (in batches of
+/// `batch_size`), rewarded as in training. Metrics: `reward`, `accuracy` (the share of
+/// completions every named verifier passes, over those a verifier judges),
+/// `rewards/{name}/mean`, `completions/mean_length`, `completions/clipped_ratio`. The trainers'
+/// `evaluate` calls it on their policy; the pipeline compares models with it.
+pub fn evaluate_policy<B: KernelBackend>(
+    model: &CausalLm<B>,
+    prompts: &Prompts,
+    rewards: &Rewards,
+    tokenizer: &ChatTokenizer,
+    sampling: &Sampling,
+    batch_size: usize,
+    device: &B::Device,
+) -> Result<Vec<(String, f64)>, TrainError> {
+    if prompts.rows.is_empty() {
+        return Err(TrainError::NoData);
+    }
+    let config = GenerationConfig {
+        max_new_tokens: sampling.max_completion_length,
+        decoding: Decoding::Greedy,
+        eos_token_ids: sampling.eos_token_ids.clone(),
+        pad_token_id: sampling.pad_token_id,
+        ..GenerationConfig::default()
+    };
+    let mut rollouts = Vec::with_capacity(prompts.ids.len());
+    let indices: Vec<usize> = (0..prompts.ids.len()).collect();
+    for chunk in indices.chunks(batch_size.max(1)) {
+        let inputs: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts.ids[i].clone()).collect();
+        let generated = generate(model, &inputs, &config, device);
+        for ((&i, tokens), finished) in chunk
+            .iter()
+            .zip(generated.tokens)
+            .zip(generated.stopped_at_eos)
+        {
+            rollouts.push((i, tokens, finished));
+        }
+    }
+    let completions = rollouts
+        .iter()
+        .map(|(i, tokens, finished)| (*i, tokens.as_slice(), *finished));
+    let scored = score(tokenizer, rewards, prompts, completions)?;
+    let count = rollouts.len() as f64;
+    let mut metrics = vec![(
+        "reward".to_string(),
+        scored.rewards.iter().sum::<f64>() / count,
+    )];
+    let judged: Vec<bool> = scored.correct.iter().flatten().copied().collect();
+    if !judged.is_empty() {
+        let right = judged.iter().filter(|c| **c).count() as f64;
+        metrics.push(("accuracy".into(), right / judged.len() as f64));
+    }
+    for (name, values) in &scored.parts {
+        let present: Vec<f64> = values.iter().flatten().copied().collect();
+        if !present.is_empty() {
+            metrics.push((
+                format!("rewards/{name}/mean"),
+                present.iter().sum::<f64>() / present.len() as f64,
+            ));
+        }
+    }
+    let lengths: Vec<f64> = rollouts.iter().map(|(_, t, _)| t.len() as f64).collect();
+    metrics.push((
+        "completions/mean_length".into(),
+        lengths.iter().sum::<f64>() / count,
+    ));
+    metrics.push((
+        "completions/clipped_ratio".into(),
+        rollouts.iter().filter(|(_, _, f)| !f).count() as f64 / count,
+    ));
+    Ok(metrics)
+}
