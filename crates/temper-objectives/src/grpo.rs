@@ -6,9 +6,9 @@ use burn::tensor::{Tensor, backend::Backend};
 
 use crate::error::{ObjectiveError, check_same_shape, check_setting};
 use crate::metrics::{LossOutput, Metrics};
-pub use crate::reference::{Aggregation, RewardScaling};
+pub use crate::twin::{Aggregation, RewardScaling};
 
-pub use crate::reference::MAX_LOG_RATIO;
+pub use crate::twin::MAX_LOG_RATIO;
 
 /// Added to the standard deviation before dividing, as TRL.
 pub const ADVANTAGE_STD_EPS: f64 = 1e-4;

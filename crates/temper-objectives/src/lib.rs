@@ -4,7 +4,7 @@
 //! with TRL's `loss_type` names ([`preference`]), SimPO ([`simpo`]), ORPO ([`orpo`]), KTO
 //! ([`kto`]), the Bradley–Terry reward-model loss ([`reward`]), GRPO ([`grpo`]) and PPO's
 //! critic side ([`ppo`]). Each loss returns its metrics beside it, under TRL's names. Every
-//! formula also exists as plain `f64` code in [`reference`], which the property tests hold the
+//! formula also exists as plain `f64` code in [`twin`], which the property tests hold the
 //! tensor code to. Nothing here depends on a model: any Burn project can use it.
 //!
 //! ```
@@ -32,11 +32,11 @@ pub mod metrics;
 pub mod orpo;
 pub mod ppo;
 pub mod preference;
-pub mod reference;
 pub mod reward;
 pub mod sft;
 pub mod simpo;
 pub mod stable;
+pub mod twin;
 
 pub use error::ObjectiveError;
 pub use logprobs::{PairLogProbs, SequenceLogProbs};

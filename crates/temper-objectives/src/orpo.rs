@@ -15,8 +15,8 @@ use crate::error::{ObjectiveError, check_setting};
 use crate::logprobs::{PairLogProbs, SequenceLogProbs};
 use crate::metrics::LossOutput;
 use crate::preference::{chosen_nll, reward_metrics};
-use crate::reference::ORPO_MAX_AVG_LOGP;
 use crate::stable::{log_sigmoid, log1mexp};
+use crate::twin::ORPO_MAX_AVG_LOGP;
 
 /// Which tokens ORPO's NLL term covers.
 #[derive(Clone, Debug)]

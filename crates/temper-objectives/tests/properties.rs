@@ -26,11 +26,11 @@ use temper_objectives::preference::{
     DpoConfig, PreferenceLoss, discopop_loss, dpo_loss, exo_pair_loss, hinge_loss, ipo_loss,
     logit_metrics, robust_loss, sigmoid_loss, sigmoid_norm_loss,
 };
-use temper_objectives::reference::{self, Pair};
 use temper_objectives::reward::reward_model_loss;
 use temper_objectives::sft::sft_loss;
 use temper_objectives::sft::token_metrics;
 use temper_objectives::simpo::{SimpoConfig, simpo_loss};
+use temper_objectives::twin::{self, Pair};
 use temper_objectives::{PairLogProbs, SequenceLogProbs};
 
 const REL: f64 = 1e-5;
@@ -286,13 +286,13 @@ proptest! {
         let (policy, _) = pair_tensors::<Single>(&pairs);
         let config = SimpoConfig { beta: f32ed(beta), gamma: f32ed(gamma), label_smoothing: 0.0 };
         let ours = scalar(simpo_loss(&config, &policy).unwrap().loss);
-        let twin = reference::mean(pairs.iter().map(|p| reference::simpo_loss(config.beta, config.gamma, 0.0, p)));
+        let twin = twin::mean(pairs.iter().map(|p| twin::simpo_loss(config.beta, config.gamma, 0.0, p)));
         prop_assert!(close(ours, twin, REL, ABS), "simpo {ours} vs {twin}");
 
         // LLaMA-Factory's NLL: per-sequence completion averages, then the batch mean.
         let lambda = f32ed(beta / 10.0);
         let ours = scalar(orpo_loss(lambda, &policy, OrpoNll::Completion).unwrap().loss);
-        let twin = reference::orpo_loss(lambda, reference::orpo_completion_nll(&pairs), &pairs);
+        let twin = twin::orpo_loss(lambda, twin::orpo_completion_nll(&pairs), &pairs);
         prop_assert!(close(ours, twin, REL, ABS), "orpo (completion NLL) {ours} vs {twin}");
 
         // TRL's NLL: one token mean over prompt and completion of every chosen sequence.
@@ -304,7 +304,7 @@ proptest! {
         let ours = scalar(orpo_loss(lambda, &policy, OrpoNll::PromptAndCompletion(&full)).unwrap().loss);
         let full_logps: Vec<f64> = values(full.sum.clone());
         let full_tokens: f64 = values(full.tokens.clone()).iter().sum();
-        let twin = reference::orpo_loss(lambda, reference::sft_loss(&full_logps, full_tokens), &pairs);
+        let twin = twin::orpo_loss(lambda, twin::sft_loss(&full_logps, full_tokens), &pairs);
         prop_assert!(close(ours, twin, REL, ABS), "orpo (prompt and completion NLL) {ours} vs {twin}");
     }
 
@@ -320,7 +320,7 @@ proptest! {
         let labels: Vec<bool> = samples.iter().map(|s| s.2).collect();
         let kl = f32ed(kl);
         let ours = scalar(kto_loss(&config, logps, refs, &labels, Some(t1(&[kl]))).unwrap().loss);
-        let twin = reference::mean(reference::kto_losses(0.1, config.desirable_weight, config.undesirable_weight, kl, &samples));
+        let twin = twin::mean(twin::kto_losses(0.1, config.desirable_weight, config.undesirable_weight, kl, &samples));
         prop_assert!(close(ours, twin, REL, ABS), "{ours} vs {twin}");
     }
 
@@ -333,7 +333,7 @@ proptest! {
         let (c, r, m) = (col(|x| x.0), col(|x| x.1), col(|x| x.2));
         let center = f32ed(center);
         let ours = scalar(reward_model_loss(t1::<Single>(&c), t1(&r), Some(t1(&m)), Some(center)).unwrap().loss);
-        let twin = reference::reward_model_loss(&c, &r, &m, center);
+        let twin = twin::reward_model_loss(&c, &r, &m, center);
         prop_assert!(close(ours, twin, REL, ABS), "{ours} vs {twin}");
     }
 
@@ -344,7 +344,7 @@ proptest! {
         let rewards: Vec<f64> = (0..groups * size).map(|i| f32ed((seed[i % seed.len()] * 4.0).round() / 2.0)).collect();
         for scaling in [RewardScaling::Group, RewardScaling::Batch, RewardScaling::None] {
             let ours = values(group_advantages(t1::<Single>(&rewards), size, scaling).unwrap());
-            let twin = reference::grpo_advantages(&rewards, size, scaling);
+            let twin = twin::grpo_advantages(&rewards, size, scaling);
             for (a, b) in ours.iter().zip(&twin) {
                 prop_assert!(close(*a, *b, REL, 1e-4), "{scaling:?}: {a} vs {b}");
             }
@@ -380,18 +380,18 @@ proptest! {
                 advantages: t1(&advantages),
             };
             let ours = scalar(grpo_loss(&config, &inputs).unwrap().loss);
-            let settings = reference::GrpoSettings {
+            let settings = twin::GrpoSettings {
                 beta: config.beta, eps_low: 0.2, eps_high, bias_corrected_kl: bias_corrected,
             };
             let per_token: Vec<Vec<f64>> = (0..rows.len())
                 .map(|i| (0..5).map(|t| {
-                    let token = reference::GrpoToken {
+                    let token = twin::GrpoToken {
                         logp: logps[i][t], old_logp: old[i][t], ref_logp: reference_logps[i][t], advantage: advantages[i],
                     };
-                    reference::grpo_token_loss(&token, &settings)
+                    twin::grpo_token_loss(&token, &settings)
                 }).collect())
                 .collect();
-            let twin = reference::aggregate(&per_token, &mask, aggregation);
+            let twin = twin::aggregate(&per_token, &mask, aggregation);
             prop_assert!(close(ours, twin, REL, ABS), "{aggregation:?}: {ours} vs {twin}");
         }
     }
@@ -401,7 +401,7 @@ proptest! {
         let (a, b) = (f32ed(logp), f32ed(reference_logp));
         let ours = values(k3_kl(t1::<Single>(&[a]), t1(&[b])))[0];
         prop_assert!(ours >= 0.0 && ours.is_finite());
-        let twin = reference::k3_kl(a, b);
+        let twin = twin::k3_kl(a, b);
         prop_assert!(close(ours, twin, REL, ABS), "{ours} vs {twin}");
     }
 
@@ -414,18 +414,18 @@ proptest! {
         let (rewards, values_now, old_values, _) = (col(|s| s.0), col(|s| s.1), col(|s| s.2), col(|s| s.3));
         let (gamma, lambda, clip) = (f32ed(gamma), f32ed(lambda), f32ed(clip));
         let (adv, ret) = gae(row::<Single>(&rewards), row(&values_now), gamma, lambda).unwrap();
-        let (twin_adv, twin_ret) = reference::gae(&rewards, &values_now, gamma, lambda);
+        let (twin_adv, twin_ret) = twin::gae(&rewards, &values_now, gamma, lambda);
         for (a, b) in values(adv).iter().zip(&twin_adv).chain(values(ret.clone()).iter().zip(&twin_ret)) {
             prop_assert!(close(*a, *b, 1e-4, 1e-5), "{a} vs {b}");
         }
         let mask = vec![1.0; steps.len()];
         let ours = scalar(ppo_value_loss(row::<Single>(&values_now), row(&old_values), ret, row(&mask), clip).unwrap().loss);
-        let twin = reference::mean((0..steps.len()).map(|t| reference::ppo_value_loss(values_now[t], old_values[t], twin_ret[t], clip)));
+        let twin = twin::mean((0..steps.len()).map(|t| twin::ppo_value_loss(values_now[t], old_values[t], twin_ret[t], clip)));
         prop_assert!(close(ours, twin, 1e-4, 1e-5), "{ours} vs {twin}");
         let partial: Vec<f64> = steps.iter().map(|s| (s.3 > -0.5) as u8 as f64).collect();
         for (shift_mean, mask) in [(true, &mask), (false, &partial)] {
             let white = values(masked_whiten(row::<Single>(&rewards), row(mask), shift_mean));
-            let twin = reference::masked_whiten(&rewards, mask, shift_mean);
+            let twin = twin::masked_whiten(&rewards, mask, shift_mean);
             for (a, b) in white.iter().zip(&twin) {
                 prop_assert!(close(*a, *b, 1e-4, 1e-4), "whiten: {a} vs {b}");
             }
@@ -446,14 +446,14 @@ proptest! {
         let output = ppo_policy_loss(
             row::<Single>(&logps), row(&old), row(&advantages), row(&entropy), row(&mask), clip,
         ).unwrap();
-        let twins: Vec<_> = (0..n).map(|t| reference::ppo_policy_token(logps[t], old[t], advantages[t], clip)).collect();
+        let twins: Vec<_> = (0..n).map(|t| twin::ppo_policy_token(logps[t], old[t], advantages[t], clip)).collect();
         let metric = |name: &str| scalar(output.metrics.get(name).unwrap().clone());
         let expected = [
-            ("loss/policy_avg", reference::mean(twins.iter().map(|t| t.loss))),
-            ("policy/approxkl_avg", reference::mean(twins.iter().map(|t| t.approx_kl))),
-            ("policy/clipfrac_avg", reference::mean(twins.iter().map(|t| t.clipped as u8 as f64))),
-            ("policy/entropy_avg", reference::mean(entropy.iter().copied())),
-            ("val/ratio", reference::mean(twins.iter().map(|t| t.ratio))),
+            ("loss/policy_avg", twin::mean(twins.iter().map(|t| t.loss))),
+            ("policy/approxkl_avg", twin::mean(twins.iter().map(|t| t.approx_kl))),
+            ("policy/clipfrac_avg", twin::mean(twins.iter().map(|t| t.clipped as u8 as f64))),
+            ("policy/entropy_avg", twin::mean(entropy.iter().copied())),
+            ("val/ratio", twin::mean(twins.iter().map(|t| t.ratio))),
         ];
         prop_assert!(close(scalar(output.loss), expected[0].1, 1e-4, 1e-5));
         for (name, twin) in expected {
@@ -465,9 +465,9 @@ proptest! {
         let at_end: Vec<f64> = (0..n).map(|t| if t + 1 == n { score } else { 0.0 }).collect();
         let estimator = if k3 { KlEstimator::K3 } else { KlEstimator::K1 };
         let shaped = shape_rewards(row::<Single>(&logps), row(&old), row(&at_end), row(&mask), kl_coef, estimator, whiten).unwrap();
-        let mut twin = reference::shaped_rewards(&logps, &old, score, kl_coef, k3);
+        let mut twin = twin::shaped_rewards(&logps, &old, score, kl_coef, k3);
         if whiten {
-            twin = reference::masked_whiten(&twin, &mask, false);
+            twin = twin::masked_whiten(&twin, &mask, false);
         }
         for (a, b) in values(shaped.rewards).iter().zip(&twin) {
             prop_assert!(close(*a, *b, 1e-4, 1e-4), "rewards: {a} vs {b}");
@@ -490,7 +490,7 @@ proptest! {
         for b in 0..batch {
             for t in 0..seq {
                 let row = &logits[(b * seq + t) * vocab..(b * seq + t + 1) * vocab];
-                let twin = mask[b][t] * reference::token_log_prob(row, labels[b][t] as usize);
+                let twin = mask[b][t] * twin::token_log_prob(row, labels[b][t] as usize);
                 let i = b * seq + t;
                 prop_assert!(close(plain[i], twin, REL, 1e-5), "{} vs {twin}", plain[i]);
                 // Same arithmetic on a slice; SIMD paths may round the last bit differently.
@@ -520,8 +520,8 @@ proptest! {
                 let row = &logits[i * vocab..(i + 1) * vocab];
                 let best = (0..vocab).fold(0, |best, v| if row[v] > row[best] { v } else { best });
                 let is_top1 = mask[b][t] * (best as i64 == labels[b][t]) as u8 as f64;
-                let mean = mask[b][t] * reference::mean(row.iter().copied());
-                let h = mask[b][t] * reference::entropy(row);
+                let mean = mask[b][t] * twin::mean(row.iter().copied());
+                let h = mask[b][t] * twin::entropy(row);
                 prop_assert!(close(entropy[i], h, 1e-4, 1e-5), "entropy {} vs {h}", entropy[i]);
                 prop_assert!(close(mean_logit[i], mean, REL, ABS));
                 // Ties in the arg-max may break either way; only distinct maxima are compared.
@@ -578,7 +578,7 @@ proptest! {
             })
             .sum();
         let all: Vec<f64> = micro.iter().flatten().filter(|t| t.1).map(|t| f32ed(t.0)).collect();
-        let twin = reference::sft_loss(&all, total);
+        let twin = twin::sft_loss(&all, total);
         prop_assert!(close(accumulated, twin, REL, ABS), "{accumulated} vs {twin}");
     }
 }

@@ -15,10 +15,10 @@ use temper_objectives::logprobs::{
 };
 use temper_objectives::orpo::{OrpoNll, orpo_loss};
 use temper_objectives::preference::{DpoConfig, PreferenceLoss, dpo_loss};
-use temper_objectives::reference::Pair;
 use temper_objectives::reward::reward_model_loss;
 use temper_objectives::sft::sft_loss;
 use temper_objectives::simpo::{SimpoConfig, simpo_loss};
+use temper_objectives::twin::Pair;
 use temper_objectives::{LossOutput, PairLogProbs, SequenceLogProbs};
 
 const TOLERANCE: f64 = 1e-6;
@@ -235,7 +235,7 @@ fn every_trl_dpo_loss_type_and_combination_matches() {
     }
 }
 
-/// The same case through the f64 twins, so the reference module is anchored too.
+/// The same case through the f64 twins, so the twin module is anchored too.
 fn reference_dpo(config: &DpoConfig, case: &Value) -> f64 {
     let get = |k: &str| floats(&case[k]);
     let (c, r, rc, rr, nc, nr) = (

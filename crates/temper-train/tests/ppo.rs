@@ -12,7 +12,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use common::{parity_prompts, root};
 use temper_data::ChatTokenizer;
 use temper_model::{CausalLm, ScoreHeadInit, load_model, load_reward_model};
-use temper_objectives::reference;
+use temper_objectives::twin;
 use temper_train::Trainer;
 use temper_train::checkpoint::{TrainerState, Weights, save_checkpoint};
 use temper_train::grpo::{Prompts, RlInputs};
@@ -208,7 +208,7 @@ fn check_round(kl_estimator: KlEstimator, whiten_rewards: bool, gamma: f64, lam:
     }
     if whiten_rewards {
         let flat: Vec<f64> = all_rewards.iter().flatten().copied().collect();
-        let whitened = reference::masked_whiten(&flat, &vec![1.0; flat.len()], false);
+        let whitened = twin::masked_whiten(&flat, &vec![1.0; flat.len()], false);
         let mut at = 0;
         for row in &mut all_rewards {
             for x in row.iter_mut() {
@@ -220,7 +220,7 @@ fn check_round(kl_estimator: KlEstimator, whiten_rewards: bool, gamma: f64, lam:
     let mut raw_advantages = Vec::new();
     for (r, rewards) in round.rollouts.iter().zip(&all_rewards) {
         let values: Vec<f64> = r.values.iter().map(|&v| f64::from(v)).collect();
-        let (advantages, returns) = reference::gae(rewards, &values, gamma, lam);
+        let (advantages, returns) = twin::gae(rewards, &values, gamma, lam);
         for (t, (ours, theirs)) in r.returns.iter().zip(&returns).enumerate() {
             assert!(
                 (f64::from(*ours) - theirs).abs() < 1e-5,
@@ -230,7 +230,7 @@ fn check_round(kl_estimator: KlEstimator, whiten_rewards: bool, gamma: f64, lam:
         raw_advantages.push(advantages);
     }
     let flat: Vec<f64> = raw_advantages.iter().flatten().copied().collect();
-    let whitened = reference::masked_whiten(&flat, &vec![1.0; flat.len()], true);
+    let whitened = twin::masked_whiten(&flat, &vec![1.0; flat.len()], true);
     let ours: Vec<f64> = round
         .rollouts
         .iter()

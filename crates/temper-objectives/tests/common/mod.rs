@@ -3,7 +3,7 @@
 
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
-use temper_objectives::reference::{self, Pair};
+use temper_objectives::twin::{self, Pair};
 
 /// Double precision on the CPU: the TRL fixtures were computed in float64.
 pub type Exact = burn::backend::NdArray<f64>;
@@ -71,32 +71,30 @@ pub fn assert_close(what: &str, ours: f64, theirs: f64, rel: f64) {
 /// A DPO configuration's loss through the f64 twins: `Σ wᵢ · mean(lossᵢ)`.
 pub fn reference_dpo_loss(config: &DpoConfig, pairs: &[Pair]) -> f64 {
     let (beta, eps) = (config.beta, config.label_smoothing);
-    let each = |f: &dyn Fn(&Pair) -> f64| reference::mean(pairs.iter().map(f));
+    let each = |f: &dyn Fn(&Pair) -> f64| twin::mean(pairs.iter().map(f));
     config
         .losses
         .iter()
         .map(|(loss, weight)| {
             weight
                 * match loss {
-                    PreferenceLoss::Sigmoid => each(&|p| reference::sigmoid_loss(beta, p)),
-                    PreferenceLoss::Hinge => each(&|p| reference::hinge_loss(beta, p)),
-                    PreferenceLoss::Ipo => each(&|p| reference::ipo_loss(beta, p)),
-                    PreferenceLoss::Robust => each(&|p| reference::robust_loss(beta, eps, p)),
-                    PreferenceLoss::BcoPair => each(&|p| reference::bco_pair_loss(beta, p)),
-                    PreferenceLoss::SppoHard => each(&|p| reference::sppo_hard_loss(beta, p)),
-                    PreferenceLoss::NcaPair => each(&|p| reference::nca_pair_loss(beta, p)),
-                    PreferenceLoss::ApoZero => each(&|p| reference::apo_zero_loss(beta, p)),
-                    PreferenceLoss::ApoDown => each(&|p| reference::apo_down_loss(beta, p)),
-                    PreferenceLoss::ExoPair => each(&|p| reference::exo_pair_loss(beta, eps, p)),
+                    PreferenceLoss::Sigmoid => each(&|p| twin::sigmoid_loss(beta, p)),
+                    PreferenceLoss::Hinge => each(&|p| twin::hinge_loss(beta, p)),
+                    PreferenceLoss::Ipo => each(&|p| twin::ipo_loss(beta, p)),
+                    PreferenceLoss::Robust => each(&|p| twin::robust_loss(beta, eps, p)),
+                    PreferenceLoss::BcoPair => each(&|p| twin::bco_pair_loss(beta, p)),
+                    PreferenceLoss::SppoHard => each(&|p| twin::sppo_hard_loss(beta, p)),
+                    PreferenceLoss::NcaPair => each(&|p| twin::nca_pair_loss(beta, p)),
+                    PreferenceLoss::ApoZero => each(&|p| twin::apo_zero_loss(beta, p)),
+                    PreferenceLoss::ApoDown => each(&|p| twin::apo_down_loss(beta, p)),
+                    PreferenceLoss::ExoPair => each(&|p| twin::exo_pair_loss(beta, eps, p)),
                     PreferenceLoss::Discopop => {
-                        each(&|p| reference::discopop_loss(beta, config.discopop_tau, p))
+                        each(&|p| twin::discopop_loss(beta, config.discopop_tau, p))
                     }
-                    PreferenceLoss::Aot => reference::mean(reference::aot_losses(beta, eps, pairs)),
-                    PreferenceLoss::AotPair => {
-                        reference::mean(reference::aot_pair_losses(beta, eps, pairs))
-                    }
-                    PreferenceLoss::SigmoidNorm => each(&|p| reference::sigmoid_norm_loss(beta, p)),
-                    PreferenceLoss::Sft => reference::chosen_nll(pairs),
+                    PreferenceLoss::Aot => twin::mean(twin::aot_losses(beta, eps, pairs)),
+                    PreferenceLoss::AotPair => twin::mean(twin::aot_pair_losses(beta, eps, pairs)),
+                    PreferenceLoss::SigmoidNorm => each(&|p| twin::sigmoid_norm_loss(beta, p)),
+                    PreferenceLoss::Sft => twin::chosen_nll(pairs),
                 }
         })
         .sum()
