@@ -211,7 +211,8 @@ fn without_generation_tags(source: &str) -> String {
     while let Some(start) = rest.find("{%") {
         out.push_str(&rest[..start]);
         let tag = &rest[start..];
-        let Some(end) = tag.find("%}") else {
+        // The closing marker after the opening one: in `{%}` the `%` is shared, not a tag.
+        let Some(end) = tag[2..].find("%}").map(|at| at + 2) else {
             break;
         };
         let inner = &tag[2..end];
@@ -290,6 +291,15 @@ mod tests {
             text,
             "<s><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nYo<|eot_id|>"
         );
+    }
+
+    /// Found by `fuzz/run.sh` (chat_template): `{%}` once panicked on a slice whose end came
+    /// before its start while generation tags were rewritten.
+    #[test]
+    fn a_tag_marker_sharing_its_percent_sign_is_a_syntax_error_not_a_panic() {
+        for source in ["{%}", "x{%}y{% endgeneration %}", "{%-}"] {
+            assert!(ChatTemplate::new(source, tokens()).is_err(), "{source}");
+        }
     }
 
     /// A template whose loops would run for hours once never returned.
