@@ -14,6 +14,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
 use crate::config::{HeadKind, ModelConfig, NormPlacement, QkNorm};
+use crate::hf_names as names;
 
 /// Why a checkpoint cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +176,7 @@ impl Checkpoint {
             // (transformers ignores one left in its checkpoint).
             .filter(|name| {
                 let headless = config.tie_word_embeddings || config.head != HeadKind::LanguageModel;
-                !(headless && *name == "lm_head.weight")
+                !(headless && name.strip_suffix(".weight") == Some(names::LM_HEAD))
             })
             .map(String::as_str)
             .collect();
@@ -217,63 +218,61 @@ pub fn expected_tensors(config: &ModelConfig) -> Vec<(String, Vec<usize>)> {
     let kv = config.num_kv_heads * config.head_dim;
     let i = config.intermediate_size;
     let mut out = vec![
-        (
-            "model.embed_tokens.weight".to_string(),
-            vec![config.vocab_size, h],
-        ),
-        ("model.norm.weight".to_string(), vec![h]),
+        (names::EMBED_TOKENS.to_string(), vec![config.vocab_size, h]),
+        (names::FINAL_NORM.to_string(), vec![h]),
     ];
     match config.head {
         HeadKind::LanguageModel if !config.tie_word_embeddings => {
-            out.push(("lm_head.weight".to_string(), vec![config.vocab_size, h]));
+            out.push((
+                format!("{}.weight", names::LM_HEAD),
+                vec![config.vocab_size, h],
+            ));
         }
         HeadKind::LanguageModel => {}
         HeadKind::SequenceClassification { num_labels } => {
-            out.push(("score.weight".to_string(), vec![num_labels, h]));
+            out.push((format!("{}.weight", names::SCORE), vec![num_labels, h]));
         }
     }
+    let [q_proj, k_proj, v_proj, o_proj] = names::ATTENTION;
+    let [gate_proj, up_proj, down_proj] = names::MLP;
+    let post_norm = config.norm_placement == NormPlacement::Post;
     for layer in 0..config.num_layers {
-        let mut add = |name: &str, shape: Vec<usize>| {
-            out.push((format!("model.layers.{layer}.{name}"), shape))
-        };
-        for (proj, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
-            add(&format!("self_attn.{proj}.weight"), vec![rows, h]);
+        let mut add =
+            |name: &str, shape: Vec<usize>| out.push((names::in_layer(layer, name), shape));
+        for (proj, rows) in [(q_proj, q), (k_proj, kv), (v_proj, kv)] {
+            add(&format!("{proj}.weight"), vec![rows, h]);
             if config.attention_bias {
-                add(&format!("self_attn.{proj}.bias"), vec![rows]);
+                add(&format!("{proj}.bias"), vec![rows]);
             }
         }
-        add("self_attn.o_proj.weight", vec![h, q]);
+        add(&format!("{o_proj}.weight"), vec![h, q]);
         if config.output_bias {
-            add("self_attn.o_proj.bias", vec![h]);
+            add(&format!("{o_proj}.bias"), vec![h]);
         }
         match config.qk_norm {
             QkNorm::None => {}
             QkNorm::PerHead => {
-                add("self_attn.q_norm.weight", vec![config.head_dim]);
-                add("self_attn.k_norm.weight", vec![config.head_dim]);
+                add(names::Q_NORM, vec![config.head_dim]);
+                add(names::K_NORM, vec![config.head_dim]);
             }
             QkNorm::AllHeads => {
-                add("self_attn.q_norm.weight", vec![q]);
-                add("self_attn.k_norm.weight", vec![kv]);
+                add(names::Q_NORM, vec![q]);
+                add(names::K_NORM, vec![kv]);
             }
         }
         for (proj, shape) in [
-            ("gate_proj", vec![i, h]),
-            ("up_proj", vec![i, h]),
-            ("down_proj", vec![h, i]),
+            (gate_proj, vec![i, h]),
+            (up_proj, vec![i, h]),
+            (down_proj, vec![h, i]),
         ] {
             let rows = shape[0];
-            add(&format!("mlp.{proj}.weight"), shape);
+            add(&format!("{proj}.weight"), shape);
             if config.mlp_bias {
-                add(&format!("mlp.{proj}.bias"), vec![rows]);
+                add(&format!("{proj}.bias"), vec![rows]);
             }
         }
-        let norms: [&str; 2] = match config.norm_placement {
-            NormPlacement::Pre => ["input_layernorm", "post_attention_layernorm"],
-            NormPlacement::Post => ["post_attention_layernorm", "post_feedforward_layernorm"],
-        };
-        for norm in norms {
-            add(&format!("{norm}.weight"), vec![h]);
+        for norm in names::layer_norms(post_norm) {
+            add(norm, vec![h]);
         }
     }
     out

@@ -25,6 +25,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod generate;
 pub mod gradient_checkpointing;
+pub mod hf_names;
 pub mod init;
 pub mod layers;
 pub mod load;

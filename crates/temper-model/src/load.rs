@@ -15,6 +15,7 @@ use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
 use crate::attention::{Attention, qk_norm_widths};
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::config::{ConfigError, HeadKind, ModelConfig, QkNorm};
+use crate::hf_names as names;
 use crate::layers::{Mlp, RmsNorm};
 use crate::lora::Projection;
 use crate::model::{CausalLm, DecoderLayer, ScoreHead, layer_shape};
@@ -110,19 +111,19 @@ pub(crate) fn build_model<B: Backend>(
     let count = frequencies.len();
     Ok(CausalLm {
         embed_tokens: Embedding {
-            weight: Param::from_tensor(weights.tensor("model.embed_tokens.weight")?),
+            weight: Param::from_tensor(weights.tensor(names::EMBED_TOKENS)?),
         },
         layers,
-        norm: weights.norm("model.norm.weight", config.rms_norm_eps)?,
+        norm: weights.norm(names::FINAL_NORM, config.rms_norm_eps)?,
         lm_head: match config.head {
             HeadKind::LanguageModel if head && !config.tie_word_embeddings => {
-                Some(weights.linear("lm_head", false)?)
+                Some(weights.linear(names::LM_HEAD, false)?)
             }
             _ => None,
         },
         score: match config.head {
             HeadKind::SequenceClassification { .. } if head => Some(ScoreHead {
-                weight: weights.linear("score", false)?.weight,
+                weight: weights.linear(names::SCORE, false)?.weight,
                 pad_token_id: config.pad_token_id,
             }),
             _ => None,
@@ -145,8 +146,7 @@ impl<B: Backend> Weights<'_, B> {
         config: &ModelConfig,
         layer: usize,
     ) -> Result<DecoderLayer<B>, CheckpointError> {
-        let prefix = format!("model.layers.{layer}");
-        let attn = |name: &str| format!("{prefix}.self_attn.{name}");
+        let name = |name: &str| names::in_layer(layer, name);
         let eps = config.rms_norm_eps;
         let norms = qk_norm_widths(
             config.qk_norm,
@@ -156,23 +156,23 @@ impl<B: Backend> Weights<'_, B> {
         );
         let (q_norm, k_norm) = match norms {
             Some(_) => (
-                Some(self.norm(&attn("q_norm.weight"), eps)?),
-                Some(self.norm(&attn("k_norm.weight"), eps)?),
+                Some(self.norm(&name(names::Q_NORM), eps)?),
+                Some(self.norm(&name(names::K_NORM), eps)?),
             ),
             None => (None, None),
         };
         let (post_norm, window) = layer_shape(config, layer);
-        let (attention_norm, mlp_norm) = if post_norm {
-            ("post_attention_layernorm", "post_feedforward_layernorm")
-        } else {
-            ("input_layernorm", "post_attention_layernorm")
-        };
+        let [attention_norm, mlp_norm] = names::layer_norms(post_norm);
+        let [q_proj, k_proj, v_proj, o_proj] = names::ATTENTION;
+        let [gate_proj, up_proj, down_proj] = names::MLP;
+        let attention = |proj: &str| self.projection(&name(proj), config.attention_bias);
+        let mlp = |proj: &str| self.projection(&name(proj), config.mlp_bias);
         Ok(DecoderLayer {
             self_attn: Attention {
-                q_proj: self.projection(&attn("q_proj"), config.attention_bias)?,
-                k_proj: self.projection(&attn("k_proj"), config.attention_bias)?,
-                v_proj: self.projection(&attn("v_proj"), config.attention_bias)?,
-                o_proj: self.projection(&attn("o_proj"), config.output_bias)?,
+                q_proj: attention(q_proj)?,
+                k_proj: attention(k_proj)?,
+                v_proj: attention(v_proj)?,
+                o_proj: self.projection(&name(o_proj), config.output_bias)?,
                 q_norm,
                 k_norm,
                 num_heads: config.num_heads,
@@ -181,12 +181,12 @@ impl<B: Backend> Weights<'_, B> {
                 per_head_norm: config.qk_norm == QkNorm::PerHead,
             },
             mlp: Mlp {
-                gate_proj: self.projection(&format!("{prefix}.mlp.gate_proj"), config.mlp_bias)?,
-                up_proj: self.projection(&format!("{prefix}.mlp.up_proj"), config.mlp_bias)?,
-                down_proj: self.projection(&format!("{prefix}.mlp.down_proj"), config.mlp_bias)?,
+                gate_proj: mlp(gate_proj)?,
+                up_proj: mlp(up_proj)?,
+                down_proj: mlp(down_proj)?,
             },
-            attention_norm: self.norm(&format!("{prefix}.{attention_norm}.weight"), eps)?,
-            mlp_norm: self.norm(&format!("{prefix}.{mlp_norm}.weight"), eps)?,
+            attention_norm: self.norm(&name(attention_norm), eps)?,
+            mlp_norm: self.norm(&name(mlp_norm), eps)?,
             post_norm,
             window,
         })

@@ -10,6 +10,7 @@ use temper_kernels::{AttentionMask, HeadLogProbs, KernelBackend};
 
 use crate::attention::{Attention, LayerCache, Rotary};
 use crate::config::{ModelConfig, NormPlacement};
+use crate::hf_names as names;
 use crate::layers::{Mlp, RmsNorm};
 use crate::lora::Projection;
 
@@ -58,28 +59,30 @@ impl<B: Backend> DecoderLayer<B> {
     /// The seven projections with their HF names inside a layer (`self_attn.q_proj`, ...).
     pub fn projections(&self) -> [(&'static str, &Projection<B>); 7] {
         let (attn, mlp) = (&self.self_attn, &self.mlp);
+        let ([q, k, v, o], [gate, up, down]) = (names::ATTENTION, names::MLP);
         [
-            ("self_attn.q_proj", &attn.q_proj),
-            ("self_attn.k_proj", &attn.k_proj),
-            ("self_attn.v_proj", &attn.v_proj),
-            ("self_attn.o_proj", &attn.o_proj),
-            ("mlp.gate_proj", &mlp.gate_proj),
-            ("mlp.up_proj", &mlp.up_proj),
-            ("mlp.down_proj", &mlp.down_proj),
+            (q, &attn.q_proj),
+            (k, &attn.k_proj),
+            (v, &attn.v_proj),
+            (o, &attn.o_proj),
+            (gate, &mlp.gate_proj),
+            (up, &mlp.up_proj),
+            (down, &mlp.down_proj),
         ]
     }
 
     /// [`DecoderLayer::projections`], mutably (for adapters to attach to).
     pub fn projections_mut(&mut self) -> [(&'static str, &mut Projection<B>); 7] {
         let (attn, mlp) = (&mut self.self_attn, &mut self.mlp);
+        let ([q, k, v, o], [gate, up, down]) = (names::ATTENTION, names::MLP);
         [
-            ("self_attn.q_proj", &mut attn.q_proj),
-            ("self_attn.k_proj", &mut attn.k_proj),
-            ("self_attn.v_proj", &mut attn.v_proj),
-            ("self_attn.o_proj", &mut attn.o_proj),
-            ("mlp.gate_proj", &mut mlp.gate_proj),
-            ("mlp.up_proj", &mut mlp.up_proj),
-            ("mlp.down_proj", &mut mlp.down_proj),
+            (q, &mut attn.q_proj),
+            (k, &mut attn.k_proj),
+            (v, &mut attn.v_proj),
+            (o, &mut attn.o_proj),
+            (gate, &mut mlp.gate_proj),
+            (up, &mut mlp.up_proj),
+            (down, &mut mlp.down_proj),
         ]
     }
 }

@@ -17,6 +17,7 @@ use safetensors::tensor::TensorView;
 use serde_json::{Value, json};
 
 use crate::config::Family;
+use crate::hf_names as names;
 use crate::lora::LoraConfig;
 use crate::model::CausalLm;
 
@@ -166,12 +167,12 @@ pub fn save_model<B: Backend>(
 
 fn model_entries<B: Backend>(model: &CausalLm<B>) -> Vec<Entry> {
     let mut entries = vec![entry(
-        "model.embed_tokens.weight".into(),
+        names::EMBED_TOKENS.into(),
         model.embed_tokens.weight.val(),
         false,
     )];
     for (i, layer) in model.layers.iter().enumerate() {
-        let p = |name: &str| format!("model.layers.{i}.{name}");
+        let p = |name: &str| names::in_layer(i, name);
         let attn = &layer.self_attn;
         for (name, projection) in layer.projections() {
             let weight = projection.linear.weight.val();
@@ -181,35 +182,29 @@ fn model_entries<B: Backend>(model: &CausalLm<B>) -> Vec<Entry> {
             }
         }
         if let (Some(q), Some(k)) = (&attn.q_norm, &attn.k_norm) {
-            entries.push(entry(p("self_attn.q_norm.weight"), q.weight.val(), false));
-            entries.push(entry(p("self_attn.k_norm.weight"), k.weight.val(), false));
+            entries.push(entry(p(names::Q_NORM), q.weight.val(), false));
+            entries.push(entry(p(names::K_NORM), k.weight.val(), false));
         }
-        let (first, second) = if layer.post_norm {
-            ("post_attention_layernorm", "post_feedforward_layernorm")
-        } else {
-            ("input_layernorm", "post_attention_layernorm")
-        };
+        let [attention_norm, mlp_norm] = names::layer_norms(layer.post_norm);
         entries.push(entry(
-            p(&format!("{first}.weight")),
+            p(attention_norm),
             layer.attention_norm.weight.val(),
             false,
         ));
-        entries.push(entry(
-            p(&format!("{second}.weight")),
-            layer.mlp_norm.weight.val(),
-            false,
-        ));
+        entries.push(entry(p(mlp_norm), layer.mlp_norm.weight.val(), false));
     }
     entries.push(entry(
-        "model.norm.weight".into(),
+        names::FINAL_NORM.into(),
         model.norm.weight.val(),
         false,
     ));
     if let Some(head) = &model.lm_head {
-        entries.push(entry("lm_head.weight".into(), head.weight.val(), true));
+        let name = format!("{}.weight", names::LM_HEAD);
+        entries.push(entry(name, head.weight.val(), true));
     }
     if let Some(score) = &model.score {
-        entries.push(entry("score.weight".into(), score.weight.val(), true));
+        let name = format!("{}.weight", names::SCORE);
+        entries.push(entry(name, score.weight.val(), true));
     }
     entries
 }
