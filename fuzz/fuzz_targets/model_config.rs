@@ -11,6 +11,6 @@ fuzz_target!(|bytes: &[u8]| {
     };
     if let Ok(config) = ModelConfig::from_json(text) {
         let _ = config.parameter_count();
-        let _ = temper_model::checkpoint::expected_tensors(&config);
+        let _ = temper_model::weights::expected_tensors(&config);
     }
 });

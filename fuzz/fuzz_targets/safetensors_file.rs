@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use temper_model::checkpoint::Checkpoint;
+use temper_model::weights::WeightFiles;
 
 fuzz_target!(|bytes: &[u8]| {
     let dir = std::env::temp_dir().join(format!("temper-fuzz-st-{}", std::process::id()));
@@ -12,7 +12,7 @@ fuzz_target!(|bytes: &[u8]| {
     if std::fs::write(&path, bytes).is_err() {
         return;
     }
-    let Ok(checkpoint) = Checkpoint::open_file(&path) else {
+    let Ok(checkpoint) = WeightFiles::open_file(&path) else {
         return;
     };
     let names: Vec<String> = checkpoint.tensors().keys().cloned().collect();

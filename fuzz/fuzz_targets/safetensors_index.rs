@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use temper_model::checkpoint::Checkpoint;
+use temper_model::weights::WeightFiles;
 
 /// A shard holding one f32 tensor `w` of shape [2].
 fn shard() -> Vec<u8> {
@@ -24,7 +24,7 @@ fuzz_target!(|bytes: &[u8]| {
     {
         return;
     }
-    if let Ok(checkpoint) = Checkpoint::open(&dir) {
+    if let Ok(checkpoint) = WeightFiles::open(&dir) {
         let names: Vec<String> = checkpoint.tensors().keys().cloned().collect();
         for name in names {
             let _ = checkpoint.read_f32(&name);

@@ -1,6 +1,6 @@
 //! The Hugging Face names of a decoder's tensors, written once: reading a checkpoint
 //! ([`crate::load`]), writing one ([`crate::save`]), checking one against its config
-//! ([`crate::checkpoint::expected_tensors`]) and naming a layer's projections
+//! ([`crate::weights::expected_tensors`]) and naming a layer's projections
 //! ([`crate::DecoderLayer::projections`]) all go through here.
 
 /// The token embeddings (also the LM head when `tie_word_embeddings`).

@@ -3,7 +3,7 @@
 //!
 //! It reads and validates the configs of the supported families ([`config`]), opens safetensors
 //! checkpoints, single or sharded, checking every tensor against the config by name and shape
-//! ([`checkpoint`]), runs the forward pass over any Burn backend ([`model`], loaded by
+//! ([`weights`]), runs the forward pass over any Burn backend ([`model`], loaded by
 //! [`load_model`]), trains with per-layer activation checkpointing on or off
 //! ([`gradient_checkpointing`]), generates with a KV cache ([`generate`]), carries PEFT LoRA
 //! adapters ([`lora`]), and saves checkpoints and adapters that transformers and PEFT load
@@ -21,7 +21,6 @@
 //! ```
 
 pub mod attention;
-pub mod checkpoint;
 pub mod config;
 pub mod generate;
 pub mod gradient_checkpointing;
@@ -35,8 +34,8 @@ pub mod reward;
 pub mod rope;
 pub mod save;
 pub mod score;
+pub mod weights;
 
-pub use checkpoint::{Checkpoint, CheckpointError};
 pub use config::{
     ConfigError, Family, HeadKind, MAX_PARAMETERS, ModelConfig, NormPlacement, QkNorm, RopeScaling,
     TooLong,
@@ -56,3 +55,4 @@ pub use reward::{
 };
 pub use save::{SaveDtype, SaveError, SaveOptions, save_adapter, save_model};
 pub use score::{ScoredSequence, score_sequences};
+pub use weights::{WeightFiles, WeightsError};

@@ -13,13 +13,13 @@ use burn::nn::{Embedding, Linear};
 use burn::tensor::{DType, Tensor, TensorData, backend::Backend};
 
 use crate::attention::{Attention, qk_norm_widths};
-use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::config::{ConfigError, HeadKind, ModelConfig, QkNorm};
 use crate::hf_names as names;
 use crate::layers::{Mlp, RmsNorm};
 use crate::lora::Projection;
 use crate::model::{CausalLm, DecoderLayer, ScoreHead, layer_shape};
 use crate::rope::inverse_frequencies;
+use crate::weights::{WeightFiles, WeightsError};
 
 /// Why a model directory cannot be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,7 @@ pub enum LoadError {
         source: ConfigError,
     },
     #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
+    WeightFiles(#[from] WeightsError),
     #[error(
         "{path}: a sequence-classification model ({architecture}), not a causal LM: it scores sequences and cannot generate; use it as a reward model (`reward_model` in `temper grpo|ppo`)"
     )]
@@ -66,7 +66,7 @@ pub fn load_model<B: Backend>(
             architecture: config.family.sequence_classification_class().to_string(),
         });
     }
-    let checkpoint = Checkpoint::open(dir)?;
+    let checkpoint = WeightFiles::open(dir)?;
     let model = from_checkpoint(&config, &checkpoint, device)?;
     Ok((config, model))
 }
@@ -82,12 +82,12 @@ pub(crate) fn read_config(dir: &Path) -> Result<ModelConfig, LoadError> {
 }
 
 /// Builds the model the config describes (LM head or score head) from an opened checkpoint,
-/// after [`Checkpoint::verify`].
+/// after [`WeightFiles::verify`].
 pub fn from_checkpoint<B: Backend>(
     config: &ModelConfig,
-    checkpoint: &Checkpoint,
+    checkpoint: &WeightFiles,
     device: &B::Device,
-) -> Result<CausalLm<B>, CheckpointError> {
+) -> Result<CausalLm<B>, WeightsError> {
     checkpoint.verify(config)?;
     build_model(config, checkpoint, device, true)
 }
@@ -96,10 +96,10 @@ pub fn from_checkpoint<B: Backend>(
 /// read (the decoder for a new head).
 pub(crate) fn build_model<B: Backend>(
     config: &ModelConfig,
-    checkpoint: &Checkpoint,
+    checkpoint: &WeightFiles,
     device: &B::Device,
     head: bool,
-) -> Result<CausalLm<B>, CheckpointError> {
+) -> Result<CausalLm<B>, WeightsError> {
     let weights = Weights { checkpoint, device };
     let layers = (0..config.num_layers)
         .map(|layer| weights.layer(config, layer))
@@ -136,16 +136,12 @@ pub(crate) fn build_model<B: Backend>(
 }
 
 struct Weights<'a, B: Backend> {
-    checkpoint: &'a Checkpoint,
+    checkpoint: &'a WeightFiles,
     device: &'a B::Device,
 }
 
 impl<B: Backend> Weights<'_, B> {
-    fn layer(
-        &self,
-        config: &ModelConfig,
-        layer: usize,
-    ) -> Result<DecoderLayer<B>, CheckpointError> {
+    fn layer(&self, config: &ModelConfig, layer: usize) -> Result<DecoderLayer<B>, WeightsError> {
         let name = |name: &str| names::in_layer(layer, name);
         let eps = config.rms_norm_eps;
         let norms = qk_norm_widths(
@@ -192,14 +188,14 @@ impl<B: Backend> Weights<'_, B> {
         })
     }
 
-    fn projection(&self, prefix: &str, bias: bool) -> Result<Projection<B>, CheckpointError> {
+    fn projection(&self, prefix: &str, bias: bool) -> Result<Projection<B>, WeightsError> {
         Ok(Projection::new(self.linear(prefix, bias)?))
     }
 
     /// A linear layer from HF's `[out, in]` weight, transposed on the host to Burn's `[in, out]`
     /// so the device tensor is contiguous (a transposed view makes every matmul take the
     /// strided path).
-    fn linear(&self, prefix: &str, bias: bool) -> Result<Linear<B>, CheckpointError> {
+    fn linear(&self, prefix: &str, bias: bool) -> Result<Linear<B>, WeightsError> {
         let (values, shape) = self.values(&format!("{prefix}.weight"), 2)?;
         let (rows, cols) = (shape[0], shape[1]);
         let mut transposed = vec![0.0f32; values.len()];
@@ -219,7 +215,7 @@ impl<B: Backend> Weights<'_, B> {
         })
     }
 
-    fn norm(&self, name: &str, eps: f64) -> Result<RmsNorm<B>, CheckpointError> {
+    fn norm(&self, name: &str, eps: f64) -> Result<RmsNorm<B>, WeightsError> {
         Ok(RmsNorm {
             weight: Param::from_tensor(self.tensor(name)?),
             eps,
@@ -227,7 +223,7 @@ impl<B: Backend> Weights<'_, B> {
     }
 
     /// One stored tensor as f32 on the device.
-    fn tensor<const D: usize>(&self, name: &str) -> Result<Tensor<B, D>, CheckpointError> {
+    fn tensor<const D: usize>(&self, name: &str) -> Result<Tensor<B, D>, WeightsError> {
         let (values, shape) = self.values(name, D)?;
         Ok(Tensor::from_data(
             TensorData::new(values, shape),
@@ -236,10 +232,10 @@ impl<B: Backend> Weights<'_, B> {
     }
 
     /// One stored tensor's values as f32 on the host, with its shape (`rank` dimensions).
-    fn values(&self, name: &str, rank: usize) -> Result<(Vec<f32>, Vec<usize>), CheckpointError> {
+    fn values(&self, name: &str, rank: usize) -> Result<(Vec<f32>, Vec<usize>), WeightsError> {
         let (values, shape) = self.checkpoint.read_f32(name)?;
         if shape.len() != rank {
-            return Err(CheckpointError::Mismatch {
+            return Err(WeightsError::Mismatch {
                 dir: self.checkpoint.dir().to_path_buf(),
                 details: format!("{name} has {} dimensions, expected {rank}", shape.len()),
             });

@@ -16,8 +16,8 @@ use burn::tensor::{Distribution, Tensor, TensorData, backend::Backend};
 use serde_json::{Value, json};
 use temper_kernels::KernelBackend;
 
-use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::model::CausalLm;
+use crate::weights::{WeightFiles, WeightsError};
 
 /// The projection names LoRA can target, in PEFT's spelling.
 pub const TARGETS: [&str; 7] = [
@@ -259,19 +259,19 @@ pub fn load_adapter<B: Backend>(
     model: CausalLm<B>,
     dir: &Path,
     device: &B::Device,
-) -> Result<(LoraConfig, CausalLm<B>), CheckpointError> {
-    let bad = |reason: String| CheckpointError::Index {
+) -> Result<(LoraConfig, CausalLm<B>), WeightsError> {
+    let bad = |reason: String| WeightsError::Index {
         path: dir.join("adapter_config.json"),
         reason,
     };
     let text = std::fs::read_to_string(dir.join("adapter_config.json")).map_err(|source| {
-        CheckpointError::Io {
+        WeightsError::Io {
             path: dir.join("adapter_config.json"),
             source,
         }
     })?;
     let config = LoraConfig::from_peft_json(&text).map_err(bad)?;
-    let weights = Checkpoint::open_file(&dir.join("adapter_model.safetensors"))?;
+    let weights = WeightFiles::open_file(&dir.join("adapter_model.safetensors"))?;
     let mut model = freeze_base(model);
     let mut used = 0;
     if let (Some(score), true) = (

@@ -20,7 +20,7 @@ use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::Checkpoint;
+use crate::WeightFiles;
 use crate::config::{HeadKind, ModelConfig};
 use crate::load::{LoadError, build_model, read_config};
 use crate::model::{CausalLm, ScoreHead};
@@ -175,7 +175,7 @@ pub fn load_reward_model<B: Backend>(
         return Err(LoadError::NoLabels);
     }
     let mut config = read_config(dir)?;
-    let checkpoint = Checkpoint::open(dir)?;
+    let checkpoint = WeightFiles::open(dir)?;
     checkpoint.verify(&config)?;
     let model = match config.head {
         HeadKind::SequenceClassification { num_labels } if num_labels != init.num_labels => {

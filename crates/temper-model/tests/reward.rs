@@ -11,9 +11,9 @@ use burn::tensor::{Int, Tensor, TensorData};
 use common::{B, floats, ints, matrix_i64, model_dir, root};
 use serde_json::Value;
 use temper_model::{
-    CausalLm, Checkpoint, HeadKind, LoadError, LoraConfig, ModelConfig, SaveOptions, ScoreHeadInit,
-    add_lora, last_token_indices, last_token_rewards, last_token_scores, load_adapter, load_model,
-    load_reward_model, random_model, save_adapter, save_model,
+    CausalLm, HeadKind, LoadError, LoraConfig, ModelConfig, SaveOptions, ScoreHeadInit,
+    WeightFiles, add_lora, last_token_indices, last_token_rewards, last_token_scores, load_adapter,
+    load_model, load_reward_model, random_model, save_adapter, save_model,
 };
 
 fn case() -> Value {
@@ -232,7 +232,7 @@ fn load_model_refuses_a_reward_model_and_checkpoints_must_match_the_label_count(
 
 /// Every decoder tensor of a model, by HF name, as saved.
 fn decoder_tensors(dir: &std::path::Path) -> Vec<(String, Vec<f32>)> {
-    let checkpoint = Checkpoint::open(dir).unwrap();
+    let checkpoint = WeightFiles::open(dir).unwrap();
     checkpoint
         .tensors()
         .keys()
@@ -286,7 +286,7 @@ fn a_causal_lm_becomes_a_fresh_reward_model_that_saves_and_loads_back() {
     // Saved: transformers' sequence-classification layout and config; the decoder untouched.
     let out = tempfile::tempdir().unwrap();
     save_model(&model, &policy, out.path(), &SaveOptions::default()).unwrap();
-    let saved = Checkpoint::open(out.path()).unwrap();
+    let saved = WeightFiles::open(out.path()).unwrap();
     assert!(saved.tensors().contains_key("score.weight"));
     assert!(!saved.tensors().contains_key("lm_head.weight"));
     assert_eq!(saved.tensors()["score.weight"].shape, vec![64, 32]);
@@ -355,7 +355,7 @@ fn lora_trains_the_score_head_and_saves_it_as_peft_seq_cls() {
         out.path(),
     )
     .unwrap();
-    let saved = Checkpoint::open_file(&out.path().join("adapter_model.safetensors")).unwrap();
+    let saved = WeightFiles::open_file(&out.path().join("adapter_model.safetensors")).unwrap();
     assert_eq!(
         saved.tensors()["base_model.model.score.weight"].shape,
         vec![1, 32]

@@ -6,12 +6,12 @@ mod common;
 
 use common::{B, case, floats, ints, logits_for, matrix_i64, model_dir, worst_attended};
 use temper_model::{
-    CausalLm, Checkpoint, LoraConfig, SaveDtype, SaveOptions, ScoreHeadInit, add_lora,
+    CausalLm, LoraConfig, SaveDtype, SaveOptions, ScoreHeadInit, WeightFiles, add_lora,
     add_score_head, load_adapter, load_model, load_reward_model, save_adapter, save_model,
 };
 
-fn reread(dir: &std::path::Path) -> Checkpoint {
-    Checkpoint::open(dir).unwrap_or_else(|e| panic!("{e}"))
+fn reread(dir: &std::path::Path) -> WeightFiles {
+    WeightFiles::open(dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -108,8 +108,8 @@ fn adapters_save_under_peft_names_and_load_back() {
     let out = tempfile::tempdir().unwrap();
     save_adapter(&model, &config, "Qwen3ForCausalLM", out.path()).unwrap();
     let original =
-        Checkpoint::open_file(&model_dir("qwen3").join("lora/adapter_model.safetensors")).unwrap();
-    let saved = Checkpoint::open_file(&out.path().join("adapter_model.safetensors")).unwrap();
+        WeightFiles::open_file(&model_dir("qwen3").join("lora/adapter_model.safetensors")).unwrap();
+    let saved = WeightFiles::open_file(&out.path().join("adapter_model.safetensors")).unwrap();
     assert_eq!(
         saved.tensors().keys().collect::<Vec<_>>(),
         original.tensors().keys().collect::<Vec<_>>()

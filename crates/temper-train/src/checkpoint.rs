@@ -176,7 +176,7 @@ fn model_fingerprint(model_dir: &Path) -> String {
         hasher.update((config.len() as u64).to_le_bytes());
         hasher.update(&config);
     }
-    if let Ok(checkpoint) = temper_model::Checkpoint::open(model_dir) {
+    if let Ok(checkpoint) = temper_model::WeightFiles::open(model_dir) {
         for (name, tensor) in checkpoint.tensors() {
             hasher.update(format!("{name}:{:?}:{:?};", tensor.dtype, tensor.shape).as_bytes());
         }
@@ -211,11 +211,11 @@ pub fn save_checkpoint<B: AutodiffKernelBackend>(
     config: &serde_json::Value,
     output_dir: &Path,
 ) -> Result<PathBuf, CheckpointError> {
-    let step = trainer.engine().steps_done();
+    let step = trainer.steps_done();
     let done = output_dir.join(format!("{PREFIX}{step}"));
     let partial = output_dir.join(format!(".{PREFIX}{step}.partial"));
     fresh_dir(&partial)?;
-    weights.save(trainer.engine().model(0), &partial)?;
+    weights.save(trainer.model(), &partial)?;
     trainer.save_state(&partial)?;
     for (file, value) in [
         (STATE_FILE, serde_json::to_value(state).unwrap_or_default()),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde_json::Value;
-use temper_model::{CausalLm, Checkpoint};
+use temper_model::{CausalLm, WeightFiles};
 
 pub type B = Flex;
 
@@ -28,7 +28,7 @@ pub fn case(name: &str) -> Value {
 /// transformers' logits `[batch, seq, vocab]`, flattened, with their shape.
 pub fn anchor_logits(name: &str) -> (Vec<usize>, Vec<f32>) {
     let file = root().join(format!("fixtures/parity/models/{name}.safetensors"));
-    let checkpoint = Checkpoint::open_file(&file).unwrap();
+    let checkpoint = WeightFiles::open_file(&file).unwrap();
     let (values, shape) = checkpoint.read_f32("logits").unwrap();
     (shape, values)
 }

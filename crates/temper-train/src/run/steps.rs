@@ -26,14 +26,14 @@ pub(super) fn drive<B: AutodiffKernelBackend, T: Trainer<B>>(
     let resumed_step = settings
         .resume_from_checkpoint
         .as_ref()
-        .map(|_| trainer.engine().steps_done());
+        .map(|_| trainer.steps_done());
     let mut metrics =
         MetricsLog::open(&settings.output_dir, resumed_step).map_err(io(&settings.output_dir))?;
     let config = write_run_config(settings)?;
 
     let origin = RunOrigin::new(settings.kind.command(), &settings.model);
-    let total = trainer.engine().total_steps();
-    let progress = Progress::new(display, total, trainer.engine().steps_done());
+    let total = trainer.total_steps();
+    let progress = Progress::new(display, total, trainer.steps_done());
     let weights = match &settings.peft {
         Some(peft) => Weights::Adapter {
             base_dir: &settings.model,
@@ -47,11 +47,7 @@ pub(super) fn drive<B: AutodiffKernelBackend, T: Trainer<B>>(
         let Some(values) = evaluate(trainer)? else {
             return Ok(None);
         };
-        let row = eval_row(
-            trainer.engine().steps_done(),
-            trainer.engine().epochs_done(),
-            &values,
-        );
+        let row = eval_row(trainer.steps_done(), trainer.epochs_done(), &values);
         metrics.write(&row).map_err(io(metrics.path()))?;
         progress.row(&row);
         Ok(Some(values))
@@ -60,7 +56,7 @@ pub(super) fn drive<B: AutodiffKernelBackend, T: Trainer<B>>(
     if total == 0 {
         report.eval = evaluate(trainer, &mut metrics)?;
     }
-    while trainer.engine().steps_done() < total {
+    while trainer.steps_done() < total {
         let log = match trainer.step() {
             Ok(log) => log,
             Err(TrainError::NonFinite {
@@ -80,7 +76,7 @@ pub(super) fn drive<B: AutodiffKernelBackend, T: Trainer<B>>(
                     records,
                 };
                 let state = TrainerState {
-                    global_step: trainer.engine().steps_done(),
+                    global_step: trainer.steps_done(),
                     unlogged,
                     origin: Some(origin.clone()),
                 };
@@ -97,7 +93,7 @@ pub(super) fn drive<B: AutodiffKernelBackend, T: Trainer<B>>(
         };
         progress.step(log.step, log.loss);
         unlogged.push(log);
-        let step = trainer.engine().steps_done();
+        let step = trainer.steps_done();
         if step % settings.logging_steps == 0 || step == total {
             let row = train_row(&unlogged);
             metrics.write(&row).map_err(io(metrics.path()))?;
@@ -124,10 +120,10 @@ pub(super) fn drive<B: AutodiffKernelBackend, T: Trainer<B>>(
         }
     }
     progress.finish();
-    report.steps = trainer.engine().steps_done();
+    report.steps = trainer.steps_done();
     report.metrics_file = metrics.path().to_path_buf();
     if total > 0 {
-        report.final_model = Some(save_final(trainer.engine().model(0), settings)?);
+        report.final_model = Some(save_final(trainer.model(), settings)?);
     }
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! shards listed by `model.safetensors.index.json`, memory-mapped (nothing is read into memory
 //! until a tensor is used, so loading never holds the file and the model twice).
 //!
-//! [`expected_tensors`] lists the HF names and shapes a config implies; [`Checkpoint::verify`]
+//! [`expected_tensors`] lists the HF names and shapes a config implies; [`WeightFiles::verify`]
 //! reports every missing, unexpected and mis-shaped tensor by name before any weight is loaded.
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,7 +18,7 @@ use crate::hf_names as names;
 
 /// Why a checkpoint cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
+pub enum WeightsError {
     #[error("{dir}: no model.safetensors or model.safetensors.index.json")]
     NotFound { dir: PathBuf },
     #[error("{path}: {source}")]
@@ -46,7 +46,7 @@ pub struct StoredTensor {
 }
 
 /// Memory-mapped safetensors files and where each tensor lives.
-pub struct Checkpoint {
+pub struct WeightFiles {
     dir: PathBuf,
     files: Vec<(PathBuf, Mmap)>,
     tensors: BTreeMap<String, StoredTensor>,
@@ -55,9 +55,9 @@ pub struct Checkpoint {
 /// Tensors older checkpoints carry that the model recomputes.
 const IGNORED_SUFFIXES: [&str; 1] = ["rotary_emb.inv_freq"];
 
-impl Checkpoint {
+impl WeightFiles {
     /// Opens `dir/model.safetensors`, or every shard named by `dir/model.safetensors.index.json`.
-    pub fn open(dir: &Path) -> Result<Self, CheckpointError> {
+    pub fn open(dir: &Path) -> Result<Self, WeightsError> {
         let index_path = dir.join("model.safetensors.index.json");
         let single = dir.join("model.safetensors");
         let shard_names = if index_path.is_file() {
@@ -65,20 +65,20 @@ impl Checkpoint {
         } else if single.is_file() {
             vec!["model.safetensors".to_string()]
         } else {
-            return Err(CheckpointError::NotFound {
+            return Err(WeightsError::NotFound {
                 dir: dir.to_path_buf(),
             });
         };
         Self::open_shards(dir, &shard_names)
     }
 
-    fn open_shards(dir: &Path, shard_names: &[String]) -> Result<Self, CheckpointError> {
+    fn open_shards(dir: &Path, shard_names: &[String]) -> Result<Self, WeightsError> {
         let mut files = Vec::with_capacity(shard_names.len());
         let mut tensors = BTreeMap::new();
         for (file_index, name) in shard_names.iter().enumerate() {
             let path = dir.join(name);
             let map = map_file(&path)?;
-            let parsed = SafeTensors::deserialize(&map).map_err(|e| CheckpointError::Corrupt {
+            let parsed = SafeTensors::deserialize(&map).map_err(|e| WeightsError::Corrupt {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
@@ -91,7 +91,7 @@ impl Checkpoint {
                     bytes: start..start + view.data().len(),
                 };
                 if tensors.insert(tensor_name.clone(), stored).is_some() {
-                    return Err(CheckpointError::Index {
+                    return Err(WeightsError::Index {
                         path: path.clone(),
                         reason: format!("tensor `{tensor_name}` is stored in two shards"),
                     });
@@ -107,20 +107,20 @@ impl Checkpoint {
     }
 
     /// Opens one safetensors file (e.g. a PEFT `adapter_model.safetensors`).
-    pub fn open_file(path: &Path) -> Result<Self, CheckpointError> {
+    pub fn open_file(path: &Path) -> Result<Self, WeightsError> {
         let dir = path.parent().unwrap_or(Path::new("."));
         let name =
             path.file_name()
                 .and_then(|n| n.to_str())
-                .ok_or_else(|| CheckpointError::NotFound {
+                .ok_or_else(|| WeightsError::NotFound {
                     dir: path.to_path_buf(),
                 })?;
         Self::open_shards(dir, &[name.to_string()])
     }
 
     /// One tensor's values as f32 (converted from F32, BF16 or F16), with its shape.
-    pub fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>), CheckpointError> {
-        let problem = |details: String| CheckpointError::Mismatch {
+    pub fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>), WeightsError> {
+        let problem = |details: String| WeightsError::Mismatch {
             dir: self.dir.clone(),
             details,
         };
@@ -159,7 +159,7 @@ impl Checkpoint {
 
     /// Checks the stored tensors against what `config` needs: every missing, unexpected and
     /// mis-shaped tensor is named in one error.
-    pub fn verify(&self, config: &ModelConfig) -> Result<(), CheckpointError> {
+    pub fn verify(&self, config: &ModelConfig) -> Result<(), WeightsError> {
         let expected: HashMap<String, Vec<usize>> = expected_tensors(config).into_iter().collect();
         let mut missing: Vec<&str> = expected
             .keys()
@@ -202,7 +202,7 @@ impl Checkpoint {
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(CheckpointError::Mismatch {
+            Err(WeightsError::Mismatch {
                 dir: self.dir.clone(),
                 details: problems.join("; "),
             })
@@ -306,15 +306,15 @@ fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
     }
 }
 
-fn map_file(path: &Path) -> Result<Mmap, CheckpointError> {
-    let io = |source| CheckpointError::Io {
+fn map_file(path: &Path) -> Result<Mmap, WeightsError> {
+    let io = |source| WeightsError::Io {
         path: path.to_path_buf(),
         source,
     };
     let file = File::open(path).map_err(io)?;
     // Opening a directory succeeds on Unix, and mapping it then fails as "No such device".
     if file.metadata().is_ok_and(|m| m.is_dir()) {
-        return Err(CheckpointError::Corrupt {
+        return Err(WeightsError::Corrupt {
             path: path.to_path_buf(),
             reason: "a directory, not a file".into(),
         });
@@ -325,12 +325,12 @@ fn map_file(path: &Path) -> Result<Mmap, CheckpointError> {
 }
 
 /// The distinct shard file names of an index, in first-seen order.
-fn shards_of(index_path: &Path) -> Result<Vec<String>, CheckpointError> {
-    let text = std::fs::read_to_string(index_path).map_err(|source| CheckpointError::Io {
+fn shards_of(index_path: &Path) -> Result<Vec<String>, WeightsError> {
+    let text = std::fs::read_to_string(index_path).map_err(|source| WeightsError::Io {
         path: index_path.to_path_buf(),
         source,
     })?;
-    let bad = |reason: &str| CheckpointError::Index {
+    let bad = |reason: &str| WeightsError::Index {
         path: index_path.to_path_buf(),
         reason: reason.to_string(),
     };

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use safetensors::Dtype;
-use temper_model::checkpoint::expected_tensors;
-use temper_model::{Checkpoint, CheckpointError, ModelConfig};
+use temper_model::weights::expected_tensors;
+use temper_model::{ModelConfig, WeightFiles, WeightsError};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,7 +20,7 @@ fn config_of(dir: &Path) -> ModelConfig {
 fn every_fixture_checkpoint_matches_its_config() {
     for name in ["llama", "qwen2", "qwen3", "mistral", "olmo2"] {
         let dir = fixture(name);
-        let checkpoint = Checkpoint::open(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let checkpoint = WeightFiles::open(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
         checkpoint
             .verify(&config_of(&dir))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -36,13 +36,13 @@ fn every_fixture_checkpoint_matches_its_config() {
             );
         }
     }
-    let sharded = Checkpoint::open(&fixture("llama")).unwrap();
+    let sharded = WeightFiles::open(&fixture("llama")).unwrap();
     assert_eq!(
         sharded.tensors().values().map(|t| t.file).max(),
         Some(2),
         "three shards"
     );
-    let bf16 = Checkpoint::open(&fixture("qwen2")).unwrap();
+    let bf16 = WeightFiles::open(&fixture("qwen2")).unwrap();
     assert!(bf16.tensors().values().all(|t| t.dtype == Dtype::BF16));
 }
 
@@ -61,18 +61,18 @@ fn copy_fixture(name: &str) -> tempfile::TempDir {
 fn broken_checkpoints_are_named_errors() {
     let empty = tempfile::tempdir().unwrap();
     assert!(matches!(
-        Checkpoint::open(empty.path()),
-        Err(CheckpointError::NotFound { .. })
+        WeightFiles::open(empty.path()),
+        Err(WeightsError::NotFound { .. })
     ));
 
     let truncated = copy_fixture("mistral");
     let file = truncated.path().join("model.safetensors");
     let bytes = std::fs::read(&file).unwrap();
     std::fs::write(&file, &bytes[..bytes.len() - 100]).unwrap();
-    let error = Checkpoint::open(truncated.path())
+    let error = WeightFiles::open(truncated.path())
         .err()
         .expect("truncated file is an error");
-    assert!(matches!(error, CheckpointError::Corrupt { .. }), "{error}");
+    assert!(matches!(error, WeightsError::Corrupt { .. }), "{error}");
     assert!(error.to_string().contains("model.safetensors"), "{error}");
 
     // A config that wants a wider MLP and an extra layer: wrong shapes and missing tensors.
@@ -81,7 +81,7 @@ fn broken_checkpoints_are_named_errors() {
     config.intermediate_size += 1;
     config.num_layers += 1;
     config.layer_windows.push(None);
-    let error = Checkpoint::open(&dir)
+    let error = WeightFiles::open(&dir)
         .unwrap()
         .verify(&config)
         .unwrap_err()
@@ -98,7 +98,7 @@ fn broken_checkpoints_are_named_errors() {
     // A config without q/k norms: those tensors are unexpected.
     let mut config = config_of(&dir);
     config.qk_norm = temper_model::QkNorm::None;
-    let error = Checkpoint::open(&dir)
+    let error = WeightFiles::open(&dir)
         .unwrap()
         .verify(&config)
         .unwrap_err()
@@ -115,8 +115,8 @@ fn broken_checkpoints_are_named_errors() {
     )
     .unwrap();
     assert!(matches!(
-        Checkpoint::open(bad_index.path()),
-        Err(CheckpointError::Index { .. })
+        WeightFiles::open(bad_index.path()),
+        Err(WeightsError::Index { .. })
     ));
 
     // A shard that is a directory once failed as "No such device" (mapping a directory).
@@ -127,7 +127,7 @@ fn broken_checkpoints_are_named_errors() {
         r#"{"weight_map": {"a": "shard.safetensors"}}"#,
     )
     .unwrap();
-    let error = Checkpoint::open(shard_dir.path())
+    let error = WeightFiles::open(shard_dir.path())
         .err()
         .unwrap()
         .to_string();
