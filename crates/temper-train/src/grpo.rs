@@ -30,14 +30,13 @@ use temper_objectives::metrics::Metrics;
 use crate::batch::ModelInputs;
 use crate::checkpoint::{CheckpointError, TrainerState};
 use crate::engine::{MicroBatchLoss, UpdateEngine};
-use crate::optimizer::AdamW;
 use crate::rewards::RewardBatch;
 pub use crate::rl::{RlInputs, evaluate_policy};
 use crate::rl::{
     RlTrainer, Round, Rounds, load_round, save_round, tokens_seen, with_round_metrics,
 };
 use crate::rollout::{
-    CompletionBatch, Rollout, RoundPlan, Sampling, completion_log_probs, completion_token_stats,
+    CompletionBatch, Rollout, Sampling, completion_log_probs, completion_token_stats,
 };
 pub use crate::rollout::{Prompts, StepTiming};
 use crate::trainer::{StepLog, TrainError, Trainer, TrainingArgs};
@@ -77,20 +76,6 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
         inputs: RlInputs<B::InnerBackend>,
         device: B::Device,
     ) -> Result<Self, TrainError> {
-        let RlInputs {
-            prompts,
-            rewards,
-            reference,
-            tokenizer,
-        } = inputs;
-        if prompts.rows.is_empty() || prompts.rows.len() != prompts.ids.len() {
-            return Err(TrainError::NoData);
-        }
-        if model.is_score_model() {
-            return Err(TrainError::Settings(
-                "GRPO trains a causal LM; this model has a score head (a reward model)".into(),
-            ));
-        }
         let generations = settings.sampling.num_generations;
         let per_round = args.per_device_train_batch_size * args.gradient_accumulation_steps;
         if generations < 2 || !per_round.is_multiple_of(generations) {
@@ -104,27 +89,18 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
                 "num_iterations and max_completion_length must be at least 1".into(),
             ));
         }
+        let (rounds, reference) =
+            inputs.into_rounds("GRPO", &model, per_round / generations, false, args.seed)?;
         if settings.loss.beta != 0.0 && reference.is_none() {
             return Err(TrainError::Settings(
                 "GRPO with beta != 0 needs a reference model".into(),
             ));
         }
-        let plan = RoundPlan::new(
-            prompts.rows.len(),
-            per_round / generations,
-            false,
-            args.seed,
-        );
-        let updates_per_epoch = plan.rounds_per_epoch * settings.num_iterations;
+        let updates_per_epoch = rounds.plan.rounds_per_epoch * settings.num_iterations;
         Ok(Self {
             engine: UpdateEngine::new(vec![model], &args, updates_per_epoch, device),
             reference,
-            rounds: Rounds {
-                prompts,
-                rewards,
-                tokenizer,
-                plan,
-            },
+            rounds,
             settings,
             args,
             round: None,
@@ -140,17 +116,6 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
     /// Where the last step's time went.
     pub fn last_timing(&self) -> StepTiming {
         self.timing
-    }
-
-    /// Continues a run from a checkpoint: optimizer, step count and the round under way.
-    pub fn resume(
-        &mut self,
-        optimizer: AdamW<B::InnerBackend>,
-        steps_done: usize,
-        round: Option<GrpoRound>,
-    ) {
-        self.engine.resume(optimizer, steps_done);
-        self.round = round;
     }
 
     /// The prompts (example indices) of round `index` (see [`RoundPlan::prompts`]).

@@ -20,7 +20,6 @@ use crate::batch::ModelInputs;
 use crate::checkpoint::{CheckpointError, TrainerState};
 use crate::engine::{MetricSums, MicroBatchLoss, UpdateEngine, scalar};
 use crate::objective::Objective;
-use crate::optimizer::AdamW;
 use crate::reference::{Reference, pair_log_probs};
 use crate::trainer::{StepLog, TrainError, Trainer, TrainingArgs};
 
@@ -130,12 +129,6 @@ impl<B: AutodiffKernelBackend> OfflineTrainer<B> {
             pad_id,
             updates_per_epoch,
         })
-    }
-
-    /// Continues a run: the optimizer state and step count saved with the model this trainer
-    /// was built from (see [`crate::checkpoint`]).
-    pub fn resume(&mut self, optimizer: AdamW<B::InnerBackend>, steps_done: usize) {
-        self.engine.resume(optimizer, steps_done);
     }
 
     /// The micro-batches (example indices) of update `step`.

@@ -30,8 +30,8 @@ use crate::rl::{
     RlInputs, RlTrainer, Round, Rounds, load_round, save_round, tokens_seen, with_round_metrics,
 };
 use crate::rollout::{
-    CompletionBatch, Prompts, Rollout, RoundPlan, StepTiming, completion_log_probs,
-    completion_positions, completion_token_stats, padded_rows, score_completions,
+    CompletionBatch, Prompts, Rollout, StepTiming, completion_log_probs, completion_positions,
+    completion_token_stats, padded_rows, score_completions,
 };
 use crate::trainer::{StepLog, TrainError, Trainer, TrainingArgs};
 
@@ -113,23 +113,6 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         inputs: RlInputs<B::InnerBackend>,
         device: B::Device,
     ) -> Result<Self, TrainError> {
-        let RlInputs {
-            prompts,
-            rewards,
-            reference,
-            tokenizer,
-        } = inputs;
-        let reference = reference.ok_or_else(|| {
-            TrainError::Settings("PPO needs a reference model for its KL penalty".into())
-        })?;
-        if prompts.rows.is_empty() || prompts.rows.len() != prompts.ids.len() {
-            return Err(TrainError::NoData);
-        }
-        if policy.is_score_model() {
-            return Err(TrainError::Settings(
-                "PPO trains a causal LM policy; this model has a score head".into(),
-            ));
-        }
         if value_model.num_labels() != Some(1) {
             return Err(TrainError::Settings(
                 "PPO's value model needs a score head with one label".into(),
@@ -156,26 +139,25 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         let prompts_per_round = args.per_device_train_batch_size
             * args.gradient_accumulation_steps
             * settings.num_mini_batches;
-        if prompts.rows.len() < prompts_per_round {
+        // TRL's dataloader drops the last, incomplete batch of each epoch.
+        let (rounds, reference) =
+            inputs.into_rounds("PPO", &policy, prompts_per_round, true, args.seed)?;
+        if rounds.prompts.rows.len() < prompts_per_round {
             return Err(TrainError::Settings(format!(
                 "a PPO round takes per_device_train_batch_size × gradient_accumulation_steps × \
                  num_mini_batches = {prompts_per_round} prompts; the data holds {}",
-                prompts.rows.len()
+                rounds.prompts.rows.len()
             )));
         }
-        // TRL's dataloader drops the last, incomplete batch of each epoch.
-        let plan = RoundPlan::new(prompts.rows.len(), prompts_per_round, true, args.seed);
+        let reference = reference.ok_or_else(|| {
+            TrainError::Settings("PPO needs a reference model for its KL penalty".into())
+        })?;
         let steps_per_epoch =
-            plan.rounds_per_epoch * settings.num_ppo_epochs * settings.num_mini_batches;
+            rounds.plan.rounds_per_epoch * settings.num_ppo_epochs * settings.num_mini_batches;
         Ok(Self {
             engine: UpdateEngine::new(vec![policy, value_model], &args, steps_per_epoch, device),
             reference,
-            rounds: Rounds {
-                prompts,
-                rewards,
-                tokenizer,
-                plan,
-            },
+            rounds,
             settings,
             args,
             round: None,
@@ -211,21 +193,6 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
 
     pub fn last_timing(&self) -> StepTiming {
         self.timing
-    }
-
-    /// Continues a run from a checkpoint: both optimizers, the value model
-    /// ([`load_value_state`]), the step count and the round under way.
-    pub fn resume(
-        &mut self,
-        optimizer: AdamW<B::InnerBackend>,
-        value_optimizer: AdamW<B::InnerBackend>,
-        value_model: CausalLm<B>,
-        steps_done: usize,
-        round: Option<PpoRound>,
-    ) {
-        self.engine.resume(optimizer, steps_done);
-        self.engine.restore(1, value_model, value_optimizer);
-        self.round = round;
     }
 
     /// The prompts (example indices) of round `index` (see [`RoundPlan::prompts`]; an epoch's

@@ -34,6 +34,43 @@ pub struct RlInputs<B: Backend> {
     pub tokenizer: ChatTokenizer,
 }
 
+impl<B: Backend> RlInputs<B> {
+    /// The rounds of `trainer`'s run over these inputs, `prompts_per_round` prompts each
+    /// (`drop_last`: an epoch's last, incomplete round is skipped), and the reference model.
+    /// Refuses inputs without prompts, and a policy with a score head.
+    pub(crate) fn into_rounds<P: Backend>(
+        self,
+        trainer: &str,
+        policy: &CausalLm<P>,
+        prompts_per_round: usize,
+        drop_last: bool,
+        seed: u64,
+    ) -> Result<(Rounds, Option<CausalLm<B>>), TrainError> {
+        let RlInputs {
+            prompts,
+            rewards,
+            reference,
+            tokenizer,
+        } = self;
+        if prompts.rows.is_empty() || prompts.rows.len() != prompts.ids.len() {
+            return Err(TrainError::NoData);
+        }
+        if policy.is_score_model() {
+            return Err(TrainError::Settings(format!(
+                "{trainer} trains a causal LM policy; this model has a score head (a reward model)"
+            )));
+        }
+        let plan = RoundPlan::new(prompts.rows.len(), prompts_per_round, drop_last, seed);
+        let rounds = Rounds {
+            prompts,
+            rewards,
+            tokenizer,
+            plan,
+        };
+        Ok((rounds, reference))
+    }
+}
+
 /// One round of an RL run: its index, its completions with what the updates need of each
 /// (`R`), and the metrics logged with its first step. A checkpoint taken inside a round holds
 /// it (`rollouts.json`).

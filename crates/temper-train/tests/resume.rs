@@ -79,8 +79,7 @@ fn resuming_from_a_checkpoint_equals_the_straight_run() {
     drop(first);
 
     let mut resumed = trainer(&checkpoint);
-    let (optimizer, state) = load_training_state(&checkpoint, &Default::default()).unwrap();
-    resumed.resume(optimizer, state.global_step);
+    resumed.load_state(&checkpoint).unwrap();
     logs.extend(run(&mut resumed, 3));
     assert_eq!(logs, straight);
 }
