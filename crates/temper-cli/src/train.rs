@@ -5,10 +5,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use temper_train::config::{TrainConfig, TrainerKind, read_config_file};
+use temper_train::config::{ComputeBackend, TrainConfig, TrainerKind, read_config_file};
 use temper_train::export::Exported;
 use temper_train::progress::Display;
 use temper_train::run::{ReferenceOrigin, RunReport};
@@ -268,7 +268,6 @@ fn flag_table(flags: &TrainFlags) -> Map<String, Value> {
 
 pub fn run(kind: TrainerKind, args: TrainArgs) -> Outcome {
     let mut table = Map::new();
-    let mut backend = args.backend;
     if let Some(path) = &args.config {
         match read_config_file(path) {
             Ok(file) => table = file,
@@ -280,19 +279,6 @@ pub fn run(kind: TrainerKind, args: TrainArgs) -> Outcome {
                 };
             }
         }
-        // `backend` is the command's choice, not the run's: take it out before the run's keys.
-        if let Some(value) = table.remove("backend") {
-            let parsed = value
-                .as_str()
-                .and_then(|name| BackendName::from_str(name, false).ok());
-            match parsed {
-                Some(name) => backend = backend.or(Some(name)),
-                None => {
-                    eprintln!("error: backend: {value} is not flex, ndarray or cuda");
-                    return Outcome::Invalid;
-                }
-            }
-        }
     }
     table.extend(flag_table(&args.options));
     let settings = match TrainConfig::from_map(table).and_then(|config| config.resolve(kind)) {
@@ -302,6 +288,14 @@ pub fn run(kind: TrainerKind, args: TrainArgs) -> Outcome {
             return Outcome::Invalid;
         }
     };
+    // The flag over the file's `backend` key.
+    let backend = args
+        .backend
+        .or(settings.config.backend.map(|name| match name {
+            ComputeBackend::Flex => BackendName::Flex,
+            ComputeBackend::Ndarray => BackendName::Ndarray,
+            ComputeBackend::Cuda => BackendName::Cuda,
+        }));
     let display = if args.quiet {
         Display::Quiet
     } else {
@@ -503,7 +497,11 @@ mod tests {
             Ok(Value::Object(map)) => map,
             _ => panic!("flags serialise to a table"),
         };
-        let keys = TrainConfig::keys();
+        // `backend` has its flag beside the run's (`TrainArgs::backend`).
+        let keys: Vec<String> = TrainConfig::keys()
+            .into_iter()
+            .filter(|key| key != "backend")
+            .collect();
         for key in all.keys() {
             assert!(keys.contains(key), "flag `{key}` is not a config key");
         }

@@ -130,6 +130,20 @@ impl TrainerKind {
     }
 }
 
+/// The compute backend the `temper` command runs a configuration on. The library runs on the
+/// backend its caller instantiates [`crate::run`] with; it takes the key so that one config
+/// file serves both, and records it with the run's configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComputeBackend {
+    /// burn-flex on the CPU, with temper's fused kernels.
+    Flex,
+    /// burn-ndarray on the CPU.
+    Ndarray,
+    /// burn-cuda.
+    Cuda,
+}
+
 /// One value or a list (TRL's `loss_type` takes both).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -154,6 +168,9 @@ impl<T: Clone> OneOrMany<T> {
 pub struct TrainConfig {
     /// Hugging Face model directory to start from (weights, config, tokenizer files).
     pub model: Option<PathBuf>,
+    /// The `temper` command's compute backend (`flex`, `ndarray`, `cuda`); see
+    /// [`ComputeBackend`].
+    pub backend: Option<ComputeBackend>,
     /// Training data: one file or a list, concatenated (any temper-data format each).
     pub data: Option<OneOrMany<PathBuf>>,
     /// The data's format (`auto` or absent: detected from the first record).
@@ -965,6 +982,18 @@ mod tests {
         .unwrap();
         assert_eq!(yaml, toml);
         assert_eq!(yaml.learning_rate, Some(1e-6));
+    }
+
+    /// The library once refused the `backend` key of the files the docs show (only the CLI
+    /// took it out); it takes the same files as the command.
+    #[test]
+    fn the_library_takes_the_commands_backend_key() {
+        let text = "model: m\ndata: d.jsonl\noutput_dir: out\nbackend: cuda\n";
+        let config = from_file("c.yaml", text).unwrap();
+        assert_eq!(config.backend, Some(ComputeBackend::Cuda));
+        assert!(config.resolve(TrainerKind::Sft).is_ok());
+        let error = from_file("c.yaml", "backend: tpu\n").unwrap_err();
+        assert!(error.starts_with("backend: "), "{error}");
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub mod schedule;
 pub mod trainer;
 
 pub use clip::clip_global_norm;
-pub use config::{ConfigError, RunSettings, TrainConfig, TrainerKind};
+pub use config::{ComputeBackend, ConfigError, RunSettings, TrainConfig, TrainerKind};
 pub use engine::{MicroBatchLoss, UpdateEngine};
 pub use objective::{NllSpan, Objective};
 pub use offline::OfflineTrainer;
