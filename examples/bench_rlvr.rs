@@ -32,7 +32,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use temper::data::dataset;
 use temper::data::tokenize::tokenize;
-use temper::data::{ChatTokenizer, TokenizeOptions, Tokenized};
+use temper::data::{ChatTokenizer, TokenizeOptions, Tokenized, TokenizedSet};
 use temper::model::{ModelConfig, load_model};
 use temper::objectives::grpo::{Aggregation, GrpoConfig, RewardScaling};
 use temper::train::grpo::{GrpoSettings, GrpoTrainer, Prompts, RlInputs, StepTiming};
@@ -65,6 +65,7 @@ fn prompts(tokenizer: &ChatTokenizer) -> Prompts {
                 .tokenized
         })
         .collect();
+    let tokenized = TokenizedSet::new(tokenized).expect("the rows are all prompts");
     Prompts::from_examples(examples, &tokenized)
 }
 

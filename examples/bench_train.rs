@@ -37,7 +37,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use peak_alloc::PeakAlloc;
 use temper::data::tokenize::{TokenizedPair, TokenizedSequence, tokenize};
-use temper::data::{ChatTokenizer, Format, TokenizeOptions, Tokenized, synthetic};
+use temper::data::{ChatTokenizer, Format, TokenizeOptions, Tokenized, TokenizedSet, synthetic};
 use temper::kernels::AutodiffKernelBackend;
 use temper::model::{CausalLm, LoraConfig, ModelConfig, add_lora, random_model};
 use temper::objectives::preference::{DpoConfig, PreferenceLoss};
@@ -415,7 +415,7 @@ fn run_backend<Grad: AutodiffKernelBackend>(work: &Work) -> BackendResult {
             policy,
             objective,
             args(steps, batch, setup.checkpointing),
-            examples,
+            TokenizedSet::new(examples).expect("examples of one kind"),
             reference,
             pad,
             device.clone(),

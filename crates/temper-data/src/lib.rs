@@ -42,6 +42,8 @@ pub mod types;
 pub use error::{DataError, FieldError, RecordError, RecordLocation};
 pub use formats::{DetectError, Format};
 pub use template::{BuiltinTemplate, ChatTemplate, TemplateError};
-pub use tokenize::{LossMask, TokenizeOptions, Tokenized, TruncationSide};
+pub use tokenize::{
+    LossMask, MixedKinds, TokenizeOptions, Tokenized, TokenizedSet, TruncationSide,
+};
 pub use tokenizer::{ChatTokenizer, TokenizerError};
 pub use types::{DataKind, Example, Message, Preference, RlvrPrompt, Role, SftExample, Turns};

@@ -111,6 +111,54 @@ pub enum Tokenized {
     Prompt(TokenizedPrompt),
 }
 
+/// A dataset's examples tokenised, all of one kind: what a trainer takes is in the type, so
+/// none meets an example of another kind at run time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenizedSet {
+    Sequences(Vec<TokenizedSequence>),
+    Pairs(Vec<TokenizedPair>),
+    Prompts(Vec<TokenizedPrompt>),
+}
+
+/// Examples of two kinds in one set: the index of the first one unlike the first example.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("example {index} is not of the kind of the first example")]
+pub struct MixedKinds {
+    pub index: usize,
+}
+
+impl TokenizedSet {
+    /// The examples as one set (an empty list is an empty set of sequences).
+    pub fn new(examples: Vec<Tokenized>) -> Result<Self, MixedKinds> {
+        let mut set = match examples.first() {
+            Some(Tokenized::Pair(_)) => TokenizedSet::Pairs(Vec::new()),
+            Some(Tokenized::Prompt(_)) => TokenizedSet::Prompts(Vec::new()),
+            Some(Tokenized::Sequence(_)) | None => TokenizedSet::Sequences(Vec::new()),
+        };
+        for (index, example) in examples.into_iter().enumerate() {
+            match (&mut set, example) {
+                (TokenizedSet::Sequences(all), Tokenized::Sequence(one)) => all.push(one),
+                (TokenizedSet::Pairs(all), Tokenized::Pair(one)) => all.push(one),
+                (TokenizedSet::Prompts(all), Tokenized::Prompt(one)) => all.push(one),
+                _ => return Err(MixedKinds { index }),
+            }
+        }
+        Ok(set)
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            TokenizedSet::Sequences(all) => all.len(),
+            TokenizedSet::Pairs(all) => all.len(),
+            TokenizedSet::Prompts(all) => all.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl Tokenized {
     /// Why this example would train on nothing (truncation left no completion), if it would:
     /// `temper data check` and the trainers refuse the same examples.

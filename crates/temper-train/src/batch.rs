@@ -2,7 +2,7 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use temper_data::Tokenized;
+use temper_data::TokenizedSet;
 use temper_data::batch::{Batch, collate_pairs, collate_sequences};
 
 /// A batch's model inputs: token ids, attention mask (1 for tokens, 0 for padding) and
@@ -53,32 +53,24 @@ impl<B: Backend> DeviceBatch<B> {
     }
 
     /// The examples at `indices` as one padded batch: pairs as chosen rows then rejected rows,
-    /// sequences as rows. Examples of the other kind are left out (the trainer checks kinds
-    /// up front).
+    /// sequences as rows. A set of prompts gives an empty batch: no offline objective trains
+    /// on prompts alone (`OfflineTrainer::new` refuses them).
     pub fn collate(
-        examples: &[Tokenized],
+        examples: &TokenizedSet,
         indices: &[usize],
         pad_id: u32,
         device: &B::Device,
     ) -> Self {
-        let pairs: Vec<_> = indices
-            .iter()
-            .filter_map(|&i| match &examples[i] {
-                Tokenized::Pair(pair) => Some(pair),
-                _ => None,
-            })
-            .collect();
-        let batch = if pairs.is_empty() {
-            let sequences: Vec<_> = indices
-                .iter()
-                .filter_map(|&i| match &examples[i] {
-                    Tokenized::Sequence(sequence) => Some(sequence),
-                    _ => None,
-                })
-                .collect();
-            collate_sequences(&sequences, pad_id)
-        } else {
-            collate_pairs(&pairs, pad_id)
+        let batch = match examples {
+            TokenizedSet::Pairs(pairs) => {
+                let chosen: Vec<_> = indices.iter().map(|&i| &pairs[i]).collect();
+                collate_pairs(&chosen, pad_id)
+            }
+            TokenizedSet::Sequences(sequences) => {
+                let chosen: Vec<_> = indices.iter().map(|&i| &sequences[i]).collect();
+                collate_sequences(&chosen, pad_id)
+            }
+            TokenizedSet::Prompts(_) => collate_sequences(&[], pad_id),
         };
         Self::new(&batch, device)
     }

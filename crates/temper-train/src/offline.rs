@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use burn::module::AutodiffModule;
-use temper_data::Tokenized;
+use temper_data::TokenizedSet;
 use temper_data::batch::batch_indices;
 use temper_kernels::{AutodiffKernelBackend, KernelBackend};
 use temper_model::{CausalLm, HeadInput};
@@ -40,7 +40,7 @@ pub struct OfflineTrainer<B: AutodiffKernelBackend> {
     engine: UpdateEngine<B>,
     objective: Objective,
     args: TrainingArgs,
-    examples: Vec<Tokenized>,
+    examples: TokenizedSet,
     lengths: Vec<usize>,
     reference: Reference<B::InnerBackend>,
     pad_id: u32,
@@ -50,7 +50,7 @@ pub struct OfflineTrainer<B: AutodiffKernelBackend> {
 /// The micro-batches of one offline update and how each is scored.
 struct OfflineUpdate<'a, B: AutodiffKernelBackend> {
     objective: &'a Objective,
-    examples: &'a [Tokenized],
+    examples: &'a TokenizedSet,
     reference: &'a Reference<B::InnerBackend>,
     pad_id: u32,
     device: B::Device,
@@ -94,13 +94,13 @@ impl<B: AutodiffKernelBackend> MicroBatchLoss<B> for OfflineUpdate<'_, B> {
 }
 
 impl<B: AutodiffKernelBackend> OfflineTrainer<B> {
-    /// A trainer at step 0. `examples` must all be sequences (SFT) or all pairs (preference
-    /// objectives); `reference` is needed by objectives with a reference model (DPO).
+    /// A trainer at step 0. `examples` are sequences (SFT) or pairs (preference objectives);
+    /// `reference` is needed by objectives with a reference model (DPO).
     pub fn new(
         model: CausalLm<B>,
         objective: Objective,
         args: TrainingArgs,
-        examples: Vec<Tokenized>,
+        examples: TokenizedSet,
         reference: Reference<B::InnerBackend>,
         pad_id: u32,
         device: B::Device,
@@ -154,16 +154,18 @@ impl<B: AutodiffKernelBackend> OfflineTrainer<B> {
     pub fn step(&mut self) -> Result<StepLog, TrainError> {
         let micro_batches = self.micro_batches(self.engine.steps_done());
         let records: Vec<usize> = micro_batches.iter().flatten().copied().collect();
-        let sft_tokens = match self.objective {
-            Objective::Sft => Some(
+        let sft_tokens = match (&self.objective, &self.examples) {
+            (Objective::Sft, TokenizedSet::Sequences(sequences)) => Some(
                 records
                     .iter()
-                    .map(|&i| match &self.examples[i] {
-                        // Targets start at the second token: the first is never predicted.
-                        Tokenized::Sequence(s) => {
-                            s.loss_mask.iter().skip(1).filter(|&&m| m).count()
-                        }
-                        _ => 0,
+                    // Targets start at the second token: the first is never predicted.
+                    .map(|&i| {
+                        sequences[i]
+                            .loss_mask
+                            .iter()
+                            .skip(1)
+                            .filter(|&&m| m)
+                            .count()
                     })
                     .sum::<usize>() as f64,
             ),
@@ -193,7 +195,7 @@ impl<B: AutodiffKernelBackend> OfflineTrainer<B> {
     /// [`Trainer::new`]'s covers the training examples.
     pub fn evaluate(
         &self,
-        examples: &[Tokenized],
+        examples: &TokenizedSet,
         reference: &Reference<B::InnerBackend>,
         batch_size: usize,
     ) -> Result<Vec<(String, f64)>, TrainError> {
@@ -237,35 +239,36 @@ impl<B: AutodiffKernelBackend> OfflineTrainer<B> {
     }
 }
 
-/// Each example's length for length-grouped batching; an error names the first example of the
-/// wrong kind for `objective`.
+/// Each example's length for length-grouped batching; an error when `examples` are not the
+/// kind `objective` trains on.
 fn example_lengths(
-    examples: &[Tokenized],
+    examples: &TokenizedSet,
     objective: &Objective,
 ) -> Result<Vec<usize>, TrainError> {
-    examples
-        .iter()
-        .enumerate()
-        .map(
-            |(index, example)| match (example, objective.is_preference()) {
-                (Tokenized::Sequence(s), false) => Ok(s.input_ids.len()),
-                (Tokenized::Pair(p), true) => {
-                    Ok(p.prompt_ids.len() + p.chosen_ids.len().max(p.rejected_ids.len()))
-                }
-                _ => {
-                    let wanted = if objective.is_preference() {
-                        "a preference pair"
-                    } else {
-                        "an SFT sequence"
-                    };
-                    Err(TrainError::Record {
-                        index,
-                        reason: format!("this objective trains on {wanted}"),
-                    })
-                }
-            },
-        )
-        .collect()
+    match (examples, objective.is_preference()) {
+        (TokenizedSet::Sequences(sequences), false) => {
+            Ok(sequences.iter().map(|s| s.input_ids.len()).collect())
+        }
+        (TokenizedSet::Pairs(pairs), true) => Ok(pairs
+            .iter()
+            .map(|p| p.prompt_ids.len() + p.chosen_ids.len().max(p.rejected_ids.len()))
+            .collect()),
+        (given, _) => {
+            let wanted = if objective.is_preference() {
+                "preference pairs"
+            } else {
+                "SFT sequences"
+            };
+            let held = match given {
+                TokenizedSet::Sequences(_) => "SFT sequences",
+                TokenizedSet::Pairs(_) => "preference pairs",
+                TokenizedSet::Prompts(_) => "prompts",
+            };
+            Err(TrainError::Settings(format!(
+                "this objective trains on {wanted}; the data holds {held}"
+            )))
+        }
+    }
 }
 
 fn check_reference<B: KernelBackend>(

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use temper_data::Tokenized;
+use temper_data::TokenizedSet;
 use temper_data::tokenize::TokenizedPair;
 use temper_kernels::KernelBackend;
 use temper_model::{CausalLm, ScoredSequence, score_sequences};
@@ -42,7 +42,7 @@ impl<B: KernelBackend> Reference<B> {
     /// reference model needs the pairs themselves.
     pub(crate) fn scores(
         &self,
-        examples: &[Tokenized],
+        examples: &TokenizedSet,
         indices: &[usize],
         device: &B::Device,
     ) -> Option<Vec<ReferenceScores>> {
@@ -50,13 +50,12 @@ impl<B: KernelBackend> Reference<B> {
             Reference::None => None,
             Reference::Precomputed(all) => Some(indices.iter().map(|&i| all[i]).collect()),
             Reference::Model(model) => {
-                let pairs: Vec<TokenizedPair> = indices
-                    .iter()
-                    .filter_map(|&i| match &examples[i] {
-                        Tokenized::Pair(pair) => Some(pair.clone()),
-                        _ => None,
-                    })
-                    .collect();
+                let pairs: Vec<TokenizedPair> = match examples {
+                    TokenizedSet::Pairs(pairs) => {
+                        indices.iter().map(|&i| pairs[i].clone()).collect()
+                    }
+                    _ => Vec::new(),
+                };
                 Some(reference_scores(model, &pairs, pairs.len() * 2, device))
             }
         }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use temper_data::batch::{BatchOrder, batch_indices};
-use temper_data::{Example, RlvrPrompt, Tokenized};
+use temper_data::{Example, RlvrPrompt, TokenizedSet};
 use temper_kernels::KernelBackend;
 use temper_model::{CausalLm, Decoding, GenerationConfig, HeadInput, generate};
 use temper_objectives::ObjectiveError;
@@ -29,12 +29,15 @@ pub struct Prompts {
 }
 
 impl Prompts {
-    /// The RLVR rows of `examples` with their tokenised prompts (`tokenized[i]` from
-    /// `examples[i]`); other kinds are left out.
-    pub fn from_examples(examples: &[Example], tokenized: &[Tokenized]) -> Self {
+    /// The RLVR rows of `examples` with their tokenised prompts (`tokenized`'s `i`-th from
+    /// `examples[i]`); empty unless `tokenized` holds prompts.
+    pub fn from_examples(examples: &[Example], tokenized: &TokenizedSet) -> Self {
         let mut prompts = Self::default();
-        for (example, tokenized) in examples.iter().zip(tokenized) {
-            if let (Example::Rlvr(row), Tokenized::Prompt(prompt)) = (example, tokenized) {
+        let TokenizedSet::Prompts(tokenized) = tokenized else {
+            return prompts;
+        };
+        for (example, prompt) in examples.iter().zip(tokenized) {
+            if let Example::Rlvr(row) = example {
                 prompts.rows.push(row.clone());
                 prompts.ids.push(prompt.prompt_ids.clone());
             }

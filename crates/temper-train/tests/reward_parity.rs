@@ -12,7 +12,7 @@ mod common;
 use burn::backend::{Autodiff, Flex};
 use common::{ids, parity_fixture, root};
 use serde_json::Value;
-use temper_data::{ChatTokenizer, Tokenized};
+use temper_data::{ChatTokenizer, TokenizedSet};
 use temper_model::{ScoreHeadInit, load_model, load_reward_model};
 use temper_train::{Objective, OfflineTrainer, Reference, TrainError, TrainingArgs};
 
@@ -24,7 +24,7 @@ fn fixture() -> Value {
 
 /// `preference.jsonl` tokenised by temper-data with the policy's tokenizer, checked against the
 /// ids TRL's RewardTrainer tokenised each side to.
-fn examples(fixture: &Value) -> Vec<Tokenized> {
+fn examples(fixture: &Value) -> TokenizedSet {
     let tokenizer =
         ChatTokenizer::from_dir(&root().join("fixtures/models/train/policy"), None).unwrap();
     let examples = common::tokenize_file(
@@ -33,10 +33,10 @@ fn examples(fixture: &Value) -> Vec<Tokenized> {
     );
     let trl = fixture["tokenized"].as_array().unwrap();
     assert_eq!(examples.len(), trl.len());
-    for (example, theirs) in examples.iter().zip(trl) {
-        let Tokenized::Pair(pair) = example else {
-            panic!("preference data")
-        };
+    let TokenizedSet::Pairs(pairs) = &examples else {
+        panic!("preference data")
+    };
+    for (pair, theirs) in pairs.iter().zip(trl) {
         let side = |answer: &[u32]| -> Vec<u32> {
             pair.prompt_ids.iter().chain(answer).copied().collect()
         };

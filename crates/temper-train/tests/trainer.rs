@@ -11,7 +11,7 @@ use temper_model::load_model;
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_train::Trainer;
 use temper_train::{
-    Objective, OfflineTrainer, Reference, ReferenceScores, ScheduleKind, TrainError, TrainingArgs,
+    Objective, OfflineTrainer, Reference, ReferenceScores, ScheduleKind, TrainingArgs,
     reference_scores,
 };
 
@@ -157,7 +157,8 @@ fn mismatched_data_and_settings_are_errors() {
     .err()
     .unwrap();
     assert!(
-        matches!(error, TrainError::Record { index: 0, .. }),
+        error.to_string()
+            == "this objective trains on preference pairs; the data holds SFT sequences",
         "{error}"
     );
     let (pairs_data, _) = examples("trl_preference_standard.jsonl");

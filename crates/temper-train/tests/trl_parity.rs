@@ -11,8 +11,8 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use common::{ids, pairs, parity_fixture, root};
 use serde_json::Value;
-use temper_data::Tokenized;
 use temper_data::tokenize::{TokenizedPair, TokenizedSequence};
+use temper_data::{Tokenized, TokenizedSet};
 use temper_model::load_model;
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_objectives::simpo::SimpoConfig;
@@ -25,8 +25,8 @@ fn fixture() -> Value {
 }
 
 /// TRL's tokenised records of one trainer as temper-data examples.
-fn examples(fixture: &Value, trainer: &str) -> Vec<Tokenized> {
-    fixture["tokenized"][trainer]
+fn examples(fixture: &Value, trainer: &str) -> TokenizedSet {
+    let examples = fixture["tokenized"][trainer]
         .as_array()
         .unwrap()
         .iter()
@@ -62,7 +62,8 @@ fn examples(fixture: &Value, trainer: &str) -> Vec<Tokenized> {
                 })
             }
         })
-        .collect()
+        .collect();
+    TokenizedSet::new(examples).unwrap()
 }
 
 /// Our objective and the tokenised records for one of the fixture's runs.

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use temper_data::tokenize::{TokenizedPair, tokenize};
-use temper_data::{ChatTokenizer, DataError, Example, Tokenized, dataset};
+use temper_data::tokenize::tokenize;
+use temper_data::{ChatTokenizer, DataError, Example, Tokenized, TokenizedSet, dataset};
 use temper_kernels::KernelBackend;
 use temper_verifiers::registry::Registry;
 
@@ -17,7 +17,7 @@ use crate::rewards::Rewards;
 
 /// A run's examples from one or more files, tokenised and checked.
 pub(super) struct LoadedData {
-    pub(super) examples: Vec<Tokenized>,
+    pub(super) examples: TokenizedSet,
     /// The parsed examples the tokenised ones came from (RL rewards read their rows).
     pub(super) sources: Vec<Example>,
     /// Where each example came from: `file: record N`.
@@ -30,27 +30,42 @@ pub(super) fn load_files(
     settings: &RunSettings,
     tokenizer: &ChatTokenizer,
 ) -> Result<LoadedData, RunError> {
-    let mut all = LoadedData {
-        examples: Vec::new(),
-        sources: Vec::new(),
-        origins: Vec::new(),
-        skipped: Vec::new(),
-    };
+    let mut examples = Vec::new();
+    let (mut sources, mut origins, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
     for path in paths {
         let loaded = load_data(path, settings, tokenizer)?;
-        all.examples.extend(loaded.examples);
-        all.sources.extend(loaded.sources);
-        all.origins.extend(loaded.origins);
-        all.skipped.extend(loaded.skipped);
+        examples.extend(loaded.examples);
+        sources.extend(loaded.sources);
+        origins.extend(loaded.origins);
+        skipped.extend(loaded.skipped);
     }
-    Ok(all)
+    // Every file holds the trainer's kind of data (`load_data` checks), so one set holds all.
+    let examples = TokenizedSet::new(examples).map_err(|mixed| {
+        let origin = origins.get(mixed.index).cloned().unwrap_or_default();
+        RunError::Data(format!(
+            "{origin}: not the kind of data the files before it hold"
+        ))
+    })?;
+    Ok(LoadedData {
+        examples,
+        sources,
+        origins,
+        skipped,
+    })
 }
 
-pub(super) fn load_data(
+/// One file's examples, before the files of a run are joined.
+struct FileData {
+    examples: Vec<Tokenized>,
+    sources: Vec<Example>,
+    origins: Vec<String>,
+    skipped: Vec<String>,
+}
+fn load_data(
     path: &Path,
     settings: &RunSettings,
     tokenizer: &ChatTokenizer,
-) -> Result<LoadedData, RunError> {
+) -> Result<FileData, RunError> {
     let dataset = match dataset::load(path, settings.data_format, settings.skip_invalid) {
         Ok(dataset) => dataset,
         Err(DataError::InvalidRecords { errors }) => {
@@ -109,22 +124,12 @@ pub(super) fn load_data(
             path.display()
         )));
     }
-    Ok(LoadedData {
+    Ok(FileData {
         examples,
         sources,
         origins,
         skipped,
     })
-}
-
-pub(super) fn pairs(examples: &[Tokenized]) -> Vec<TokenizedPair> {
-    examples
-        .iter()
-        .filter_map(|example| match example {
-            Tokenized::Pair(pair) => Some(pair.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The prompts of RL data: each row and its tokenised prompt, and the rows' origins. A row
@@ -140,10 +145,13 @@ pub(super) fn prompts(
         rows: Vec::with_capacity(data.sources.len()),
         ids: Vec::with_capacity(data.sources.len()),
     };
+    let TokenizedSet::Prompts(tokenized) = &data.examples else {
+        return Err(RunError::Data("RL trainers train on prompts".into()));
+    };
     let mut origins = Vec::with_capacity(data.sources.len());
     let mut invalid = Vec::new();
-    for ((source, example), origin) in data.sources.iter().zip(&data.examples).zip(&data.origins) {
-        if let (Example::Rlvr(row), Tokenized::Prompt(prompt)) = (source, example) {
+    for ((source, prompt), origin) in data.sources.iter().zip(tokenized).zip(&data.origins) {
+        if let Example::Rlvr(row) = source {
             if let Some(unknown) = row.datasets.iter().find(|d| registry.get(d).is_err()) {
                 invalid.push(format!(
                     "{origin}: dataset: no verifier is called `{unknown}` (known: {})",

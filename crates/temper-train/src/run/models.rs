@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use temper_data::{ChatTokenizer, Tokenized};
+use temper_data::tokenize::TokenizedPair;
+use temper_data::{ChatTokenizer, TokenizedSet};
 use temper_kernels::{AutodiffKernelBackend, KernelBackend};
 use temper_model::{
     CausalLm, HeadKind, ModelConfig, ScoreHeadInit, add_lora, load_adapter, load_model,
@@ -12,7 +13,7 @@ use temper_model::{
 };
 use temper_verifiers::shaping::Shaping;
 
-use super::data::{LoadedData, pairs};
+use super::data::LoadedData;
 use super::{ReferenceOrigin, RunError};
 use crate::config::{RunSettings, TrainerKind};
 use crate::grpo::Prompts;
@@ -29,14 +30,13 @@ pub(super) fn model_error(dir: &Path, error: impl std::fmt::Display) -> RunError
 /// Reference scores for `examples` from the cache, or scored now and stored.
 pub(super) fn precomputed_reference<B: AutodiffKernelBackend>(
     reference_dir: &Path,
-    examples: &[Tokenized],
+    pairs: &[TokenizedPair],
     settings: &RunSettings,
     progress: &Progress,
     device: &B::Device,
 ) -> Result<(Reference<B::InnerBackend>, ReferenceOrigin), RunError> {
-    let pairs = pairs(examples);
     let cache = ReferenceCache::new(&settings.reference_cache_dir);
-    let key = cache_key(reference_dir, &pairs)?;
+    let key = cache_key(reference_dir, pairs)?;
     if let Some(scores) = cache.load(&key, pairs.len())? {
         return Ok((
             Reference::Precomputed(scores),
@@ -51,7 +51,7 @@ pub(super) fn precomputed_reference<B: AutodiffKernelBackend>(
     let (_, model) = load_model::<B::InnerBackend>(reference_dir, device)
         .map_err(|e| model_error(reference_dir, e))?;
     let batch = settings.per_device_eval_batch_size * 2;
-    let scores = reference_scores(&model, &pairs, batch, device);
+    let scores = reference_scores(&model, pairs, batch, device);
     let path = cache.store(&key, &scores)?;
     Ok((
         Reference::Precomputed(scores),
@@ -203,8 +203,13 @@ pub(super) fn objective_references<B: AutodiffKernelBackend>(
             Display::Quiet => Progress::new(Display::Quiet, 0, 0),
             _ => Progress::new(Display::Lines, 0, 0),
         };
-        let score = |examples: &[Tokenized]| {
-            precomputed_reference::<B>(reference_dir, examples, settings, &progress, device)
+        let score = |examples: &TokenizedSet| match examples {
+            TokenizedSet::Pairs(pairs) => {
+                precomputed_reference::<B>(reference_dir, pairs, settings, &progress, device)
+            }
+            _ => Err(RunError::Data(
+                "a reference model scores preference pairs; the data holds none".into(),
+            )),
         };
         let (train, origin) = score(&train.examples)?;
         let eval = match eval {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use temper_data::batch::BatchOrder;
 use temper_data::tokenize::{TokenizedPair, tokenize};
-use temper_data::{ChatTokenizer, TokenizeOptions, Tokenized, dataset};
+use temper_data::{ChatTokenizer, TokenizeOptions, TokenizedSet, dataset};
 use temper_train::{ScheduleKind, TrainingArgs};
 
 /// A parity fixture from `fixtures/parity/train`.
@@ -33,23 +33,25 @@ pub fn qwen2() -> PathBuf {
 }
 
 /// A `fixtures/data` file tokenised with the Qwen2 fixture's tokenizer, and its pad id.
-pub fn tokenized(file: &str) -> (Vec<Tokenized>, u32) {
+pub fn tokenized(file: &str) -> (TokenizedSet, u32) {
     let tokenizer = ChatTokenizer::from_dir(&qwen2(), None).unwrap();
     let examples = tokenize_file(&tokenizer, &root().join("fixtures/data").join(file));
     (examples, tokenizer.pad_id().unwrap_or(0))
 }
 
 /// Every example of a data file, tokenised with default options.
-pub fn tokenize_file(tokenizer: &ChatTokenizer, path: &Path) -> Vec<Tokenized> {
+pub fn tokenize_file(tokenizer: &ChatTokenizer, path: &Path) -> TokenizedSet {
     let data = dataset::load(path, None, false).unwrap();
-    data.examples
+    let examples = data
+        .examples
         .iter()
         .map(|e| {
             tokenize(tokenizer, e, &TokenizeOptions::default())
                 .unwrap()
                 .tokenized
         })
-        .collect()
+        .collect();
+    TokenizedSet::new(examples).unwrap()
 }
 
 /// The prompts of the GRPO and PPO fixtures (`fixtures/parity/train/rlvr.jsonl`), tokenised
@@ -80,12 +82,9 @@ pub fn trl_parity_args() -> TrainingArgs {
 }
 
 /// The pairs of preference examples.
-pub fn pairs(examples: &[Tokenized]) -> Vec<TokenizedPair> {
-    examples
-        .iter()
-        .map(|e| match e {
-            Tokenized::Pair(pair) => pair.clone(),
-            _ => panic!("preference data"),
-        })
-        .collect()
+pub fn pairs(examples: &TokenizedSet) -> Vec<TokenizedPair> {
+    match examples {
+        TokenizedSet::Pairs(pairs) => pairs.clone(),
+        _ => panic!("preference data"),
+    }
 }
