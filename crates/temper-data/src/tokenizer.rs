@@ -53,8 +53,9 @@ pub struct ChatTokenizer {
     splitter: Option<AddedTokenSplitter>,
     /// The normaliser only applies Unicode normal forms, which leave ASCII text as it is.
     normalizer_keeps_ascii: bool,
-    /// See [`ChatTokenizer::longest_token_bytes`].
-    longest_token_bytes: usize,
+    /// See [`ChatTokenizer::longest_token_bytes`]; found on first use (a walk over the whole
+    /// vocabulary that only runs with a length limit need).
+    longest_token_bytes: std::sync::OnceLock<usize>,
 }
 
 impl std::fmt::Debug for ChatTokenizer {
@@ -193,17 +194,10 @@ impl ChatTokenizer {
         };
         let splitter = AddedTokenSplitter::new(&tokenizer);
         let normalizer_keeps_ascii = tokenizer.get_normalizer().is_none_or(only_normal_forms);
-        let longest_token_bytes = tokenizer
-            .get_vocab(true)
-            .keys()
-            .map(String::len)
-            .max()
-            .unwrap_or(1)
-            .max(1);
         Ok(ChatTokenizer {
             splitter,
             normalizer_keeps_ascii,
-            longest_token_bytes,
+            longest_token_bytes: std::sync::OnceLock::new(),
             tokenizer,
             template,
             tool_use_template,
@@ -315,7 +309,15 @@ impl ChatTokenizer {
     /// vocabulary (UTF-8 bytes, added tokens included), which is at least what it decodes to
     /// for byte-level BPE (`Ġ` for a space), SentencePiece (`▁`) and byte-fallback tokens.
     pub fn longest_token_bytes(&self) -> usize {
-        self.longest_token_bytes
+        *self.longest_token_bytes.get_or_init(|| {
+            self.tokenizer
+                .get_vocab(true)
+                .keys()
+                .map(String::len)
+                .max()
+                .unwrap_or(1)
+                .max(1)
+        })
     }
 
     /// Refuses a model whose embedding table (`vocab_size` rows) is smaller than this

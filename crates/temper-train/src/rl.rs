@@ -220,7 +220,7 @@ fn score<'a>(
         })
         .collect();
     rewards.score(&inputs).map_err(|e| TrainError::Record {
-        index: completions[e.index.min(completions.len().saturating_sub(1))].0,
+        index: completions.get(e.index).map_or(e.index, |c| c.0),
         reason: e.to_string(),
     })
 }
