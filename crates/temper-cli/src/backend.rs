@@ -1,6 +1,7 @@
 //! Which Burn backend and float type the model commands compute with. The CPU build has burn-flex
 //! (the default: temper-kernels' fused kernels) and burn-ndarray, in f32; the `cuda` build adds
-//! burn-cuda in f32, bf16 or f16.
+//! burn-cuda in f32, bf16 or f16. The backend is the training key's type
+//! ([`ComputeBackend`]), so that `--backend` reads alike on every command.
 
 use clap::{Args, ValueEnum};
 
@@ -15,24 +16,13 @@ pub enum Dtype {
     F16,
 }
 
-/// The compute backend.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendName {
-    /// burn-flex on the CPU, with temper's fused kernels.
-    #[default]
-    Flex,
-    /// burn-ndarray on the CPU (plain tensor ops).
-    Ndarray,
-    /// burn-cuda (the CUDA build of temper).
-    Cuda,
-}
+pub use temper_train::config::ComputeBackend;
 
 #[derive(Args, Clone, Copy, Debug)]
 pub struct BackendArgs {
     /// Compute backend; cuda needs the CUDA build (`--features cuda`).
-    #[arg(long, value_enum, default_value_t = BackendName::Flex)]
-    pub backend: BackendName,
+    #[arg(long, value_enum, default_value_t = ComputeBackend::Flex)]
+    pub backend: ComputeBackend,
     /// Float type to compute in; bf16 and f16 need the CUDA build.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]
     pub dtype: Dtype,
@@ -42,33 +32,33 @@ pub struct BackendArgs {
 /// [`BackendArgs`]); a backend or dtype the build lacks is a usage error (exit 2).
 macro_rules! with_backend {
     ($args:expr, $backend:ident => $body:expr) => {{
-        use $crate::backend::{BackendName, Dtype};
+        use $crate::backend::{ComputeBackend, Dtype};
         match ($args.backend, $args.dtype) {
-            (BackendName::Flex, Dtype::F32) => {
+            (ComputeBackend::Flex, Dtype::F32) => {
                 type $backend = burn::backend::Flex;
                 $body
             }
-            (BackendName::Ndarray, Dtype::F32) => {
+            (ComputeBackend::Ndarray, Dtype::F32) => {
                 type $backend = burn::backend::NdArray<f32>;
                 $body
             }
             #[cfg(feature = "cuda")]
-            (BackendName::Cuda, Dtype::F32) => {
+            (ComputeBackend::Cuda, Dtype::F32) => {
                 type $backend = burn::backend::Cuda<f32, i32>;
                 $body
             }
             #[cfg(feature = "cuda")]
-            (BackendName::Cuda, Dtype::Bf16) => {
+            (ComputeBackend::Cuda, Dtype::Bf16) => {
                 type $backend = burn::backend::Cuda<burn::tensor::bf16, i32>;
                 $body
             }
             #[cfg(feature = "cuda")]
-            (BackendName::Cuda, Dtype::F16) => {
+            (ComputeBackend::Cuda, Dtype::F16) => {
                 type $backend = burn::backend::Cuda<burn::tensor::f16, i32>;
                 $body
             }
             #[cfg(not(feature = "cuda"))]
-            (BackendName::Cuda, _) => {
+            (ComputeBackend::Cuda, _) => {
                 eprintln!("error: --backend cuda needs the CUDA build of temper (cargo build --features cuda)");
                 $crate::Outcome::Failure
             }

@@ -4,13 +4,13 @@ use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use serde_json::json;
 use temper_data::check::{CheckError, CheckReport, check_file};
 use temper_data::tokenize::{TokenizeError, TokenizeOutcome, tokenize};
 use temper_data::{
-    BuiltinTemplate, ChatTokenizer, DataError, Example, Format, LossMask, RecordError,
-    TokenizeOptions, Tokenized, TruncationSide, dataset,
+    BuiltinTemplate, ChatTokenizer, DataError, Example, Format, FormatChoice, LossMask,
+    RecordError, TokenizeOptions, Tokenized, TruncationSide, dataset,
 };
 
 use crate::Outcome;
@@ -60,8 +60,8 @@ pub struct RenderArgs {
 #[derive(Args)]
 struct CommonArgs {
     /// Dataset format, or auto to pick it from the fields of the first record.
-    #[arg(long, default_value = "auto", value_parser = parse_format)]
-    format: FormatArg,
+    #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
+    format: FormatChoice,
     /// Use a built-in chat template instead of the tokenizer's.
     #[arg(long, value_parser = parse_builtin)]
     template: Option<BuiltinTemplate>,
@@ -69,8 +69,8 @@ struct CommonArgs {
     #[arg(long)]
     template_name: Option<String>,
     /// Which tokens are trained (SFT data).
-    #[arg(long, value_enum, default_value_t = MaskArg::Completion)]
-    loss_mask: MaskArg,
+    #[arg(long, value_enum, default_value_t = LossMask::Completion)]
+    loss_mask: LossMask,
     /// Longest prompt + answer in tokens.
     #[arg(long, value_parser = at_least_one)]
     max_length: Option<usize>,
@@ -78,41 +78,12 @@ struct CommonArgs {
     #[arg(long, value_parser = at_least_one)]
     max_prompt_length: Option<usize>,
     /// Which end of an over-long sequence is kept.
-    #[arg(long, value_enum, default_value_t = SideArg::KeepStart)]
-    truncation: SideArg,
-}
-
-#[derive(Clone, Copy)]
-struct FormatArg(Option<Format>);
-
-fn parse_format(name: &str) -> Result<FormatArg, String> {
-    parse_format_name(name).map(FormatArg)
-}
-
-/// `auto` (pick from the first record) or a format name.
-pub fn parse_format_name(name: &str) -> Result<Option<Format>, String> {
-    match name {
-        "auto" => Ok(None),
-        other => other.parse().map(Some),
-    }
+    #[arg(long, value_enum, default_value_t = TruncationSide::KeepStart)]
+    truncation: TruncationSide,
 }
 
 fn parse_builtin(name: &str) -> Result<BuiltinTemplate, String> {
     name.parse()
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum MaskArg {
-    Completion,
-    Prompt,
-    AllAssistant,
-    LastTurn,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum SideArg {
-    KeepStart,
-    KeepEnd,
 }
 
 /// A length limit: at least one token, as the trainers require.
@@ -127,18 +98,10 @@ fn at_least_one(text: &str) -> Result<usize, String> {
 impl CommonArgs {
     fn tokenize_options(&self) -> TokenizeOptions {
         TokenizeOptions {
-            loss_mask: match self.loss_mask {
-                MaskArg::Completion => LossMask::Completion,
-                MaskArg::Prompt => LossMask::Prompt,
-                MaskArg::AllAssistant => LossMask::AllAssistant,
-                MaskArg::LastTurn => LossMask::LastTurn,
-            },
+            loss_mask: self.loss_mask,
             max_length: self.max_length,
             max_prompt_length: self.max_prompt_length,
-            truncation: match self.truncation {
-                SideArg::KeepStart => TruncationSide::KeepStart,
-                SideArg::KeepEnd => TruncationSide::KeepEnd,
-            },
+            truncation: self.truncation,
         }
     }
 
@@ -188,7 +151,12 @@ fn check(args: CheckArgs) -> Outcome {
             }
             outcome
         };
-        match check_file(file, args.common.format.0, tokenizer.as_ref(), &options) {
+        match check_file(
+            file,
+            args.common.format.format(),
+            tokenizer.as_ref(),
+            &options,
+        ) {
             Ok(report) => {
                 for error in &report.errors {
                     error_line(error);
@@ -311,7 +279,7 @@ fn render(args: RenderArgs) -> Outcome {
             return Outcome::Failure;
         }
     };
-    let found = match find_record(&args.file, args.common.format.0, args.index) {
+    let found = match find_record(&args.file, args.common.format.format(), args.index) {
         Ok(found) => found,
         Err(error @ DataError::Detection { .. }) => {
             error_line(error);

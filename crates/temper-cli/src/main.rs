@@ -11,7 +11,7 @@ mod verify;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use temper_train::config::TrainerKind;
 
 /// Tokenisation allocates many small strings; mimalloc makes `temper data` about 1.5× faster
@@ -76,8 +76,18 @@ pub enum Outcome {
     Failure = 2,
 }
 
+/// The arguments; each trainer's `--help` shows only its keys, with their defaults.
+fn parse_arguments() -> Cli {
+    let mut command = Cli::command();
+    for kind in TrainerKind::ALL {
+        command = command.mut_subcommand(kind.command(), |sub| train::document_keys(kind, sub));
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_arguments();
     let outcome = match cli.command {
         Command::Data(command) => data::run(command),
         Command::Score(args) => model::score(args),

@@ -8,7 +8,8 @@ use clap::Args;
 use serde_json::json;
 use temper_data::tokenize::tokenize;
 use temper_data::{
-    ChatTokenizer, Example, Message, RlvrPrompt, TokenizeOptions, Tokenized, Turns, dataset,
+    ChatTokenizer, Example, FormatChoice, Message, RlvrPrompt, TokenizeOptions, Tokenized, Turns,
+    dataset,
 };
 use temper_kernels::KernelBackend;
 use temper_model::{
@@ -18,7 +19,6 @@ use temper_model::{
 
 use crate::Outcome;
 use crate::backend::{BackendArgs, with_backend};
-use crate::data::parse_format_name;
 
 #[derive(Args)]
 pub struct ScoreArgs {
@@ -28,9 +28,9 @@ pub struct ScoreArgs {
     /// Dataset file (SFT or preference data).
     #[arg(long)]
     data: PathBuf,
-    /// Dataset format, or auto.
-    #[arg(long, default_value = "auto")]
-    format: String,
+    /// Dataset format, or auto to pick it from the fields of the first record.
+    #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
+    format: FormatChoice,
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
@@ -158,10 +158,7 @@ fn score_on<B: KernelBackend>(args: ScoreArgs) -> Outcome {
     if args.batch_size == 0 {
         return fail("--batch-size: must be at least 1");
     }
-    let format = match parse_format_name(&args.format) {
-        Ok(format) => format,
-        Err(message) => return fail(message),
-    };
+    let format = args.format.format();
     let (config, model, tokenizer) = match open::<B>(&args.model) {
         Ok(opened) => opened,
         Err(message) => return fail(message),

@@ -652,11 +652,12 @@ fn configuration_errors_name_the_key() {
         assert!(error.contains("must be a finite number"), "{text}: {error}");
         assert_eq!(error.lines().count(), 1);
     }
+    // As flags too, checked as the file's values are.
     for value in ["nan", "inf", "NaN"] {
         let run = train("dpo", PAIRS, &out, &["--learning-rate", value]);
-        assert_eq!(run.status.code(), Some(2), "{value}");
+        assert_eq!(run.status.code(), Some(1), "{value}");
         assert!(
-            stderr(&run).contains("must be a finite number"),
+            stderr(&run).starts_with("error: learning_rate: must be a finite number"),
             "{}",
             stderr(&run)
         );
@@ -812,4 +813,34 @@ fn bad_data_names_the_record_and_an_earlier_run_is_never_overwritten() {
     let run = train("orpo", SFT, &dir.path().join("orpo"), &["--max-steps", "1"]);
     assert_eq!(run.status.code(), Some(1));
     assert!(stderr(&run).contains("trains on preference data"));
+}
+
+/// `temper KIND --help` lists that trainer's keys only, each ending with its default there.
+#[test]
+fn each_trainers_help_shows_its_keys_and_their_defaults() {
+    let help = |command: &str| {
+        let output = temper(&[command, "--help"]);
+        assert_eq!(output.status.code(), Some(0));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let sft = help("sft");
+    assert!(sft.contains("--loss-mask <LOSS_MASK>"), "{sft}");
+    assert!(!sft.contains("--beta"), "{sft}");
+    assert!(!sft.contains("--kl-coef"), "{sft}");
+    assert!(sft.contains("Peak learning rate [default: 2e-5]"), "{sft}");
+    assert!(sft.contains("[required]"), "{sft}");
+    let ppo = help("ppo");
+    assert!(ppo.contains("--kl-coef <KL_COEF>"), "{ppo}");
+    assert!(!ppo.contains("--loss-mask"), "{ppo}");
+    assert!(ppo.contains("in tokens [default: 53]"), "{ppo}");
+    assert!(help("grpo").contains("in tokens [default: 512]"));
+    // A hidden key is still refused by name, not by clap.
+    let run = temper(&[
+        "sft", "--beta", "0.1", "--model", "m", "--data", "d", "--output", "o",
+    ]);
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(
+        stderr(&run).trim(),
+        "error: beta: not an option of `temper sft`"
+    );
 }

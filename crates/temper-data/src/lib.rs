@@ -40,7 +40,7 @@ pub mod tokenizer;
 pub mod types;
 
 pub use error::{DataError, FieldError, RecordError, RecordLocation};
-pub use formats::{DetectError, Format};
+pub use formats::{DetectError, Format, FormatChoice};
 pub use template::{BuiltinTemplate, ChatTemplate, TemplateError};
 pub use tokenize::{
     LossMask, MixedKinds, TokenizeOptions, Tokenized, TokenizedSet, TruncationSide,

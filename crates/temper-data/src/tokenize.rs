@@ -10,7 +10,7 @@
 //! and the [`LossMask`] strategy says which spans are trained.
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::FieldError;
@@ -19,7 +19,9 @@ use crate::tokenizer::{ChatTokenizer, TokenizerError};
 use crate::types::{Example, Message, Preference, Role, SftExample, Turns};
 
 /// Which tokens of an SFT example are trained. Preference completions are always the answers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+/// Named in kebab-case (`all-assistant`); the snake-case spelling of config files is taken too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum LossMask {
     /// The completion: for prompt-completion data the completion, for whole conversations
@@ -30,8 +32,12 @@ pub enum LossMask {
     /// `train_on_prompt`).
     Prompt,
     /// Every assistant turn, also those inside a prompt (TRL `assistant_only_loss`).
+    #[serde(alias = "all_assistant")]
+    #[cfg_attr(feature = "clap", value(alias = "all_assistant"))]
     AllAssistant,
     /// Only the final assistant turn (LLaMA-Factory `mask_history`).
+    #[serde(alias = "last_turn")]
+    #[cfg_attr(feature = "clap", value(alias = "last_turn"))]
     LastTurn,
 }
 
@@ -53,14 +59,21 @@ impl LossMask {
     }
 }
 
-/// Which end of an over-long sequence survives `max_length`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
+/// Which end of an over-long sequence survives `max_length`. Named as TRL's
+/// `truncation_mode` (`keep_start`); the kebab-case spelling of flags is taken too.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "clap", value(rename_all = "snake_case"))]
+#[serde(rename_all = "snake_case")]
 pub enum TruncationSide {
-    /// Cut the end (TRL SFT's default `keep_start`).
+    /// Cut the end (TRL's default).
     #[default]
+    #[serde(alias = "keep-start")]
+    #[cfg_attr(feature = "clap", value(alias = "keep-start"))]
     KeepStart,
-    /// Cut the beginning (TRL `keep_end`).
+    /// Cut the beginning.
+    #[serde(alias = "keep-end")]
+    #[cfg_attr(feature = "clap", value(alias = "keep-end"))]
     KeepEnd,
 }
 

@@ -11,6 +11,12 @@ use crate::metrics::{LossOutput, Metrics};
 
 /// How the per-token KL penalty is estimated (TRL's `kl_estimator`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum KlEstimator {
     /// `logp − ref` (unbiased, may be negative per token).
     K1,

@@ -90,6 +90,19 @@ impl PreferenceLoss {
     }
 }
 
+impl PreferenceLoss {
+    /// Other names users bring from elsewhere: `dpo` (sigmoid), `dpo_norm` (open-instruct's
+    /// length-normalised DPO), `aot_unpaired` (TRL 1.x's name for `aot_pair`).
+    pub fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Self::Sigmoid => &["dpo"],
+            Self::SigmoidNorm => &["dpo_norm"],
+            Self::AotPair => &["aot_unpaired"],
+            _ => &[],
+        }
+    }
+}
+
 impl fmt::Display for PreferenceLoss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -99,17 +112,11 @@ impl fmt::Display for PreferenceLoss {
 impl FromStr for PreferenceLoss {
     type Err = ObjectiveError;
 
-    /// TRL's names, plus the aliases users bring from elsewhere: `dpo` (sigmoid), `dpo_norm`
-    /// (open-instruct), `aot_unpaired` (TRL 1.x's name for `aot_pair`).
+    /// TRL's names, plus the [aliases](PreferenceLoss::aliases).
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        let alias = match name {
-            "dpo" => Some(Self::Sigmoid),
-            "dpo_norm" => Some(Self::SigmoidNorm),
-            "aot_unpaired" => Some(Self::AotPair),
-            _ => None,
-        };
-        alias
-            .or_else(|| Self::ALL.into_iter().find(|l| l.name() == name))
+        Self::ALL
+            .into_iter()
+            .find(|l| l.name() == name || l.aliases().contains(&name))
             .ok_or_else(|| {
                 let names: Vec<&str> = Self::ALL.iter().map(|l| l.name()).collect();
                 ObjectiveError::UnknownLoss(name.to_string(), names.join(", "))

@@ -293,9 +293,18 @@ pub fn std_unbiased(values: &[f64]) -> f64 {
 
 /// How GRPO scales centred rewards (TRL's `scale_rewards`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum RewardScaling {
+    /// Divide by the std of the prompt's group (GRPO).
     Group,
+    /// Divide by the std of the whole batch.
     Batch,
+    /// Do not divide (Dr. GRPO).
     None,
 }
 

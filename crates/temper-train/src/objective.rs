@@ -18,7 +18,19 @@ use temper_objectives::{LossOutput, ObjectiveError};
 use crate::batch::DeviceBatch;
 
 /// Which tokens ORPO's NLL term averages over.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum NllSpan {
     /// TRL: every token of the chosen sequences after the first, prompt included.
     #[default]

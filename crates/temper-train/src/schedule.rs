@@ -4,31 +4,20 @@
 use std::f64::consts::PI;
 
 /// The `lr_scheduler_type` values supported, in transformers' spelling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum ScheduleKind {
-    /// `constant`: the peak throughout; transformers ignores warmup for it.
+    /// The peak throughout; transformers ignores warmup for it.
     Constant,
-    /// `constant_with_warmup`.
+    /// Warmup, then the peak.
     ConstantWithWarmup,
-    /// `linear`: warmup, then linear decay to 0 at the last step.
+    /// Warmup, then linear decay to 0 at the last step.
     Linear,
-    /// `cosine`: warmup, then half a cosine down to 0.
+    /// Warmup, then half a cosine down to 0.
     Cosine,
-}
-
-impl ScheduleKind {
-    pub const NAMES: [&'static str; 4] = ["constant", "constant_with_warmup", "linear", "cosine"];
-
-    /// Parses transformers' name.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "constant" => Some(Self::Constant),
-            "constant_with_warmup" => Some(Self::ConstantWithWarmup),
-            "linear" => Some(Self::Linear),
-            "cosine" => Some(Self::Cosine),
-            _ => None,
-        }
-    }
 }
 
 /// A schedule over a run of `total_steps` optimizer steps.

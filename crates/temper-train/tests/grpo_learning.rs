@@ -9,8 +9,8 @@ mod common;
 use burn::backend::{Autodiff, Flex};
 use common::root;
 use serde_json::{Value, json};
-use temper_train::config::OneOrMany;
 use temper_train::progress::Display;
+use temper_train::schedule::ScheduleKind;
 use temper_train::{TrainConfig, TrainerKind, run};
 
 #[test]
@@ -42,13 +42,13 @@ fn reward_rises_when_the_verifier_is_the_only_teacher() {
     let output = dir.path().join("run");
     let config = TrainConfig {
         model: Some(root().join("fixtures/models/train/policy")),
-        data: Some(OneOrMany::One(data)),
+        data: Some(vec![data]),
         output_dir: Some(output.clone()),
         num_generations: Some(8),
         per_device_train_batch_size: Some(32),
         max_completion_length: Some(8),
         learning_rate: Some(2e-2),
-        lr_scheduler_type: Some("constant".into()),
+        lr_scheduler_type: Some(ScheduleKind::Constant),
         max_steps: Some(30),
         logging_steps: Some(1),
         verification_reward: Some(1.0),

@@ -199,7 +199,7 @@ fn schedules_match_transformers() {
     let schedules = &fixture["schedules"];
     for (name, rates) in schedules["rates"].as_object().unwrap() {
         let schedule = Schedule {
-            kind: ScheduleKind::from_name(name).unwrap(),
+            kind: <ScheduleKind as clap::ValueEnum>::from_str(name, false).unwrap(),
             peak: schedules["peak"].as_f64().unwrap(),
             warmup_steps: schedules["warmup_steps"].as_u64().unwrap() as usize,
             total_steps: schedules["total_steps"].as_u64().unwrap() as usize,

@@ -183,6 +183,84 @@ impl FromStr for Format {
     }
 }
 
+/// The format setting (`temper data --format`, a run's `data_format`): a format, or `auto`
+/// to detect each file's format from its first record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FormatChoice {
+    #[default]
+    Auto,
+    Given(Format),
+}
+
+impl FormatChoice {
+    /// `auto`, then every format.
+    pub const ALL: [FormatChoice; Format::ALL.len() + 1] = {
+        let mut all = [FormatChoice::Auto; Format::ALL.len() + 1];
+        let mut i = 0;
+        while i < Format::ALL.len() {
+            all[i + 1] = FormatChoice::Given(Format::ALL[i]);
+            i += 1;
+        }
+        all
+    };
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FormatChoice::Auto => "auto",
+            FormatChoice::Given(format) => format.name(),
+        }
+    }
+
+    /// The format to read with; `None`: detect it.
+    pub fn format(self) -> Option<Format> {
+        match self {
+            FormatChoice::Auto => None,
+            FormatChoice::Given(format) => Some(format),
+        }
+    }
+}
+
+impl fmt::Display for FormatChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for FormatChoice {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "auto" => Ok(FormatChoice::Auto),
+            other => other.parse().map(FormatChoice::Given),
+        }
+    }
+}
+
+impl serde::Serialize for FormatChoice {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FormatChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <String as serde::Deserialize>::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(feature = "clap")]
+impl clap::ValueEnum for FormatChoice {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
 /// Why a record's format could not be told.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DetectError {

@@ -1,0 +1,128 @@
+//! The `loss_type` key, which TRL shares between two trainers: DPO's losses (one or a weighted
+//! list) and GRPO's ways of averaging the token losses.
+
+use std::fmt;
+use std::str::FromStr;
+
+use clap::builder::PossibleValue;
+use temper_objectives::preference::PreferenceLoss;
+
+use super::TrainerKind;
+
+/// GRPO's `loss_type`: how token losses become the step's loss (TRL's names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrpoLoss {
+    /// Mean per sequence, then over sequences.
+    Grpo,
+    /// Mean over the micro-batch's tokens.
+    Bnpo,
+    /// Sum over rows × `max_completion_length`.
+    DrGrpo,
+    /// Sum over the step's completion tokens (TRL's default).
+    Dapo,
+}
+
+impl GrpoLoss {
+    pub const ALL: [GrpoLoss; 4] = [
+        GrpoLoss::Grpo,
+        GrpoLoss::Bnpo,
+        GrpoLoss::DrGrpo,
+        GrpoLoss::Dapo,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GrpoLoss::Grpo => "grpo",
+            GrpoLoss::Bnpo => "bnpo",
+            GrpoLoss::DrGrpo => "dr_grpo",
+            GrpoLoss::Dapo => "dapo",
+        }
+    }
+}
+
+/// One `loss_type` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossType {
+    Preference(PreferenceLoss),
+    Grpo(GrpoLoss),
+}
+
+impl LossType {
+    /// The DPO family, then GRPO's.
+    pub const ALL: [LossType; PreferenceLoss::ALL.len() + GrpoLoss::ALL.len()] = {
+        let mut all = [LossType::Grpo(GrpoLoss::Dapo); PreferenceLoss::ALL.len() + 4];
+        let mut i = 0;
+        while i < PreferenceLoss::ALL.len() {
+            all[i] = LossType::Preference(PreferenceLoss::ALL[i]);
+            i += 1;
+        }
+        let mut j = 0;
+        while j < GrpoLoss::ALL.len() {
+            all[i + j] = LossType::Grpo(GrpoLoss::ALL[j]);
+            j += 1;
+        }
+        all
+    };
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LossType::Preference(loss) => loss.name(),
+            LossType::Grpo(loss) => loss.name(),
+        }
+    }
+
+    /// The names `kind` takes.
+    pub fn names_for(kind: TrainerKind) -> Vec<&'static str> {
+        Self::ALL
+            .iter()
+            .filter(|loss| matches!(loss, LossType::Grpo(_)) == (kind == TrainerKind::Grpo))
+            .map(|loss| loss.name())
+            .collect()
+    }
+}
+
+impl fmt::Display for LossType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for LossType {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        if let Some(loss) = GrpoLoss::ALL.into_iter().find(|l| l.name() == name) {
+            return Ok(LossType::Grpo(loss));
+        }
+        name.parse()
+            .map(LossType::Preference)
+            .map_err(|_| format!("`{name}` is not a loss type"))
+    }
+}
+
+impl serde::Serialize for LossType {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for LossType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <String as serde::Deserialize>::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl clap::ValueEnum for LossType {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let value = PossibleValue::new(self.name());
+        Some(match self {
+            LossType::Preference(loss) => value.aliases(loss.aliases().iter().copied()),
+            LossType::Grpo(_) => value,
+        })
+    }
+}

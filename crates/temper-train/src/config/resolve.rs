@@ -1,0 +1,311 @@
+//! From the keys to what a run uses: [`TrainConfig::resolve`] takes each key's checked value
+//! ([`TrainConfig::values`]), checks the relations between keys, and builds [`RunSettings`].
+
+use std::path::PathBuf;
+
+use temper_data::{Format, TokenizeOptions};
+use temper_model::LoraConfig;
+use temper_objectives::grpo::{Aggregation, GrpoConfig};
+use temper_objectives::preference::{DpoConfig, PreferenceLoss};
+use temper_objectives::simpo::SimpoConfig;
+
+use super::loss_type::{GrpoLoss, LossType};
+use super::{ConfigError, KeyValues, TrainConfig, TrainerKind, bad};
+use crate::grpo::GrpoSettings;
+use crate::objective::Objective;
+use crate::optimizer::AdamWConfig;
+use crate::ppo::PpoSettings;
+use crate::rollout::Sampling;
+use crate::trainer::TrainingArgs;
+
+/// LoRA settings of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeftSettings {
+    pub lora: LoraConfig,
+    /// Whether the final output is merged weights (else a PEFT adapter directory).
+    pub merge: bool,
+}
+
+/// What a run optimises.
+#[derive(Clone, Debug)]
+pub enum Method {
+    /// A loss over fixed examples (SFT, the preference objectives, reward models).
+    Objective(Objective),
+    Grpo(GrpoSettings),
+    Ppo(PpoSettings),
+}
+
+/// Where an RL run's rewards come from, besides the verifiers its rows name.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RewardSettings {
+    pub reward_model: Option<PathBuf>,
+    /// Each verifier's score times this (open-instruct's `verification_reward`).
+    pub verification_reward: f64,
+    /// The reward of a completion that did not end at eos, when set.
+    pub non_stop_penalty: Option<f64>,
+}
+
+/// A checked configuration, typed.
+#[derive(Clone, Debug)]
+pub struct RunSettings {
+    pub kind: TrainerKind,
+    pub model: PathBuf,
+    pub data: Vec<PathBuf>,
+    pub data_format: Option<Format>,
+    pub output_dir: PathBuf,
+    pub skip_invalid: bool,
+    pub ref_model: Option<PathBuf>,
+    /// Empty without evaluation.
+    pub eval_data: Vec<PathBuf>,
+    pub args: TrainingArgs,
+    pub per_device_eval_batch_size: usize,
+    pub method: Method,
+    pub precompute_ref_log_probs: bool,
+    pub reference_cache_dir: PathBuf,
+    pub tokenize: TokenizeOptions,
+    pub logging_steps: usize,
+    pub eval_steps: Option<usize>,
+    pub save_steps: usize,
+    pub save_total_limit: Option<usize>,
+    pub resume_from_checkpoint: Option<PathBuf>,
+    pub peft: Option<PeftSettings>,
+    /// RL runs' reward sources.
+    pub rewards: RewardSettings,
+    /// PPO's value model (default: the reward model, else the policy with a fresh head).
+    pub value_model: Option<PathBuf>,
+    /// The configuration as given, saved with every checkpoint.
+    pub config: TrainConfig,
+}
+
+impl TrainConfig {
+    /// Checks every value for `kind`, fills in TRL's defaults, and checks the relations
+    /// between keys.
+    pub fn resolve(&self, kind: TrainerKind) -> Result<RunSettings, ConfigError> {
+        let values = self.values(kind)?;
+        let max_steps = usize::try_from(values.max_steps).ok();
+        if max_steps.is_none() && values.num_train_epochs == 0.0 {
+            return Err(bad("num_train_epochs", "is 0 and no max_steps is set"));
+        }
+        if max_steps == Some(0) && values.eval_data.is_empty() {
+            return Err(bad(
+                "max_steps",
+                "0 evaluates the initial model only, which needs eval_data",
+            ));
+        }
+        if self.eval_steps.is_some() && values.eval_data.is_empty() {
+            return Err(bad("eval_steps", "needs eval_data"));
+        }
+        if self.non_stop_penalty_value.is_some() && !values.non_stop_penalty {
+            return Err(bad("non_stop_penalty_value", "needs non_stop_penalty"));
+        }
+        let peft = self.peft(&values)?;
+        let args = TrainingArgs {
+            max_steps,
+            num_train_epochs: values.num_train_epochs,
+            per_device_train_batch_size: values.per_device_train_batch_size,
+            gradient_accumulation_steps: values.gradient_accumulation_steps,
+            learning_rate: values.learning_rate,
+            lr_scheduler_type: values.lr_scheduler_type,
+            warmup_steps: values.warmup_steps,
+            warmup_ratio: values.warmup_ratio,
+            optimizer: AdamWConfig {
+                beta1: values.adam_beta1,
+                beta2: values.adam_beta2,
+                epsilon: values.adam_epsilon,
+                weight_decay: values.weight_decay,
+            },
+            max_grad_norm: values.max_grad_norm,
+            seed: values.seed,
+            gradient_checkpointing: values.gradient_checkpointing,
+            ..TrainingArgs::default()
+        };
+        let method = match kind {
+            TrainerKind::Grpo => Method::Grpo(grpo_settings(&values)),
+            TrainerKind::Ppo => Method::Ppo(ppo_settings(&values)),
+            TrainerKind::Sft => Method::Objective(Objective::Sft),
+            TrainerKind::Dpo => Method::Objective(Objective::Dpo(dpo_config(&values)?)),
+            TrainerKind::Orpo => Method::Objective(Objective::Orpo {
+                beta: values.beta,
+                nll: values.orpo_nll_span,
+            }),
+            TrainerKind::Simpo => Method::Objective(Objective::Simpo {
+                config: SimpoConfig {
+                    beta: values.beta,
+                    gamma: values.simpo_gamma,
+                    label_smoothing: values.label_smoothing,
+                },
+                cpo_alpha: values.cpo_alpha,
+            }),
+            TrainerKind::Reward => Method::Objective(Objective::Reward {
+                center_rewards_coefficient: values.center_rewards_coefficient,
+                // The tokenizer's, set when the run starts.
+                pad_token_id: None,
+            }),
+        };
+        let reference_cache_dir = values
+            .reference_cache_dir
+            .unwrap_or_else(|| values.output_dir.join("reference_logps"));
+        Ok(RunSettings {
+            kind,
+            model: values.model,
+            data: values.data,
+            data_format: values.data_format.format(),
+            output_dir: values.output_dir,
+            skip_invalid: values.skip_invalid,
+            ref_model: values.ref_model,
+            eval_data: values.eval_data,
+            args,
+            per_device_eval_batch_size: values.per_device_eval_batch_size,
+            method,
+            precompute_ref_log_probs: values.precompute_ref_log_probs,
+            reference_cache_dir,
+            tokenize: TokenizeOptions {
+                loss_mask: values.loss_mask,
+                max_length: Some(values.max_length),
+                max_prompt_length: values.max_prompt_length,
+                truncation: values.truncation_mode,
+            },
+            logging_steps: values.logging_steps,
+            eval_steps: values.eval_steps,
+            save_steps: values.save_steps,
+            save_total_limit: values.save_total_limit,
+            resume_from_checkpoint: values.resume_from_checkpoint,
+            peft,
+            rewards: RewardSettings {
+                reward_model: values.reward_model,
+                verification_reward: values.verification_reward,
+                non_stop_penalty: values
+                    .non_stop_penalty
+                    .then_some(values.non_stop_penalty_value),
+            },
+            value_model: values.value_model,
+            config: self.clone(),
+        })
+    }
+
+    /// LoRA, when `use_peft`; the LoRA keys need it.
+    fn peft(&self, values: &KeyValues) -> Result<Option<PeftSettings>, ConfigError> {
+        if !values.use_peft {
+            let given = [
+                ("lora_r", self.lora_r.is_some()),
+                ("lora_alpha", self.lora_alpha.is_some()),
+                ("lora_dropout", self.lora_dropout.is_some()),
+                ("lora_target_modules", self.lora_target_modules.is_some()),
+                ("merge_lora", self.merge_lora.is_some()),
+            ];
+            return match given.into_iter().find(|(_, given)| *given) {
+                Some((key, _)) => Err(bad(key, "needs use_peft")),
+                None => Ok(None),
+            };
+        }
+        let target_modules = if values.lora_target_modules == ["all-linear"] {
+            temper_model::lora::TARGETS
+                .iter()
+                .map(|t| t.to_string())
+                .collect()
+        } else {
+            values.lora_target_modules.clone()
+        };
+        Ok(Some(PeftSettings {
+            lora: LoraConfig {
+                rank: values.lora_r,
+                alpha: values.lora_alpha,
+                dropout: values.lora_dropout,
+                use_rslora: false,
+                target_modules,
+            },
+            merge: values.merge_lora,
+        }))
+    }
+}
+
+/// Sampling settings shared by GRPO and PPO.
+fn sampling(values: &KeyValues, num_generations: usize) -> Sampling {
+    Sampling {
+        num_generations,
+        max_completion_length: values.max_completion_length,
+        temperature: values.temperature,
+        top_p: Some(values.top_p).filter(|p| *p < 1.0),
+        top_k: Some(values.top_k).filter(|k| *k > 0),
+        repetition_penalty: values.repetition_penalty,
+        // The tokenizer's, set when the run starts.
+        eos_token_ids: Vec::new(),
+        pad_token_id: 0,
+    }
+}
+
+/// GRPO: TRL's `GRPOConfig`.
+fn grpo_settings(values: &KeyValues) -> GrpoSettings {
+    let aggregation = match values.loss_type.as_slice() {
+        [LossType::Grpo(GrpoLoss::Grpo)] => Aggregation::Grpo,
+        [LossType::Grpo(GrpoLoss::Bnpo)] => Aggregation::Bnpo,
+        [LossType::Grpo(GrpoLoss::DrGrpo)] => Aggregation::DrGrpo {
+            max_completion_length: 0,
+        },
+        // The checks admit one GRPO loss type only; `dapo` is the default.
+        _ => Aggregation::Dapo { total_tokens: 0.0 },
+    };
+    GrpoSettings {
+        sampling: sampling(values, values.num_generations),
+        loss: GrpoConfig {
+            beta: values.beta,
+            epsilon_low: values.epsilon,
+            epsilon_high: values.epsilon_high.unwrap_or(values.epsilon),
+            aggregation,
+            bias_corrected_kl: true,
+        },
+        scale_rewards: values.scale_rewards,
+        num_iterations: values.num_iterations,
+    }
+}
+
+/// PPO: TRL's `PPOConfig` (`max_completion_length` is its `response_length`).
+fn ppo_settings(values: &KeyValues) -> PpoSettings {
+    PpoSettings {
+        sampling: sampling(values, 1),
+        num_ppo_epochs: values.num_ppo_epochs,
+        num_mini_batches: values.num_mini_batches,
+        kl_coef: values.kl_coef,
+        kl_estimator: values.kl_estimator,
+        cliprange: values.cliprange,
+        vf_coef: values.vf_coef,
+        cliprange_value: values.cliprange_value,
+        gamma: values.gamma,
+        lam: values.lam,
+        whiten_rewards: values.whiten_rewards,
+        missing_eos_penalty: values.missing_eos_penalty,
+    }
+}
+
+/// DPO's losses: `loss_type` (one or a list), `loss_weights` (one per loss), `rpo_alpha`
+/// (adds the chosen NLL, as TRL does).
+fn dpo_config(values: &KeyValues) -> Result<DpoConfig, ConfigError> {
+    let losses: Vec<PreferenceLoss> = values
+        .loss_type
+        .iter()
+        .filter_map(|loss| match loss {
+            LossType::Preference(loss) => Some(*loss),
+            LossType::Grpo(_) => None,
+        })
+        .collect();
+    let weights = match &values.loss_weights {
+        None => vec![1.0; losses.len()],
+        Some(weights) if weights.len() != losses.len() => {
+            return Err(bad(
+                "loss_weights",
+                format!("{} weights for {} loss types", weights.len(), losses.len()),
+            ));
+        }
+        Some(weights) => weights.clone(),
+    };
+    let mut losses: Vec<(PreferenceLoss, f64)> = losses.into_iter().zip(weights).collect();
+    if let Some(alpha) = values.rpo_alpha {
+        losses.push((PreferenceLoss::Sft, alpha));
+    }
+    Ok(DpoConfig {
+        beta: values.beta,
+        label_smoothing: values.label_smoothing,
+        losses,
+        ..DpoConfig::default()
+    })
+}

@@ -1,0 +1,284 @@
+//! The configuration's own tests; the CLI's flags are tested in temper-cli.
+
+use super::*;
+use crate::objective::Objective;
+use crate::schedule::ScheduleKind;
+use temper_objectives::preference::PreferenceLoss;
+
+fn minimal() -> TrainConfig {
+    TrainConfig {
+        model: Some("m".into()),
+        data: Some(vec!["d.jsonl".into()]),
+        output_dir: Some("out".into()),
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn defaults_are_trls() {
+    let settings = minimal().resolve(TrainerKind::Dpo).unwrap();
+    assert_eq!(settings.args.learning_rate, 1e-6);
+    assert_eq!(settings.args.per_device_train_batch_size, 8);
+    assert_eq!(settings.args.lr_scheduler_type, ScheduleKind::Linear);
+    assert_eq!(settings.logging_steps, 10);
+    assert_eq!(settings.save_steps, 500);
+    let Method::Objective(Objective::Dpo(dpo)) = settings.method else {
+        panic!("a DPO run")
+    };
+    assert_eq!(dpo.beta, 0.1);
+    assert_eq!(dpo.losses, vec![(PreferenceLoss::Sigmoid, 1.0)]);
+    assert_eq!(
+        minimal()
+            .resolve(TrainerKind::Sft)
+            .unwrap()
+            .args
+            .learning_rate,
+        2e-5
+    );
+}
+
+fn from_file(name: &str, text: &str) -> Result<TrainConfig, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    let map = read_config_file(&path).map_err(|e| e.to_string())?;
+    TrainConfig::from_map(map).map_err(|e| e.to_string())
+}
+
+#[test]
+fn files_of_each_syntax_read_alike() {
+    let yaml = from_file(
+        "c.yaml",
+        "learning_rate: 1e-6\nloss_type: [sigmoid, sft]\nuse_peft: true\n",
+    )
+    .unwrap();
+    let toml = from_file(
+        "c.toml",
+        "learning_rate = 1e-6\nloss_type = [\"sigmoid\", \"sft\"]\nuse_peft = true\n",
+    )
+    .unwrap();
+    assert_eq!(yaml, toml);
+    assert_eq!(yaml.learning_rate, Some(1e-6));
+}
+
+/// The library once refused the `backend` key of the files the docs show (only the CLI
+/// took it out); it takes the same files as the command.
+#[test]
+fn the_library_takes_the_commands_backend_key() {
+    let text = "model: m\ndata: d.jsonl\noutput_dir: out\nbackend: cuda\n";
+    let config = from_file("c.yaml", text).unwrap();
+    assert_eq!(config.backend, Some(ComputeBackend::Cuda));
+    assert!(config.resolve(TrainerKind::Sft).is_ok());
+    let error = from_file("c.yaml", "backend: tpu\n").unwrap_err();
+    assert!(error.starts_with("backend: "), "{error}");
+}
+
+#[test]
+fn unknown_keys_and_wrong_kinds_are_named() {
+    let error = from_file("c.yaml", "learning_rate: 1e-3\nlerning_rate: 2\n").unwrap_err();
+    assert_eq!(error, "lerning_rate: unknown key");
+    let error = from_file("c.toml", "bta = 0.1\n").unwrap_err();
+    assert_eq!(error, "bta: unknown key");
+    let error = from_file("c.yaml", "beta: high\n").unwrap_err();
+    assert!(error.starts_with("beta: "), "{error}");
+    let error = from_file("c.yaml", "- a list\n").unwrap_err();
+    assert!(error.contains("not a table"), "{error}");
+}
+
+#[test]
+fn out_of_range_and_foreign_keys_are_named() {
+    let cases = [
+        (
+            TrainConfig {
+                learning_rate: Some(-1.0),
+                ..minimal()
+            },
+            "learning_rate",
+        ),
+        (
+            TrainConfig {
+                per_device_train_batch_size: Some(0),
+                ..minimal()
+            },
+            "per_device_train_batch_size",
+        ),
+        (
+            TrainConfig {
+                loss_type: Some(vec![
+                    LossType::Preference(PreferenceLoss::Ipo),
+                    LossType::Grpo(GrpoLoss::Dapo),
+                ]),
+                ..minimal()
+            },
+            "loss_type",
+        ),
+        (
+            TrainConfig {
+                loss_weights: Some(vec![1.0, 2.0]),
+                ..minimal()
+            },
+            "loss_weights",
+        ),
+        (
+            TrainConfig {
+                warmup_ratio: Some(1.5),
+                ..minimal()
+            },
+            "warmup_ratio",
+        ),
+        (
+            TrainConfig {
+                lora_r: Some(8),
+                ..minimal()
+            },
+            "lora_r",
+        ),
+        (
+            TrainConfig {
+                eval_steps: Some(5),
+                ..minimal()
+            },
+            "eval_steps",
+        ),
+        (
+            TrainConfig {
+                simpo_gamma: Some(1.0),
+                ..minimal()
+            },
+            "simpo_gamma",
+        ),
+        (
+            TrainConfig {
+                model: None,
+                ..minimal()
+            },
+            "model",
+        ),
+    ];
+    for (config, key) in cases {
+        let error = config.resolve(TrainerKind::Dpo).unwrap_err();
+        assert_eq!(error.key, key, "{error}");
+    }
+}
+
+#[test]
+fn flags_override_the_file() {
+    let file: TrainConfig =
+        yaml_serde::from_str("learning_rate: 1.0e-3\nbeta: 0.5\nloss_type: [sigmoid, sft]\n")
+            .unwrap();
+    let flags = TrainConfig {
+        beta: Some(0.2),
+        ..TrainConfig::default()
+    };
+    let merged = file.overridden_by(&flags);
+    assert_eq!(merged.beta, Some(0.2));
+    assert_eq!(merged.learning_rate, Some(1e-3));
+    assert_eq!(
+        merged.loss_type,
+        Some(vec![
+            LossType::Preference(PreferenceLoss::Sigmoid),
+            LossType::Preference(PreferenceLoss::Sft)
+        ])
+    );
+}
+
+#[test]
+fn rpo_alpha_adds_the_chosen_nll() {
+    let settings = TrainConfig {
+        rpo_alpha: Some(0.5),
+        ..minimal()
+    }
+    .resolve(TrainerKind::Dpo)
+    .unwrap();
+    let Method::Objective(Objective::Dpo(dpo)) = settings.method else {
+        panic!("a DPO run")
+    };
+    assert_eq!(
+        dpo.losses,
+        vec![(PreferenceLoss::Sigmoid, 1.0), (PreferenceLoss::Sft, 0.5)]
+    );
+}
+
+const TABLE_BEGIN: &str = "<!-- keys: written from config/keys.rs; TEMPER_BLESS=1 cargo test -p temper-train rewrites it -->\n";
+const TABLE_END: &str = "<!-- keys: end -->";
+
+/// docs/training.md's key table is the one the declarations write.
+#[test]
+fn the_docs_key_table_is_the_declarations() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/training.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let begin = text.find(TABLE_BEGIN).expect("the table's begin marker") + TABLE_BEGIN.len();
+    let end = text.find(TABLE_END).expect("the table's end marker");
+    let written = key_table();
+    if std::env::var_os("TEMPER_BLESS").is_some() {
+        let updated = format!("{}{written}{}", &text[..begin], &text[end..]);
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    assert!(
+        text[begin..end] == written,
+        "docs/training.md's key table differs from the declarations; rerun with TEMPER_BLESS=1"
+    );
+}
+
+/// Every key has a doc (its `--help` text) and every default reads as text for each trainer.
+#[test]
+fn every_key_is_documented() {
+    use clap::Args;
+    let command = TrainConfig::augment_args(clap::Command::new("temper"));
+    for key in TrainConfig::KEYS {
+        let arg = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == key.name)
+            .unwrap_or_else(|| panic!("`{}` has no flag", key.name));
+        assert!(arg.get_help().is_some(), "`{}` has no doc", key.name);
+        assert!(!key.trainers.is_empty(), "`{}` has no trainer", key.name);
+        for kind in key.trainers {
+            assert!(!(key.default)(*kind).is_empty(), "`{}`'s default", key.name);
+        }
+    }
+    assert_eq!(command.get_arguments().count(), TrainConfig::KEYS.len());
+}
+
+/// Enum-valued keys take their names from files and flags alike, and refuse others by key.
+#[test]
+fn enum_keys_are_enums() {
+    let config = from_file(
+        "c.yaml",
+        "lr_scheduler_type: cosine\nloss_mask: all_assistant\ntruncation_mode: keep_end\n\
+         data_format: trl-preference\nloss_type: [dpo_norm, sft]\n",
+    )
+    .unwrap();
+    assert_eq!(config.lr_scheduler_type, Some(ScheduleKind::Cosine));
+    assert_eq!(config.loss_mask, Some(temper_data::LossMask::AllAssistant));
+    assert_eq!(
+        config.truncation_mode,
+        Some(temper_data::TruncationSide::KeepEnd)
+    );
+    assert_eq!(
+        config.loss_type,
+        Some(vec![
+            LossType::Preference(PreferenceLoss::SigmoidNorm),
+            LossType::Preference(PreferenceLoss::Sft)
+        ])
+    );
+    let error = from_file("c.yaml", "loss_mask: completion_only\n").unwrap_err();
+    assert!(
+        error.starts_with("loss_mask: unknown variant `completion_only`"),
+        "{error}"
+    );
+    let error = from_file("c.yaml", "kl_estimator: k2\n").unwrap_err();
+    assert!(error.starts_with("kl_estimator: "), "{error}");
+    // A loss type of the other trainer is named as such.
+    let error = TrainConfig {
+        loss_type: Some(vec![LossType::Grpo(GrpoLoss::Dapo)]),
+        ..minimal()
+    }
+    .resolve(TrainerKind::Dpo)
+    .unwrap_err();
+    assert_eq!(error.key, "loss_type");
+    assert!(
+        error.reason.contains("not a loss type of `temper dpo`"),
+        "{error}"
+    );
+}
