@@ -33,7 +33,7 @@ use crate::engine::{MicroBatchLoss, UpdateEngine};
 use crate::rewards::RewardBatch;
 pub use crate::rl::{RlInputs, evaluate_policy};
 use crate::rl::{
-    RlTrainer, Round, Rounds, load_round, save_round, tokens_seen, with_round_metrics,
+    RlTrainer, Round, RoundSteps, Rounds, load_round, save_round, tokens_seen, with_round_metrics,
 };
 use crate::rollout::{
     CompletionBatch, Rollout, Sampling, completion_log_probs, completion_token_stats,
@@ -125,27 +125,7 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
 
     /// Makes the next update, sampling a new round first when the last one is used up.
     pub fn step(&mut self) -> Result<StepLog, TrainError> {
-        let step = self.engine.steps_done();
-        let round_index = step / self.settings.num_iterations;
-        let mut timing = StepTiming::default();
-        // TRL logs a round's metrics with the step that made it.
-        let first_of_round = step.is_multiple_of(self.settings.num_iterations);
-        if self.round.as_ref().is_none_or(|r| r.index != round_index) {
-            let (rollouts, sampled) = self.rounds.plan.sample(
-                round_index,
-                &self.model().valid(),
-                &self.rounds.prompts,
-                &self.settings.sampling,
-                self.engine.device(),
-            );
-            timing = sampled;
-            self.start_round(round_index, rollouts, &mut timing)?;
-        }
-        let started = Instant::now();
-        let log = self.update(first_of_round)?;
-        timing.training += started.elapsed();
-        self.timing = timing;
-        Ok(log)
+        self.round_step()
     }
 
     /// Makes the next round from completions given rather than sampled (fixed rollouts:
@@ -155,13 +135,11 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
         &mut self,
         completions: Vec<(usize, Vec<u32>, bool)>,
     ) -> Result<(), TrainError> {
-        let index = self.engine.steps_done() / self.settings.num_iterations;
-        let rollouts = self.rounds.given(completions)?;
-        self.start_round(index, rollouts, &mut StepTiming::default())
+        self.give_round(completions)
     }
 
     /// Rewards, advantages, round metrics and the log-probs the updates need.
-    fn start_round(
+    fn begin_round(
         &mut self,
         index: usize,
         mut rollouts: Vec<Rollout>,
@@ -248,7 +226,7 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
     }
 
     /// One optimizer step over the current round's completions.
-    fn update(&mut self, first_of_round: bool) -> Result<StepLog, TrainError> {
+    fn update_from_round(&mut self, first_of_round: bool) -> Result<StepLog, TrainError> {
         let round = self
             .round
             .as_ref()
@@ -369,6 +347,35 @@ struct GrpoTerms<B: KernelBackend> {
     ref_logps: Option<Tensor<B, 2>>,
     /// `[rows]`.
     advantages: Tensor<B, 1>,
+}
+
+impl<B: AutodiffKernelBackend> RoundSteps<B> for GrpoTrainer<B> {
+    fn steps_per_round(&self) -> usize {
+        self.settings.num_iterations
+    }
+    fn held_round(&self) -> Option<usize> {
+        self.round.as_ref().map(|round| round.index)
+    }
+    fn rounds(&self) -> &Rounds {
+        &self.rounds
+    }
+    fn sampling(&self) -> &Sampling {
+        &self.settings.sampling
+    }
+    fn start_round(
+        &mut self,
+        index: usize,
+        rollouts: Vec<Rollout>,
+        timing: &mut StepTiming,
+    ) -> Result<(), TrainError> {
+        self.begin_round(index, rollouts, timing)
+    }
+    fn update(&mut self, first_of_round: bool) -> Result<StepLog, TrainError> {
+        self.update_from_round(first_of_round)
+    }
+    fn set_timing(&mut self, timing: StepTiming) {
+        self.timing = timing;
+    }
 }
 
 impl<B: AutodiffKernelBackend> Trainer<B> for GrpoTrainer<B> {

@@ -3,7 +3,9 @@
 //! made from completions given rather than sampled, and the held-out evaluation.
 
 use std::path::Path;
+use std::time::Instant;
 
+use burn::module::AutodiffModule;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 use temper_data::ChatTokenizer;
@@ -12,7 +14,7 @@ use temper_model::{CausalLm, Decoding, GenerationConfig, generate};
 
 use crate::checkpoint::CheckpointError;
 use crate::rewards::{RewardBatch, RewardInput, Rewards};
-use crate::rollout::{Prompts, Rollout, RoundPlan, Sampling};
+use crate::rollout::{Prompts, Rollout, RoundPlan, Sampling, StepTiming};
 use crate::trainer::{StepLog, TrainError, Trainer};
 
 /// An RL trainer: what the run loop needs of it beside [`Trainer`].
@@ -23,6 +25,60 @@ pub trait RlTrainer<B: AutodiffKernelBackend>: Trainer<B> {
         prompts: &Prompts,
         batch_size: usize,
     ) -> Result<Vec<(String, f64)>, TrainError>;
+}
+
+/// How GRPO and PPO make their steps: each round of completions feeds `steps_per_round`
+/// updates, and the step that needs a new round samples it first.
+pub(crate) trait RoundSteps<B: AutodiffKernelBackend>: Trainer<B> {
+    /// Optimizer steps made from one round.
+    fn steps_per_round(&self) -> usize;
+    /// The index of the round held, if any.
+    fn held_round(&self) -> Option<usize>;
+    fn rounds(&self) -> &Rounds;
+    fn sampling(&self) -> &Sampling;
+    /// Rewards and scores a round's completions and holds it.
+    fn start_round(
+        &mut self,
+        index: usize,
+        rollouts: Vec<Rollout>,
+        timing: &mut StepTiming,
+    ) -> Result<(), TrainError>;
+    /// One optimizer step from the held round; `first_of_round` logs the round's metrics.
+    fn update(&mut self, first_of_round: bool) -> Result<StepLog, TrainError>;
+    fn set_timing(&mut self, timing: StepTiming);
+
+    /// The next update, sampling a new round first when the held one is used up.
+    fn round_step(&mut self) -> Result<StepLog, TrainError> {
+        let step = self.steps_done();
+        let per_round = self.steps_per_round();
+        let round_index = step / per_round;
+        let mut timing = StepTiming::default();
+        if self.held_round() != Some(round_index) {
+            let (rollouts, sampled) = self.rounds().plan.sample(
+                round_index,
+                &self.model().valid(),
+                &self.rounds().prompts,
+                self.sampling(),
+                self.engine().device(),
+            );
+            timing = sampled;
+            self.start_round(round_index, rollouts, &mut timing)?;
+        }
+        let started = Instant::now();
+        // TRL logs a round's metrics with the step that made it.
+        let log = self.update(step.is_multiple_of(per_round))?;
+        timing.training += started.elapsed();
+        self.set_timing(timing);
+        Ok(log)
+    }
+
+    /// The next round from completions given rather than sampled (`(prompt index, completion
+    /// ids, stopped at eos)`, in group order): rewarded and scored as sampled ones would be.
+    fn give_round(&mut self, completions: Vec<(usize, Vec<u32>, bool)>) -> Result<(), TrainError> {
+        let index = self.steps_done() / self.steps_per_round();
+        let rollouts = self.rounds().given(completions)?;
+        self.start_round(index, rollouts, &mut StepTiming::default())
+    }
 }
 
 /// What an RL trainer samples from, rewards with and decodes with, beside the models it trains.

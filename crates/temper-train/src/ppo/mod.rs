@@ -4,6 +4,8 @@
 //! then `num_ppo_epochs × num_mini_batches` updates of the policy (clipped surrogate) and the
 //! value model (clipped value loss) together.
 
+mod update;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -11,29 +13,23 @@ use burn::module::AutodiffModule;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use temper_data::batch::{BatchOrder, batch_indices};
-use temper_kernels::{AutodiffKernelBackend, KernelBackend};
-use temper_model::{
-    CausalLm, HeadInput, SaveOptions, ScoreHeadInit, load_reward_model, save_model,
-};
-use temper_objectives::ObjectiveError;
-use temper_objectives::metrics::Metrics;
+use temper_kernels::AutodiffKernelBackend;
+use temper_model::{CausalLm, SaveOptions, ScoreHeadInit, load_reward_model, save_model};
 pub use temper_objectives::ppo::KlEstimator;
-use temper_objectives::ppo::{
-    ShapedRewards, gae, masked_whiten, ppo_policy_loss, ppo_value_loss, shape_rewards,
-};
+use temper_objectives::ppo::{ShapedRewards, gae, masked_whiten, shape_rewards};
 
-use crate::batch::ModelInputs;
 use crate::checkpoint::{CheckpointError, OPTIMIZER_FILE, TrainerState};
-use crate::engine::{MicroBatchLoss, UpdateEngine, step_seed};
+use crate::engine::{UpdateEngine, step_seed};
 use crate::optimizer::AdamW;
 use crate::rl::{
-    RlInputs, RlTrainer, Round, Rounds, load_round, save_round, tokens_seen, with_round_metrics,
+    RlInputs, RlTrainer, Round, RoundSteps, Rounds, load_round, save_round, tokens_seen,
+    with_round_metrics,
 };
 use crate::rollout::{
-    CompletionBatch, Prompts, Rollout, StepTiming, completion_log_probs, completion_positions,
-    completion_token_stats, padded_rows, score_completions,
+    Prompts, Rollout, Sampling, StepTiming, completion_log_probs, padded_rows, score_completions,
 };
 use crate::trainer::{StepLog, TrainError, Trainer, TrainingArgs};
+use update::{PpoUpdate, completion_scores};
 
 /// PPO's settings (TRL's `PPOConfig` names and defaults).
 #[derive(Clone, Debug, PartialEq)]
@@ -173,11 +169,6 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         self
     }
 
-    /// Optimizer steps per round.
-    fn steps_per_round(&self) -> usize {
-        self.settings.num_ppo_epochs * self.settings.num_mini_batches
-    }
-
     pub fn value_model(&self) -> &CausalLm<B> {
         self.engine.model(1)
     }
@@ -224,25 +215,7 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
     /// Makes the next update, sampling and scoring a new round first when the last one is used
     /// up.
     pub fn step(&mut self) -> Result<StepLog, TrainError> {
-        let per_round = self.steps_per_round();
-        let round_index = self.engine.steps_done() / per_round;
-        let mut timing = StepTiming::default();
-        if self.round.as_ref().is_none_or(|r| r.index != round_index) {
-            let (rollouts, sampled) = self.rounds.plan.sample(
-                round_index,
-                &self.model().valid(),
-                &self.rounds.prompts,
-                &self.settings.sampling,
-                self.engine.device(),
-            );
-            timing = sampled;
-            self.start_round(round_index, rollouts, &mut timing)?;
-        }
-        let started = Instant::now();
-        let log = self.update()?;
-        timing.training += started.elapsed();
-        self.timing = timing;
-        Ok(log)
+        self.round_step()
     }
 
     /// Makes the next round from completions given rather than sampled (`(prompt index,
@@ -252,14 +225,12 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         &mut self,
         completions: Vec<(usize, Vec<u32>, bool)>,
     ) -> Result<(), TrainError> {
-        let index = self.engine.steps_done() / self.steps_per_round();
-        let rollouts = self.rounds.given(completions)?;
-        self.start_round(index, rollouts, &mut StepTiming::default())
+        self.give_round(completions)
     }
 
     /// Scores, log-probs, values, per-token rewards, advantages and returns of a round, and
     /// its metrics (all without autodiff).
-    fn start_round(
+    fn begin_round(
         &mut self,
         index: usize,
         rollouts: Vec<Rollout>,
@@ -416,7 +387,7 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
     }
 
     /// One optimizer update of both models on one mini-batch of the current round.
-    fn update(&mut self) -> Result<StepLog, TrainError> {
+    fn update_from_round(&mut self) -> Result<StepLog, TrainError> {
         let within = self.engine.steps_done() % self.steps_per_round();
         let (epoch, mini) = (
             within / self.settings.num_mini_batches,
@@ -450,79 +421,34 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
     }
 }
 
-/// The micro-batches of one PPO update and how each is scored by the policy (model 0) and the
-/// value model (model 1).
-struct PpoUpdate<'a, B: AutodiffKernelBackend> {
-    micro_batches: Vec<&'a [&'a PpoRollout]>,
-    settings: &'a PpoSettings,
-    /// Each micro-batch's losses are means: each counts 1/n of the update.
-    scale: f64,
-    device: B::Device,
-}
-
-/// A micro-batch's per-token terms `[rows, C]` of PPO's two losses.
-struct PpoTerms<B: KernelBackend> {
-    old_logps: Tensor<B, 2>,
-    advantages: Tensor<B, 2>,
-    old_values: Tensor<B, 2>,
-    returns: Tensor<B, 2>,
-}
-
-impl<B: AutodiffKernelBackend> MicroBatchLoss<B> for PpoUpdate<'_, B> {
-    type Batch = (CompletionBatch<B>, PpoTerms<B>);
-
-    fn micro_batches(&self) -> usize {
-        self.micro_batches.len()
+impl<B: AutodiffKernelBackend> RoundSteps<B> for PpoTrainer<B> {
+    /// `num_ppo_epochs × num_mini_batches`.
+    fn steps_per_round(&self) -> usize {
+        self.settings.num_ppo_epochs * self.settings.num_mini_batches
     }
-
-    fn batch(&self, index: usize) -> (Self::Batch, ModelInputs<B>) {
-        let micro = self.micro_batches[index];
-        let rows: Vec<&Rollout> = micro.iter().map(|r| &r.rollout).collect();
-        let batch =
-            CompletionBatch::<B>::new(&rows, self.settings.sampling.pad_token_id, &self.device);
-        let per_token = |pick: fn(&PpoRollout) -> &[f32]| {
-            let values: Vec<&[f32]> = micro.iter().map(|&r| pick(r)).collect();
-            batch.per_token(&values, &self.device)
-        };
-        let terms = PpoTerms {
-            old_logps: per_token(|r| r.rollout.old_logps.as_deref().unwrap_or(&[])),
-            advantages: per_token(|r| r.advantages.as_slice()),
-            old_values: per_token(|r| r.values.as_slice()),
-            returns: per_token(|r| r.returns.as_slice()),
-        };
-        let inputs = batch.inputs();
-        ((batch, terms), inputs)
+    fn held_round(&self) -> Option<usize> {
+        self.round.as_ref().map(|round| round.index)
     }
-
-    fn loss(
-        &self,
-        model: usize,
-        head: &HeadInput<'_, B>,
-        (batch, terms): &Self::Batch,
-    ) -> Result<(Tensor<B, 1>, Metrics<B>), ObjectiveError> {
-        let mask = batch.completion_mask.clone();
-        if model == 0 {
-            let stats = completion_token_stats(head, batch, self.settings.sampling.temperature)?;
-            let output = ppo_policy_loss(
-                stats.log_probs,
-                terms.old_logps.clone(),
-                terms.advantages.clone(),
-                stats.entropy,
-                mask,
-                self.settings.cliprange,
-            )?;
-            Ok((output.loss.mul_scalar(self.scale), output.metrics))
-        } else {
-            let output = ppo_value_loss(
-                completion_scores(head.logits(), batch),
-                terms.old_values.clone(),
-                terms.returns.clone(),
-                mask,
-                self.settings.cliprange_value,
-            )?;
-            let weight = self.settings.vf_coef * self.scale;
-            Ok((output.loss.mul_scalar(weight), output.metrics))
-        }
+    fn rounds(&self) -> &Rounds {
+        &self.rounds
+    }
+    fn sampling(&self) -> &Sampling {
+        &self.settings.sampling
+    }
+    fn start_round(
+        &mut self,
+        index: usize,
+        rollouts: Vec<Rollout>,
+        timing: &mut StepTiming,
+    ) -> Result<(), TrainError> {
+        self.begin_round(index, rollouts, timing)
+    }
+    /// PPO logs a round's metrics with every step's own.
+    fn update(&mut self, _first_of_round: bool) -> Result<StepLog, TrainError> {
+        self.update_from_round()
+    }
+    fn set_timing(&mut self, timing: StepTiming) {
+        self.timing = timing;
     }
 }
 
@@ -594,17 +520,6 @@ pub fn load_value_state<B: AutodiffKernelBackend>(
         })?;
     let optimizer = AdamW::load(&dir.join(OPTIMIZER_FILE), device)?;
     Ok((model, optimizer))
-}
-
-/// The value model's outputs `[rows, C]` at the positions predicting each completion token,
-/// from its scores `[rows, P + C, 1]`.
-fn completion_scores<B: KernelBackend>(
-    scores: Tensor<B, 3>,
-    batch: &CompletionBatch<B>,
-) -> Tensor<B, 2> {
-    let positions = completion_positions(scores, batch);
-    let [rows, width, _] = positions.dims();
-    positions.reshape([rows, width])
 }
 
 impl<B: AutodiffKernelBackend> RlTrainer<B> for PpoTrainer<B> {
