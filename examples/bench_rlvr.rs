@@ -34,7 +34,8 @@ use temper::data::dataset;
 use temper::data::tokenize::tokenize;
 use temper::data::{ChatTokenizer, TokenizeOptions, Tokenized, TokenizedSet};
 use temper::model::{ModelConfig, load_model};
-use temper::objectives::grpo::{Aggregation, GrpoConfig, RewardScaling};
+use temper::objectives::grpo::RewardScaling;
+use temper::train::config::GrpoLoss;
 use temper::train::grpo::{GrpoSettings, GrpoTrainer, Prompts, RlInputs, StepTiming};
 use temper::train::rewards::Rewards;
 use temper::train::rollout::Sampling;
@@ -94,14 +95,12 @@ fn sampling(tokenizer: &ChatTokenizer) -> Sampling {
 fn settings(sampling: &Sampling, beta: f64) -> GrpoSettings {
     GrpoSettings {
         sampling: sampling.clone(),
-        loss: GrpoConfig {
-            beta,
-            epsilon_low: 0.2,
-            epsilon_high: 0.2,
-            aggregation: Aggregation::Dapo { total_tokens: 0.0 },
-            // What `temper grpo` sets; with one iteration per round the ratio is 1.
-            bias_corrected_kl: true,
-        },
+        beta,
+        epsilon_low: 0.2,
+        epsilon_high: 0.2,
+        loss_type: GrpoLoss::Dapo,
+        // What `temper grpo` sets; with one iteration per round the ratio is 1.
+        bias_corrected_kl: true,
         scale_rewards: RewardScaling::Group,
         num_iterations: 1,
     }

@@ -29,6 +29,7 @@ use temper_objectives::metrics::Metrics;
 
 use crate::batch::ModelInputs;
 use crate::checkpoint::{CheckpointError, TrainerState};
+pub use crate::config::GrpoLoss;
 use crate::engine::{MicroBatchLoss, UpdateEngine};
 use crate::rewards::RewardBatch;
 pub use crate::rl::{RlInputs, evaluate_policy};
@@ -45,9 +46,15 @@ use crate::trainer::{StepLog, TrainError, Trainer, TrainingArgs};
 #[derive(Clone, Debug, PartialEq)]
 pub struct GrpoSettings {
     pub sampling: Sampling,
-    /// β, ε, ε_high and the aggregation (`Dapo`'s token count and `DrGrpo`'s length are filled
-    /// in per step).
-    pub loss: GrpoConfig,
+    /// The KL weight β; 0: no reference model.
+    pub beta: f64,
+    /// The importance ratio is clipped to [1 − `epsilon_low`, 1 + `epsilon_high`].
+    pub epsilon_low: f64,
+    pub epsilon_high: f64,
+    /// How the token losses become the step's loss.
+    pub loss_type: GrpoLoss,
+    /// The KL estimate weighted by the importance ratio (TRL's `use_bias_correction_kl`).
+    pub bias_corrected_kl: bool,
     pub scale_rewards: RewardScaling,
     /// Optimizer steps per round of completions.
     pub num_iterations: usize,
@@ -91,7 +98,7 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
         }
         let (rounds, reference) =
             inputs.into_rounds("GRPO", &model, per_round / generations, false, args.seed)?;
-        if settings.loss.beta != 0.0 && reference.is_none() {
+        if settings.beta != 0.0 && reference.is_none() {
             return Err(TrainError::Settings(
                 "GRPO with beta != 0 needs a reference model".into(),
             ));
@@ -199,7 +206,7 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
         } else {
             None
         };
-        let reference = match (&self.reference, self.settings.loss.beta != 0.0) {
+        let reference = match (&self.reference, self.settings.beta != 0.0) {
             (Some(reference), true) => Some(completion_log_probs(
                 reference,
                 &rows,
@@ -235,14 +242,16 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
         let micro_batches: Vec<&[&Rollout]> =
             rows.chunks(self.args.per_device_train_batch_size).collect();
         let total_tokens: usize = rows.iter().map(|r| r.completion_ids.len()).sum();
-        let aggregation = match self.settings.loss.aggregation {
-            Aggregation::Dapo { .. } => Aggregation::Dapo {
+        let settings = &self.settings;
+        let aggregation = match settings.loss_type {
+            GrpoLoss::Grpo => Aggregation::Grpo,
+            GrpoLoss::Bnpo => Aggregation::Bnpo,
+            GrpoLoss::DrGrpo => Aggregation::DrGrpo {
+                max_completion_length: settings.sampling.max_completion_length,
+            },
+            GrpoLoss::Dapo => Aggregation::Dapo {
                 total_tokens: total_tokens as f64,
             },
-            Aggregation::DrGrpo { .. } => Aggregation::DrGrpo {
-                max_completion_length: self.settings.sampling.max_completion_length,
-            },
-            other => other,
         };
         // DAPO divides by the whole step's tokens already; the others are per micro-batch means.
         let scale = match aggregation {
@@ -252,8 +261,11 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
         let update = GrpoUpdate {
             micro_batches,
             config: GrpoConfig {
+                beta: settings.beta,
+                epsilon_low: settings.epsilon_low,
+                epsilon_high: settings.epsilon_high,
                 aggregation,
-                ..self.settings.loss.clone()
+                bias_corrected_kl: settings.bias_corrected_kl,
             },
             scale,
             temperature: self.settings.sampling.temperature,

@@ -17,7 +17,8 @@ use common::{ids, parity_fixture, parity_prompts, root};
 use serde_json::Value;
 use temper_data::ChatTokenizer;
 use temper_model::load_model;
-use temper_objectives::grpo::{Aggregation, GrpoConfig, RewardScaling};
+use temper_objectives::grpo::RewardScaling;
+use temper_train::config::GrpoLoss;
 use temper_train::grpo::{GrpoSettings, GrpoTrainer, RlInputs};
 use temper_train::rewards::{FnReward, RewardInput, Rewards};
 use temper_train::rollout::Sampling;
@@ -70,13 +71,11 @@ fn run(name: &str) {
     let f = |key: &str| config[key].as_f64().unwrap();
     let u = |key: &str| config[key].as_u64().unwrap() as usize;
     let beta = f("beta");
-    let aggregation = match config["loss_type"].as_str().unwrap() {
-        "grpo" => Aggregation::Grpo,
-        "bnpo" => Aggregation::Bnpo,
-        "dr_grpo" => Aggregation::DrGrpo {
-            max_completion_length: 0,
-        },
-        _ => Aggregation::Dapo { total_tokens: 0.0 },
+    let loss_type = match config["loss_type"].as_str().unwrap() {
+        "grpo" => GrpoLoss::Grpo,
+        "bnpo" => GrpoLoss::Bnpo,
+        "dr_grpo" => GrpoLoss::DrGrpo,
+        _ => GrpoLoss::Dapo,
     };
     let settings = GrpoSettings {
         sampling: Sampling {
@@ -89,13 +88,11 @@ fn run(name: &str) {
             eos_token_ids: vec![2042],
             pad_token_id: 2040,
         },
-        loss: GrpoConfig {
-            beta,
-            epsilon_low: f("epsilon_low"),
-            epsilon_high: f("epsilon_high"),
-            aggregation,
-            bias_corrected_kl: config["use_bias_correction_kl"].as_bool().unwrap(),
-        },
+        beta,
+        epsilon_low: f("epsilon_low"),
+        epsilon_high: f("epsilon_high"),
+        loss_type,
+        bias_corrected_kl: config["use_bias_correction_kl"].as_bool().unwrap(),
         scale_rewards: match config["scale_rewards"].as_str().unwrap() {
             "group" => RewardScaling::Group,
             "batch" => RewardScaling::Batch,

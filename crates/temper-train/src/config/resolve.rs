@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use temper_data::{Format, TokenizeOptions};
 use temper_model::LoraConfig;
-use temper_objectives::grpo::{Aggregation, GrpoConfig};
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_objectives::simpo::SimpoConfig;
 
@@ -236,24 +235,20 @@ fn sampling(values: &KeyValues, num_generations: usize) -> Sampling {
 
 /// GRPO: TRL's `GRPOConfig`.
 fn grpo_settings(values: &KeyValues) -> GrpoSettings {
-    let aggregation = match values.loss_type.as_slice() {
-        [LossType::Grpo(GrpoLoss::Grpo)] => Aggregation::Grpo,
-        [LossType::Grpo(GrpoLoss::Bnpo)] => Aggregation::Bnpo,
-        [LossType::Grpo(GrpoLoss::DrGrpo)] => Aggregation::DrGrpo {
-            max_completion_length: 0,
-        },
+    let loss_type = match values.loss_type.as_slice() {
+        [LossType::Grpo(loss)] => *loss,
         // The checks admit one GRPO loss type only; `dapo` is the default.
-        _ => Aggregation::Dapo { total_tokens: 0.0 },
+        _ => GrpoLoss::Dapo,
     };
     GrpoSettings {
         sampling: sampling(values, values.num_generations),
-        loss: GrpoConfig {
-            beta: values.beta,
-            epsilon_low: values.epsilon,
-            epsilon_high: values.epsilon_high.unwrap_or(values.epsilon),
-            aggregation,
-            bias_corrected_kl: true,
-        },
+        beta: values.beta,
+        epsilon_low: values.epsilon,
+        epsilon_high: values.epsilon_high.unwrap_or(values.epsilon),
+        loss_type,
+        // With one update per round the ratio is 1 and this changes nothing; with more it
+        // keeps the KL estimate unbiased.
+        bias_corrected_kl: true,
         scale_rewards: values.scale_rewards,
         num_iterations: values.num_iterations,
     }

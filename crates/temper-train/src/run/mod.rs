@@ -278,7 +278,7 @@ fn run_grpo<B: AutodiffKernelBackend>(
         device,
         ..
     } = launch;
-    let reference = if grpo.loss.beta != 0.0 {
+    let reference = if grpo.beta != 0.0 {
         Some(rl_reference::<B::InnerBackend>(settings, device)?)
     } else {
         None
