@@ -38,7 +38,7 @@ use temper::objectives::grpo::RewardScaling;
 use temper::train::config::GrpoLoss;
 use temper::train::grpo::{GrpoSettings, GrpoTrainer, Prompts, RlInputs, StepTiming};
 use temper::train::rewards::Rewards;
-use temper::train::rollout::Sampling;
+use temper::train::rollout::{Sampling, Stops};
 use temper::train::{ScheduleKind, TrainingArgs};
 use temper::verifiers::Shaping;
 
@@ -70,15 +70,7 @@ fn prompts(tokenizer: &ChatTokenizer) -> Prompts {
     Prompts::from_examples(examples, &tokenized)
 }
 
-/// Sampling stops at the model's eos ids and pads with the tokenizer's pad, as `temper grpo`
-/// does.
-fn sampling(tokenizer: &ChatTokenizer) -> Sampling {
-    let text = std::fs::read_to_string(Path::new(MODEL).join("config.json")).expect("config.json");
-    let config = ModelConfig::from_json(&text).expect("a valid config.json");
-    let pad = tokenizer
-        .pad_id()
-        .or_else(|| tokenizer.eos_id().ok())
-        .unwrap_or(0);
+fn sampling() -> Sampling {
     Sampling {
         num_generations: NUM_GENERATIONS,
         max_completion_length: MAX_COMPLETION_LENGTH,
@@ -86,10 +78,19 @@ fn sampling(tokenizer: &ChatTokenizer) -> Sampling {
         top_p: None,
         top_k: None,
         repetition_penalty: 1.0,
-        eos_token_ids: Vec::new(),
-        pad_token_id: pad,
     }
-    .with_model_stops(Path::new(MODEL), &config, tokenizer, pad)
+}
+
+/// Completions stop at the model's eos ids and pad with the tokenizer's pad, as `temper grpo`
+/// does.
+fn stops(tokenizer: &ChatTokenizer) -> Stops {
+    let text = std::fs::read_to_string(Path::new(MODEL).join("config.json")).expect("config.json");
+    let config = ModelConfig::from_json(&text).expect("a valid config.json");
+    let pad = tokenizer
+        .pad_id()
+        .or_else(|| tokenizer.eos_id().ok())
+        .unwrap_or(0);
+    Stops::of_model(Path::new(MODEL), &config, tokenizer, pad)
 }
 
 fn settings(sampling: &Sampling, beta: f64) -> GrpoSettings {
@@ -141,6 +142,7 @@ fn trainer(sampling: &Sampling, beta: f64, steps: usize) -> GrpoTrainer<Grad> {
         prompts: prompts(&tokenizer),
         rewards: rewards(),
         reference,
+        stops: stops(&tokenizer),
         tokenizer,
     };
     GrpoTrainer::new(
@@ -198,7 +200,8 @@ fn main() {
     let repeats = arg("--repeats").unwrap_or(1).max(1);
     let device = Default::default();
     let tokenizer = ChatTokenizer::from_dir(Path::new(MODEL), None).expect("the tokenizer loads");
-    let sampling = sampling(&tokenizer);
+    let sampling = sampling();
+    let stops = stops(&tokenizer);
     let prompt_lengths: Vec<usize> = prompts(&tokenizer).ids.iter().map(Vec::len).collect();
 
     println!(
@@ -220,8 +223,8 @@ fn main() {
          (ifeval_old, verification_reward 10); AdamW lr {LEARNING_RATE:e} linear, no warm-up, \
          weight_decay 0, max_grad_norm 1.0, seed {SEED}, no gradient checkpointing",
         BATCH / NUM_GENERATIONS,
-        sampling.eos_token_ids,
-        sampling.pad_token_id
+        stops.eos_token_ids,
+        stops.pad_token_id
     );
     println!(
         "{steps} timed steps after one warm-up step, {repeats} repeat(s); medians over the timed \

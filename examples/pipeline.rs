@@ -22,8 +22,7 @@ use temper::train::heldout::{completion_nll, preference_score};
 use temper::train::progress::Display;
 use temper::train::rewards::Rewards;
 use temper::train::rl::evaluate_policy;
-use temper::train::rollout::Prompts;
-use temper::train::rollout::Sampling;
+use temper::train::rollout::{Prompts, Stops};
 use temper::verifiers::shaping::Shaping;
 
 type B = Flex;
@@ -206,16 +205,10 @@ fn greedy(tokenizer: &ChatTokenizer) -> GenerationConfig {
 /// The share of greedy answers to the held-out prompts that the verifiers their rows name
 /// pass: the `eval_accuracy` a `temper grpo` run logs.
 fn instructions_followed(model: &CausalLm<B>, tokenizer: &ChatTokenizer, prompts: &Prompts) -> f64 {
-    let stops = greedy(tokenizer);
-    let sampling = Sampling {
-        num_generations: 1,
-        max_completion_length: MAX_NEW_TOKENS,
-        temperature: 1.0,
-        top_p: None,
-        top_k: None,
-        repetition_penalty: 1.0,
-        eos_token_ids: stops.eos_token_ids,
-        pad_token_id: stops.pad_token_id,
+    let greedy = greedy(tokenizer);
+    let stops = Stops {
+        eos_token_ids: greedy.eos_token_ids,
+        pad_token_id: greedy.pad_token_id,
     };
     let rewards = Rewards::verifiers(Shaping::default());
     let metrics = evaluate_policy(
@@ -223,9 +216,9 @@ fn instructions_followed(model: &CausalLm<B>, tokenizer: &ChatTokenizer, prompts
         prompts,
         &rewards,
         tokenizer,
-        &sampling,
+        &stops,
+        MAX_NEW_TOKENS,
         prompts.ids.len(),
-        &Default::default(),
     )
     .unwrap_or_else(|e| fail(&e.to_string()));
     metrics

@@ -190,7 +190,7 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
 
         let started = Instant::now();
         let temperature = self.settings.sampling.temperature;
-        let pad = self.settings.sampling.pad_token_id;
+        let pad = self.rounds.stops.pad_token_id;
         let batch = self.args.per_device_train_batch_size;
         let rows: Vec<&Rollout> = rollouts.iter().collect();
         let old = if self.settings.num_iterations > 1 {
@@ -269,7 +269,7 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
             },
             scale,
             temperature: self.settings.sampling.temperature,
-            pad_id: self.settings.sampling.pad_token_id,
+            pad_id: self.rounds.stops.pad_token_id,
             device: self.engine.device().clone(),
         };
         let records: Vec<usize> = round
@@ -518,9 +518,8 @@ impl<B: AutodiffKernelBackend> RlTrainer<B> for GrpoTrainer<B> {
         batch_size: usize,
     ) -> Result<Vec<(String, f64)>, TrainError> {
         let policy = self.model().valid();
-        let device = self.engine.device();
-        let sampling = &self.settings.sampling;
+        let max_completion_length = self.settings.sampling.max_completion_length;
         self.rounds
-            .evaluate(&policy, prompts, sampling, batch_size, device)
+            .evaluate(&policy, prompts, max_completion_length, batch_size)
     }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 use temper_data::ChatTokenizer;
@@ -14,7 +14,7 @@ use temper_model::{CausalLm, Decoding, GenerationConfig, generate};
 
 use crate::checkpoint::CheckpointError;
 use crate::rewards::{RewardBatch, RewardInput, Rewards};
-use crate::rollout::{Prompts, Rollout, RoundPlan, Sampling, StepTiming};
+use crate::rollout::{Prompts, Rollout, RoundPlan, Sampling, StepTiming, Stops};
 use crate::trainer::{StepLog, TrainError, Trainer};
 
 /// An RL trainer: what the run loop needs of it beside [`Trainer`].
@@ -59,6 +59,7 @@ pub(crate) trait RoundSteps<B: AutodiffKernelBackend>: Trainer<B> {
                 &self.model().valid(),
                 &self.rounds().prompts,
                 self.sampling(),
+                &self.rounds().stops,
                 self.engine().device(),
             );
             timing = sampled;
@@ -88,6 +89,8 @@ pub struct RlInputs<B: Backend> {
     /// The reference model of the KL term (the initial policy, as TRL's `ref_model`).
     pub reference: Option<CausalLm<B>>,
     pub tokenizer: ChatTokenizer,
+    /// Where the policy's completions stop.
+    pub stops: Stops,
 }
 
 impl<B: Backend> RlInputs<B> {
@@ -107,6 +110,7 @@ impl<B: Backend> RlInputs<B> {
             rewards,
             reference,
             tokenizer,
+            stops,
         } = self;
         if prompts.rows.is_empty() || prompts.rows.len() != prompts.ids.len() {
             return Err(TrainError::NoData);
@@ -121,6 +125,7 @@ impl<B: Backend> RlInputs<B> {
             prompts,
             rewards,
             tokenizer,
+            stops,
             plan,
         };
         Ok((rounds, reference))
@@ -147,6 +152,7 @@ pub(crate) struct Rounds {
     pub(crate) prompts: Prompts,
     pub(crate) rewards: Rewards,
     pub(crate) tokenizer: ChatTokenizer,
+    pub(crate) stops: Stops,
     pub(crate) plan: RoundPlan,
 }
 
@@ -176,24 +182,22 @@ impl Rounds {
             .collect()
     }
 
-    /// [`evaluate_policy`] with this run's rewards and tokenizer.
+    /// [`evaluate_policy`] with this run's rewards, tokenizer and stops.
     pub(crate) fn evaluate<B: KernelBackend>(
         &self,
         policy: &CausalLm<B>,
         prompts: &Prompts,
-        sampling: &Sampling,
+        max_completion_length: usize,
         batch_size: usize,
-        device: &B::Device,
     ) -> Result<Vec<(String, f64)>, TrainError> {
-        let rewards = &self.rewards;
         evaluate_policy(
             policy,
             prompts,
-            rewards,
+            &self.rewards,
             &self.tokenizer,
-            sampling,
+            &self.stops,
+            max_completion_length,
             batch_size,
-            device,
         )
     }
 
@@ -291,25 +295,27 @@ pub fn evaluate_policy<B: KernelBackend>(
     prompts: &Prompts,
     rewards: &Rewards,
     tokenizer: &ChatTokenizer,
-    sampling: &Sampling,
+    stops: &Stops,
+    max_completion_length: usize,
     batch_size: usize,
-    device: &B::Device,
 ) -> Result<Vec<(String, f64)>, TrainError> {
     if prompts.rows.is_empty() {
         return Err(TrainError::NoData);
     }
     let config = GenerationConfig {
-        max_new_tokens: sampling.max_completion_length,
+        max_new_tokens: max_completion_length,
         decoding: Decoding::Greedy,
-        eos_token_ids: sampling.eos_token_ids.clone(),
-        pad_token_id: sampling.pad_token_id,
+        eos_token_ids: stops.eos_token_ids.clone(),
+        pad_token_id: stops.pad_token_id,
         ..GenerationConfig::default()
     };
+    // The model's own device: the evaluation computes where the policy lives.
+    let device = model.devices().into_iter().next().unwrap_or_default();
     let mut rollouts = Vec::with_capacity(prompts.ids.len());
     let indices: Vec<usize> = (0..prompts.ids.len()).collect();
     for chunk in indices.chunks(batch_size.max(1)) {
         let inputs: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts.ids[i].clone()).collect();
-        let generated = generate(model, &inputs, &config, device);
+        let generated = generate(model, &inputs, &config, &device);
         for ((&i, tokens), finished) in chunk
             .iter()
             .zip(generated.tokens)

@@ -112,6 +112,7 @@ impl RoundPlan {
         model: &CausalLm<B>,
         prompts: &Prompts,
         sampling: &Sampling,
+        stops: &Stops,
         device: &B::Device,
     ) -> (Vec<Rollout>, StepTiming) {
         let started = Instant::now();
@@ -121,7 +122,7 @@ impl RoundPlan {
             .map(|i| (i, prompts.ids[i].clone()))
             .collect();
         let seed = step_seed(self.seed, index as u64).wrapping_add(0x5eed);
-        let rollouts = sample(model, &chosen, sampling, seed, device);
+        let rollouts = sample(model, &chosen, sampling, stops, seed, device);
         let timing = StepTiming {
             generation: started.elapsed(),
             completion_tokens: rollouts.iter().map(|r| r.completion_ids.len()).sum(),
@@ -131,7 +132,8 @@ impl RoundPlan {
     }
 }
 
-/// How completions are sampled (TRL's `GRPOConfig` names).
+/// How completions are sampled (TRL's `GRPOConfig` names): the run's settings. Where they stop
+/// is the model's ([`Stops`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sampling {
     /// Completions per prompt (the group of GRPO).
@@ -141,16 +143,21 @@ pub struct Sampling {
     pub top_p: Option<f64>,
     pub top_k: Option<usize>,
     pub repetition_penalty: f64,
+}
+
+/// Where a model's completions stop and how its rows are padded: the model's and tokenizer's
+/// ids, not settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stops {
     /// Generation stops at any of these (the token is kept in the completion).
     pub eos_token_ids: Vec<u32>,
     pub pad_token_id: u32,
 }
 
-impl Sampling {
-    /// These settings stopping where the model's own generation stops — `generation_config.json`'s
-    /// eos ids (else `config.json`'s) plus the tokenizer's eos — and padding with `pad_id`.
-    pub fn with_model_stops(
-        self,
+impl Stops {
+    /// Where the model's own generation stops — `generation_config.json`'s eos ids (else
+    /// `config.json`'s) plus the tokenizer's eos — with rows padded by `pad_id`.
+    pub fn of_model(
         model_dir: &std::path::Path,
         config: &temper_model::ModelConfig,
         tokenizer: &temper_data::ChatTokenizer,
@@ -165,7 +172,6 @@ impl Sampling {
         Self {
             eos_token_ids: eos,
             pad_token_id: pad_id,
-            ..self
         }
     }
 }
@@ -221,6 +227,7 @@ pub fn sample<B: KernelBackend>(
     model: &CausalLm<B>,
     prompts: &[(usize, Vec<u32>)],
     sampling: &Sampling,
+    stops: &Stops,
     seed: u64,
     device: &B::Device,
 ) -> Vec<Rollout> {
@@ -237,8 +244,8 @@ pub fn sample<B: KernelBackend>(
             top_p: sampling.top_p,
         },
         repetition_penalty: sampling.repetition_penalty,
-        eos_token_ids: sampling.eos_token_ids.clone(),
-        pad_token_id: sampling.pad_token_id,
+        eos_token_ids: stops.eos_token_ids.clone(),
+        pad_token_id: stops.pad_token_id,
         seed,
         use_cache: true,
     };

@@ -21,7 +21,7 @@ use temper_objectives::grpo::RewardScaling;
 use temper_train::config::GrpoLoss;
 use temper_train::grpo::{GrpoSettings, GrpoTrainer, RlInputs};
 use temper_train::rewards::{FnReward, RewardInput, Rewards};
-use temper_train::rollout::Sampling;
+use temper_train::rollout::{Sampling, Stops};
 use temper_train::{ScheduleKind, TrainingArgs};
 
 type Ad = Autodiff<Flex>;
@@ -85,8 +85,6 @@ fn run(name: &str) {
             top_p: None,
             top_k: None,
             repetition_penalty: 1.0,
-            eos_token_ids: vec![2042],
-            pad_token_id: 2040,
         },
         beta,
         epsilon_low: f("epsilon_low"),
@@ -119,6 +117,10 @@ fn run(name: &str) {
         rewards,
         reference,
         tokenizer,
+        stops: Stops {
+            eos_token_ids: vec![2042],
+            pad_token_id: 2040,
+        },
     };
     let mut trainer = GrpoTrainer::<Ad>::new(model, settings, args, inputs, device).unwrap();
 

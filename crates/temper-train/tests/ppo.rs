@@ -18,7 +18,7 @@ use temper_train::checkpoint::{TrainerState, Weights, save_checkpoint};
 use temper_train::grpo::{Prompts, RlInputs};
 use temper_train::ppo::{KlEstimator, PpoSettings, PpoTrainer};
 use temper_train::rewards::{FnReward, RewardInput, Rewards};
-use temper_train::rollout::Sampling;
+use temper_train::rollout::{Sampling, Stops};
 use temper_train::{ScheduleKind, StepLog, TrainingArgs};
 
 type Ad = Autodiff<Flex>;
@@ -40,8 +40,6 @@ fn settings(max_completion_length: usize) -> PpoSettings {
             top_p: None,
             top_k: None,
             repetition_penalty: 1.0,
-            eos_token_ids: vec![EOS],
-            pad_token_id: PAD,
         },
         num_ppo_epochs: 1,
         num_mini_batches: 1,
@@ -96,6 +94,10 @@ fn trainer(
         rewards,
         reference: Some(reference),
         tokenizer,
+        stops: Stops {
+            eos_token_ids: vec![EOS],
+            pad_token_id: PAD,
+        },
     };
     PpoTrainer::new(policy, value_model(), settings, args, inputs, device)
         .unwrap()

@@ -227,9 +227,6 @@ fn sampling(values: &KeyValues, num_generations: usize) -> Sampling {
         top_p: Some(values.top_p).filter(|p| *p < 1.0),
         top_k: Some(values.top_k).filter(|k| *k > 0),
         repetition_penalty: values.repetition_penalty,
-        // The tokenizer's, set when the run starts.
-        eos_token_ids: Vec::new(),
-        pad_token_id: 0,
     }
 }
 

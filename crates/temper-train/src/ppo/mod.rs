@@ -260,7 +260,7 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         let started = Instant::now();
         let device = self.engine.device().clone();
         let temperature = self.settings.sampling.temperature;
-        let pad = self.settings.sampling.pad_token_id;
+        let pad = self.rounds.stops.pad_token_id;
         let batch = self.args.per_device_train_batch_size;
         let rows: Vec<&Rollout> = rollouts.iter().collect();
         let policy = self.model().valid();
@@ -332,7 +332,7 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         timing.training += started.elapsed();
 
         let mean_score = scores.iter().sum::<f64>() / n as f64;
-        let eos = &self.settings.sampling.eos_token_ids;
+        let eos = &self.rounds.stops.eos_token_ids;
         let eos_tokens = rollouts
             .iter()
             .flat_map(|r| &r.completion_ids)
@@ -410,6 +410,7 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
             scale: 1.0 / micro_batches.len().max(1) as f64,
             micro_batches,
             settings: &self.settings,
+            pad_id: self.rounds.stops.pad_token_id,
             device: self.engine.device().clone(),
         };
         let log = self.engine.update(&update, records)?;
@@ -463,7 +464,7 @@ impl<B: AutodiffKernelBackend> Trainer<B> for PpoTrainer<B> {
         let state = self.engine.load_state(dir)?;
         let (value_model, value_optimizer) = load_value_state::<B>(
             dir,
-            Some(self.settings.sampling.pad_token_id),
+            Some(self.rounds.stops.pad_token_id),
             self.engine.device(),
         )?;
         self.engine.restore(1, value_model, value_optimizer);
@@ -529,9 +530,8 @@ impl<B: AutodiffKernelBackend> RlTrainer<B> for PpoTrainer<B> {
         batch_size: usize,
     ) -> Result<Vec<(String, f64)>, TrainError> {
         let policy = self.model().valid();
-        let device = self.engine.device();
-        let sampling = &self.settings.sampling;
+        let max_completion_length = self.settings.sampling.max_completion_length;
         self.rounds
-            .evaluate(&policy, prompts, sampling, batch_size, device)
+            .evaluate(&policy, prompts, max_completion_length, batch_size)
     }
 }

@@ -20,6 +20,7 @@ pub(super) struct PpoUpdate<'a, B: AutodiffKernelBackend> {
     pub settings: &'a PpoSettings,
     /// Each micro-batch's losses are means: each counts 1/n of the update.
     pub scale: f64,
+    pub pad_id: u32,
     pub device: B::Device,
 }
 
@@ -41,8 +42,7 @@ impl<B: AutodiffKernelBackend> MicroBatchLoss<B> for PpoUpdate<'_, B> {
     fn batch(&self, index: usize) -> (Self::Batch, ModelInputs<B>) {
         let micro = self.micro_batches[index];
         let rows: Vec<&Rollout> = micro.iter().map(|r| &r.rollout).collect();
-        let batch =
-            CompletionBatch::<B>::new(&rows, self.settings.sampling.pad_token_id, &self.device);
+        let batch = CompletionBatch::<B>::new(&rows, self.pad_id, &self.device);
         let per_token = |pick: fn(&PpoRollout) -> &[f32]| {
             let values: Vec<&[f32]> = micro.iter().map(|&r| pick(r)).collect();
             batch.per_token(&values, &self.device)

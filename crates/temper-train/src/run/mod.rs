@@ -29,11 +29,11 @@ use crate::ppo::{PpoSettings, PpoTrainer};
 use crate::progress::Display;
 use crate::reference::CacheError;
 use crate::rl::{RlInputs, RlTrainer};
-use crate::rollout::{Prompts, Sampling};
+use crate::rollout::{Prompts, Stops};
 use crate::trainer::{StepLog, TrainError, Trainer};
 use data::{LoadedData, RlData, load_files, rl_data};
 use models::{
-    initial_model, model_error, objective_references, rl_reference, value_model, with_stops,
+    initial_model, model_error, model_stops, objective_references, rl_reference, value_model,
 };
 use output_dir::{prepare_output_dir, prepare_resume};
 use steps::drive;
@@ -267,11 +267,7 @@ fn run_grpo<B: AutodiffKernelBackend>(
     tokenizer: ChatTokenizer,
     report: &mut RunReport,
 ) -> Result<(), RunError> {
-    let (sampling, data) = rl_setup(&launch, &grpo.sampling, &tokenizer, report)?;
-    let grpo = GrpoSettings {
-        sampling,
-        ..grpo.clone()
-    };
+    let (stops, data) = rl_setup(&launch, &tokenizer, report)?;
     let Launch {
         settings,
         pad_id,
@@ -289,8 +285,15 @@ fn run_grpo<B: AutodiffKernelBackend>(
         rewards: data.rewards,
         reference,
         tokenizer,
+        stops,
     };
-    let mut trainer = GrpoTrainer::new(model, grpo, settings.args.clone(), inputs, device.clone())?;
+    let mut trainer = GrpoTrainer::new(
+        model,
+        grpo.clone(),
+        settings.args.clone(),
+        inputs,
+        device.clone(),
+    )?;
     drive_rl(
         &mut trainer,
         &launch,
@@ -308,11 +311,7 @@ fn run_ppo<B: AutodiffKernelBackend>(
     tokenizer: ChatTokenizer,
     report: &mut RunReport,
 ) -> Result<(), RunError> {
-    let (sampling, data) = rl_setup(&launch, &ppo.sampling, &tokenizer, report)?;
-    let ppo = PpoSettings {
-        sampling,
-        ..ppo.clone()
-    };
+    let (stops, data) = rl_setup(&launch, &tokenizer, report)?;
     let Launch {
         settings,
         pad_id,
@@ -327,11 +326,12 @@ fn run_ppo<B: AutodiffKernelBackend>(
         rewards: data.rewards,
         reference: Some(reference),
         tokenizer,
+        stops,
     };
     let mut trainer = PpoTrainer::new(
         model,
         value_model,
-        ppo,
+        ppo.clone(),
         settings.args.clone(),
         inputs,
         device.clone(),
@@ -346,21 +346,20 @@ fn run_ppo<B: AutodiffKernelBackend>(
     )
 }
 
-/// What an RL run starts from: `sampling` stopping and padding as the model does, and the
-/// prompts with their reward sources.
+/// What an RL run starts from: where the model stops its completions, and the prompts with
+/// their reward sources.
 fn rl_setup<B: AutodiffKernelBackend>(
     launch: &Launch<'_, B>,
-    sampling: &Sampling,
     tokenizer: &ChatTokenizer,
     report: &mut RunReport,
-) -> Result<(Sampling, RlData), RunError> {
+) -> Result<(Stops, RlData), RunError> {
     let Launch {
         settings,
         pad_id,
         device,
         ..
     } = *launch;
-    let sampling = with_stops(sampling, &settings.model, tokenizer, pad_id)?;
+    let stops = model_stops(&settings.model, tokenizer, pad_id)?;
     let data = rl_data::<B::InnerBackend>(
         settings,
         &launch.train,
@@ -369,7 +368,7 @@ fn rl_setup<B: AutodiffKernelBackend>(
         device,
         report,
     )?;
-    Ok((sampling, data))
+    Ok((stops, data))
 }
 
 /// The step loop of an RL trainer, evaluated on the held-out prompts when there are some.

@@ -21,7 +21,7 @@ use crate::objective::Objective;
 use crate::progress::{Display, Progress};
 use crate::reference::{Reference, ReferenceCache, cache_key, reference_scores};
 use crate::rewards::{RewardModel, Rewards};
-use crate::rollout::Sampling;
+use crate::rollout::Stops;
 
 pub(super) fn model_error(dir: &Path, error: impl std::fmt::Display) -> RunError {
     RunError::Model(format!("{}: {error}", dir.display()))
@@ -145,19 +145,16 @@ pub(super) fn reward_sources<B: KernelBackend>(
     Ok(rewards)
 }
 
-/// `sampling` stopping and padding as the run's model does.
-pub(super) fn with_stops(
-    sampling: &Sampling,
+/// Where the run's model stops its completions, and its padding.
+pub(super) fn model_stops(
     model_dir: &Path,
     tokenizer: &ChatTokenizer,
     pad_id: u32,
-) -> Result<Sampling, RunError> {
+) -> Result<Stops, RunError> {
     let config = std::fs::read_to_string(model_dir.join("config.json"))
         .map_err(|e| model_error(model_dir, e))
         .and_then(|text| ModelConfig::from_json(&text).map_err(|e| model_error(model_dir, e)))?;
-    Ok(sampling
-        .clone()
-        .with_model_stops(model_dir, &config, tokenizer, pad_id))
+    Ok(Stops::of_model(model_dir, &config, tokenizer, pad_id))
 }
 
 /// The reference model of an RL run with a KL term: `ref_model`, else the initial policy (the
