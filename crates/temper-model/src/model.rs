@@ -305,6 +305,11 @@ impl<'a, B: KernelBackend> HeadInput<'a, B> {
         }
     }
 
+    /// A score model's `pad_token_id` (see [`ScoreHead::pad_token_id`]); `None` for a causal LM.
+    pub fn score_pad_token_id(&self) -> Option<u32> {
+        self.model.score.as_ref().and_then(|head| head.pad_token_id)
+    }
+
     /// The head's outputs `[batch, seq, vocab]` (a score model's `[batch, seq, num_labels]`),
     /// materialised.
     pub fn logits(&self) -> Tensor<B, 3> {

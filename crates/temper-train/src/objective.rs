@@ -54,14 +54,12 @@ pub enum Objective {
     /// A reward model (TRL's `RewardTrainer`): the Bradley–Terry loss `−log σ(r_c − r_r)`, mean
     /// over pairs, on the score of each chosen and rejected sequence at its last token, plus
     /// `center_rewards_coefficient · mean((r_c + r_r)²)` when set (TRL suggests 0.01). The model
-    /// has a score head with one label (`temper_model::load_reward_model`). Metrics: TRL's
-    /// `accuracy`, `margin`, `min_reward`, `mean_reward`, `max_reward`.
+    /// has a score head with one label (`temper_model::load_reward_model`); a row's reward is
+    /// read where its score head's `pad_token_id` says, as transformers reads it
+    /// (`temper_model::last_token_indices`). Metrics: TRL's `accuracy`, `margin`,
+    /// `min_reward`, `mean_reward`, `max_reward`.
     Reward {
         center_rewards_coefficient: Option<f64>,
-        /// The model's `pad_token_id`: a row's reward is read at its last attended token whose
-        /// id is not this one, as transformers reads it (`temper_model::last_token_indices`);
-        /// TRL pads with it and sets it on the model. `None`: the last attended token.
-        pad_token_id: Option<u32>,
     },
 }
 
@@ -118,14 +116,13 @@ impl Objective {
     ) -> Result<LossOutput<B>, ObjectiveError> {
         if let Objective::Reward {
             center_rewards_coefficient,
-            pad_token_id,
         } = self
         {
             return reward_loss(
                 head.logits(),
                 batch,
                 *center_rewards_coefficient,
-                *pad_token_id,
+                head.score_pad_token_id(),
             );
         }
         // Position t scores token t + 1.

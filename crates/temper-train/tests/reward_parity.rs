@@ -62,7 +62,6 @@ fn worst_difference(run: &Value) -> ((f64, String), f64) {
     assert_eq!(config.pad_token_id, Some(pad));
     let objective = Objective::Reward {
         center_rewards_coefficient: run["args"]["center_rewards_coefficient"].as_f64(),
-        pad_token_id: config.pad_token_id,
     };
     objective.check_model(&model).unwrap();
     let args = common::trl_parity_args();
@@ -149,7 +148,6 @@ fn the_objective_refuses_a_model_with_the_wrong_head() {
     let device = Default::default();
     let reward = Objective::Reward {
         center_rewards_coefficient: None,
-        pad_token_id: None,
     };
     let (_, lm) = load_model::<Ad>(&root().join("fixtures/models/train/policy"), &device).unwrap();
     assert!(reward.check_model(&lm).is_err());

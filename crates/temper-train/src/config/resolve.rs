@@ -137,8 +137,6 @@ impl TrainConfig {
             }),
             TrainerKind::Reward => Method::Objective(Objective::Reward {
                 center_rewards_coefficient: values.center_rewards_coefficient,
-                // The tokenizer's, set when the run starts.
-                pad_token_id: None,
             }),
         };
         let reference_cache_dir = values

@@ -225,13 +225,9 @@ fn run_objective<B: AutodiffKernelBackend>(
         objective_references::<B>(objective, settings, &train, eval.as_ref(), display, device)?;
     report.reference = references.origin;
     let model = initial_model::<B>(settings, pad_id, device)?;
-    let mut objective = objective.clone();
-    if let Objective::Reward { pad_token_id, .. } = &mut objective {
-        *pad_token_id = Some(pad_id);
-    }
     let mut trainer = OfflineTrainer::new(
         model,
-        objective,
+        objective.clone(),
         settings.args.clone(),
         train.examples,
         references.train,
