@@ -32,7 +32,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use temper::data::dataset;
 use temper::data::tokenize::tokenize;
-use temper::data::{ChatTokenizer, TokenizeOptions, Tokenized, TokenizedSet};
+use temper::data::{ChatTokenizer, Examples, TokenizeOptions, Tokenized, TokenizedSet};
 use temper::model::{ModelConfig, load_model};
 use temper::objectives::grpo::RewardScaling;
 use temper::train::config::GrpoLoss;
@@ -57,17 +57,20 @@ const SEED: u64 = 42;
 /// The first `PROMPTS` rows of the data file with their prompts in the model's chat template.
 fn prompts(tokenizer: &ChatTokenizer) -> Prompts {
     let data = dataset::load(Path::new(DATA), None, false).expect("the RLVR fixture loads");
-    let examples = &data.examples[..PROMPTS.min(data.examples.len())];
-    let tokenized: Vec<Tokenized> = examples
+    let Examples::Rlvr(mut rows) = data.examples else {
+        panic!("{DATA} holds RLVR rows");
+    };
+    rows.truncate(PROMPTS);
+    let tokenized: Vec<Tokenized> = rows
         .iter()
-        .map(|example| {
-            tokenize(tokenizer, example, &TokenizeOptions::default())
+        .map(|row| {
+            tokenize(tokenizer, row, &TokenizeOptions::default())
                 .expect("the fixture rows tokenise")
                 .tokenized
         })
         .collect();
     let tokenized = TokenizedSet::new(tokenized).expect("the rows are all prompts");
-    Prompts::from_examples(examples, &tokenized)
+    Prompts::from_examples(&Examples::Rlvr(rows), &tokenized)
 }
 
 fn sampling() -> Sampling {

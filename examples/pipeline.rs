@@ -15,7 +15,9 @@ use std::time::Instant;
 
 use burn::backend::{Autodiff, Flex};
 use temper::data::tokenize::tokenize;
-use temper::data::{ChatTokenizer, Example, Preference, Role, TokenizeOptions, Tokenized, dataset};
+use temper::data::{
+    ChatTokenizer, Examples, Preference, Role, TokenizeOptions, TokenizedSet, dataset,
+};
 use temper::model::{CausalLm, GenerationConfig, generate, load_model};
 use temper::train::config::{TrainConfig, TrainerKind, read_config_file};
 use temper::train::heldout::{completion_nll, preference_score};
@@ -83,17 +85,18 @@ fn fail(message: &str) -> ! {
 }
 
 /// A file's examples tokenised with the base model's tokenizer.
-fn tokenized(tokenizer: &ChatTokenizer, path: &str) -> (Vec<Example>, Vec<Tokenized>) {
+fn tokenized(tokenizer: &ChatTokenizer, path: &str) -> (Examples, TokenizedSet) {
     let data = dataset::load(Path::new(path), None, false).unwrap_or_else(|e| fail(&e.to_string()));
     let tokenized = data
         .examples
         .iter()
         .map(|e| {
-            tokenize(tokenizer, e, &TokenizeOptions::default())
+            tokenize(tokenizer, &e, &TokenizeOptions::default())
                 .unwrap_or_else(|e| fail(&e.to_string()))
                 .tokenized
         })
         .collect();
+    let tokenized = TokenizedSet::new(tokenized).unwrap_or_else(|e| fail(&e.to_string()));
     (data.examples, tokenized)
 }
 
@@ -101,22 +104,14 @@ fn print_table(models: &[(&str, PathBuf)]) {
     let device = Default::default();
     let tokenizer =
         ChatTokenizer::from_dir(Path::new(BASE), None).unwrap_or_else(|e| fail(&e.to_string()));
-    let (_, sequences) = tokenized(&tokenizer, SFT_EVAL);
-    let sequences: Vec<_> = sequences
-        .into_iter()
-        .filter_map(|t| match t {
-            Tokenized::Sequence(s) => Some(s),
-            _ => None,
-        })
-        .collect();
-    let (pair_examples, pairs) = tokenized(&tokenizer, PAIRS_EVAL);
-    let pairs: Vec<_> = pairs
-        .into_iter()
-        .filter_map(|t| match t {
-            Tokenized::Pair(p) => Some(p),
-            _ => None,
-        })
-        .collect();
+    let (_, TokenizedSet::Sequences(sequences)) = tokenized(&tokenizer, SFT_EVAL) else {
+        fail(&format!("{SFT_EVAL}: not SFT data"))
+    };
+    let (Examples::Preference(pair_examples), TokenizedSet::Pairs(pairs)) =
+        tokenized(&tokenizer, PAIRS_EVAL)
+    else {
+        fail(&format!("{PAIRS_EVAL}: not preference data"))
+    };
 
     println!();
     println!(
@@ -126,16 +121,7 @@ fn print_table(models: &[(&str, PathBuf)]) {
     );
     println!();
     let (prompt_examples, prompts) = tokenized(&tokenizer, PROMPTS_EVAL);
-    let mut heldout = Prompts {
-        rows: Vec::new(),
-        ids: Vec::new(),
-    };
-    for (example, tokenized) in prompt_examples.into_iter().zip(prompts) {
-        if let (Example::Rlvr(row), Tokenized::Prompt(prompt)) = (example, tokenized) {
-            heldout.rows.push(row);
-            heldout.ids.push(prompt.prompt_ids);
-        }
-    }
+    let heldout = Prompts::from_examples(&prompt_examples, &prompts);
     let rows = &heldout.rows;
     println!(
         "Instructions followed: greedy answers to {} held-out prompts ({PROMPTS_EVAL}), checked by \
@@ -166,7 +152,7 @@ fn print_table(models: &[(&str, PathBuf)]) {
     println!("Greedy samples on held-out prompts:");
     for (example, pair) in pair_examples.iter().zip(&pairs).take(SAMPLE_PROMPTS) {
         let prompt_text = match example {
-            Example::Preference(Preference::Chat { prompt, .. }) => prompt
+            Preference::Chat { prompt, .. } => prompt
                 .iter()
                 .filter(|m| m.role == Role::User)
                 .map(|m| m.content.as_str())

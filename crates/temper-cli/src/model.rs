@@ -179,7 +179,7 @@ fn score_on<B: KernelBackend>(args: ScoreArgs) -> Outcome {
     let mut shapes = Vec::new();
     for (index, example) in data.examples.iter().enumerate() {
         let first = sequences.len();
-        match tokenize(&tokenizer, example, &TokenizeOptions::default()).map(|o| o.tokenized) {
+        match tokenize(&tokenizer, &example, &TokenizeOptions::default()).map(|o| o.tokenized) {
             Ok(Tokenized::Sequence(sequence)) => {
                 sequences.push(ScoredSequence {
                     ids: sequence.input_ids,

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use crate::error::{DataError, FieldError, RecordError, RecordLocation};
 use crate::formats::{Format, detect};
 use crate::reader::{RawRecord, read_records};
-use crate::types::{DataKind, Example};
+use crate::types::{DataKind, Example, Examples};
 
 /// Records handed to the parser at a time: large enough to keep every core busy, small
 /// enough that memory stays flat.
@@ -110,7 +110,7 @@ fn parse_chunk(format: Option<Format>, records: Vec<RawRecord>) -> Vec<ParsedRec
 pub struct Dataset {
     pub format: Option<ResolvedFormat>,
     pub records: u64,
-    pub examples: Vec<Example>,
+    pub examples: Examples,
     /// The record index each example came from (a labelled record can give several).
     pub record_of_example: Vec<u64>,
     /// Records skipped as invalid (only with `skip_invalid`).
@@ -126,10 +126,11 @@ impl Dataset {
 /// Loads every example of `path`. Invalid records fail the load, reporting all of them,
 /// unless `skip_invalid`, which drops and counts them.
 pub fn load(path: &Path, format: Option<Format>, skip_invalid: bool) -> Result<Dataset, DataError> {
+    let mut examples = Vec::new();
     let mut dataset = Dataset {
         format: None,
         records: 0,
-        examples: Vec::new(),
+        examples: Examples::empty(DataKind::Sft),
         record_of_example: Vec::new(),
         skipped: Vec::new(),
     };
@@ -137,11 +138,12 @@ pub fn load(path: &Path, format: Option<Format>, skip_invalid: bool) -> Result<D
         for parsed in chunk {
             dataset.records += 1;
             match parsed.examples {
-                Ok(examples) => {
-                    dataset
-                        .record_of_example
-                        .extend(std::iter::repeat_n(parsed.location.record, examples.len()));
-                    dataset.examples.extend(examples);
+                Ok(parsed_examples) => {
+                    dataset.record_of_example.extend(std::iter::repeat_n(
+                        parsed.location.record,
+                        parsed_examples.len(),
+                    ));
+                    examples.extend(parsed_examples);
                 }
                 Err(error) => dataset.skipped.push(error),
             }
@@ -153,5 +155,15 @@ pub fn load(path: &Path, format: Option<Format>, skip_invalid: bool) -> Result<D
             errors: std::mem::take(&mut dataset.skipped),
         });
     }
+    // One format per file, and each format's parser makes examples of its kind.
+    let kind = dataset.kind().unwrap_or(DataKind::Sft);
+    let mut typed = Examples::empty(kind);
+    if let Err(mixed) = typed.extend(examples) {
+        return Err(DataError::Detection {
+            path: path.to_path_buf(),
+            message: format!("{mixed} (a file of {} data)", kind.as_str()),
+        });
+    }
+    dataset.examples = typed;
     Ok(dataset)
 }

@@ -18,8 +18,9 @@
 //!
 //! let data = dataset::load(Path::new("pairs.jsonl"), None, false)?; // format auto-detected
 //! let tokenizer = ChatTokenizer::from_dir(Path::new("tokenizer/"), None)?;
-//! for outcome in tokenize::tokenize_all(&tokenizer, &data.examples, &TokenizeOptions::default()) {
-//!     println!("{:?}", outcome?.tokenized);
+//! for example in data.examples.iter() {
+//!     let outcome = tokenize::tokenize(&tokenizer, &example, &TokenizeOptions::default())?;
+//!     println!("{:?}", outcome.tokenized);
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -42,8 +43,9 @@ pub mod types;
 pub use error::{DataError, FieldError, RecordError, RecordLocation};
 pub use formats::{DetectError, Format, FormatChoice};
 pub use template::{BuiltinTemplate, ChatTemplate, TemplateError};
-pub use tokenize::{
-    LossMask, MixedKinds, TokenizeOptions, Tokenized, TokenizedSet, TruncationSide,
-};
+pub use tokenize::{LossMask, TokenizeOptions, Tokenized, TokenizedSet, TruncationSide};
 pub use tokenizer::{ChatTokenizer, TokenizerError};
-pub use types::{DataKind, Example, Message, Preference, RlvrPrompt, Role, SftExample, Turns};
+pub use types::{
+    AsExample, DataKind, Example, ExampleRef, Examples, Message, MixedKinds, Preference,
+    RlvrPrompt, Role, SftExample, Turns,
+};

@@ -16,7 +16,9 @@ use serde_json::Value;
 use crate::error::FieldError;
 use crate::pieces::PieceMemo;
 use crate::tokenizer::{ChatTokenizer, TokenizerError};
-use crate::types::{Example, Message, Preference, Role, SftExample, Turns};
+use crate::types::{
+    AsExample, ExampleRef, Message, MixedKinds, Preference, Role, SftExample, Turns,
+};
 
 /// Which tokens of an SFT example are trained. Preference completions are always the answers.
 /// Named in kebab-case (`all-assistant`); the snake-case spelling of config files is taken too.
@@ -133,13 +135,6 @@ pub enum TokenizedSet {
     Prompts(Vec<TokenizedPrompt>),
 }
 
-/// Examples of two kinds in one set: the index of the first one unlike the first example.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("example {index} is not of the kind of the first example")]
-pub struct MixedKinds {
-    pub index: usize,
-}
-
 impl TokenizedSet {
     /// The examples as one set (an empty list is an empty set of sequences).
     pub fn new(examples: Vec<Tokenized>) -> Result<Self, MixedKinds> {
@@ -237,14 +232,14 @@ const ALWAYS_TOKENIZED_BYTES: usize = 1 << 20;
 /// before.
 fn check_size(
     tokenizer: &ChatTokenizer,
-    example: &Example,
+    example: ExampleRef<'_>,
     options: &TokenizeOptions,
 ) -> Result<(), TokenizeError> {
     let (kept, option) = match example {
-        Example::Sft(_) => (options.max_length, "max_length"),
+        ExampleRef::Sft(_) => (options.max_length, "max_length"),
         // Prompt, chosen and rejected: each may keep up to max_length tokens.
-        Example::Preference(_) => (options.max_length.map(|l| 3 * l), "max_length"),
-        Example::Rlvr(_) => (options.max_prompt_length, "max_prompt_length"),
+        ExampleRef::Preference(_) => (options.max_length.map(|l| 3 * l), "max_length"),
+        ExampleRef::Rlvr(_) => (options.max_prompt_length, "max_prompt_length"),
     };
     let Some(kept) = kept else {
         return Ok(());
@@ -255,7 +250,7 @@ fn check_size(
         .max(ALWAYS_TOKENIZED_BYTES);
     let mut counter = ByteCount(0);
     // Serialising into a counter allocates nothing; a failure leaves the count as far as it got.
-    let _ = serde_json::to_writer(&mut counter, example);
+    let _ = serde_json::to_writer(&mut counter, &example);
     if counter.0 > limit {
         return Err(TokenizeError::Record(FieldError::new(
             "",
@@ -285,23 +280,24 @@ impl std::io::Write for ByteCount {
 /// Tokenises one example.
 pub fn tokenize(
     tokenizer: &ChatTokenizer,
-    example: &Example,
+    example: &(impl AsExample + ?Sized),
     options: &TokenizeOptions,
 ) -> Result<TokenizeOutcome, TokenizeError> {
+    let example = example.as_example();
     check_size(tokenizer, example, options)?;
     let mut truncation = Truncation::default();
     let tokenized = match example {
-        Example::Sft(sft) => {
+        ExampleRef::Sft(sft) => {
             let mut sequence = sft_sequence(tokenizer, sft, options.loss_mask)?;
             truncation = truncate_sequence(&mut sequence, options);
             Tokenized::Sequence(sequence)
         }
-        Example::Preference(preference) => {
+        ExampleRef::Preference(preference) => {
             let mut pair = preference_pair(tokenizer, preference)?;
             truncation = truncate_pair(&mut pair, options);
             Tokenized::Pair(pair)
         }
-        Example::Rlvr(rlvr) => {
+        ExampleRef::Rlvr(rlvr) => {
             let mut prompt_ids = match &rlvr.prompt {
                 // TRL's GRPO tokenises plain prompts without special tokens.
                 Turns::Text(text) => tokenizer.encode(text, false)?,
@@ -328,9 +324,9 @@ pub fn tokenize(
 }
 
 /// Tokenises many examples in parallel; results keep the input order.
-pub fn tokenize_all(
+pub fn tokenize_all<E: AsExample>(
     tokenizer: &ChatTokenizer,
-    examples: &[Example],
+    examples: &[E],
     options: &TokenizeOptions,
 ) -> Vec<Result<TokenizeOutcome, TokenizeError>> {
     examples

@@ -191,10 +191,162 @@ pub enum Example {
 
 impl Example {
     pub fn kind(&self) -> DataKind {
+        self.as_example().kind()
+    }
+}
+
+/// One example, borrowed: what tokenising reads.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ExampleRef<'a> {
+    Sft(&'a SftExample),
+    Preference(&'a Preference),
+    Rlvr(&'a RlvrPrompt),
+}
+
+impl ExampleRef<'_> {
+    pub fn kind(self) -> DataKind {
         match self {
-            Example::Sft(_) => DataKind::Sft,
-            Example::Preference(_) => DataKind::Preference,
-            Example::Rlvr(_) => DataKind::Rlvr,
+            ExampleRef::Sft(_) => DataKind::Sft,
+            ExampleRef::Preference(_) => DataKind::Preference,
+            ExampleRef::Rlvr(_) => DataKind::Rlvr,
         }
+    }
+
+    pub fn to_owned(self) -> Example {
+        match self {
+            ExampleRef::Sft(sft) => Example::Sft(sft.clone()),
+            ExampleRef::Preference(pair) => Example::Preference(pair.clone()),
+            ExampleRef::Rlvr(prompt) => Example::Rlvr(prompt.clone()),
+        }
+    }
+}
+
+/// Anything that is one example: an [`Example`], an example of one kind, or an [`ExampleRef`].
+pub trait AsExample: Sync {
+    fn as_example(&self) -> ExampleRef<'_>;
+}
+
+impl AsExample for Example {
+    fn as_example(&self) -> ExampleRef<'_> {
+        match self {
+            Example::Sft(sft) => ExampleRef::Sft(sft),
+            Example::Preference(pair) => ExampleRef::Preference(pair),
+            Example::Rlvr(prompt) => ExampleRef::Rlvr(prompt),
+        }
+    }
+}
+
+impl AsExample for ExampleRef<'_> {
+    fn as_example(&self) -> ExampleRef<'_> {
+        *self
+    }
+}
+
+impl AsExample for SftExample {
+    fn as_example(&self) -> ExampleRef<'_> {
+        ExampleRef::Sft(self)
+    }
+}
+
+impl AsExample for Preference {
+    fn as_example(&self) -> ExampleRef<'_> {
+        ExampleRef::Preference(self)
+    }
+}
+
+impl AsExample for RlvrPrompt {
+    fn as_example(&self) -> ExampleRef<'_> {
+        ExampleRef::Rlvr(self)
+    }
+}
+
+/// Examples all of one kind (a file has one format, a format one kind): SFT examples,
+/// preference pairs or RLVR prompts, so that what reads them needs no check per example.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Examples {
+    Sft(Vec<SftExample>),
+    Preference(Vec<Preference>),
+    Rlvr(Vec<RlvrPrompt>),
+}
+
+/// Examples of two kinds in one set: the index of the first one unlike the first example.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("example {index} is not of the kind of the first example")]
+pub struct MixedKinds {
+    pub index: usize,
+}
+
+impl Examples {
+    /// No examples, of `kind`.
+    pub fn empty(kind: DataKind) -> Self {
+        match kind {
+            DataKind::Sft => Examples::Sft(Vec::new()),
+            DataKind::Preference => Examples::Preference(Vec::new()),
+            DataKind::Rlvr => Examples::Rlvr(Vec::new()),
+        }
+    }
+
+    /// The examples as one set; an empty list is an empty set of SFT examples.
+    pub fn new(examples: Vec<Example>) -> Result<Self, MixedKinds> {
+        let kind = examples.first().map_or(DataKind::Sft, Example::kind);
+        let mut set = Self::empty(kind);
+        set.extend(examples)?;
+        Ok(set)
+    }
+
+    /// Adds `examples` at the end; the index in the error counts from this set's start.
+    pub fn extend(
+        &mut self,
+        examples: impl IntoIterator<Item = Example>,
+    ) -> Result<(), MixedKinds> {
+        let start = self.len();
+        for (offset, example) in examples.into_iter().enumerate() {
+            match (&mut *self, example) {
+                (Examples::Sft(all), Example::Sft(one)) => all.push(one),
+                (Examples::Preference(all), Example::Preference(one)) => all.push(one),
+                (Examples::Rlvr(all), Example::Rlvr(one)) => all.push(one),
+                _ => {
+                    return Err(MixedKinds {
+                        index: start + offset,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn kind(&self) -> DataKind {
+        match self {
+            Examples::Sft(_) => DataKind::Sft,
+            Examples::Preference(_) => DataKind::Preference,
+            Examples::Rlvr(_) => DataKind::Rlvr,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Examples::Sft(all) => all.len(),
+            Examples::Preference(all) => all.len(),
+            Examples::Rlvr(all) => all.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Example `index`, borrowed.
+    pub fn get(&self, index: usize) -> Option<ExampleRef<'_>> {
+        match self {
+            Examples::Sft(all) => all.get(index).map(ExampleRef::Sft),
+            Examples::Preference(all) => all.get(index).map(ExampleRef::Preference),
+            Examples::Rlvr(all) => all.get(index).map(ExampleRef::Rlvr),
+        }
+    }
+
+    /// Every example, borrowed, in order.
+    pub fn iter(&self) -> impl Iterator<Item = ExampleRef<'_>> + '_ {
+        (0..self.len()).filter_map(|index| self.get(index))
     }
 }

@@ -481,3 +481,31 @@ fn labelled_candidates_must_say_something_and_null_labels_are_no_labels() {
     assert_eq!(detect(&record), Ok(Format::ShareGptLabelled));
     assert_eq!(parse(Format::ShareGptLabelled, record).len(), 1);
 }
+
+/// A loaded file's examples are of its format's kind, in the type: one vector of SFT
+/// examples, preference pairs or RLVR prompts.
+#[test]
+fn a_loaded_file_is_a_vector_of_one_kind() {
+    use temper_data::{DataKind, Examples, dataset};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/data");
+    for (file, kind) in [
+        ("alpaca.jsonl", DataKind::Sft),
+        ("sharegpt_labelled.jsonl", DataKind::Preference),
+        ("trl_preference.parquet", DataKind::Preference),
+        ("openinstruct_rlvr.jsonl", DataKind::Rlvr),
+    ] {
+        let data = dataset::load(&root.join(file), None, false).unwrap();
+        assert_eq!(data.examples.kind(), kind, "{file}");
+        assert_eq!(data.examples.iter().count(), data.examples.len(), "{file}");
+        assert!(data.examples.iter().all(|e| e.kind() == kind), "{file}");
+    }
+    // Examples of two kinds do not make one set; the error names the first stranger.
+    let sft = parse(Format::TrlText, json!({"text": "hi"})).remove(0);
+    let pair = parse(
+        Format::TrlPreference,
+        json!({"prompt": "p", "chosen": "a", "rejected": "b"}),
+    )
+    .remove(0);
+    let mixed = Examples::new(vec![sft.clone(), sft, pair]).unwrap_err();
+    assert_eq!(mixed.index, 2);
+}

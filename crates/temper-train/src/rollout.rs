@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use temper_data::batch::{BatchOrder, batch_indices};
-use temper_data::{Example, RlvrPrompt, TokenizedSet};
+use temper_data::{Examples, RlvrPrompt, TokenizedSet};
 use temper_kernels::KernelBackend;
 use temper_model::{CausalLm, Decoding, GenerationConfig, HeadInput, generate};
 use temper_objectives::ObjectiveError;
@@ -30,19 +30,16 @@ pub struct Prompts {
 
 impl Prompts {
     /// The RLVR rows of `examples` with their tokenised prompts (`tokenized`'s `i`-th from
-    /// `examples[i]`); empty unless `tokenized` holds prompts.
-    pub fn from_examples(examples: &[Example], tokenized: &TokenizedSet) -> Self {
-        let mut prompts = Self::default();
-        let TokenizedSet::Prompts(tokenized) = tokenized else {
-            return prompts;
+    /// `examples`' `i`-th); empty unless they are RLVR rows and prompts.
+    pub fn from_examples(examples: &Examples, tokenized: &TokenizedSet) -> Self {
+        let (Examples::Rlvr(rows), TokenizedSet::Prompts(tokenized)) = (examples, tokenized) else {
+            return Self::default();
         };
-        for (example, prompt) in examples.iter().zip(tokenized) {
-            if let Example::Rlvr(row) = example {
-                prompts.rows.push(row.clone());
-                prompts.ids.push(prompt.prompt_ids.clone());
-            }
+        let pairs = rows.iter().zip(tokenized);
+        Self {
+            rows: pairs.clone().map(|(row, _)| row.clone()).collect(),
+            ids: pairs.map(|(_, prompt)| prompt.prompt_ids.clone()).collect(),
         }
-        prompts
     }
 }
 

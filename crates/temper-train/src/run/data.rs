@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use temper_data::tokenize::tokenize;
-use temper_data::{ChatTokenizer, DataError, Example, Tokenized, TokenizedSet, dataset};
+use temper_data::{
+    ChatTokenizer, DataError, Example, Examples, MixedKinds, Tokenized, TokenizedSet, dataset,
+};
 use temper_kernels::KernelBackend;
 use temper_verifiers::registry::Registry;
 
@@ -19,7 +21,7 @@ use crate::rewards::Rewards;
 pub(super) struct LoadedData {
     pub(super) examples: TokenizedSet,
     /// The parsed examples the tokenised ones came from (RL rewards read their rows).
-    pub(super) sources: Vec<Example>,
+    pub(super) sources: Examples,
     /// Where each example came from: `file: record N`.
     pub(super) origins: Vec<String>,
     pub(super) skipped: Vec<String>,
@@ -40,12 +42,14 @@ pub(super) fn load_files(
         skipped.extend(loaded.skipped);
     }
     // Every file holds the trainer's kind of data (`load_data` checks), so one set holds all.
-    let examples = TokenizedSet::new(examples).map_err(|mixed| {
+    let mixed = |mixed: MixedKinds| {
         let origin = origins.get(mixed.index).cloned().unwrap_or_default();
         RunError::Data(format!(
             "{origin}: not the kind of data the files before it hold"
         ))
-    })?;
+    };
+    let examples = TokenizedSet::new(examples).map_err(mixed)?;
+    let sources = Examples::new(sources).map_err(mixed)?;
     Ok(LoadedData {
         examples,
         sources,
@@ -100,12 +104,12 @@ fn load_data(
     let mut origins = Vec::with_capacity(dataset.examples.len());
     for (example, record) in dataset.examples.iter().zip(&dataset.record_of_example) {
         let origin = format!("{}: record {record}", path.display());
-        match tokenize(tokenizer, example, &settings.tokenize) {
+        match tokenize(tokenizer, &example, &settings.tokenize) {
             Ok(outcome) => match outcome.tokenized.nothing_to_train() {
                 Some(reason) => invalid.push(format!("{origin}: {reason}")),
                 None => {
                     examples.push(outcome.tokenized);
-                    sources.push(example.clone());
+                    sources.push(example.to_owned());
                     origins.push(origin);
                 }
             },
@@ -145,24 +149,23 @@ pub(super) fn prompts(
         rows: Vec::with_capacity(data.sources.len()),
         ids: Vec::with_capacity(data.sources.len()),
     };
-    let TokenizedSet::Prompts(tokenized) = &data.examples else {
+    let (Examples::Rlvr(rows), TokenizedSet::Prompts(tokenized)) = (&data.sources, &data.examples)
+    else {
         return Err(RunError::Data("RL trainers train on prompts".into()));
     };
     let mut origins = Vec::with_capacity(data.sources.len());
     let mut invalid = Vec::new();
-    for ((source, prompt), origin) in data.sources.iter().zip(tokenized).zip(&data.origins) {
-        if let Example::Rlvr(row) = source {
-            if let Some(unknown) = row.datasets.iter().find(|d| registry.get(d).is_err()) {
-                invalid.push(format!(
-                    "{origin}: dataset: no verifier is called `{unknown}` (known: {})",
-                    registry.names().collect::<Vec<_>>().join(", ")
-                ));
-                continue;
-            }
-            prompts.rows.push(row.clone());
-            prompts.ids.push(prompt.prompt_ids.clone());
-            origins.push(origin.clone());
+    for ((row, prompt), origin) in rows.iter().zip(tokenized).zip(&data.origins) {
+        if let Some(unknown) = row.datasets.iter().find(|d| registry.get(d).is_err()) {
+            invalid.push(format!(
+                "{origin}: dataset: no verifier is called `{unknown}` (known: {})",
+                registry.names().collect::<Vec<_>>().join(", ")
+            ));
+            continue;
         }
+        prompts.rows.push(row.clone());
+        prompts.ids.push(prompt.prompt_ids.clone());
+        origins.push(origin.clone());
     }
     if !invalid.is_empty() {
         if !settings.skip_invalid {

@@ -46,7 +46,7 @@ pub fn tokenize_file(tokenizer: &ChatTokenizer, path: &Path) -> TokenizedSet {
         .examples
         .iter()
         .map(|e| {
-            tokenize(tokenizer, e, &TokenizeOptions::default())
+            tokenize(tokenizer, &e, &TokenizeOptions::default())
                 .unwrap()
                 .tokenized
         })
