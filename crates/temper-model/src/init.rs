@@ -7,10 +7,10 @@ use burn::nn::{Embedding, Linear};
 use burn::tensor::{DType, Distribution, Tensor, TensorData, backend::Backend};
 
 use crate::attention::{Attention, qk_norm_widths};
-use crate::config::{HeadKind, ModelConfig, QkNorm};
+use crate::config::{ModelConfig, QkNorm};
 use crate::layers::{Mlp, RmsNorm};
 use crate::lora::Projection;
-use crate::model::{CausalLm, DecoderLayer, ScoreHead, layer_shape};
+use crate::model::{CausalLm, DecoderLayer, Head, ScoreHead, layer_shape};
 use crate::rope::inverse_frequencies;
 
 const STD: f64 = 0.02;
@@ -82,25 +82,27 @@ pub fn random_model<B: Backend>(config: &ModelConfig, device: &B::Device) -> Cau
         .map(|f| f as f32)
         .collect();
     let count = frequencies.len();
-    CausalLm {
-        embed_tokens: Embedding {
-            weight: Param::from_tensor(Tensor::random(
-                [config.vocab_size, h],
-                Distribution::Normal(0.0, STD),
-                device,
-            )),
-        },
-        layers,
-        norm: norm(h),
-        lm_head: (config.head == HeadKind::LanguageModel && !config.tie_word_embeddings)
-            .then(|| linear(h, config.vocab_size, false)),
-        score: config.head.num_labels().map(|labels| ScoreHead {
+    // Drawn in this order (embeddings, then the head), as before the head was one value.
+    let embed_tokens = Embedding {
+        weight: Param::from_tensor(Tensor::random(
+            [config.vocab_size, h],
+            Distribution::Normal(0.0, STD),
+            device,
+        )),
+    };
+    let head = match config.head.num_labels() {
+        Some(labels) => Head::Score(ScoreHead {
             weight: linear(h, labels, false).weight,
             pad_token_id: config.pad_token_id,
         }),
-        inverse_frequencies: Tensor::from_data(
-            TensorData::new(frequencies, [count]),
-            (device, DType::F32),
-        ),
-    }
+        None if config.tie_word_embeddings => Head::TiedLm,
+        None => Head::Lm(linear(h, config.vocab_size, false)),
+    };
+    CausalLm::new(
+        embed_tokens,
+        layers,
+        norm(h),
+        head,
+        Tensor::from_data(TensorData::new(frequencies, [count]), (device, DType::F32)),
+    )
 }

@@ -48,7 +48,7 @@ pub use gradient_checkpointing::{Backward, GradientCheckpointing, loss_and_gradi
 pub use init::random_model;
 pub use load::{LoadError, load_model};
 pub use lora::{LoraConfig, add_lora, load_adapter, merge_adapters, set_adapters_enabled};
-pub use model::{CausalLm, HeadInput, KvCache, ScoreHead};
+pub use model::{CausalLm, Head, HeadInput, HeadRef, KvCache, ScoreHead};
 pub use reward::{
     NotOneLabel, ScoreHeadInit, add_score_head, last_token_indices, last_token_rewards,
     last_token_scores, load_reward_model,

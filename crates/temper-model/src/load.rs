@@ -17,7 +17,7 @@ use crate::config::{ConfigError, HeadKind, ModelConfig, QkNorm};
 use crate::hf_names as names;
 use crate::layers::{Mlp, RmsNorm};
 use crate::lora::Projection;
-use crate::model::{CausalLm, DecoderLayer, ScoreHead, layer_shape};
+use crate::model::{CausalLm, DecoderLayer, Head, ScoreHead, layer_shape};
 use crate::rope::inverse_frequencies;
 use crate::weights::{WeightFiles, WeightsError};
 
@@ -109,30 +109,27 @@ pub(crate) fn build_model<B: Backend>(
         .map(|f| f as f32)
         .collect();
     let count = frequencies.len();
-    Ok(CausalLm {
-        embed_tokens: Embedding {
-            weight: Param::from_tensor(weights.tensor(names::EMBED_TOKENS)?),
-        },
+    let embed_tokens = Embedding {
+        weight: Param::from_tensor(weights.tensor(names::EMBED_TOKENS)?),
+    };
+    let norm = weights.norm(names::FINAL_NORM, config.rms_norm_eps)?;
+    let head = match config.head {
+        // The decoder alone: a placeholder its caller replaces with a new head.
+        _ if !head => Head::TiedLm,
+        HeadKind::LanguageModel if config.tie_word_embeddings => Head::TiedLm,
+        HeadKind::LanguageModel => Head::Lm(weights.linear(names::LM_HEAD, false)?),
+        HeadKind::SequenceClassification { .. } => Head::Score(ScoreHead {
+            weight: weights.linear(names::SCORE, false)?.weight,
+            pad_token_id: config.pad_token_id,
+        }),
+    };
+    Ok(CausalLm::new(
+        embed_tokens,
         layers,
-        norm: weights.norm(names::FINAL_NORM, config.rms_norm_eps)?,
-        lm_head: match config.head {
-            HeadKind::LanguageModel if head && !config.tie_word_embeddings => {
-                Some(weights.linear(names::LM_HEAD, false)?)
-            }
-            _ => None,
-        },
-        score: match config.head {
-            HeadKind::SequenceClassification { .. } if head => Some(ScoreHead {
-                weight: weights.linear(names::SCORE, false)?.weight,
-                pad_token_id: config.pad_token_id,
-            }),
-            _ => None,
-        },
-        inverse_frequencies: Tensor::from_data(
-            TensorData::new(frequencies, [count]),
-            (device, DType::F32),
-        ),
-    })
+        norm,
+        head,
+        Tensor::from_data(TensorData::new(frequencies, [count]), (device, DType::F32)),
+    ))
 }
 
 struct Weights<'a, B: Backend> {

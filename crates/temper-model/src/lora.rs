@@ -206,7 +206,7 @@ pub const SCORE_KEY: &str = "base_model.model.score.weight";
 /// Freezes every base weight, except a score head (PEFT's `SEQ_CLS` trains it in full).
 fn freeze_base<B: Backend>(model: CausalLm<B>) -> CausalLm<B> {
     let mut model = model.no_grad();
-    if let Some(score) = model.score.as_mut() {
+    if let Some(score) = model.score_head_mut() {
         let weight = score.weight.clone().set_require_grad(true);
         score.weight = weight;
     }
@@ -275,7 +275,7 @@ pub fn load_adapter<B: Backend>(
     let mut model = freeze_base(model);
     let mut used = 0;
     if let (Some(score), true) = (
-        model.score.as_mut(),
+        model.score_head_mut(),
         weights.tensors().contains_key(SCORE_KEY),
     ) {
         let (values, shape) = weights.read_f32(SCORE_KEY)?;

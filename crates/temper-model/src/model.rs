@@ -143,23 +143,95 @@ impl<B: Backend> ScoreHead<B> {
     }
 }
 
+/// What a model's final hidden states become.
+#[derive(Debug)]
+pub enum Head<B: Backend> {
+    /// Logits through the embedding matrix (`tie_word_embeddings`).
+    TiedLm,
+    /// Logits through `lm_head`.
+    Lm(Linear<B>),
+    /// Scores `[.., num_labels]` through a sequence-classification head (a reward model), where
+    /// a causal LM gives logits `[.., vocab]`.
+    Score(ScoreHead<B>),
+}
+
+/// A model's [`Head`], borrowed.
+#[derive(Debug)]
+pub enum HeadRef<'a, B: Backend> {
+    TiedLm,
+    Lm(&'a Linear<B>),
+    Score(&'a ScoreHead<B>),
+}
+
 /// A decoder-only transformer of any supported family: a causal language model, or, with a
 /// [`ScoreHead`], transformers' `*ForSequenceClassification` (a reward model). Both are trained,
-/// named, saved and given LoRA adapters the same way; only the head differs.
+/// named, saved and given LoRA adapters the same way; only the [`Head`] differs.
 #[derive(Module, Debug)]
 pub struct CausalLm<B: Backend> {
     pub embed_tokens: Embedding<B>,
     pub layers: Vec<DecoderLayer<B>>,
     pub norm: RmsNorm<B>,
-    /// `None` when the head is tied to the embeddings, or when `score` replaces it.
-    pub lm_head: Option<Linear<B>>,
-    /// The sequence-classification head. When set, the model has no LM head (`lm_head` is
-    /// `None` and the embeddings are not used as one) and every forward method returns scores
-    /// `[.., num_labels]` where a causal LM returns logits `[.., vocab]`.
-    pub score: Option<ScoreHead<B>>,
+    // The head is stored as two options, written only by `set_head` and read through `head`:
+    // as fields they keep transformers' parameter names (`lm_head.weight`, `score.weight`),
+    // which checkpoints' optimizer state is keyed by, where Burn would name an enum module's
+    // parameters after its variants.
+    lm_head: Option<Linear<B>>,
+    score: Option<ScoreHead<B>>,
     /// RoPE inverse frequencies `[head_dim / 2]` in f32 (whatever the model computes in): a
     /// constant, not a parameter.
     pub inverse_frequencies: Tensor<B, 1>,
+}
+
+impl<B: Backend> CausalLm<B> {
+    pub fn new(
+        embed_tokens: Embedding<B>,
+        layers: Vec<DecoderLayer<B>>,
+        norm: RmsNorm<B>,
+        head: Head<B>,
+        inverse_frequencies: Tensor<B, 1>,
+    ) -> Self {
+        let mut model = Self {
+            embed_tokens,
+            layers,
+            norm,
+            lm_head: None,
+            score: None,
+            inverse_frequencies,
+        };
+        model.set_head(head);
+        model
+    }
+
+    /// The model's head.
+    pub fn head(&self) -> HeadRef<'_, B> {
+        match (&self.lm_head, &self.score) {
+            (_, Some(score)) => HeadRef::Score(score),
+            (Some(lm_head), None) => HeadRef::Lm(lm_head),
+            (None, None) => HeadRef::TiedLm,
+        }
+    }
+
+    /// Replaces the head.
+    pub fn set_head(&mut self, head: Head<B>) {
+        (self.lm_head, self.score) = match head {
+            Head::TiedLm => (None, None),
+            Head::Lm(lm_head) => (Some(lm_head), None),
+            Head::Score(score) => (None, Some(score)),
+        };
+    }
+
+    /// The score head of a reward model, to change in place.
+    pub fn score_head_mut(&mut self) -> Option<&mut ScoreHead<B>> {
+        self.score.as_mut()
+    }
+
+    /// The score head of a reward model.
+    pub fn score_head(&self) -> Option<&ScoreHead<B>> {
+        match self.head() {
+            HeadRef::Score(score) => Some(score),
+            _ => None,
+        }
+    }
 }
 
 impl<B: KernelBackend> CausalLm<B> {
@@ -173,7 +245,7 @@ impl<B: KernelBackend> CausalLm<B> {
         attention_mask: Tensor<B, 2>,
         position_ids: Tensor<B, 2, Int>,
     ) -> Tensor<B, 3> {
-        self.head(self.hidden(input_ids, attention_mask, position_ids, None))
+        self.apply_head(self.hidden(input_ids, attention_mask, position_ids, None))
     }
 
     /// Logits `[batch, new, vocab]` for `new` tokens after those held in `cache`, which gains
@@ -186,7 +258,7 @@ impl<B: KernelBackend> CausalLm<B> {
         position_ids: Tensor<B, 2, Int>,
         cache: &mut KvCache<B>,
     ) -> Tensor<B, 3> {
-        self.head(self.hidden(input_ids, attention_mask, position_ids, Some(cache)))
+        self.apply_head(self.hidden(input_ids, attention_mask, position_ids, Some(cache)))
     }
 
     /// The logits of the last position only, `[batch, vocab]` (what decoding needs: the LM head
@@ -201,7 +273,7 @@ impl<B: KernelBackend> CausalLm<B> {
         let hidden = self.hidden(input_ids, attention_mask, position_ids, cache);
         let [batch, seq, width] = hidden.dims();
         let last = hidden.slice([0..batch, seq - 1..seq, 0..width]);
-        self.head(last).squeeze_dim(1)
+        self.apply_head(last).squeeze_dim(1)
     }
 
     /// Hidden states `[batch, new, hidden]` after the last decoder layer.
@@ -238,7 +310,7 @@ impl<B: KernelBackend> CausalLm<B> {
         attention_mask: Tensor<B, 2>,
         position_ids: Tensor<B, 2, Int>,
     ) -> Option<Tensor<B, 2>> {
-        let head = self.score.as_ref()?;
+        let head = self.score_head()?;
         let scores = self.forward(input_ids.clone(), attention_mask.clone(), position_ids);
         Some(crate::reward::last_token_scores(
             scores,
@@ -248,26 +320,26 @@ impl<B: KernelBackend> CausalLm<B> {
         ))
     }
 
-    pub(crate) fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    pub(crate) fn apply_head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         self.head_on_normed(self.norm.forward(x))
     }
 
     /// The head (LM or score) on hidden states the final norm has already normalised.
     fn head_on_normed(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        if let Some(score) = &self.score {
-            return score.forward(x);
-        }
         // All positions as the rows of one matrix product, so the head's weight (the largest
         // matrix) is read once, not once per batch row.
         let [batch, seq, width] = x.dims();
-        let rows: Tensor<B, 2> = x.reshape([batch * seq, width]);
-        let logits = match &self.lm_head {
-            Some(head) => {
+        let rows = |x: Tensor<B, 3>| -> Tensor<B, 2> { x.reshape([batch * seq, width]) };
+        let logits = match self.head() {
+            HeadRef::Score(score) => return score.forward(x),
+            HeadRef::Lm(head) => {
                 let bias = head.bias.as_ref().map(|b| b.val());
-                temper_kernels::linear(rows, head.weight.val(), bias)
+                temper_kernels::linear(rows(x), head.weight.val(), bias)
             }
             // Tied head: `x · Eᵀ` with E `[vocab, hidden]` read as stored.
-            None => temper_kernels::transposed_product(rows, self.embed_tokens.weight.val()),
+            HeadRef::TiedLm => {
+                temper_kernels::transposed_product(rows(x), self.embed_tokens.weight.val())
+            }
         };
         let vocab = logits.dims()[1];
         logits.reshape([batch, seq, vocab])
@@ -307,7 +379,7 @@ impl<'a, B: KernelBackend> HeadInput<'a, B> {
 
     /// A score model's `pad_token_id` (see [`ScoreHead::pad_token_id`]); `None` for a causal LM.
     pub fn score_pad_token_id(&self) -> Option<u32> {
-        self.model.score.as_ref().and_then(|head| head.pad_token_id)
+        self.model.score_head().and_then(|head| head.pad_token_id)
     }
 
     /// The head's outputs `[batch, seq, vocab]` (a score model's `[batch, seq, num_labels]`),
@@ -320,13 +392,11 @@ impl<'a, B: KernelBackend> HeadInput<'a, B> {
     /// `[hidden, vocab]` weight transposed (a view). `None` for a score model, or a head with a
     /// bias (no supported family has one).
     pub fn lm_head_weight(&self) -> Option<Tensor<B, 2>> {
-        if self.model.score.is_some() {
-            return None;
-        }
-        match &self.model.lm_head {
-            Some(head) if head.bias.is_some() => None,
-            Some(head) => Some(head.weight.val().transpose()),
-            None => Some(self.model.embed_tokens.weight.val()),
+        match self.model.head() {
+            HeadRef::Score(_) => None,
+            HeadRef::Lm(head) if head.bias.is_some() => None,
+            HeadRef::Lm(head) => Some(head.weight.val().transpose()),
+            HeadRef::TiedLm => Some(self.model.embed_tokens.weight.val()),
         }
     }
 
@@ -365,12 +435,12 @@ impl<'a, B: KernelBackend> HeadInput<'a, B> {
 impl<B: Backend> CausalLm<B> {
     /// Whether the head is a sequence-classification `score` head.
     pub fn is_score_model(&self) -> bool {
-        self.score.is_some()
+        self.score_head().is_some()
     }
 
     /// The score head's label count (`None` for a causal LM).
     pub fn num_labels(&self) -> Option<usize> {
-        self.score.as_ref().map(ScoreHead::num_labels)
+        self.score_head().map(ScoreHead::num_labels)
     }
 
     /// Position ids for a batch from its attention mask: 0 at each row's first real token,

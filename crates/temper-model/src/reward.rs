@@ -23,7 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::WeightFiles;
 use crate::config::{HeadKind, ModelConfig};
 use crate::load::{LoadError, build_model, read_config};
-use crate::model::{CausalLm, ScoreHead};
+use crate::model::{CausalLm, Head, ScoreHead};
 
 /// How a causal LM becomes a reward model (and what a sequence-classification checkpoint must
 /// have to be used as one).
@@ -137,15 +137,14 @@ pub fn add_score_head<B: Backend>(
     }
     let pad_token_id = init
         .pad_token_id
-        .or_else(|| model.score.as_ref().and_then(|s| s.pad_token_id));
-    model.lm_head = None;
-    model.score = Some(ScoreHead {
+        .or_else(|| model.score_head().and_then(|s| s.pad_token_id));
+    model.set_head(Head::Score(ScoreHead {
         weight: Param::from_tensor(Tensor::from_data(
             TensorData::new(weight, [hidden, labels]),
             device,
         )),
         pad_token_id,
-    });
+    }));
     model
 }
 
@@ -187,7 +186,7 @@ pub fn load_reward_model<B: Backend>(
         }
         HeadKind::SequenceClassification { .. } => {
             let mut model = build_model(&config, &checkpoint, device, true)?;
-            if let (Some(score), Some(pad)) = (model.score.as_mut(), init.pad_token_id) {
+            if let (Some(score), Some(pad)) = (model.score_head_mut(), init.pad_token_id) {
                 score.pad_token_id = Some(pad);
             }
             model
@@ -204,6 +203,6 @@ pub fn load_reward_model<B: Backend>(
     config.head = HeadKind::SequenceClassification {
         num_labels: init.num_labels,
     };
-    config.pad_token_id = model.score.as_ref().and_then(|s| s.pad_token_id);
+    config.pad_token_id = model.score_head().and_then(|s| s.pad_token_id);
     Ok((config, model))
 }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::config::Family;
 use crate::hf_names as names;
 use crate::lora::LoraConfig;
-use crate::model::CausalLm;
+use crate::model::{CausalLm, HeadRef};
 
 /// Files copied from the source model directory when present.
 pub const COPIED_FILES: [&str; 9] = [
@@ -152,8 +152,7 @@ pub fn save_model<B: Backend>(
     let entries = model_entries(model);
     write_shards(&entries, out_dir, options)?;
     let head = model
-        .score
-        .as_ref()
+        .score_head()
         .map(|score| (score.num_labels(), score.pad_token_id));
     write_config(source_dir, out_dir, options.dtype, head)?;
     for file in COPIED_FILES {
@@ -198,13 +197,16 @@ fn model_entries<B: Backend>(model: &CausalLm<B>) -> Vec<Entry> {
         model.norm.weight.val(),
         false,
     ));
-    if let Some(head) = &model.lm_head {
-        let name = format!("{}.weight", names::LM_HEAD);
-        entries.push(entry(name, head.weight.val(), true));
-    }
-    if let Some(score) = &model.score {
-        let name = format!("{}.weight", names::SCORE);
-        entries.push(entry(name, score.weight.val(), true));
+    match model.head() {
+        HeadRef::TiedLm => {}
+        HeadRef::Lm(head) => {
+            let name = format!("{}.weight", names::LM_HEAD);
+            entries.push(entry(name, head.weight.val(), true));
+        }
+        HeadRef::Score(score) => {
+            let name = format!("{}.weight", names::SCORE);
+            entries.push(entry(name, score.weight.val(), true));
+        }
     }
     entries
 }
@@ -395,7 +397,7 @@ pub fn save_adapter<B: Backend>(
             }
         }
     }
-    if let Some(score) = &model.score {
+    if let Some(score) = model.score_head() {
         let e = entry::<B, 2>(crate::lora::SCORE_KEY.into(), score.weight.val(), true);
         tensors.push((
             e.name.clone(),
@@ -409,6 +411,6 @@ pub fn save_adapter<B: Backend>(
         &out_dir.join("adapter_model.safetensors"),
     )?;
     let path = out_dir.join("adapter_config.json");
-    let text = config.peft_json(base_model_class, model.score.is_some());
+    let text = config.peft_json(base_model_class, model.is_score_model());
     std::fs::write(&path, text + "\n").map_err(|source| io(&path, source))
 }

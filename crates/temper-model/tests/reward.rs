@@ -11,7 +11,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use common::{B, floats, ints, matrix_i64, model_dir, root};
 use serde_json::Value;
 use temper_model::{
-    CausalLm, HeadKind, LoadError, LoraConfig, ModelConfig, SaveOptions, ScoreHeadInit,
+    CausalLm, HeadKind, HeadRef, LoadError, LoraConfig, ModelConfig, SaveOptions, ScoreHeadInit,
     WeightFiles, add_lora, last_token_indices, last_token_rewards, last_token_scores, load_adapter,
     load_model, load_reward_model, random_model, save_adapter, save_model,
 };
@@ -44,7 +44,7 @@ fn sequence_classification_checkpoint_matches_transformers() {
         HeadKind::SequenceClassification { num_labels: 1 }
     );
     assert_eq!(config.pad_token_id, Some(2040));
-    assert!(model.lm_head.is_none() && model.num_labels() == Some(1));
+    assert!(matches!(model.head(), HeadRef::Score(_)) && model.num_labels() == Some(1));
 
     let (ids, mask, positions) = (
         matrix_i64(&case["input_ids"]),
@@ -256,12 +256,12 @@ fn a_causal_lm_becomes_a_fresh_reward_model_that_saves_and_loads_back() {
         HeadKind::SequenceClassification { num_labels: 64 }
     );
     assert_eq!(config.pad_token_id, Some(7));
-    let score = model.score.as_ref().unwrap();
+    let score = model.score_head().unwrap();
     assert_eq!(
         (score.weight.dims(), score.pad_token_id),
         ([32, 64], Some(7))
     );
-    assert!(model.lm_head.is_none());
+    assert!(matches!(model.head(), HeadRef::Score(_)));
     // transformers' initialisation: N(0, initializer_range²), seeded.
     let weights: Vec<f32> = score.weight.val().into_data().to_vec().unwrap();
     let n = weights.len() as f64;
@@ -279,7 +279,7 @@ fn a_causal_lm_becomes_a_fresh_reward_model_that_saves_and_loads_back() {
     let (_, again): (_, CausalLm<B>) = load_reward_model(&policy, &init, &device).unwrap();
     let reseeded = ScoreHeadInit { seed: 4, ..init };
     let (_, other): (_, CausalLm<B>) = load_reward_model(&policy, &reseeded, &device).unwrap();
-    let head = |m: &CausalLm<B>| values(m.score.as_ref().unwrap().weight.val());
+    let head = |m: &CausalLm<B>| values(m.score_head().unwrap().weight.val());
     assert_eq!(head(&again), weights);
     assert_ne!(head(&other), weights);
 
@@ -335,7 +335,7 @@ fn random_models_follow_the_head_of_their_config() {
     let config = ModelConfig::from_json(&text).unwrap();
     let model = random_model::<B>(&config, &Default::default());
     assert_eq!(model.num_labels(), Some(1));
-    assert!(model.lm_head.is_none());
+    assert!(matches!(model.head(), HeadRef::Score(_)));
 }
 
 #[test]
@@ -345,7 +345,7 @@ fn lora_trains_the_score_head_and_saves_it_as_peft_seq_cls() {
     let (_, model) =
         load_reward_model::<Ad>(&reward_dir(), &ScoreHeadInit::default(), &device).unwrap();
     let adapted = add_lora(model, &LoraConfig::default(), &device);
-    assert!(adapted.score.as_ref().unwrap().weight.is_require_grad());
+    assert!(adapted.score_head().unwrap().weight.is_require_grad());
     assert!(!adapted.embed_tokens.weight.is_require_grad());
     let out = tempfile::tempdir().unwrap();
     save_adapter(
@@ -379,8 +379,7 @@ fn lora_trains_the_score_head_and_saves_it_as_peft_seq_cls() {
     .unwrap();
     let (_, loaded) = load_adapter(fresh, out.path(), &device).unwrap();
     let head = |m: &CausalLm<Ad>| -> Vec<f32> {
-        m.score
-            .as_ref()
+        m.score_head()
             .unwrap()
             .weight
             .val()
@@ -389,7 +388,7 @@ fn lora_trains_the_score_head_and_saves_it_as_peft_seq_cls() {
             .unwrap()
     };
     assert_eq!(head(&loaded), head(&adapted));
-    assert!(loaded.score.as_ref().unwrap().weight.is_require_grad());
+    assert!(loaded.score_head().unwrap().weight.is_require_grad());
     // A causal LM has no head for those weights: a typed error, not a silent drop.
     let (_, lm) = load_model::<Ad>(&model_dir("train/policy"), &device).unwrap();
     assert!(load_adapter(lm, out.path(), &device).is_err());
