@@ -100,7 +100,7 @@ pub enum HeadKind {
     /// The LM head (`lm_head`, or the embeddings when `tie_word_embeddings`): logits over the
     /// vocabulary.
     LanguageModel,
-    /// A `score` linear layer without bias, `[num_labels, hidden]` in the checkpoint: one score
+    /// A `score` linear layer without bias, `[num_labels, hidden]` in the weight files: one score
     /// per label at every position (a reward model has one label). Chosen by an
     /// `architectures` entry ending in `ForSequenceClassification`; `num_labels` is the length
     /// of `id2label` as transformers counts it (else `num_labels`, else transformers' default 2).

@@ -1,5 +1,5 @@
 //! A model with random weights for a config: benchmarks at real shapes without downloading a
-//! checkpoint, and tests. Linear weights ~ N(0, 0.02) as transformers' `initializer_range`,
+//! model, and tests. Linear weights ~ N(0, 0.02) as transformers' `initializer_range`,
 //! norms 1, biases 0.
 
 use burn::module::Param;

@@ -1,12 +1,12 @@
 //! Decoder-only transformers configured from Hugging Face `config.json`: Llama 3, Qwen2.5,
 //! Qwen3, Mistral and OLMo 2 with transformers' logits.
 //!
-//! It reads and validates the configs of the supported families ([`config`]), opens safetensors
-//! checkpoints, single or sharded, checking every tensor against the config by name and shape
+//! It reads and validates the configs of the supported families ([`config`]), opens a model
+//! directory's safetensors, single or sharded, checking every tensor against the config by name and shape
 //! ([`weights`]), runs the forward pass over any Burn backend ([`model`], loaded by
-//! [`load_model`]), trains with per-layer activation checkpointing on or off
+//! [`load_model`]), trains with per-layer gradient checkpointing on or off
 //! ([`gradient_checkpointing`]), generates with a KV cache ([`generate`]), carries PEFT LoRA
-//! adapters ([`lora`]), and saves checkpoints and adapters that transformers and PEFT load
+//! adapters ([`lora`]), and saves model directories and adapters that transformers and PEFT load
 //! ([`save`]). The same model with a `score` head instead of the LM head is transformers'
 //! `*ForSequenceClassification`, a reward model ([`reward`]).
 //!

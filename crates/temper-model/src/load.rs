@@ -1,8 +1,8 @@
-//! Builds a [`CausalLm`] from a checkpoint directory: `config.json` plus safetensors (f32, bf16
+//! Builds a [`CausalLm`] from a Hugging Face model directory: `config.json` plus safetensors (f32, bf16
 //! or f16, single or sharded), verified by name and shape first. Each tensor is converted to
 //! f32 and moved to the device one at a time, so peak memory is the model plus one tensor.
 //!
-//! [`load_model`] loads causal LMs; sequence-classification (reward) checkpoints load with
+//! [`load_model`] loads causal LMs; sequence-classification (reward) models load with
 //! [`crate::load_reward_model`], so that code expecting logits over the vocabulary never gets
 //! a score model by accident.
 
@@ -43,7 +43,7 @@ pub enum LoadError {
         path: std::path::PathBuf,
         architecture: String,
     },
-    #[error("{path}: the checkpoint's score head has {found} labels, not the {wanted} wanted")]
+    #[error("{path}: the model's score head has {found} labels, not the {wanted} wanted")]
     Labels {
         path: std::path::PathBuf,
         found: usize,
@@ -54,7 +54,7 @@ pub enum LoadError {
 }
 
 /// Loads the causal LM in `dir` (`config.json` and its weights) onto `device`. A
-/// sequence-classification checkpoint is refused ([`LoadError::NotCausalLm`]).
+/// sequence-classification model is refused ([`LoadError::NotCausalLm`]).
 pub fn load_model<B: Backend>(
     dir: &Path,
     device: &B::Device,
@@ -66,8 +66,8 @@ pub fn load_model<B: Backend>(
             architecture: config.family.sequence_classification_class().to_string(),
         });
     }
-    let checkpoint = WeightFiles::open(dir)?;
-    let model = from_checkpoint(&config, &checkpoint, device)?;
+    let weights = WeightFiles::open(dir)?;
+    let model = from_weights(&config, &weights, device)?;
     Ok((config, model))
 }
 
@@ -81,26 +81,26 @@ pub(crate) fn read_config(dir: &Path) -> Result<ModelConfig, LoadError> {
     ModelConfig::from_json(&text).map_err(|source| LoadError::Config { path, source })
 }
 
-/// Builds the model the config describes (LM head or score head) from an opened checkpoint,
+/// Builds the model the config describes (LM head or score head) from its opened weight files,
 /// after [`WeightFiles::verify`].
-pub fn from_checkpoint<B: Backend>(
+pub fn from_weights<B: Backend>(
     config: &ModelConfig,
-    checkpoint: &WeightFiles,
+    files: &WeightFiles,
     device: &B::Device,
 ) -> Result<CausalLm<B>, WeightsError> {
-    checkpoint.verify(config)?;
-    build_model(config, checkpoint, device, true)
+    files.verify(config)?;
+    build_model(config, files, device, true)
 }
 
-/// The model of a verified checkpoint; without `head`, neither an LM head nor a score head is
+/// The model of verified weight files; without `head`, neither an LM head nor a score head is
 /// read (the decoder for a new head).
 pub(crate) fn build_model<B: Backend>(
     config: &ModelConfig,
-    checkpoint: &WeightFiles,
+    files: &WeightFiles,
     device: &B::Device,
     head: bool,
 ) -> Result<CausalLm<B>, WeightsError> {
-    let weights = Weights { checkpoint, device };
+    let weights = Weights { files, device };
     let layers = (0..config.num_layers)
         .map(|layer| weights.layer(config, layer))
         .collect::<Result<Vec<_>, _>>()?;
@@ -133,7 +133,7 @@ pub(crate) fn build_model<B: Backend>(
 }
 
 struct Weights<'a, B: Backend> {
-    checkpoint: &'a WeightFiles,
+    files: &'a WeightFiles,
     device: &'a B::Device,
 }
 
@@ -230,10 +230,10 @@ impl<B: Backend> Weights<'_, B> {
 
     /// One stored tensor's values as f32 on the host, with its shape (`rank` dimensions).
     fn values(&self, name: &str, rank: usize) -> Result<(Vec<f32>, Vec<usize>), WeightsError> {
-        let (values, shape) = self.checkpoint.read_f32(name)?;
+        let (values, shape) = self.files.read_f32(name)?;
         if shape.len() != rank {
             return Err(WeightsError::Mismatch {
-                dir: self.checkpoint.dir().to_path_buf(),
+                dir: self.files.dir().to_path_buf(),
                 details: format!("{name} has {} dimensions, expected {rank}", shape.len()),
             });
         }

@@ -173,8 +173,8 @@ pub struct CausalLm<B: Backend> {
     pub norm: RmsNorm<B>,
     // The head is stored as two options, written only by `set_head` and read through `head`:
     // as fields they keep transformers' parameter names (`lm_head.weight`, `score.weight`),
-    // which checkpoints' optimizer state is keyed by, where Burn would name an enum module's
-    // parameters after its variants.
+    // which a training run's saved optimizer state is keyed by, where Burn would name an enum
+    // module's parameters after its variants.
     lm_head: Option<Linear<B>>,
     score: Option<ScoreHead<B>>,
     /// RoPE inverse frequencies `[head_dim / 2]` in f32 (whatever the model computes in): a

@@ -1,7 +1,7 @@
 //! Reward models: transformers' `*ForSequenceClassification`, the decoder with a `score` head
 //! (a linear layer without bias to `num_labels` outputs) in place of the LM head. The model is
 //! still a [`CausalLm`] with a [`ScoreHead`], so training, parameter names, the optimizer,
-//! checkpoints and LoRA treat it as any other model.
+//! saving and LoRA treat it as any other model.
 //!
 //! A sequence's score is the head's output at its last token. transformers finds that token
 //! with `config.pad_token_id`: the rightmost position whose id is not the pad id
@@ -25,14 +25,14 @@ use crate::config::{HeadKind, ModelConfig};
 use crate::load::{LoadError, build_model, read_config};
 use crate::model::{CausalLm, Head, ScoreHead};
 
-/// How a causal LM becomes a reward model (and what a sequence-classification checkpoint must
+/// How a causal LM becomes a reward model (and what a sequence-classification model must
 /// have to be used as one).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScoreHeadInit {
     /// Outputs of the `score` head (TRL's reward models: 1).
     pub num_labels: usize,
     /// The padding id written as the model's `pad_token_id` (where transformers reads each
-    /// row's score); `None` keeps the checkpoint's. TRL sets the tokenizer's pad token (or its
+    /// row's score); `None` keeps the model's. TRL sets the tokenizer's pad token (or its
     /// eos token when it has none).
     pub pad_token_id: Option<u32>,
     /// Seed of the fresh head's weights.
@@ -158,13 +158,13 @@ fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
 /// Loads a reward (sequence-classification) model from `dir`, as TRL's `RewardTrainer` does with
 /// `AutoModelForSequenceClassification.from_pretrained(dir, num_labels=...)`:
 ///
-/// - a `*ForSequenceClassification` checkpoint (`score.weight`, no `lm_head`) loads as it is;
+/// - a `*ForSequenceClassification` model (`score.weight`, no `lm_head`) loads as it is;
 ///   its label count must be `init.num_labels`;
-/// - a causal LM checkpoint loads its decoder, drops the LM head without reading it, and gets a
+/// - a causal LM loads its decoder, drops the LM head without reading it, and gets a
 ///   fresh head ([`add_score_head`]).
 ///
 /// The returned config describes the reward model (`head`, `pad_token_id`):
-/// `init.pad_token_id` if given, else the checkpoint's.
+/// `init.pad_token_id` if given, else the model's.
 pub fn load_reward_model<B: Backend>(
     dir: &Path,
     init: &ScoreHeadInit,
@@ -174,8 +174,8 @@ pub fn load_reward_model<B: Backend>(
         return Err(LoadError::NoLabels);
     }
     let mut config = read_config(dir)?;
-    let checkpoint = WeightFiles::open(dir)?;
-    checkpoint.verify(&config)?;
+    let files = WeightFiles::open(dir)?;
+    files.verify(&config)?;
     let model = match config.head {
         HeadKind::SequenceClassification { num_labels } if num_labels != init.num_labels => {
             return Err(LoadError::Labels {
@@ -185,14 +185,14 @@ pub fn load_reward_model<B: Backend>(
             });
         }
         HeadKind::SequenceClassification { .. } => {
-            let mut model = build_model(&config, &checkpoint, device, true)?;
+            let mut model = build_model(&config, &files, device, true)?;
             if let (Some(score), Some(pad)) = (model.score_head_mut(), init.pad_token_id) {
                 score.pad_token_id = Some(pad);
             }
             model
         }
         HeadKind::LanguageModel => {
-            let backbone = build_model(&config, &checkpoint, device, false)?;
+            let backbone = build_model(&config, &files, device, false)?;
             let init = ScoreHeadInit {
                 pad_token_id: init.pad_token_id.or(config.pad_token_id),
                 ..init.clone()

@@ -1,4 +1,4 @@
-//! A Hugging Face checkpoint directory as a set of named tensors: `model.safetensors`, or the
+//! A Hugging Face model directory's weights as a set of named tensors: `model.safetensors`, or the
 //! shards listed by `model.safetensors.index.json`, memory-mapped (nothing is read into memory
 //! until a tensor is used, so loading never holds the file and the model twice).
 //!
@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::config::{HeadKind, ModelConfig, NormPlacement, QkNorm};
 use crate::hf_names as names;
 
-/// Why a checkpoint cannot be used.
+/// Why a model directory's weights cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     #[error("{dir}: no model.safetensors or model.safetensors.index.json")]
@@ -30,7 +30,7 @@ pub enum WeightsError {
     Corrupt { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     Index { path: PathBuf, reason: String },
-    #[error("{dir}: checkpoint does not match config.json: {details}")]
+    #[error("{dir}: the weights do not match config.json: {details}")]
     Mismatch { dir: PathBuf, details: String },
 }
 
@@ -52,7 +52,7 @@ pub struct WeightFiles {
     tensors: BTreeMap<String, StoredTensor>,
 }
 
-/// Tensors older checkpoints carry that the model recomputes.
+/// Tensors older models' files carry that the model recomputes.
 const IGNORED_SUFFIXES: [&str; 1] = ["rotary_emb.inv_freq"];
 
 impl WeightFiles {
@@ -140,7 +140,7 @@ impl WeightFiles {
         Ok((values, stored.shape.clone()))
     }
 
-    /// The directory the checkpoint was opened from.
+    /// The directory the weight files were opened from.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -173,7 +173,7 @@ impl WeightFiles {
             .filter(|name| !expected.contains_key(*name))
             .filter(|name| !IGNORED_SUFFIXES.iter().any(|s| name.ends_with(s)))
             // A tied head may still be stored; a sequence-classification model has none
-            // (transformers ignores one left in its checkpoint).
+            // (transformers ignores one left in a model's files).
             .filter(|name| {
                 let headless = config.tie_word_embeddings || config.head != HeadKind::LanguageModel;
                 !(headless && name.strip_suffix(".weight") == Some(names::LM_HEAD))
@@ -319,7 +319,7 @@ fn map_file(path: &Path) -> Result<Mmap, WeightsError> {
             reason: "a directory, not a file".into(),
         });
     }
-    // SAFETY: the map is read-only and lives as long as the checkpoint; a checkpoint file
+    // SAFETY: the map is read-only and lives as long as the `WeightFiles`; a weight file
     // changed by another process while mapped is outside what any loader can guard against.
     unsafe { Mmap::map(&file) }.map_err(io)
 }

@@ -1,4 +1,4 @@
-//! Configs of every supported family, with the fields their hub checkpoints use, and the
+//! Configs of every supported family, with the fields their hub models use, and the
 //! errors of broken ones.
 
 use temper_model::rope::{default_frequencies, inverse_frequencies};

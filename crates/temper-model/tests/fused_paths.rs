@@ -1,4 +1,4 @@
-//! The fused paths on real checkpoints: on every family's fixture, the fused LM-head log-probs
+//! The fused paths on real models: on every family's fixture, the fused LM-head log-probs
 //! (and their statistics) equal the plain log-softmax-and-gather on the same hidden states, and
 //! a LoRA model's loss and adapter gradients through every fused kernel (burn-flex) equal those
 //! of the plain ops (burn-ndarray).

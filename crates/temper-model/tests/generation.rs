@@ -1,4 +1,4 @@
-//! Greedy generation against transformers' `generate` on the fixture checkpoints (20 tokens, one
+//! Greedy generation against transformers' `generate` on the fixture models (20 tokens, one
 //! prompt and a left-padded batch), KV-cache decoding against full recomputation (also when
 //! the cache outgrows its buffers), and sampling being seedable.
 

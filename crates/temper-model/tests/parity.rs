@@ -1,5 +1,5 @@
 //! Logits and completion log-probs of every family against transformers 5.23 on the fixture
-//! checkpoints (`fixtures/gen/model_parity.py`), in f32 on burn-flex (the default backend, with
+//! models (`fixtures/gen/model_parity.py`), in f32 on burn-flex (the default backend, with
 //! temper-kernels' fused kernels) and on burn-ndarray (plain tensor ops).
 
 mod common;

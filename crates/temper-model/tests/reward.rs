@@ -1,5 +1,5 @@
 //! Reward models (a score head in place of the LM head): a `LlamaForSequenceClassification`
-//! checkpoint gives transformers' per-position and pooled scores (`fixtures/gen/reward_parity.py`),
+//! model gives transformers' per-position and pooled scores (`fixtures/gen/reward_parity.py`),
 //! a causal LM becomes a fresh reward model with its decoder unchanged, saved reward models load
 //! back as what they were, and LoRA keeps the score head trainable and saves it as PEFT's
 //! `SEQ_CLS` does.
@@ -31,7 +31,7 @@ fn values(tensor: Tensor<B, 2>) -> Vec<f32> {
 }
 
 #[test]
-fn sequence_classification_checkpoint_matches_transformers() {
+fn sequence_classification_model_matches_transformers() {
     let case = case();
     let (config, model): (ModelConfig, CausalLm<B>) = load_reward_model(
         &reward_dir(),
@@ -190,7 +190,7 @@ fn labels_come_from_architectures_and_id2label() {
 }
 
 #[test]
-fn load_model_refuses_a_reward_model_and_checkpoints_must_match_the_label_count() {
+fn load_model_refuses_a_reward_model_and_reward_models_must_match_the_label_count() {
     let device = Default::default();
     match load_model::<B>(&reward_dir(), &device) {
         Err(error @ LoadError::NotCausalLm { .. }) => {
@@ -232,12 +232,12 @@ fn load_model_refuses_a_reward_model_and_checkpoints_must_match_the_label_count(
 
 /// Every decoder tensor of a model, by HF name, as saved.
 fn decoder_tensors(dir: &std::path::Path) -> Vec<(String, Vec<f32>)> {
-    let checkpoint = WeightFiles::open(dir).unwrap();
-    checkpoint
+    let files = WeightFiles::open(dir).unwrap();
+    files
         .tensors()
         .keys()
         .filter(|name| name.starts_with("model."))
-        .map(|name| (name.clone(), checkpoint.read_f32(name).unwrap().0))
+        .map(|name| (name.clone(), files.read_f32(name).unwrap().0))
         .collect()
 }
 

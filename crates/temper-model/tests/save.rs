@@ -15,7 +15,7 @@ fn reread(dir: &std::path::Path) -> WeightFiles {
 }
 
 #[test]
-fn saved_checkpoints_hold_the_same_tensors_and_load_to_the_same_logits() {
+fn saved_models_hold_the_same_tensors_and_load_to_the_same_logits() {
     for (name, dtype) in [
         ("llama", SaveDtype::F32),
         ("qwen2", SaveDtype::Bf16),
@@ -125,7 +125,7 @@ fn adapters_save_under_peft_names_and_load_back() {
     let (reread_config, _) = load_adapter(base, out.path(), &device).unwrap();
     assert_eq!(reread_config, config);
 
-    // A model with adapters is not saved as a full checkpoint by accident.
+    // A model with adapters is not saved as a full model by accident.
     let (_, base) = load_model::<B>(&model_dir("qwen3"), &device).unwrap();
     let with_fresh = add_lora(base, &LoraConfig::default(), &device);
     let refused = save_model(

@@ -1,4 +1,4 @@
-//! Opening the fixture checkpoints (single file, sharded, bf16) and the errors of broken ones.
+//! Opening the fixture models' weights (single file, sharded, bf16) and the errors of broken ones.
 
 use std::path::{Path, PathBuf};
 
@@ -17,17 +17,17 @@ fn config_of(dir: &Path) -> ModelConfig {
 }
 
 #[test]
-fn every_fixture_checkpoint_matches_its_config() {
+fn every_fixture_models_weights_match_its_config() {
     for name in ["llama", "qwen2", "qwen3", "mistral", "olmo2"] {
         let dir = fixture(name);
-        let checkpoint = WeightFiles::open(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
-        checkpoint
+        let files = WeightFiles::open(&dir).unwrap_or_else(|e| panic!("{name}: {e}"));
+        files
             .verify(&config_of(&dir))
             .unwrap_or_else(|e| panic!("{e}"));
         let expected = expected_tensors(&config_of(&dir));
-        assert_eq!(checkpoint.tensors().len(), expected.len(), "{name}");
-        for (tensor, stored) in checkpoint.tensors() {
-            let bytes = checkpoint.bytes(tensor).unwrap();
+        assert_eq!(files.tensors().len(), expected.len(), "{name}");
+        for (tensor, stored) in files.tensors() {
+            let bytes = files.bytes(tensor).unwrap();
             let elements: usize = stored.shape.iter().product();
             assert_eq!(
                 bytes.len(),
@@ -58,7 +58,7 @@ fn copy_fixture(name: &str) -> tempfile::TempDir {
 }
 
 #[test]
-fn broken_checkpoints_are_named_errors() {
+fn broken_weight_files_are_named_errors() {
     let empty = tempfile::tempdir().unwrap();
     assert!(matches!(
         WeightFiles::open(empty.path()),

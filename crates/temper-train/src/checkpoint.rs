@@ -176,8 +176,8 @@ fn model_fingerprint(model_dir: &Path) -> String {
         hasher.update((config.len() as u64).to_le_bytes());
         hasher.update(&config);
     }
-    if let Ok(checkpoint) = temper_model::WeightFiles::open(model_dir) {
-        for (name, tensor) in checkpoint.tensors() {
+    if let Ok(files) = temper_model::WeightFiles::open(model_dir) {
+        for (name, tensor) in files.tensors() {
             hasher.update(format!("{name}:{:?}:{:?};", tensor.dtype, tensor.shape).as_bytes());
         }
     }

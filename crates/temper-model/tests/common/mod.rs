@@ -28,8 +28,8 @@ pub fn case(name: &str) -> Value {
 /// transformers' logits `[batch, seq, vocab]`, flattened, with their shape.
 pub fn anchor_logits(name: &str) -> (Vec<usize>, Vec<f32>) {
     let file = root().join(format!("fixtures/parity/models/{name}.safetensors"));
-    let checkpoint = WeightFiles::open_file(&file).unwrap();
-    let (values, shape) = checkpoint.read_f32("logits").unwrap();
+    let files = WeightFiles::open_file(&file).unwrap();
+    let (values, shape) = files.read_f32("logits").unwrap();
     (shape, values)
 }
 
