@@ -39,7 +39,7 @@ use temper::train::config::GrpoLoss;
 use temper::train::grpo::{GrpoSettings, GrpoTrainer, Prompts, RlInputs, StepTiming};
 use temper::train::rewards::Rewards;
 use temper::train::rollout::{Sampling, Stops};
-use temper::train::{ScheduleKind, TrainingArgs};
+use temper::train::{ScheduleKind, Trainer, TrainingArgs};
 use temper::verifiers::Shaping;
 
 type Cpu = Flex;

@@ -130,11 +130,6 @@ impl<B: AutodiffKernelBackend> GrpoTrainer<B> {
         self.rounds.plan.prompts(index, &self.rounds.prompts)
     }
 
-    /// Makes the next update, sampling a new round first when the last one is used up.
-    pub fn step(&mut self) -> Result<StepLog, TrainError> {
-        self.round_step()
-    }
-
     /// Makes the next round from completions given rather than sampled (fixed rollouts:
     /// `(prompt index, completion ids, stopped at eos)` in group order): they are rewarded and
     /// scored as sampled ones would be, and the next `num_iterations` steps train on them.
@@ -391,8 +386,9 @@ impl<B: AutodiffKernelBackend> RoundSteps<B> for GrpoTrainer<B> {
 }
 
 impl<B: AutodiffKernelBackend> Trainer<B> for GrpoTrainer<B> {
+    /// The next update, sampling a new round first when the last one is used up.
     fn step(&mut self) -> Result<StepLog, TrainError> {
-        GrpoTrainer::step(self)
+        self.round_step()
     }
     fn engine(&self) -> &UpdateEngine<B> {
         &self.engine

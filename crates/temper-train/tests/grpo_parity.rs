@@ -22,7 +22,7 @@ use temper_train::config::GrpoLoss;
 use temper_train::grpo::{GrpoSettings, GrpoTrainer, RlInputs};
 use temper_train::rewards::{FnReward, RewardInput, Rewards};
 use temper_train::rollout::{Sampling, Stops};
-use temper_train::{ScheduleKind, TrainingArgs};
+use temper_train::{ScheduleKind, Trainer, TrainingArgs};
 
 type Ad = Autodiff<Flex>;
 

@@ -212,12 +212,6 @@ impl<B: AutodiffKernelBackend> PpoTrainer<B> {
         order.chunks(size).map(<[usize]>::to_vec).collect()
     }
 
-    /// Makes the next update, sampling and scoring a new round first when the last one is used
-    /// up.
-    pub fn step(&mut self) -> Result<StepLog, TrainError> {
-        self.round_step()
-    }
-
     /// Makes the next round from completions given rather than sampled (`(prompt index,
     /// completion ids, stopped at eos)`): they are scored as sampled ones would be, and the
     /// round's `num_ppo_epochs × num_mini_batches` steps train on them.
@@ -454,8 +448,9 @@ impl<B: AutodiffKernelBackend> RoundSteps<B> for PpoTrainer<B> {
 }
 
 impl<B: AutodiffKernelBackend> Trainer<B> for PpoTrainer<B> {
+    /// The next update, sampling and scoring a new round first when the last one is used up.
     fn step(&mut self) -> Result<StepLog, TrainError> {
-        PpoTrainer::step(self)
+        self.round_step()
     }
     fn engine(&self) -> &UpdateEngine<B> {
         &self.engine

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use temper_data::ChatTokenizer;
 use temper_kernels::AutodiffKernelBackend;
-use temper_model::ModelConfig;
+use temper_model::{CausalLm, ModelConfig};
 
 use crate::checkpoint::CheckpointError;
 use crate::config::{Method, RunSettings};
@@ -29,9 +29,9 @@ use crate::ppo::{PpoSettings, PpoTrainer};
 use crate::progress::Display;
 use crate::reference::CacheError;
 use crate::rl::{RlInputs, RlTrainer};
-use crate::rollout::{Prompts, Stops};
+use crate::rollout::Prompts;
 use crate::trainer::{StepLog, TrainError, Trainer};
-use data::{LoadedData, RlData, load_files, rl_data};
+use data::{LoadedData, load_files, rl_data};
 use models::{
     initial_model, model_error, model_stops, objective_references, rl_reference, value_model,
 };
@@ -263,7 +263,6 @@ fn run_grpo<B: AutodiffKernelBackend>(
     tokenizer: ChatTokenizer,
     report: &mut RunReport,
 ) -> Result<(), RunError> {
-    let (stops, data) = rl_setup(&launch, &tokenizer, report)?;
     let Launch {
         settings,
         pad_id,
@@ -275,28 +274,11 @@ fn run_grpo<B: AutodiffKernelBackend>(
     } else {
         None
     };
+    let (inputs, held_out) = rl_setup(&launch, tokenizer, reference, report)?;
     let model = initial_model::<B>(settings, pad_id, device)?;
-    let inputs = RlInputs {
-        prompts: data.prompts,
-        rewards: data.rewards,
-        reference,
-        tokenizer,
-        stops,
-    };
-    let mut trainer = GrpoTrainer::new(
-        model,
-        grpo.clone(),
-        settings.args.clone(),
-        inputs,
-        device.clone(),
-    )?;
-    drive_rl(
-        &mut trainer,
-        &launch,
-        &data.origins,
-        data.eval_prompts.as_ref(),
-        report,
-    )
+    let args = settings.args.clone();
+    let mut trainer = GrpoTrainer::new(model, grpo.clone(), args, inputs, device.clone())?;
+    drive_rl(&mut trainer, &launch, &held_out, report)
 }
 
 /// PPO: the policy (LoRA or full, resumed or not), its value model, the reference model for
@@ -307,7 +289,6 @@ fn run_ppo<B: AutodiffKernelBackend>(
     tokenizer: ChatTokenizer,
     report: &mut RunReport,
 ) -> Result<(), RunError> {
-    let (stops, data) = rl_setup(&launch, &tokenizer, report)?;
     let Launch {
         settings,
         pad_id,
@@ -315,47 +296,44 @@ fn run_ppo<B: AutodiffKernelBackend>(
         ..
     } = launch;
     let reference = rl_reference::<B::InnerBackend>(settings, device)?;
+    let (inputs, held_out) = rl_setup(&launch, tokenizer, Some(reference), report)?;
     let (value_model, value_dir) = value_model::<B>(settings, pad_id, device)?;
     let model = initial_model::<B>(settings, pad_id, device)?;
-    let inputs = RlInputs {
-        prompts: data.prompts,
-        rewards: data.rewards,
-        reference: Some(reference),
-        tokenizer,
-        stops,
-    };
+    let args = settings.args.clone();
     let mut trainer = PpoTrainer::new(
         model,
         value_model,
         ppo.clone(),
-        settings.args.clone(),
+        args,
         inputs,
         device.clone(),
     )?
     .with_value_model_source(&value_dir);
-    drive_rl(
-        &mut trainer,
-        &launch,
-        &data.origins,
-        data.eval_prompts.as_ref(),
-        report,
-    )
+    drive_rl(&mut trainer, &launch, &held_out, report)
 }
 
-/// What an RL run starts from: where the model stops its completions, and the prompts with
-/// their reward sources.
+/// What an RL run's rows are beside the trainer's inputs: where each prompt came from, and the
+/// held-out prompts.
+struct HeldOut {
+    origins: Vec<String>,
+    prompts: Option<Prompts>,
+}
+
+/// An RL trainer's inputs: the prompts with their reward sources, where the model stops its
+/// completions, the tokenizer and the `reference` model.
 fn rl_setup<B: AutodiffKernelBackend>(
     launch: &Launch<'_, B>,
-    tokenizer: &ChatTokenizer,
+    tokenizer: ChatTokenizer,
+    reference: Option<CausalLm<B::InnerBackend>>,
     report: &mut RunReport,
-) -> Result<(Stops, RlData), RunError> {
+) -> Result<(RlInputs<B::InnerBackend>, HeldOut), RunError> {
     let Launch {
         settings,
         pad_id,
         device,
         ..
     } = *launch;
-    let stops = model_stops(&settings.model, tokenizer, pad_id)?;
+    let stops = model_stops(&settings.model, &tokenizer, pad_id)?;
     let data = rl_data::<B::InnerBackend>(
         settings,
         &launch.train,
@@ -364,20 +342,30 @@ fn rl_setup<B: AutodiffKernelBackend>(
         device,
         report,
     )?;
-    Ok((stops, data))
+    let inputs = RlInputs {
+        prompts: data.prompts,
+        rewards: data.rewards,
+        reference,
+        tokenizer,
+        stops,
+    };
+    let held_out = HeldOut {
+        origins: data.origins,
+        prompts: data.eval_prompts,
+    };
+    Ok((inputs, held_out))
 }
 
 /// The step loop of an RL trainer, evaluated on the held-out prompts when there are some.
 fn drive_rl<B: AutodiffKernelBackend, T: RlTrainer<B>>(
     trainer: &mut T,
     launch: &Launch<'_, B>,
-    origins: &[String],
-    held_out: Option<&Prompts>,
+    held_out: &HeldOut,
     report: &mut RunReport,
 ) -> Result<(), RunError> {
     let settings = launch.settings;
     let unlogged = resume(trainer, settings)?;
-    let evaluate = |trainer: &T| match held_out {
+    let evaluate = |trainer: &T| match &held_out.prompts {
         Some(prompts) => trainer
             .evaluate(prompts, settings.per_device_eval_batch_size)
             .map(Some),
@@ -387,7 +375,7 @@ fn drive_rl<B: AutodiffKernelBackend, T: RlTrainer<B>>(
         trainer,
         settings,
         launch.display,
-        origins,
+        &held_out.origins,
         unlogged,
         evaluate,
         report,
