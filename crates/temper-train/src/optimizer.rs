@@ -19,25 +19,15 @@ use temper_kernels::{AdamWState, AdamWStep, KernelBackend, adamw_update};
 
 use crate::parameters::{MapNamed, Named, decays};
 
-/// AdamW's settings; the defaults are transformers' `TrainingArguments` (`adam_beta1` 0.9,
-/// `adam_beta2` 0.999, `adam_epsilon` 1e-8, `weight_decay` 0).
+/// AdamW's settings (keys `adam_beta1`, `adam_beta2`, `adam_epsilon`, `weight_decay`; their
+/// defaults, transformers', are declared with the keys and reach here through
+/// [`crate::TrainingArgs`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWConfig {
     pub beta1: f64,
     pub beta2: f64,
     pub epsilon: f64,
     pub weight_decay: f64,
-}
-
-impl Default for AdamWConfig {
-    fn default() -> Self {
-        Self {
-            beta1: 0.9,
-            beta2: 0.999,
-            epsilon: 1e-8,
-            weight_decay: 0.0,
-        }
-    }
 }
 
 /// One parameter's moments, flattened, and its own step count (torch counts per parameter: one

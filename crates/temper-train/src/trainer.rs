@@ -10,12 +10,14 @@ use temper_model::CausalLm;
 use temper_objectives::ObjectiveError;
 
 use crate::checkpoint::{CheckpointError, TrainerState};
+use crate::config::{KeyValues, TrainerKind};
 use crate::engine::UpdateEngine;
 use crate::optimizer::AdamW;
 use crate::optimizer::AdamWConfig;
 use crate::schedule::{Schedule, ScheduleKind};
 
-/// The run's settings, with transformers' `TrainingArguments` names and defaults.
+/// The run's settings, with transformers' `TrainingArguments` names; their defaults are the
+/// keys' (config/keys.rs: TRL's).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainingArgs {
     /// Stop after this many optimizer steps (overrides `num_train_epochs`).
@@ -37,26 +39,43 @@ pub struct TrainingArgs {
 }
 
 impl Default for TrainingArgs {
+    /// SFT's settings ([`TrainingArgs::for_trainer`]); the trainers differ in the learning rate
+    /// only.
     fn default() -> Self {
-        Self {
-            max_steps: None,
-            num_train_epochs: 3.0,
-            per_device_train_batch_size: 8,
-            gradient_accumulation_steps: 1,
-            learning_rate: 5e-5,
-            lr_scheduler_type: ScheduleKind::Linear,
-            warmup_steps: 0,
-            warmup_ratio: 0.0,
-            optimizer: AdamWConfig::default(),
-            max_grad_norm: 1.0,
-            seed: 42,
-            batch_order: BatchOrder::Shuffled,
-            gradient_checkpointing: false,
-        }
+        Self::for_trainer(TrainerKind::Sft)
     }
 }
 
 impl TrainingArgs {
+    /// The settings the keys declare for `kind`'s trainer when none is given.
+    pub fn for_trainer(kind: TrainerKind) -> Self {
+        Self::from_values(&KeyValues::defaults(kind))
+    }
+
+    /// The settings of a run's key values (`max_steps` -1: none, train by epochs).
+    pub(crate) fn from_values(values: &KeyValues) -> Self {
+        Self {
+            max_steps: usize::try_from(values.max_steps).ok(),
+            num_train_epochs: values.num_train_epochs,
+            per_device_train_batch_size: values.per_device_train_batch_size,
+            gradient_accumulation_steps: values.gradient_accumulation_steps,
+            learning_rate: values.learning_rate,
+            lr_scheduler_type: values.lr_scheduler_type,
+            warmup_steps: values.warmup_steps,
+            warmup_ratio: values.warmup_ratio,
+            optimizer: AdamWConfig {
+                beta1: values.adam_beta1,
+                beta2: values.adam_beta2,
+                epsilon: values.adam_epsilon,
+                weight_decay: values.weight_decay,
+            },
+            max_grad_norm: values.max_grad_norm,
+            seed: values.seed,
+            batch_order: BatchOrder::Shuffled,
+            gradient_checkpointing: values.gradient_checkpointing,
+        }
+    }
+
     /// The run's learning-rate schedule: `max_steps` updates, else `num_train_epochs` epochs of
     /// `updates_per_epoch`; warm-up from `warmup_steps`, else from `warmup_ratio`.
     pub fn schedule(&self, updates_per_epoch: usize) -> Schedule {

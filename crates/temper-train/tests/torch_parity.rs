@@ -11,7 +11,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use serde_json::Value;
 use temper_train::parameters::{decays, parameters};
-use temper_train::{AdamW, AdamWConfig, Schedule, ScheduleKind, clip_global_norm};
+use temper_train::{AdamW, AdamWConfig, Schedule, ScheduleKind, TrainingArgs, clip_global_norm};
 
 type Ad = Autodiff<NdArray<f32>>;
 type Inner = NdArray<f32>;
@@ -141,7 +141,7 @@ fn run_steps(
 fn config(run: &Value) -> AdamWConfig {
     AdamWConfig {
         weight_decay: run["weight_decay"].as_f64().unwrap(),
-        ..AdamWConfig::default()
+        ..TrainingArgs::default().optimizer
     }
 }
 

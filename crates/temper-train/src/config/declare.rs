@@ -34,17 +34,29 @@ pub enum Fallback<V> {
     PerTrainer(fn(TrainerKind) -> V),
     /// An empty value (none, an empty list); the text says what that means.
     Absent(V, &'static str),
-    /// The run cannot start without it.
-    Required,
+    /// The run cannot start without it; the value is the empty one [`KeyValues::defaults`]
+    /// holds.
+    ///
+    /// [`KeyValues::defaults`]: super::KeyValues::defaults
+    Required(V),
 }
 
 impl<V: Serialize> Fallback<V> {
+    /// The value of a key not given: its default, or an error when it is required.
     fn value(self, kind: TrainerKind) -> Result<V, String> {
         match self {
-            Fallback::Value(value) => Ok(value),
-            Fallback::PerTrainer(of) => Ok(of(kind)),
-            Fallback::Absent(value, _) => Ok(value),
-            Fallback::Required => Err("required".to_string()),
+            Fallback::Required(_) => Err("required".to_string()),
+            other => Ok(other.default_value(kind)),
+        }
+    }
+
+    /// The default for `kind`; a required key's empty value.
+    pub fn default_value(self, kind: TrainerKind) -> V {
+        match self {
+            Fallback::Value(value) | Fallback::Absent(value, _) | Fallback::Required(value) => {
+                value
+            }
+            Fallback::PerTrainer(of) => of(kind),
         }
     }
 
@@ -75,7 +87,7 @@ impl<V: Serialize> Fallback<V> {
             Fallback::Value(value) => shown(value),
             Fallback::PerTrainer(of) => shown(&of(kind)),
             Fallback::Absent(_, meaning) => meaning.to_string(),
-            Fallback::Required => "required".to_string(),
+            Fallback::Required(_) => "required".to_string(),
         }
     }
 }
@@ -140,6 +152,19 @@ macro_rules! declare_keys {
         #[derive(Clone, Debug)]
         pub struct KeyValues {
             $( pub $name: $value, )*
+        }
+
+        impl KeyValues {
+            /// Every key's default for `kind` (a required key: its empty value): what a
+            /// library caller's [`crate::TrainingArgs`] start from.
+            pub fn defaults(kind: TrainerKind) -> KeyValues {
+                KeyValues {$(
+                    $name: {
+                        let fallback: Fallback<$value> = $default;
+                        fallback.default_value(kind)
+                    },
+                )*}
+            }
         }
 
         impl TrainConfig {

@@ -50,7 +50,7 @@ declare_keys! {
     /// tokenizer files with the chat template.
     #[arg(long)]
     model: PathBuf => PathBuf {
-        trainers: ALL, default: Required, check: any, trl: "scripts' `model_name_or_path`",
+        trainers: ALL, default: Required(PathBuf::new()), check: any, trl: "scripts' `model_name_or_path`",
     }
 
     /// The `temper` command's compute backend: `flex` (burn-flex on the CPU with temper's fused
@@ -65,7 +65,7 @@ declare_keys! {
     #[arg(long, value_delimiter = ',')]
     #[serde(deserialize_with = "one_or_many")]
     data: Vec<PathBuf> => Vec<PathBuf> {
-        trainers: ALL, default: Required, check: not_empty, trl: "",
+        trainers: ALL, default: Required(Vec::new()), check: not_empty, trl: "",
     }
 
     /// A format name (see formats.md), for every file of `data` and `eval_data`; `auto`
@@ -78,7 +78,7 @@ declare_keys! {
     /// Where checkpoints, `metrics.jsonl` and the final model go.
     #[arg(long = "output", visible_alias = "output-dir")]
     output_dir: PathBuf => PathBuf {
-        trainers: ALL, default: Required, check: any, trl: "flag `--output`",
+        trainers: ALL, default: Required(PathBuf::new()), check: any, trl: "flag `--output`",
     }
 
     /// Start a new run in a directory that holds an earlier one.

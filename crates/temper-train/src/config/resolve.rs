@@ -12,7 +12,6 @@ use super::loss_type::{GrpoLoss, LossType};
 use super::{ConfigError, KeyValues, TrainConfig, TrainerKind, bad};
 use crate::grpo::GrpoSettings;
 use crate::objective::Objective;
-use crate::optimizer::AdamWConfig;
 use crate::ppo::PpoSettings;
 use crate::rollout::Sampling;
 use crate::trainer::TrainingArgs;
@@ -98,26 +97,7 @@ impl TrainConfig {
             return Err(bad("non_stop_penalty_value", "needs non_stop_penalty"));
         }
         let peft = self.peft(&values)?;
-        let args = TrainingArgs {
-            max_steps,
-            num_train_epochs: values.num_train_epochs,
-            per_device_train_batch_size: values.per_device_train_batch_size,
-            gradient_accumulation_steps: values.gradient_accumulation_steps,
-            learning_rate: values.learning_rate,
-            lr_scheduler_type: values.lr_scheduler_type,
-            warmup_steps: values.warmup_steps,
-            warmup_ratio: values.warmup_ratio,
-            optimizer: AdamWConfig {
-                beta1: values.adam_beta1,
-                beta2: values.adam_beta2,
-                epsilon: values.adam_epsilon,
-                weight_decay: values.weight_decay,
-            },
-            max_grad_norm: values.max_grad_norm,
-            seed: values.seed,
-            gradient_checkpointing: values.gradient_checkpointing,
-            ..TrainingArgs::default()
-        };
+        let args = TrainingArgs::from_values(&values);
         let method = match kind {
             TrainerKind::Grpo => Method::Grpo(grpo_settings(&values)),
             TrainerKind::Ppo => Method::Ppo(ppo_settings(&values)),

@@ -282,3 +282,22 @@ fn enum_keys_are_enums() {
         "{error}"
     );
 }
+
+/// The library's `TrainingArgs` defaults are the keys' own: what a run resolves to when it
+/// gives only the required keys, for every trainer.
+#[test]
+fn library_defaults_are_the_declared_ones() {
+    for kind in TrainerKind::ALL {
+        let resolved = minimal().resolve(kind).unwrap();
+        assert_eq!(
+            crate::TrainingArgs::for_trainer(kind),
+            resolved.args,
+            "{}",
+            kind.command()
+        );
+        let defaults = KeyValues::defaults(kind);
+        assert_eq!(defaults.learning_rate, kind.default_learning_rate());
+        assert!(defaults.model.as_os_str().is_empty() && defaults.data.is_empty());
+    }
+    assert_eq!(crate::TrainingArgs::default().learning_rate, 2e-5);
+}
