@@ -21,7 +21,7 @@ pub use temper_train::config::ComputeBackend;
 #[derive(Args, Clone, Copy, Debug)]
 pub struct BackendArgs {
     /// Compute backend; cuda needs the CUDA build (`--features cuda`).
-    #[arg(long, value_enum, default_value_t = ComputeBackend::Flex)]
+    #[arg(long, value_enum, default_value_t)]
     pub backend: ComputeBackend,
     /// Float type to compute in; bf16 and f16 need the CUDA build.
     #[arg(long, value_enum, default_value_t = Dtype::F32)]

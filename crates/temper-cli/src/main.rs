@@ -82,8 +82,8 @@ fn parse_arguments() -> Cli {
     for kind in TrainerKind::ALL {
         command = command.mut_subcommand(kind.command(), |sub| train::document_keys(kind, sub));
     }
-    let matches = command.get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    let matches = command.get_matches_mut();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.format(&mut command).exit())
 }
 
 fn main() -> ExitCode {

@@ -1,6 +1,7 @@
-//! `temper sft|dpo|orpo|simpo|rm`: flags with TRL's option names (kebab-case), a `--config` file
-//! with the same keys (snake_case), flags over the file; then a temper-train run on the chosen
-//! backend. `temper export`: a checkpoint without its training state, adapters merged or not.
+//! `temper sft|dpo|orpo|simpo|rm|grpo|ppo`: flags with TRL's option names (kebab-case), a
+//! `--config` file with the same keys (snake_case), flags over the file; then a temper-train run
+//! on the chosen backend. `temper export`: a checkpoint without its training state, adapters
+//! merged or not.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -94,7 +95,7 @@ pub fn run(kind: TrainerKind, args: TrainArgs) -> Outcome {
     } else {
         Display::Auto
     };
-    let result = match settings.config.backend.unwrap_or_default() {
+    let result = match settings.backend {
         ComputeBackend::Flex => {
             type B = burn::backend::Autodiff<burn::backend::Flex>;
             temper_train::run::<B>(&settings, display, &Default::default())

@@ -43,24 +43,6 @@ pub enum LossMask {
     LastTurn,
 }
 
-impl LossMask {
-    pub const ALL: [LossMask; 4] = [
-        LossMask::Completion,
-        LossMask::Prompt,
-        LossMask::AllAssistant,
-        LossMask::LastTurn,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            LossMask::Completion => "completion",
-            LossMask::Prompt => "prompt",
-            LossMask::AllAssistant => "all-assistant",
-            LossMask::LastTurn => "last-turn",
-        }
-    }
-}
-
 /// Which end of an over-long sequence survives `max_length`. Named as TRL's
 /// `truncation_mode` (`keep_start`); the kebab-case spelling of flags is taken too.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

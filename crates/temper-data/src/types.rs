@@ -213,7 +213,8 @@ impl ExampleRef<'_> {
         }
     }
 
-    pub fn to_owned(self) -> Example {
+    /// The example, owned.
+    pub fn to_example(self) -> Example {
         match self {
             ExampleRef::Sft(sft) => Example::Sft(sft.clone()),
             ExampleRef::Preference(pair) => Example::Preference(pair.clone()),

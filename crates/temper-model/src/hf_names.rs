@@ -1,5 +1,5 @@
 //! The Hugging Face names of a decoder's tensors, written once: reading a model's weights
-//! ([`crate::load`]), writing them ([`crate::save`]), checking one against its config
+//! ([`crate::load`]), writing them ([`crate::save`]), checking weight files against a config
 //! ([`crate::weights::expected_tensors`]) and naming a layer's projections
 //! ([`crate::DecoderLayer::projections`]) all go through here.
 

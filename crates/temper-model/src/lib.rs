@@ -2,8 +2,8 @@
 //! Qwen3, Mistral and OLMo 2 with transformers' logits.
 //!
 //! It reads and validates the configs of the supported families ([`config`]), opens a model
-//! directory's safetensors, single or sharded, checking every tensor against the config by name and shape
-//! ([`weights`]), runs the forward pass over any Burn backend ([`model`], loaded by
+//! directory's safetensors, single or sharded, checking every tensor against the config by name
+//! and shape ([`weights`]), runs the forward pass over any Burn backend ([`model`], loaded by
 //! [`load_model`]), trains with per-layer gradient checkpointing on or off
 //! ([`gradient_checkpointing`]), generates with a KV cache ([`generate`]), carries PEFT LoRA
 //! adapters ([`lora`]), and saves model directories and adapters that transformers and PEFT load

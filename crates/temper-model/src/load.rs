@@ -1,6 +1,7 @@
-//! Builds a [`CausalLm`] from a Hugging Face model directory: `config.json` plus safetensors (f32, bf16
-//! or f16, single or sharded), verified by name and shape first. Each tensor is converted to
-//! f32 and moved to the device one at a time, so peak memory is the model plus one tensor.
+//! Builds a [`CausalLm`] from a Hugging Face model directory: `config.json` plus safetensors
+//! (f32, bf16 or f16, single or sharded), verified by name and shape first. Each tensor is
+//! converted to f32 and moved to the device one at a time, so peak memory is the model plus one
+//! tensor.
 //!
 //! [`load_model`] loads causal LMs; sequence-classification (reward) models load with
 //! [`crate::load_reward_model`], so that code expecting logits over the vocabulary never gets

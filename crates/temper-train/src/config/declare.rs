@@ -92,13 +92,11 @@ impl<V: Serialize> Fallback<V> {
     }
 }
 
-/// A key's value for `kind`: refused if the trainer does not take it, checked if given, else
-/// its fallback.
+/// A key's value: checked if given, else its fallback for `kind`.
 pub fn resolve_key<T, V>(
     key: &str,
     given: Option<T>,
     kind: TrainerKind,
-    trainers: &[TrainerKind],
     fallback: Fallback<V>,
     check: fn(&T, TrainerKind) -> Result<(), String>,
 ) -> Result<V, ConfigError>
@@ -106,16 +104,17 @@ where
     V: From<T> + Serialize,
 {
     match given {
-        Some(_) if !trainers.contains(&kind) => Err(bad(
-            key,
-            format!("not an option of `temper {}`", kind.command()),
-        )),
         Some(value) => {
             check(&value, kind).map_err(|reason| bad(key, reason))?;
             Ok(V::from(value))
         }
         None => fallback.value(kind).map_err(|reason| bad(key, reason)),
     }
+}
+
+/// A key given to a trainer that does not take it.
+pub fn foreign_key(key: &str, kind: TrainerKind) -> ConfigError {
+    bad(key, format!("not an option of `temper {}`", kind.command()))
 }
 
 /// Declares every key once; see the module doc for what each entry becomes. An entry is
@@ -188,14 +187,19 @@ macro_rules! declare_keys {
                 }
             }
 
-            /// Every key's value for `kind`; the first key that is wrong is the error.
+            /// Every key's value for `kind`. A key the trainer does not take is refused before
+            /// any value is checked; then the first key that is wrong is the error.
             pub fn values(&self, kind: TrainerKind) -> Result<KeyValues, ConfigError> {
+                $(
+                    if self.$name.is_some() && !$trainers.contains(&kind) {
+                        return Err(foreign_key(stringify!($name), kind));
+                    }
+                )*
                 Ok(KeyValues {$(
                     $name: resolve_key(
                         stringify!($name),
                         self.$name.clone(),
                         kind,
-                        $trainers,
                         $default,
                         $check,
                     )?,

@@ -14,7 +14,7 @@ use super::ComputeBackend;
 use super::ConfigError;
 use super::TrainerKind::{self, *};
 use super::checks::*;
-use super::declare::{Fallback, Fallback::*, KeySpec, declare_keys, resolve_key};
+use super::declare::{Fallback, Fallback::*, KeySpec, declare_keys, foreign_key, resolve_key};
 use super::loss_type::{GrpoLoss, LossType};
 use crate::objective::NllSpan;
 use crate::schedule::ScheduleKind;
@@ -25,24 +25,24 @@ const OFFLINE: &[TrainerKind] = &[Sft, Dpo, Orpo, Simpo, Reward];
 /// The trainers that learn from their own completions.
 const RL: &[TrainerKind] = &[Grpo, Ppo];
 
-/// A list key's value in a file: one value or a list.
+/// A list key's value in a file: one value or a list, each item's error its own (an untagged
+/// enum would only say that nothing matched).
 fn one_or_many<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
 where
     D: Deserializer<'de>,
-    T: Deserialize<'de>,
+    T: serde::de::DeserializeOwned,
 {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany<T> {
-        One(T),
-        Many(Vec<T>),
+    use serde::de::Error;
+    let item = |value: serde_json::Value| T::deserialize(value).map_err(D::Error::custom);
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Array(items)) => items
+            .into_iter()
+            .map(item)
+            .collect::<Result<_, _>>()
+            .map(Some),
+        Some(one) => item(one).map(|value| Some(vec![value])),
     }
-    Ok(
-        Option::<OneOrMany<T>>::deserialize(deserializer)?.map(|values| match values {
-            OneOrMany::One(value) => vec![value],
-            OneOrMany::Many(values) => values,
-        }),
-    )
 }
 
 declare_keys! {
@@ -53,12 +53,11 @@ declare_keys! {
         trainers: ALL, default: Required(PathBuf::new()), check: any, trl: "scripts' `model_name_or_path`",
     }
 
-    /// The `temper` command's compute backend: `flex` (burn-flex on the CPU with temper's fused
-    /// kernels), `ndarray` (plain tensor ops) or `cuda` (the CUDA build). The library runs on
-    /// its caller's backend and records the key.
+    /// The `temper` command's compute backend (`cuda` needs the CUDA build). The library runs
+    /// on its caller's backend and records the key.
     #[arg(long, value_enum)]
     backend: ComputeBackend => ComputeBackend {
-        trainers: ALL, default: Value(ComputeBackend::Flex), check: any, trl: "Temper's",
+        trainers: ALL, default: Value(ComputeBackend::default()), check: any, trl: "Temper's",
     }
 
     /// Training file(s) (JSONL, JSON or Parquet); several are concatenated in order.
@@ -68,11 +67,11 @@ declare_keys! {
         trainers: ALL, default: Required(Vec::new()), check: not_empty, trl: "",
     }
 
-    /// A format name (see formats.md), for every file of `data` and `eval_data`; `auto`
-    /// detects each file's format from its first record.
+    /// A dataset format, for every file of `data` and `eval_data`; `auto` detects each file's
+    /// format from its first record.
     #[arg(long, value_enum)]
     data_format: FormatChoice => FormatChoice {
-        trainers: ALL, default: Value(FormatChoice::Auto), check: any, trl: "",
+        trainers: ALL, default: Value(FormatChoice::default()), check: any, trl: "",
     }
 
     /// Where checkpoints, `metrics.jsonl` and the final model go.
@@ -123,7 +122,8 @@ declare_keys! {
         trainers: ALL, default: Value(3.0), check: non_negative, trl: "",
     }
 
-    /// Examples (pairs for preference trainers, prompts for RL) per micro-batch.
+    /// Examples per micro-batch: sequences (SFT), pairs (preference trainers and reward
+    /// models), completions (GRPO), prompts (PPO).
     #[arg(long)]
     per_device_train_batch_size: usize => usize {
         trainers: ALL, default: Value(8), check: at_least_one, trl: "",
@@ -149,7 +149,8 @@ declare_keys! {
         check: non_negative, trl: "TRL's per-trainer defaults (transformers' own is 5e-5)",
     }
 
-    /// The schedule, as `transformers.get_scheduler` (`constant` ignores warmup, as there).
+    /// The learning-rate schedule, as `transformers.get_scheduler` (`constant` ignores warmup,
+    /// as there).
     #[arg(long, value_enum)]
     lr_scheduler_type: ScheduleKind => ScheduleKind {
         trainers: ALL, default: Value(ScheduleKind::Linear), check: any,
@@ -216,9 +217,8 @@ declare_keys! {
         check: beta, trl: "",
     }
 
-    /// DPO: one loss type or a list, weighted by `loss_weights` (see objectives.md;
-    /// `sigmoid_norm` is open-instruct's `dpo_norm`). GRPO: `grpo`, `bnpo`, `dr_grpo` or
-    /// `dapo`.
+    /// DPO: one loss type or a list, weighted by `loss_weights` (`sigmoid_norm` is
+    /// open-instruct's `dpo_norm`); GRPO: one of `grpo`, `bnpo`, `dr_grpo`, `dapo`.
     #[arg(long, value_enum, value_delimiter = ',')]
     #[serde(deserialize_with = "one_or_many")]
     loss_type: Vec<LossType> => Vec<LossType> {
@@ -266,7 +266,7 @@ declare_keys! {
     /// ORPO's NLL over prompt + completion (TRL) or the completion only (LLaMA-Factory).
     #[arg(long, value_enum)]
     orpo_nll_span: NllSpan => NllSpan {
-        trainers: &[Orpo], default: Value(NllSpan::PromptAndCompletion), check: any,
+        trainers: &[Orpo], default: Value(NllSpan::default()), check: any,
         trl: "Temper's",
     }
 
@@ -303,10 +303,12 @@ declare_keys! {
         trl: "older TRL's DPO key; TRL 1.16 has none",
     }
 
-    /// Which tokens are trained (§3).
+    /// Which tokens of an SFT example are trained: the completion (every assistant turn of a
+    /// conversation), every token (`prompt`), every assistant turn including those inside a
+    /// prompt, or the last assistant turn only.
     #[arg(long, value_enum)]
     loss_mask: LossMask => LossMask {
-        trainers: &[Sft], default: Value(LossMask::Completion), check: any,
+        trainers: &[Sft], default: Value(LossMask::default()), check: any,
         trl: "TRL: `completion_only_loss`, `assistant_only_loss`",
     }
 
@@ -314,7 +316,7 @@ declare_keys! {
     /// beginning.
     #[arg(long, value_enum)]
     truncation_mode: TruncationSide => TruncationSide {
-        trainers: OFFLINE, default: Value(TruncationSide::KeepStart), check: any, trl: "",
+        trainers: OFFLINE, default: Value(TruncationSide::default()), check: any, trl: "",
     }
 
     /// Completions sampled per prompt (the group); must divide
@@ -505,13 +507,13 @@ declare_keys! {
         trainers: ALL, default: Absent(None, "none (keep all)"), check: at_least_one, trl: "",
     }
 
-    /// A `checkpoint-N` directory of this run to continue from (§5).
+    /// A `checkpoint-N` directory of this run to continue from.
     #[arg(long)]
     resume_from_checkpoint: PathBuf => Option<PathBuf> {
         trainers: ALL, default: Absent(None, "none"), check: any, trl: "",
     }
 
-    /// Train LoRA adapters instead of every weight (§7).
+    /// Train LoRA adapters instead of every weight.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     use_peft: bool => bool {
         trainers: ALL, default: Value(false), check: any, trl: "TRL scripts' `ModelConfig`",

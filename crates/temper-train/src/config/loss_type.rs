@@ -16,9 +16,9 @@ pub enum GrpoLoss {
     Grpo,
     /// Mean over the micro-batch's tokens.
     Bnpo,
-    /// Sum over rows × `max_completion_length`.
+    /// Sum / (rows × `max_completion_length`).
     DrGrpo,
-    /// Sum over the step's completion tokens (TRL's default).
+    /// Sum / the step's completion tokens (TRL's default).
     Dapo,
 }
 
@@ -50,7 +50,8 @@ pub enum LossType {
 impl LossType {
     /// The DPO family, then GRPO's.
     pub const ALL: [LossType; PreferenceLoss::ALL.len() + GrpoLoss::ALL.len()] = {
-        let mut all = [LossType::Grpo(GrpoLoss::Dapo); PreferenceLoss::ALL.len() + 4];
+        let mut all =
+            [LossType::Grpo(GrpoLoss::Dapo); PreferenceLoss::ALL.len() + GrpoLoss::ALL.len()];
         let mut i = 0;
         while i < PreferenceLoss::ALL.len() {
             all[i] = LossType::Preference(PreferenceLoss::ALL[i]);
@@ -94,9 +95,10 @@ impl FromStr for LossType {
         if let Some(loss) = GrpoLoss::ALL.into_iter().find(|l| l.name() == name) {
             return Ok(LossType::Grpo(loss));
         }
-        name.parse()
-            .map(LossType::Preference)
-            .map_err(|_| format!("`{name}` is not a loss type"))
+        name.parse().map(LossType::Preference).map_err(|_| {
+            let names: Vec<&str> = Self::ALL.iter().map(|loss| loss.name()).collect();
+            format!("`{name}` is not a loss type (one of {})", names.join(", "))
+        })
     }
 }
 

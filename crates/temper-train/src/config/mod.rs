@@ -26,7 +26,7 @@ pub use file::{ConfigFileError, read_config_file};
 pub use keys::{KeyValues, TrainConfig};
 pub use loss_type::{GrpoLoss, LossType};
 pub use resolve::{Method, PeftSettings, RewardSettings, RunSettings};
-pub use table::{defaults, key_table};
+pub use table::key_table;
 
 /// Which trainer a run is: the `temper` subcommand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,11 +124,6 @@ fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
 }
 
 impl TrainConfig {
-    /// Every key, in declaration order.
-    pub fn keys() -> impl Iterator<Item = &'static str> {
-        Self::KEYS.iter().map(|key| key.name)
-    }
-
     /// The declaration of `name`.
     pub fn key(name: &str) -> Option<&'static KeySpec> {
         Self::KEYS.iter().find(|key| key.name == name)

@@ -9,7 +9,7 @@ use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_objectives::simpo::SimpoConfig;
 
 use super::loss_type::{GrpoLoss, LossType};
-use super::{ConfigError, KeyValues, TrainConfig, TrainerKind, bad};
+use super::{ComputeBackend, ConfigError, KeyValues, TrainConfig, TrainerKind, bad};
 use crate::grpo::GrpoSettings;
 use crate::objective::Objective;
 use crate::ppo::PpoSettings;
@@ -47,6 +47,8 @@ pub struct RewardSettings {
 #[derive(Clone, Debug)]
 pub struct RunSettings {
     pub kind: TrainerKind,
+    /// The `temper` command's backend (the library runs on its caller's).
+    pub backend: ComputeBackend,
     pub model: PathBuf,
     pub data: Vec<PathBuf>,
     pub data_format: Option<Format>,
@@ -80,7 +82,8 @@ impl TrainConfig {
     /// between keys.
     pub fn resolve(&self, kind: TrainerKind) -> Result<RunSettings, ConfigError> {
         let values = self.values(kind)?;
-        let max_steps = usize::try_from(values.max_steps).ok();
+        let args = TrainingArgs::from_values(&values);
+        let max_steps = args.max_steps;
         if max_steps.is_none() && values.num_train_epochs == 0.0 {
             return Err(bad("num_train_epochs", "is 0 and no max_steps is set"));
         }
@@ -97,7 +100,6 @@ impl TrainConfig {
             return Err(bad("non_stop_penalty_value", "needs non_stop_penalty"));
         }
         let peft = self.peft(&values)?;
-        let args = TrainingArgs::from_values(&values);
         let method = match kind {
             TrainerKind::Grpo => Method::Grpo(grpo_settings(&values)),
             TrainerKind::Ppo => Method::Ppo(ppo_settings(&values)),
@@ -124,6 +126,7 @@ impl TrainConfig {
             .unwrap_or_else(|| values.output_dir.join("reference_logps"));
         Ok(RunSettings {
             kind,
+            backend: values.backend,
             model: values.model,
             data: values.data,
             data_format: values.data_format.format(),

@@ -14,9 +14,8 @@ pub fn key_table() -> String {
          |---|---|---|---|---|\n",
     );
     for key in TrainConfig::KEYS {
-        let meaning = command
-            .get_arguments()
-            .find(|arg| arg.get_id() == key.name)
+        let arg = command.get_arguments().find(|arg| arg.get_id() == key.name);
+        let mut meaning = arg
             .and_then(|arg| arg.get_long_help().or(arg.get_help()))
             .map(|help| {
                 help.to_string()
@@ -25,6 +24,16 @@ pub fn key_table() -> String {
                     .join(" ")
             })
             .unwrap_or_default();
+        // An enum key's names, which `--help` lists on its own.
+        let names: Vec<String> = arg
+            .map(|arg| arg.get_possible_values())
+            .unwrap_or_default()
+            .iter()
+            .map(|value| format!("`{}`", value.get_name()))
+            .collect();
+        if !names.is_empty() && names != ["`true`", "`false`"] {
+            meaning.push_str(&format!("; one of {}", names.join(", ")));
+        }
         table.push_str(&format!(
             "| `{}` | {} | {} | {} | {} |\n",
             key.name,
@@ -47,7 +56,7 @@ fn trainers(key: &KeySpec) -> String {
 }
 
 /// One default, or each trainer's where they differ: "sft `2e-5`; dpo, orpo `1e-6`".
-pub fn defaults(key: &KeySpec) -> String {
+fn defaults(key: &KeySpec) -> String {
     let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
     for kind in key.trainers {
         let default = (key.default)(*kind);

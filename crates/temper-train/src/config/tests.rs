@@ -301,3 +301,28 @@ fn library_defaults_are_the_declared_ones() {
     }
     assert_eq!(crate::TrainingArgs::default().learning_rate, 2e-5);
 }
+
+/// A bad item of a list key is named with what is wrong (an untagged one-or-many enum once
+/// said only that nothing matched), and a key the trainer does not take is refused before any
+/// other key is checked.
+#[test]
+fn list_items_and_foreign_keys_are_named_first() {
+    let error = from_file("c.yaml", "loss_type: sigmod\n").unwrap_err();
+    assert!(
+        error.starts_with("loss_type: `sigmod` is not a loss type (one of sigmoid, hinge"),
+        "{error}"
+    );
+    let error = from_file("c.yaml", "loss_type: [sigmoid, sigmod]\n").unwrap_err();
+    assert!(error.contains("`sigmod` is not a loss type"), "{error}");
+    let error = from_file("c.yaml", "data: 3\n").unwrap_err();
+    assert!(
+        error.starts_with("data: invalid type: integer `3`"),
+        "{error}"
+    );
+    let only_beta = TrainConfig {
+        beta: Some(0.1),
+        ..TrainConfig::default()
+    };
+    let error = only_beta.resolve(TrainerKind::Sft).unwrap_err();
+    assert_eq!(error.to_string(), "beta: not an option of `temper sft`");
+}

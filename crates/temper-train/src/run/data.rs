@@ -109,7 +109,7 @@ fn load_data(
                 Some(reason) => invalid.push(format!("{origin}: {reason}")),
                 None => {
                     examples.push(outcome.tokenized);
-                    sources.push(example.to_owned());
+                    sources.push(example.to_example());
                     origins.push(origin);
                 }
             },

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 use temper_data::ChatTokenizer;
 use temper_kernels::AutodiffKernelBackend;
-use temper_model::{CausalLm, ModelConfig};
+use temper_model::ModelConfig;
 
 use crate::checkpoint::CheckpointError;
 use crate::config::{Method, RunSettings};
@@ -269,16 +269,14 @@ fn run_grpo<B: AutodiffKernelBackend>(
         device,
         ..
     } = launch;
-    let reference = if grpo.beta != 0.0 {
-        Some(rl_reference::<B::InnerBackend>(settings, device)?)
-    } else {
-        None
-    };
-    let (inputs, held_out) = rl_setup(&launch, tokenizer, reference, report)?;
+    let (mut inputs, rows) = rl_setup(&launch, tokenizer, report)?;
+    if grpo.beta != 0.0 {
+        inputs.reference = Some(rl_reference::<B::InnerBackend>(settings, device)?);
+    }
     let model = initial_model::<B>(settings, pad_id, device)?;
     let args = settings.args.clone();
     let mut trainer = GrpoTrainer::new(model, grpo.clone(), args, inputs, device.clone())?;
-    drive_rl(&mut trainer, &launch, &held_out, report)
+    drive_rl(&mut trainer, &launch, &rows, report)
 }
 
 /// PPO: the policy (LoRA or full, resumed or not), its value model, the reference model for
@@ -295,8 +293,8 @@ fn run_ppo<B: AutodiffKernelBackend>(
         device,
         ..
     } = launch;
-    let reference = rl_reference::<B::InnerBackend>(settings, device)?;
-    let (inputs, held_out) = rl_setup(&launch, tokenizer, Some(reference), report)?;
+    let (mut inputs, rows) = rl_setup(&launch, tokenizer, report)?;
+    inputs.reference = Some(rl_reference::<B::InnerBackend>(settings, device)?);
     let (value_model, value_dir) = value_model::<B>(settings, pad_id, device)?;
     let model = initial_model::<B>(settings, pad_id, device)?;
     let args = settings.args.clone();
@@ -309,24 +307,24 @@ fn run_ppo<B: AutodiffKernelBackend>(
         device.clone(),
     )?
     .with_value_model_source(&value_dir);
-    drive_rl(&mut trainer, &launch, &held_out, report)
+    drive_rl(&mut trainer, &launch, &rows, report)
 }
 
-/// What an RL run's rows are beside the trainer's inputs: where each prompt came from, and the
+/// What the run loop knows of an RL run's rows: where each training prompt came from, and the
 /// held-out prompts.
-struct HeldOut {
+struct RlRows {
     origins: Vec<String>,
-    prompts: Option<Prompts>,
+    held_out: Option<Prompts>,
 }
 
-/// An RL trainer's inputs: the prompts with their reward sources, where the model stops its
-/// completions, the tokenizer and the `reference` model.
+/// An RL trainer's inputs without the reference model (the caller loads it, after the data is
+/// known to be good): the prompts with their reward sources, where the model stops its
+/// completions, and the tokenizer.
 fn rl_setup<B: AutodiffKernelBackend>(
     launch: &Launch<'_, B>,
     tokenizer: ChatTokenizer,
-    reference: Option<CausalLm<B::InnerBackend>>,
     report: &mut RunReport,
-) -> Result<(RlInputs<B::InnerBackend>, HeldOut), RunError> {
+) -> Result<(RlInputs<B::InnerBackend>, RlRows), RunError> {
     let Launch {
         settings,
         pad_id,
@@ -345,27 +343,27 @@ fn rl_setup<B: AutodiffKernelBackend>(
     let inputs = RlInputs {
         prompts: data.prompts,
         rewards: data.rewards,
-        reference,
+        reference: None,
         tokenizer,
         stops,
     };
-    let held_out = HeldOut {
+    let rows = RlRows {
         origins: data.origins,
-        prompts: data.eval_prompts,
+        held_out: data.eval_prompts,
     };
-    Ok((inputs, held_out))
+    Ok((inputs, rows))
 }
 
 /// The step loop of an RL trainer, evaluated on the held-out prompts when there are some.
 fn drive_rl<B: AutodiffKernelBackend, T: RlTrainer<B>>(
     trainer: &mut T,
     launch: &Launch<'_, B>,
-    held_out: &HeldOut,
+    rows: &RlRows,
     report: &mut RunReport,
 ) -> Result<(), RunError> {
     let settings = launch.settings;
     let unlogged = resume(trainer, settings)?;
-    let evaluate = |trainer: &T| match &held_out.prompts {
+    let evaluate = |trainer: &T| match &rows.held_out {
         Some(prompts) => trainer
             .evaluate(prompts, settings.per_device_eval_batch_size)
             .map(Some),
@@ -375,7 +373,7 @@ fn drive_rl<B: AutodiffKernelBackend, T: RlTrainer<B>>(
         trainer,
         settings,
         launch.display,
-        &held_out.origins,
+        &rows.origins,
         unlogged,
         evaluate,
         report,
