@@ -263,50 +263,62 @@ fn run_grpo<B: AutodiffKernelBackend>(
     tokenizer: ChatTokenizer,
     report: &mut RunReport,
 ) -> Result<(), RunError> {
-    let Launch {
-        settings,
-        pad_id,
-        device,
-        ..
-    } = launch;
-    let (mut inputs, rows) = rl_setup(&launch, tokenizer, report)?;
-    if grpo.beta != 0.0 {
-        inputs.reference = Some(rl_reference::<B::InnerBackend>(settings, device)?);
-    }
-    let model = initial_model::<B>(settings, pad_id, device)?;
-    let args = settings.args.clone();
-    let mut trainer = GrpoTrainer::new(model, grpo.clone(), args, inputs, device.clone())?;
-    drive_rl(&mut trainer, &launch, &rows, report)
+    let (settings, pad_id, device) = (launch.settings, launch.pad_id, launch.device);
+    run_rl(launch, tokenizer, grpo.beta != 0.0, report, |inputs| {
+        let model = initial_model::<B>(settings, pad_id, device)?;
+        let args = settings.args.clone();
+        Ok(GrpoTrainer::new(
+            model,
+            grpo.clone(),
+            args,
+            inputs,
+            device.clone(),
+        )?)
+    })
 }
 
-/// PPO: the policy (LoRA or full, resumed or not), its value model, the reference model for
-/// the KL penalty, and the reward sources.
+/// PPO: the policy (LoRA or full, resumed or not) and its value model.
 fn run_ppo<B: AutodiffKernelBackend>(
     launch: Launch<'_, B>,
     ppo: &PpoSettings,
     tokenizer: ChatTokenizer,
     report: &mut RunReport,
 ) -> Result<(), RunError> {
-    let Launch {
-        settings,
-        pad_id,
-        device,
-        ..
-    } = launch;
+    let (settings, pad_id, device) = (launch.settings, launch.pad_id, launch.device);
+    run_rl(launch, tokenizer, true, report, |inputs| {
+        let (value_model, value_dir) = value_model::<B>(settings, pad_id, device)?;
+        let model = initial_model::<B>(settings, pad_id, device)?;
+        let args = settings.args.clone();
+        let trainer = PpoTrainer::new(
+            model,
+            value_model,
+            ppo.clone(),
+            args,
+            inputs,
+            device.clone(),
+        )?;
+        Ok(trainer.with_value_model_source(&value_dir))
+    })
+}
+
+/// An RL run: its prompts, reward sources and stops, the reference model when `reference`
+/// (loaded once the data is known to be good), the trainer `build` makes of them, and the step
+/// loop.
+fn run_rl<B: AutodiffKernelBackend, T: RlTrainer<B>>(
+    launch: Launch<'_, B>,
+    tokenizer: ChatTokenizer,
+    reference: bool,
+    report: &mut RunReport,
+    build: impl FnOnce(RlInputs<B::InnerBackend>) -> Result<T, RunError>,
+) -> Result<(), RunError> {
     let (mut inputs, rows) = rl_setup(&launch, tokenizer, report)?;
-    inputs.reference = Some(rl_reference::<B::InnerBackend>(settings, device)?);
-    let (value_model, value_dir) = value_model::<B>(settings, pad_id, device)?;
-    let model = initial_model::<B>(settings, pad_id, device)?;
-    let args = settings.args.clone();
-    let mut trainer = PpoTrainer::new(
-        model,
-        value_model,
-        ppo.clone(),
-        args,
-        inputs,
-        device.clone(),
-    )?
-    .with_value_model_source(&value_dir);
+    if reference {
+        inputs.reference = Some(rl_reference::<B::InnerBackend>(
+            launch.settings,
+            launch.device,
+        )?);
+    }
+    let mut trainer = build(inputs)?;
     drive_rl(&mut trainer, &launch, &rows, report)
 }
 
