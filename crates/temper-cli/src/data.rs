@@ -60,7 +60,7 @@ pub struct RenderArgs {
 #[derive(Args)]
 struct CommonArgs {
     /// Dataset format, or auto to pick it from the fields of the first record.
-    #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
+    #[arg(long, value_enum, default_value_t)]
     format: FormatChoice,
     /// Use a built-in chat template instead of the tokenizer's.
     #[arg(long, value_parser = parse_builtin)]
@@ -68,8 +68,16 @@ struct CommonArgs {
     /// Name of the template when tokenizer_config.json holds several.
     #[arg(long)]
     template_name: Option<String>,
-    /// Which tokens are trained (SFT data).
-    #[arg(long, value_enum, default_value_t = LossMask::Completion)]
+    #[command(flatten)]
+    tokenize: TokenizeArgs,
+}
+
+/// How examples are tokenised: the trainers' `loss_mask`, `max_length`, `max_prompt_length` and
+/// `truncation_mode`, for the commands that tokenise data without training on it.
+#[derive(Args)]
+pub struct TokenizeArgs {
+    /// Which tokens are trained (SFT data); the scored tokens of `temper score`.
+    #[arg(long, value_enum, default_value_t)]
     loss_mask: LossMask,
     /// Longest prompt + answer in tokens.
     #[arg(long, value_parser = at_least_one)]
@@ -77,9 +85,20 @@ struct CommonArgs {
     /// Longest prompt in tokens (longer prompts keep their end).
     #[arg(long, value_parser = at_least_one)]
     max_prompt_length: Option<usize>,
-    /// Which end of an over-long sequence is kept.
-    #[arg(long, value_enum, default_value_t = TruncationSide::KeepStart)]
+    /// Which end of an over-long sequence is kept (the trainers' `truncation_mode`).
+    #[arg(long, value_enum, default_value_t)]
     truncation: TruncationSide,
+}
+
+impl TokenizeArgs {
+    pub fn options(&self) -> TokenizeOptions {
+        TokenizeOptions {
+            loss_mask: self.loss_mask,
+            max_length: self.max_length,
+            max_prompt_length: self.max_prompt_length,
+            truncation: self.truncation,
+        }
+    }
 }
 
 fn parse_builtin(name: &str) -> Result<BuiltinTemplate, String> {
@@ -96,15 +115,6 @@ fn at_least_one(text: &str) -> Result<usize, String> {
 }
 
 impl CommonArgs {
-    fn tokenize_options(&self) -> TokenizeOptions {
-        TokenizeOptions {
-            loss_mask: self.loss_mask,
-            max_length: self.max_length,
-            max_prompt_length: self.max_prompt_length,
-            truncation: self.truncation,
-        }
-    }
-
     fn load_tokenizer(&self, dir: &Path) -> Result<ChatTokenizer, String> {
         let mut tokenizer = ChatTokenizer::from_dir(dir, self.template_name.as_deref())
             .map_err(|e| e.to_string())?;
@@ -139,7 +149,7 @@ fn check(args: CheckArgs) -> Outcome {
             return Outcome::Failure;
         }
     };
-    let options = args.common.tokenize_options();
+    let options = args.common.tokenize.options();
     let mut outcome = Outcome::Success;
     for file in &args.files {
         let failed = |message: String, outcome: Outcome| {
@@ -311,7 +321,7 @@ fn render(args: RenderArgs) -> Outcome {
             return Outcome::Failure;
         }
     };
-    let options = args.common.tokenize_options();
+    let options = args.common.tokenize.options();
     let mut rendered = Vec::new();
     for example in &examples {
         match tokenize(&tokenizer, example, &options) {

@@ -19,6 +19,7 @@ use temper_model::{
 
 use crate::Outcome;
 use crate::backend::{BackendArgs, with_backend};
+use crate::data::TokenizeArgs;
 
 #[derive(Args)]
 pub struct ScoreArgs {
@@ -29,7 +30,7 @@ pub struct ScoreArgs {
     #[arg(long)]
     data: PathBuf,
     /// Dataset format, or auto to pick it from the fields of the first record.
-    #[arg(long, value_enum, default_value_t = FormatChoice::Auto)]
+    #[arg(long, value_enum, default_value_t)]
     format: FormatChoice,
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 8)]
@@ -37,6 +38,8 @@ pub struct ScoreArgs {
     /// Print one JSON object per example on stdout, nothing else.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tokenize: TokenizeArgs,
     #[command(flatten)]
     backend: BackendArgs,
 }
@@ -177,9 +180,17 @@ fn score_on<B: KernelBackend>(args: ScoreArgs) -> Outcome {
     // Each example becomes one or two scored sequences: the tokens trained on are scored.
     let mut sequences = Vec::new();
     let mut shapes = Vec::new();
+    let options = args.tokenize.options();
     for (index, example) in data.examples.iter().enumerate() {
         let first = sequences.len();
-        match tokenize(&tokenizer, &example, &TokenizeOptions::default()).map(|o| o.tokenized) {
+        // Named as the trainers name it: the file and the record the example came from.
+        let record = data
+            .record_of_example
+            .get(index)
+            .copied()
+            .unwrap_or_default();
+        let what = format!("{}: record {record}", args.data.display());
+        match tokenize(&tokenizer, &example, &options).map(|o| o.tokenized) {
             Ok(Tokenized::Sequence(sequence)) => {
                 sequences.push(ScoredSequence {
                     ids: sequence.input_ids,
@@ -200,13 +211,12 @@ fn score_on<B: KernelBackend>(args: ScoreArgs) -> Outcome {
                 ));
             }
             Err(error) => {
-                eprintln!("{}: example {index}: {error}", args.data.display());
+                eprintln!("error: {what}: {error}");
                 return Outcome::Invalid;
             }
         }
         let longest = sequences[first..].iter().map(|s| s.ids.len()).max();
         let longest = longest.unwrap_or(0);
-        let what = format!("{}: example {index}", args.data.display());
         if let Err(error) = config.check_positions(what, longest) {
             eprintln!("error: {error}");
             return Outcome::Invalid;

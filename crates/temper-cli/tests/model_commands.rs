@@ -300,3 +300,62 @@ fn sequences_past_the_models_positions_are_refused_early() {
         "{stderr}"
     );
 }
+
+/// `temper score` tokenises as the trainers and `temper data` do, with their options, and names
+/// a record it cannot tokenise by file and record.
+#[test]
+fn score_takes_the_tokenisation_options() {
+    let score = |extra: &[&str]| {
+        let mut args = vec![
+            "score",
+            "--model",
+            MODEL,
+            "--data",
+            "fixtures/data/alpaca.jsonl",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let output = temper(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        json_lines(&output)
+    };
+    let tokens = |rows: &[serde_json::Value]| -> Vec<u64> {
+        rows.iter().map(|r| r["tokens"].as_u64().unwrap()).collect()
+    };
+    let completion = tokens(&score(&[]));
+    let every_token = tokens(&score(&["--loss-mask", "prompt"]));
+    assert!(
+        completion.iter().zip(&every_token).all(|(c, e)| c < e),
+        "{completion:?} vs {every_token:?}"
+    );
+    let short = tokens(&score(&["--loss-mask", "prompt", "--max-length", "4"]));
+    assert!(short.iter().all(|&t| t <= 3), "{short:?}");
+
+    // The second record is far longer than `--max-length` keeps (over 1 MiB): refused by name.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("long.jsonl");
+    let long = "word ".repeat(250_000);
+    std::fs::write(
+        &data,
+        format!("{{\"text\": \"fine\"}}\n{{\"text\": \"{long}\"}}\n"),
+    )
+    .unwrap();
+    let output = temper(&[
+        "score",
+        "--model",
+        MODEL,
+        "--data",
+        data.to_str().unwrap(),
+        "--max-length",
+        "8",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let named = format!("error: {}: record 1: ", data.display());
+    assert!(stderr.starts_with(&named), "{stderr}");
+}
