@@ -394,11 +394,22 @@ fn chat_sequence(
         check_prefix(&prompt_ids, &input_ids, "prompt")?;
         prompt_len = prompt_ids.len();
     }
-    if mask != LossMask::Prompt {
+    // Under `prompt` every token is trained but an assistant turn weighted 0; otherwise the
+    // mask's assistant turns are, unless weighted 0.
+    let every_token = mask == LossMask::Prompt;
+    if !every_token || messages.iter().any(Message::untrained) {
         for (i, message) in messages.iter().enumerate() {
-            if message.role != Role::Assistant || !trained(i) {
+            if message.role != Role::Assistant {
                 continue;
             }
+            let set = if every_token {
+                message.untrained().then_some(false)
+            } else {
+                (trained(i) && !message.untrained()).then_some(true)
+            };
+            let Some(trained) = set else {
+                continue;
+            };
             let field = format!("messages[{i}]");
             let start = chat_ids(tokenizer, &mut memo, &messages[..i], tools, true, &field)?;
             check_prefix(&start, &input_ids, &field)?;
@@ -417,7 +428,7 @@ fn chat_sequence(
             }
             loss_mask[start.len()..end]
                 .iter_mut()
-                .for_each(|m| *m = true);
+                .for_each(|m| *m = trained);
         }
     }
     Ok(TokenizedSequence {

@@ -44,6 +44,22 @@ pub struct Message {
     pub name: Option<String>,
     #[serde(default)]
     pub tool_call_id: Option<String>,
+    /// The model's reasoning before its answer (a `reasoning` content part, or the field
+    /// itself), handed to the template as `reasoning_content`, where reasoning templates
+    /// (Qwen3's) put it.
+    #[serde(default)]
+    pub reasoning_content: Option<String>,
+    /// LLaMA-Factory's per-message weight: 0 leaves an assistant turn untrained, 1 (or
+    /// absent) trains it as the loss mask says. Not handed to the template.
+    #[serde(default)]
+    pub loss_weight: Option<f64>,
+}
+
+impl Message {
+    /// Whether the message's own weight leaves it untrained (`loss_weight: 0`).
+    pub fn untrained(&self) -> bool {
+        self.loss_weight == Some(0.0)
+    }
 }
 
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
@@ -70,6 +86,9 @@ impl Serialize for Message {
         if let Some(id) = &self.tool_call_id {
             map.serialize_entry("tool_call_id", id)?;
         }
+        if let Some(reasoning) = &self.reasoning_content {
+            map.serialize_entry("reasoning_content", reasoning)?;
+        }
         map.end()
     }
 }
@@ -82,6 +101,8 @@ impl Message {
             tool_calls: None,
             name: None,
             tool_call_id: None,
+            reasoning_content: None,
+            loss_weight: None,
         }
     }
     pub fn system(content: impl Into<String>) -> Self {

@@ -270,3 +270,72 @@ fn a_chat_template_of_the_wrong_type_is_named() {
         );
     }
 }
+
+/// Message content as parts (OpenAI's `text`, LLaMA-Factory's `value`, `reasoning`) and
+/// LLaMA-Factory's per-message `loss_weight`: the parts' text is joined, the reasoning reaches
+/// the template as `reasoning_content`, and an assistant turn weighted 0 is not trained.
+#[test]
+fn content_parts_reasoning_and_loss_weight() {
+    let template = "{% for m in messages %}<|im_start|>{{ m.role }}\n{% if m.reasoning_content %}<think>{{ m.reasoning_content }}</think>{% endif %}{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+    let dir = directory(
+        json!({"eos_token": "<|im_end|>", "chat_template": template}),
+        None,
+    );
+    let tokenizer = ChatTokenizer::from_dir(dir.path(), None).unwrap();
+    let record = json!({"messages": [
+        {"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "value": "there"}]},
+        {"role": "assistant", "content": [{"type": "reasoning", "text": "greet"}, {"type": "text", "text": "Hello"}], "loss_weight": 0},
+        {"role": "user", "content": "Again"},
+        {"role": "assistant", "content": "Hello again", "loss_weight": 1}
+    ]});
+    let examples = Format::TrlMessages.parse(&record).unwrap();
+    let Example::Sft(temper_data::SftExample::Chat { messages, .. }) = &examples[0] else {
+        panic!("a conversation")
+    };
+    assert_eq!(messages[0].content, "Hi there");
+    assert_eq!(messages[1].content, "Hello");
+    assert_eq!(messages[1].reasoning_content.as_deref(), Some("greet"));
+    let rendered = tokenizer
+        .template(false)
+        .unwrap()
+        .render(messages, None, false)
+        .unwrap();
+    assert!(rendered.contains("<think>greet</think>Hello"), "{rendered}");
+
+    let trained_text = |mask: temper_data::LossMask| {
+        let options = TokenizeOptions {
+            loss_mask: mask,
+            ..TokenizeOptions::default()
+        };
+        let outcome = tokenize(&tokenizer, &examples[0], &options).unwrap();
+        let temper_data::Tokenized::Sequence(sequence) = outcome.tokenized else {
+            panic!("a sequence")
+        };
+        let ids: Vec<u32> = sequence
+            .input_ids
+            .iter()
+            .zip(&sequence.loss_mask)
+            .filter(|(_, trained)| **trained)
+            .map(|(id, _)| *id)
+            .collect();
+        tokenizer.decode(&ids, false).unwrap()
+    };
+    // The weighted-0 turn is left out of every mask, `prompt` (every token) included.
+    for mask in [
+        temper_data::LossMask::Completion,
+        temper_data::LossMask::AllAssistant,
+        temper_data::LossMask::Prompt,
+    ] {
+        let text = trained_text(mask);
+        assert!(text.contains("Hello again"), "{mask:?}: {text}");
+        assert!(!text.contains("greet"), "{mask:?}: {text}");
+    }
+
+    let bad = json!({"messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": "y", "loss_weight": 0.5}
+    ]});
+    let error = Format::TrlMessages.parse(&bad).unwrap_err().to_string();
+    assert!(error.contains("messages[1].loss_weight"), "{error}");
+    assert!(error.contains("expected 0 or 1"), "{error}");
+}

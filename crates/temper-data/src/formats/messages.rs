@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use super::fields::{array, as_object, element, optional, optional_str, required, type_name};
+use super::fields::{
+    Object, array, as_object, element, optional, optional_str, required, type_name,
+};
 use crate::error::FieldError;
 use crate::types::{Message, Role};
 
@@ -20,40 +22,77 @@ pub(crate) fn parse_role(name: &str, field: &str) -> Result<Role, FieldError> {
     }
 }
 
-/// Message content: a string, or a list of `{"type": "text", "text": ...}` parts (joined).
-/// Null is allowed for assistant messages that only call tools.
-fn parse_content(value: Option<&Value>, field: &str) -> Result<Option<String>, FieldError> {
+/// A message's text and reasoning, as a dataset gives them.
+#[derive(Default)]
+struct Content {
+    text: Option<String>,
+    reasoning: Option<String>,
+}
+
+/// Message content: a string, or a list of parts (OpenAI's and LLaMA-Factory's): `text` parts
+/// (`{"type": "text", "text" | "value": ...}`) are joined into the text, `reasoning` parts into
+/// the reasoning. Null is allowed for assistant messages that only call tools.
+fn parse_content(value: Option<&Value>, field: &str) -> Result<Content, FieldError> {
     match value {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => Ok(Some(text.clone())),
+        None | Some(Value::Null) => Ok(Content::default()),
+        Some(Value::String(text)) => Ok(Content {
+            text: Some(text.clone()),
+            reasoning: None,
+        }),
         Some(Value::Array(parts)) => {
-            let mut text = String::new();
+            let (mut text, mut reasoning) = (String::new(), None::<String>);
             for (i, part) in parts.iter().enumerate() {
                 let path = element(field, i);
                 let object = as_object(part, &path)?;
-                match optional_str(object, "type").map_err(|e| e.within(&path))? {
-                    Some("text") | None => {}
-                    Some(other) => {
-                        return Err(FieldError::new(
-                            path,
-                            format!("content part of type `{other}` is not supported (text only)"),
-                        ));
-                    }
-                }
-                let part_text = required(object, "text").map_err(|e| e.within(&path))?;
+                let kind = optional_str(object, "type").map_err(|e| e.within(&path))?;
+                let key = if object.contains_key("text") {
+                    "text"
+                } else {
+                    "value"
+                };
+                let part_text = required(object, key).map_err(|e| e.within(&path))?;
                 let part_text = part_text.as_str().ok_or_else(|| {
                     FieldError::new(
-                        format!("{path}.text"),
+                        format!("{path}.{key}"),
                         format!("expected a string, found {}", type_name(part_text)),
                     )
                 })?;
-                text.push_str(part_text);
+                match kind {
+                    Some("text") | None => text.push_str(part_text),
+                    Some("reasoning") => reasoning.get_or_insert_default().push_str(part_text),
+                    Some(other) => {
+                        return Err(FieldError::new(
+                            path,
+                            format!(
+                                "content part of type `{other}` is not supported (text and \
+                                 reasoning only)"
+                            ),
+                        ));
+                    }
+                }
             }
-            Ok(Some(text))
+            Ok(Content {
+                text: Some(text),
+                reasoning,
+            })
         }
         Some(other) => Err(FieldError::new(
             field,
             format!("expected a string, found {}", type_name(other)),
+        )),
+    }
+}
+
+/// A message's `loss_weight`: 0 or 1 (the loss mask is per token, trained or not).
+fn parse_loss_weight(object: &Object, field: &str) -> Result<Option<f64>, FieldError> {
+    let Some(value) = optional(object, "loss_weight") else {
+        return Ok(None);
+    };
+    match value.as_f64() {
+        Some(weight) if weight == 0.0 || weight == 1.0 => Ok(Some(weight)),
+        _ => Err(FieldError::new(
+            format!("{field}.loss_weight"),
+            format!("expected 0 or 1, found {value}"),
         )),
     }
 }
@@ -74,7 +113,8 @@ pub(crate) fn parse_message(value: &Value, field: &str) -> Result<Message, Field
         None => None,
         Some(calls) => Some(array(calls, &format!("{field}.tool_calls"))?.clone()),
     };
-    let content = match parse_content(object.get("content"), &content_field)? {
+    let parsed = parse_content(object.get("content"), &content_field)?;
+    let content = match parsed.text {
         Some(content) => content,
         None if tool_calls.is_some() => String::new(),
         None if object.contains_key("content") => {
@@ -84,12 +124,15 @@ pub(crate) fn parse_message(value: &Value, field: &str) -> Result<Message, Field
     };
     let name = optional_str(object, "name").map_err(|e| e.within(field))?;
     let tool_call_id = optional_str(object, "tool_call_id").map_err(|e| e.within(field))?;
+    let reasoning_field = optional_str(object, "reasoning_content").map_err(|e| e.within(field))?;
     Ok(Message {
         role,
         content,
         tool_calls,
         name: name.map(str::to_string),
         tool_call_id: tool_call_id.map(str::to_string),
+        reasoning_content: parsed.reasoning.or(reasoning_field.map(str::to_string)),
+        loss_weight: parse_loss_weight(object, field)?,
     })
 }
 
