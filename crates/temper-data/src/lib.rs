@@ -46,6 +46,6 @@ pub use template::{BuiltinTemplate, ChatTemplate, TemplateError};
 pub use tokenize::{LossMask, TokenizeOptions, Tokenized, TokenizedSet, TruncationSide};
 pub use tokenizer::{ChatTokenizer, TokenizerError};
 pub use types::{
-    AsExample, DataKind, Example, ExampleRef, Examples, Message, MixedKinds, Preference,
-    RlvrPrompt, Role, SftExample, Turns,
+    AsExample, ContentGiven, DataKind, Example, ExampleRef, Examples, Message, MixedKinds,
+    Preference, RlvrPrompt, Role, SftExample, Turns,
 };

@@ -37,6 +37,10 @@ pub struct Message {
     /// Empty for an assistant message that only calls tools (`null` reads as empty).
     #[serde(default, deserialize_with = "null_as_empty")]
     pub content: String,
+    /// How the record gave `content`, so that the template sees the message as transformers
+    /// hands it over: a string, `null`, or no key (a tool-calling message only).
+    #[serde(skip)]
+    pub content_given: ContentGiven,
     /// OpenAI-style calls: `[{"type": "function", "function": {"name", "arguments"}}]`.
     #[serde(default)]
     pub tool_calls: Option<Vec<Value>>,
@@ -62,20 +66,34 @@ impl Message {
     }
 }
 
+/// How a message's `content` key appeared in its record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ContentGiven {
+    /// A string, or text parts.
+    #[default]
+    Text,
+    /// `null`.
+    Null,
+    /// No `content` key.
+    Absent,
+}
+
 fn null_as_empty<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     Ok(Option::<String>::deserialize(deserializer)?.unwrap_or_default())
 }
 
-/// Written by hand so that a tool-calling message without text has no `content` key, as
-/// such messages reach templates from datasets; every absent optional field is left out.
+/// Written by hand so that `content` reaches the template as the record gave it (a string, even
+/// an empty one, `null`, or no key), as transformers hands dataset messages over; every absent
+/// optional field is left out.
 impl Serialize for Message {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let omit_content = self.content.is_empty() && self.tool_calls.is_some();
         let mut map = serializer.serialize_map(None)?;
         map.serialize_entry("role", &self.role)?;
-        if !omit_content {
-            map.serialize_entry("content", &self.content)?;
+        match self.content_given {
+            ContentGiven::Text => map.serialize_entry("content", &self.content)?,
+            ContentGiven::Null => map.serialize_entry("content", &Option::<String>::None)?,
+            ContentGiven::Absent => {}
         }
         if let Some(tool_calls) = &self.tool_calls {
             map.serialize_entry("tool_calls", tool_calls)?;
@@ -98,6 +116,7 @@ impl Message {
         Message {
             role,
             content: content.into(),
+            content_given: ContentGiven::Text,
             tool_calls: None,
             name: None,
             tool_call_id: None,

@@ -339,3 +339,40 @@ fn content_parts_reasoning_and_loss_weight() {
     assert!(error.contains("messages[1].loss_weight"), "{error}");
     assert!(error.contains("expected 0 or 1"), "{error}");
 }
+
+/// A tool-calling message reaches the template with `content` as the record gave it: an empty
+/// string stays a string (Qwen3's template adds it to other strings), `null` stays none, and
+/// no key stays undefined, as transformers hands dataset messages over.
+#[test]
+fn tool_call_messages_keep_their_content_key() {
+    let template = "{% for m in messages %}{% if m.content is none %}{{ m.role }}:<null>{% elif m.content is defined %}{{ m.role + ':' + m.content }}{% else %}{{ m.role }}:<absent>{% endif %}|{% endfor %}";
+    let dir = directory(
+        json!({"eos_token": "<|im_end|>", "chat_template": template}),
+        None,
+    );
+    let tokenizer = ChatTokenizer::from_dir(dir.path(), None).unwrap();
+    let call = json!([{"type": "function", "function": {"name": "f", "arguments": {}}}]);
+    let record = json!({"messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "", "tool_calls": call},
+        {"role": "tool", "content": "1"},
+        {"role": "assistant", "content": null, "tool_calls": call},
+        {"role": "tool", "content": "2"},
+        {"role": "assistant", "tool_calls": call},
+        {"role": "tool", "content": "3"},
+        {"role": "assistant", "content": "done"}
+    ]});
+    let examples = Format::TrlMessages.parse(&record).unwrap();
+    let Example::Sft(temper_data::SftExample::Chat { messages, .. }) = &examples[0] else {
+        panic!("a conversation")
+    };
+    let rendered = tokenizer
+        .template(false)
+        .unwrap()
+        .render(messages, None, false)
+        .unwrap();
+    assert_eq!(
+        rendered,
+        "user:go|assistant:|tool:1|assistant:<null>|tool:2|assistant:<absent>|tool:3|assistant:done|"
+    );
+}

@@ -7,7 +7,7 @@ use super::fields::{
     Object, array, as_object, element, optional, optional_str, required, type_name,
 };
 use crate::error::FieldError;
-use crate::types::{Message, Role};
+use crate::types::{ContentGiven, Message, Role};
 
 pub(crate) fn parse_role(name: &str, field: &str) -> Result<Role, FieldError> {
     match name {
@@ -114,9 +114,12 @@ pub(crate) fn parse_message(value: &Value, field: &str) -> Result<Message, Field
         Some(calls) => Some(array(calls, &format!("{field}.tool_calls"))?.clone()),
     };
     let parsed = parse_content(object.get("content"), &content_field)?;
-    let content = match parsed.text {
-        Some(content) => content,
-        None if tool_calls.is_some() => String::new(),
+    let (content, content_given) = match parsed.text {
+        Some(content) => (content, ContentGiven::Text),
+        None if object.contains_key("content") && tool_calls.is_some() => {
+            (String::new(), ContentGiven::Null)
+        }
+        None if tool_calls.is_some() => (String::new(), ContentGiven::Absent),
         None if object.contains_key("content") => {
             return Err(FieldError::new(content_field, "is null"));
         }
@@ -128,6 +131,7 @@ pub(crate) fn parse_message(value: &Value, field: &str) -> Result<Message, Field
     Ok(Message {
         role,
         content,
+        content_given,
         tool_calls,
         name: name.map(str::to_string),
         tool_call_id: tool_call_id.map(str::to_string),
