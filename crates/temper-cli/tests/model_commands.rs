@@ -296,7 +296,7 @@ fn sequences_past_the_models_positions_are_refused_early() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("example 0 is") && stderr.contains("(128)"),
+        stderr.contains(": record 0 is") && stderr.contains("(128)"),
         "{stderr}"
     );
 }

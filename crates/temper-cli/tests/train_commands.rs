@@ -844,3 +844,67 @@ fn each_trainers_help_shows_its_keys_and_their_defaults() {
         "error: beta: not an option of `temper sft`"
     );
 }
+
+/// open-instruct's `dataset_mixer_list`: each file with a fraction (with a `.`) or a count of its
+/// examples, in place of `data`; the counts are open-instruct's.
+#[test]
+fn dataset_mixer_list_takes_a_share_of_each_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, mixture: &str| {
+        let out = dir.path().join(name);
+        let output = temper(&[
+            "sft",
+            "--model",
+            MODEL,
+            "--dataset-mixer-list",
+            mixture,
+            "--output",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "1",
+            "--quiet",
+            "--json",
+        ]);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{mixture}: {}",
+            stderr(&output)
+        );
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        report["train_examples"].as_u64().unwrap()
+    };
+    // alpaca.jsonl holds 4 examples, trl_text.jsonl 3.
+    let text = "fixtures/data/trl_text.jsonl";
+    assert_eq!(run("count", &format!("{SFT},3,{text},1.0")), 3 + 3);
+    assert_eq!(run("fraction", &format!("{SFT},0.5")), 2);
+    assert_eq!(run("upsampled", &format!("{SFT},2.5")), 10);
+    // Not both, and pairs only.
+    let both = train(
+        "sft",
+        SFT,
+        &dir.path().join("both"),
+        &["--dataset-mixer-list", "x,1"],
+    );
+    assert_eq!(both.status.code(), Some(1));
+    assert!(
+        stderr(&both).starts_with("error: dataset_mixer_list: replaces data"),
+        "{}",
+        stderr(&both)
+    );
+    let odd = temper(&[
+        "sft",
+        "--dataset-mixer-list",
+        "a,1,b",
+        "--output",
+        "o",
+        "--model",
+        "m",
+    ]);
+    assert_eq!(odd.status.code(), Some(1));
+    assert!(
+        stderr(&odd).starts_with("error: dataset_mixer_list: 3 items"),
+        "{}",
+        stderr(&odd)
+    );
+}

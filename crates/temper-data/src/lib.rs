@@ -30,6 +30,7 @@ pub mod check;
 pub mod dataset;
 pub mod error;
 pub mod formats;
+pub mod mixture;
 pub mod packing;
 pub mod pieces;
 pub mod reader;

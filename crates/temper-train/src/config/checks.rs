@@ -6,6 +6,7 @@
 
 use super::TrainerKind;
 use super::loss_type::LossType;
+use super::resolve::Take;
 
 pub type Checked = Result<(), String>;
 
@@ -141,4 +142,19 @@ pub fn lora_targets(values: &Vec<String>, kind: TrainerKind) -> Checked {
         )),
         None => Ok(()),
     }
+}
+
+/// open-instruct's `dataset_mixer_list`: pairs of a file and an amount.
+pub fn mixer_list(values: &Vec<String>, kind: TrainerKind) -> Checked {
+    not_empty(values, kind)?;
+    if !values.len().is_multiple_of(2) {
+        return Err(format!(
+            "{} items: pairs of a file and an amount (a fraction or a count)",
+            values.len()
+        ));
+    }
+    for pair in values.chunks(2) {
+        Take::parse(&pair[1]).map_err(|reason| format!("{}: {reason}", pair[0]))?;
+    }
+    Ok(())
 }

@@ -64,7 +64,18 @@ declare_keys! {
     #[arg(long, value_delimiter = ',')]
     #[serde(deserialize_with = "one_or_many")]
     data: Vec<PathBuf> => Vec<PathBuf> {
-        trainers: ALL, default: Required(Vec::new()), check: not_empty, trl: "",
+        trainers: ALL, default: Absent(Vec::new(), "required (or `dataset_mixer_list`)"),
+        check: not_empty, trl: "",
+    }
+
+    /// Training files with how much of each to take, instead of `data`: `[file, amount, ...]`.
+    /// An amount with a `.` is a fraction of the file (above 1 repeats it), else a number of
+    /// examples; whole repeats first, then a seeded sample without replacement.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(deserialize_with = "one_or_many")]
+    dataset_mixer_list: Vec<String> => Option<Vec<String>> {
+        trainers: ALL, default: Absent(None, "none"), check: mixer_list,
+        trl: "open-instruct's key; the examples a fraction samples differ from numpy's draw",
     }
 
     /// A dataset format, for every file of `data` and `eval_data`; `auto` detects each file's

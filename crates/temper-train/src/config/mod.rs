@@ -25,7 +25,7 @@ pub use declare::{Fallback, KeySpec};
 pub use file::{ConfigFileError, read_config_file};
 pub use keys::{KeyValues, TrainConfig};
 pub use loss_type::{GrpoLoss, LossType};
-pub use resolve::{Method, PeftSettings, RewardSettings, RunSettings};
+pub use resolve::{DataFile, Method, PeftSettings, RewardSettings, RunSettings, Take};
 pub use table::key_table;
 
 /// Which trainer a run is: the `temper` subcommand.

@@ -43,6 +43,59 @@ pub struct RewardSettings {
     pub non_stop_penalty: Option<f64>,
 }
 
+/// How much of a training file a run takes (open-instruct's `dataset_mixer_list` amounts).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Take {
+    All,
+    /// This fraction of its examples, rounded down; above 1, whole repeats first.
+    Fraction(f64),
+    /// This many examples; more than the file holds repeats it.
+    Count(usize),
+}
+
+impl Take {
+    /// An amount as open-instruct reads it: with a `.` a fraction, else a count.
+    pub fn parse(text: &str) -> Result<Take, String> {
+        let bad = || format!("`{text}` is not a fraction (with a `.`) or a count");
+        if text.contains('.') {
+            match text.parse::<f64>() {
+                Ok(fraction) if fraction.is_finite() && fraction >= 0.0 => {
+                    Ok(Take::Fraction(fraction))
+                }
+                _ => Err(bad()),
+            }
+        } else {
+            text.parse().map(Take::Count).map_err(|_| bad())
+        }
+    }
+
+    /// How many examples of a file of `available` this takes.
+    pub fn count(self, available: usize) -> usize {
+        match self {
+            Take::All => available,
+            Take::Fraction(fraction) => (fraction * available as f64) as usize,
+            Take::Count(count) => count,
+        }
+    }
+}
+
+/// A training file and how much of it a run takes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataFile {
+    pub path: PathBuf,
+    pub take: Take,
+}
+
+impl DataFile {
+    /// All of `path`.
+    pub fn whole(path: PathBuf) -> Self {
+        DataFile {
+            path,
+            take: Take::All,
+        }
+    }
+}
+
 /// A checked configuration, typed.
 #[derive(Clone, Debug)]
 pub struct RunSettings {
@@ -50,7 +103,8 @@ pub struct RunSettings {
     /// The `temper` command's backend (the library runs on its caller's).
     pub backend: ComputeBackend,
     pub model: PathBuf,
-    pub data: Vec<PathBuf>,
+    /// `data`'s files whole, or `dataset_mixer_list`'s with their amounts.
+    pub data: Vec<DataFile>,
     pub data_format: Option<Format>,
     pub output_dir: PathBuf,
     pub skip_invalid: bool,
@@ -99,6 +153,26 @@ impl TrainConfig {
         if self.non_stop_penalty_value.is_some() && !values.non_stop_penalty {
             return Err(bad("non_stop_penalty_value", "needs non_stop_penalty"));
         }
+        let data = match (&values.dataset_mixer_list, values.data.is_empty()) {
+            (None, true) => return Err(bad("data", "required")),
+            (None, false) => values.data.iter().cloned().map(DataFile::whole).collect(),
+            (Some(_), false) => {
+                return Err(bad(
+                    "dataset_mixer_list",
+                    "replaces data: give one of the two",
+                ));
+            }
+            (Some(list), true) => list
+                .chunks(2)
+                .map(|pair| {
+                    let take = Take::parse(&pair[1]).map_err(|e| bad("dataset_mixer_list", e))?;
+                    Ok(DataFile {
+                        path: PathBuf::from(&pair[0]),
+                        take,
+                    })
+                })
+                .collect::<Result<_, ConfigError>>()?,
+        };
         let peft = self.peft(&values)?;
         let method = match kind {
             TrainerKind::Grpo => Method::Grpo(grpo_settings(&values)),
@@ -128,7 +202,7 @@ impl TrainConfig {
             kind,
             backend: values.backend,
             model: values.model,
-            data: values.data,
+            data,
             data_format: values.data_format.format(),
             output_dir: values.output_dir,
             skip_invalid: values.skip_invalid,

@@ -2,8 +2,7 @@
 //! and each example's origin kept (`file: record N`) for messages; RL runs' prompts and their
 //! reward sources' rows.
 
-use std::path::{Path, PathBuf};
-
+use temper_data::mixture::mixture_indices;
 use temper_data::tokenize::tokenize;
 use temper_data::{
     ChatTokenizer, DataError, Example, Examples, MixedKinds, Tokenized, TokenizedSet, dataset,
@@ -13,7 +12,7 @@ use temper_verifiers::registry::Registry;
 
 use super::models::reward_sources;
 use super::{RunError, RunReport};
-use crate::config::RunSettings;
+use crate::config::{DataFile, RunSettings, Take};
 use crate::grpo::Prompts;
 use crate::rewards::Rewards;
 
@@ -28,14 +27,14 @@ pub(super) struct LoadedData {
 }
 
 pub(super) fn load_files(
-    paths: &[PathBuf],
+    files: &[DataFile],
     settings: &RunSettings,
     tokenizer: &ChatTokenizer,
 ) -> Result<LoadedData, RunError> {
     let mut examples = Vec::new();
     let (mut sources, mut origins, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
-    for path in paths {
-        let loaded = load_data(path, settings, tokenizer)?;
+    for file in files {
+        let loaded = load_data(file, settings, tokenizer)?;
         examples.extend(loaded.examples);
         sources.extend(loaded.sources);
         origins.extend(loaded.origins);
@@ -66,10 +65,11 @@ struct FileData {
     skipped: Vec<String>,
 }
 fn load_data(
-    path: &Path,
+    file: &DataFile,
     settings: &RunSettings,
     tokenizer: &ChatTokenizer,
 ) -> Result<FileData, RunError> {
+    let path = file.path.as_path();
     let dataset = match dataset::load(path, settings.data_format, settings.skip_invalid) {
         Ok(dataset) => dataset,
         Err(DataError::InvalidRecords { errors }) => {
@@ -102,7 +102,20 @@ fn load_data(
     let mut examples = Vec::with_capacity(dataset.examples.len());
     let mut sources = Vec::new();
     let mut origins = Vec::with_capacity(dataset.examples.len());
-    for (example, record) in dataset.examples.iter().zip(&dataset.record_of_example) {
+    // The file's share of a mixture (all of it unless `dataset_mixer_list` says otherwise),
+    // before tokenising, as open-instruct selects before its transforms.
+    let available = dataset.examples.len();
+    let chosen = match file.take {
+        Take::All => (0..available).collect(),
+        take => mixture_indices(available, take.count(available), settings.args.seed),
+    };
+    for index in chosen {
+        let (Some(example), Some(record)) = (
+            dataset.examples.get(index),
+            dataset.record_of_example.get(index),
+        ) else {
+            continue;
+        };
         let origin = format!("{}: record {record}", path.display());
         match tokenize(tokenizer, &example, &settings.tokenize) {
             Ok(outcome) => match outcome.tokenized.nothing_to_train() {

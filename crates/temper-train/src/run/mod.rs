@@ -19,7 +19,7 @@ use temper_kernels::AutodiffKernelBackend;
 use temper_model::ModelConfig;
 
 use crate::checkpoint::CheckpointError;
-use crate::config::{Method, RunSettings};
+use crate::config::{DataFile, Method, RunSettings};
 use crate::grpo::{GrpoSettings, GrpoTrainer};
 use crate::metrics::METRICS_FILE;
 use crate::objective::Objective;
@@ -151,7 +151,13 @@ pub fn run<B: AutodiffKernelBackend>(
     let eval = if settings.eval_data.is_empty() {
         None
     } else {
-        Some(load_files(&settings.eval_data, settings, &tokenizer)?)
+        let files: Vec<DataFile> = settings
+            .eval_data
+            .iter()
+            .cloned()
+            .map(DataFile::whole)
+            .collect();
+        Some(load_files(&files, settings, &tokenizer)?)
     };
     output::refuse_overlap(
         &settings.model,
