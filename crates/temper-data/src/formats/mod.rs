@@ -268,6 +268,14 @@ pub enum DetectError {
     NotAnObject,
     #[error("no known format has the fields [{}]; pass --format", fields.join(", "))]
     NoMatch { fields: Vec<String> },
+    /// A boolean `label` beside a conversation or a prompt and completion: unpaired preference
+    /// data (TRL's KTO format, LLaMA-Factory's `kto_tag`), which must not be read as SFT
+    /// without a word.
+    #[error(
+        "the record has a boolean `label` (unpaired preference data, as KTO trains on), which \
+         Temper does not train on yet; pass --format to read it as another format"
+    )]
+    Unpaired,
     #[error(
         "fields [{}] fit several formats: {}; pass --format to choose",
         fields.join(", "),
@@ -282,6 +290,12 @@ pub enum DetectError {
 /// Picks the one format whose fields the record has.
 pub fn detect(record: &Value) -> Result<Format, DetectError> {
     let object = record.as_object().ok_or(DetectError::NotAnObject)?;
+    if object.get("label").is_some_and(Value::is_boolean)
+        && !object.contains_key("chosen")
+        && !object.contains_key("rejected")
+    {
+        return Err(DetectError::Unpaired);
+    }
     let candidates: Vec<Format> = Format::ALL.into_iter().filter(|f| f.fits(object)).collect();
     let fields = || object.keys().cloned().collect::<Vec<_>>();
     match candidates.as_slice() {
@@ -310,6 +324,20 @@ mod tests {
                 .unwrap_err()
                 .contains("trl-preference")
         );
+    }
+
+    /// Unpaired preference data (a boolean `label`) is never detected as SFT.
+    #[test]
+    fn unpaired_preference_records_are_not_read_as_sft() {
+        for record in [
+            json!({"messages": [{"role": "user", "content": "a"}], "label": true}),
+            json!({"prompt": "a", "completion": "b", "label": false}),
+        ] {
+            assert_eq!(detect(&record), Err(DetectError::Unpaired), "{record}");
+        }
+        let named = Format::TrlPromptCompletion
+            .parse(&json!({"prompt": "a", "completion": "b", "label": false}));
+        assert!(named.is_ok(), "a named format reads the record");
     }
 
     #[test]
