@@ -361,8 +361,14 @@ enum Found {
 fn find_record(path: &Path, format: Option<Format>, index: u64) -> Result<Found, DataError> {
     let mut found = None;
     let mut records = 0;
-    let resolved =
-        dataset::read_parsed_chunks(path, format, dataset::CHUNK_RECORDS, &mut |chunk| {
+    // `temper data` reads records as they are: no column mapping.
+    let columns = temper_data::columns::Columns::default();
+    let resolved = dataset::read_parsed_chunks(
+        path,
+        format,
+        &columns,
+        dataset::CHUNK_RECORDS,
+        &mut |chunk| {
             for parsed in chunk {
                 records += 1;
                 if parsed.location.record == index {
@@ -371,7 +377,8 @@ fn find_record(path: &Path, format: Option<Format>, index: u64) -> Result<Found,
                 }
             }
             ControlFlow::Continue(())
-        })?;
+        },
+    )?;
     Ok(match found {
         Some(examples) => Found::Record {
             format: resolved.map(|r| r.format),

@@ -908,3 +908,41 @@ fn dataset_mixer_list_takes_a_share_of_each_file() {
         stderr(&odd)
     );
 }
+
+/// `columns` maps a file's own field names onto a format's (LLaMA-Factory's column mapping).
+#[test]
+fn columns_rename_record_fields_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("qa.jsonl");
+    std::fs::write(
+        &data,
+        "{\"question\": \"2 + 2 =\", \"response\": \" 4\"}\n{\"question\": \"3 + 3 =\", \"response\": \" 6\"}\n",
+    )
+    .unwrap();
+    let data = data.to_str().unwrap();
+    let unmapped = train("sft", data, &dir.path().join("a"), &["--max-steps", "1"]);
+    assert_eq!(unmapped.status.code(), Some(1));
+    assert!(
+        stderr(&unmapped).contains("cannot tell the format"),
+        "{}",
+        stderr(&unmapped)
+    );
+    let extra = [
+        "--max-steps",
+        "1",
+        "--columns",
+        "prompt=question,completion=response",
+        "--json",
+    ];
+    let mapped = train("sft", data, &dir.path().join("b"), &extra);
+    assert_eq!(mapped.status.code(), Some(0), "{}", stderr(&mapped));
+    let report: Value = serde_json::from_slice(&mapped.stdout).unwrap();
+    assert_eq!(report["train_examples"], 2);
+    let bad = train("sft", data, &dir.path().join("c"), &["--columns", "prompt"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).starts_with("error: columns: `prompt` is not field=column"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -7,6 +7,7 @@ use std::path::Path;
 use rayon::prelude::*;
 use serde::Serialize;
 
+use crate::columns::Columns;
 use crate::dataset::{CHUNK_RECORDS, ParsedRecord, ResolvedFormat, read_parsed_chunks};
 use crate::error::{DataError, FieldError, RecordError};
 use crate::formats::Format;
@@ -154,8 +155,12 @@ pub fn check_file(
     };
     let mut tally = TokenTally::default();
     let mut setup_error = None;
-    let resolved: Option<ResolvedFormat> =
-        read_parsed_chunks(path, format, CHUNK_RECORDS, &mut |chunk| {
+    let resolved: Option<ResolvedFormat> = read_parsed_chunks(
+        path,
+        format,
+        &Columns::default(),
+        CHUNK_RECORDS,
+        &mut |chunk| {
             let outcomes: Vec<RecordOutcome> = chunk
                 .into_par_iter()
                 .map(|parsed| check_record(parsed, tokenizer, options))
@@ -180,7 +185,8 @@ pub fn check_file(
                 }
             }
             ControlFlow::Continue(())
-        })?;
+        },
+    )?;
     if let Some(source) = setup_error {
         return Err(CheckError::Tokenizer { file, source });
     }

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use crate::columns::Columns;
 use crate::error::{DataError, FieldError, RecordError, RecordLocation};
 use crate::formats::{Format, detect};
 use crate::reader::{RawRecord, read_records};
@@ -34,6 +35,7 @@ pub struct ParsedRecord {
 pub fn read_parsed_chunks(
     path: &Path,
     format: Option<Format>,
+    columns: &Columns,
     chunk_records: usize,
     on_chunk: &mut dyn FnMut(Vec<ParsedRecord>) -> ControlFlow<()>,
 ) -> Result<Option<ResolvedFormat>, DataError> {
@@ -44,7 +46,10 @@ pub fn read_parsed_chunks(
     let mut pending: Vec<RawRecord> = Vec::with_capacity(chunk_records);
     let mut detection_error = None;
     let mut stopped = false;
-    read_records(path, &mut |raw| {
+    read_records(path, &mut |mut raw| {
+        if let Ok(value) = &mut raw.value {
+            columns.apply(value);
+        }
         if resolved.is_none()
             && let Ok(value) = &raw.value
         {
@@ -126,6 +131,16 @@ impl Dataset {
 /// Loads every example of `path`. Invalid records fail the load, reporting all of them,
 /// unless `skip_invalid`, which drops and counts them.
 pub fn load(path: &Path, format: Option<Format>, skip_invalid: bool) -> Result<Dataset, DataError> {
+    load_mapped(path, format, &Columns::default(), skip_invalid)
+}
+
+/// [`load`] with each record's `columns` renamed first (LLaMA-Factory's column mapping).
+pub fn load_mapped(
+    path: &Path,
+    format: Option<Format>,
+    columns: &Columns,
+    skip_invalid: bool,
+) -> Result<Dataset, DataError> {
     let mut examples = Vec::new();
     let mut dataset = Dataset {
         format: None,
@@ -134,7 +149,7 @@ pub fn load(path: &Path, format: Option<Format>, skip_invalid: bool) -> Result<D
         record_of_example: Vec::new(),
         skipped: Vec::new(),
     };
-    dataset.format = read_parsed_chunks(path, format, CHUNK_RECORDS, &mut |chunk| {
+    dataset.format = read_parsed_chunks(path, format, columns, CHUNK_RECORDS, &mut |chunk| {
         for parsed in chunk {
             dataset.records += 1;
             match parsed.examples {

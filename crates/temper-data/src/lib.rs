@@ -27,6 +27,7 @@
 
 pub mod batch;
 pub mod check;
+pub mod columns;
 pub mod dataset;
 pub mod error;
 pub mod formats;

@@ -158,3 +158,9 @@ pub fn mixer_list(values: &Vec<String>, kind: TrainerKind) -> Checked {
     }
     Ok(())
 }
+
+/// `field=column` pairs, each field once.
+pub fn column_pairs(values: &Vec<String>, kind: TrainerKind) -> Checked {
+    not_empty(values, kind)?;
+    temper_data::columns::Columns::parse(values).map(|_| ())
+}

@@ -78,6 +78,15 @@ declare_keys! {
         trl: "open-instruct's key; the examples a fraction samples differ from numpy's draw",
     }
 
+    /// Which field of each record holds a format's field, as `field=column` pairs
+    /// (`prompt=problem,ground_truth=answer`), for every file of `data` and `eval_data`.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(deserialize_with = "one_or_many")]
+    columns: Vec<String> => Option<Vec<String>> {
+        trainers: ALL, default: Absent(None, "none"), check: column_pairs,
+        trl: "LLaMA-Factory's `dataset_info.json` `columns`",
+    }
+
     /// A dataset format, for every file of `data` and `eval_data`; `auto` detects each file's
     /// format from its first record.
     #[arg(long, value_enum)]

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use temper_data::columns::Columns;
 use temper_data::{Format, TokenizeOptions};
 use temper_model::LoraConfig;
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
@@ -106,6 +107,8 @@ pub struct RunSettings {
     /// `data`'s files whole, or `dataset_mixer_list`'s with their amounts.
     pub data: Vec<DataFile>,
     pub data_format: Option<Format>,
+    /// Record fields renamed before reading (`columns`).
+    pub columns: Columns,
     pub output_dir: PathBuf,
     pub skip_invalid: bool,
     pub ref_model: Option<PathBuf>,
@@ -204,6 +207,10 @@ impl TrainConfig {
             model: values.model,
             data,
             data_format: values.data_format.format(),
+            columns: match &values.columns {
+                Some(pairs) => Columns::parse(pairs).map_err(|e| bad("columns", e))?,
+                None => Columns::default(),
+            },
             output_dir: values.output_dir,
             skip_invalid: values.skip_invalid,
             ref_model: values.ref_model,

@@ -70,7 +70,13 @@ fn load_data(
     tokenizer: &ChatTokenizer,
 ) -> Result<FileData, RunError> {
     let path = file.path.as_path();
-    let dataset = match dataset::load(path, settings.data_format, settings.skip_invalid) {
+    let loaded = dataset::load_mapped(
+        path,
+        settings.data_format,
+        &settings.columns,
+        settings.skip_invalid,
+    );
+    let dataset = match loaded {
         Ok(dataset) => dataset,
         Err(DataError::InvalidRecords { errors }) => {
             return Err(RunError::InvalidRecords(
