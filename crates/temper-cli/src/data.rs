@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use serde_json::json;
-use temper_data::check::{CheckError, CheckReport, check_file};
+use temper_data::check::{CheckError, CheckReport, check_file_mapped};
+use temper_data::columns::Columns;
 use temper_data::tokenize::{TokenizeError, TokenizeOutcome, tokenize};
 use temper_data::{
     BuiltinTemplate, ChatTokenizer, DataError, Example, Format, FormatChoice, LossMask,
@@ -68,6 +69,10 @@ struct CommonArgs {
     /// Name of the template when tokenizer_config.json holds several.
     #[arg(long)]
     template_name: Option<String>,
+    /// Which field of each record holds a format's field: `field=column` pairs (the trainers'
+    /// `columns`).
+    #[arg(long, value_delimiter = ',')]
+    columns: Vec<String>,
     #[command(flatten)]
     tokenize: TokenizeArgs,
 }
@@ -115,6 +120,14 @@ fn at_least_one(text: &str) -> Result<usize, String> {
 }
 
 impl CommonArgs {
+    /// The column mapping; `None` (after one error line) when `--columns` is not
+    /// `field=column` pairs: a usage error.
+    fn columns(&self) -> Option<Columns> {
+        Columns::parse(&self.columns)
+            .map_err(|reason| error_line(format!("--columns: {reason}")))
+            .ok()
+    }
+
     fn load_tokenizer(&self, dir: &Path) -> Result<ChatTokenizer, String> {
         let mut tokenizer = ChatTokenizer::from_dir(dir, self.template_name.as_deref())
             .map_err(|e| e.to_string())?;
@@ -137,6 +150,9 @@ fn error_line(message: impl std::fmt::Display) {
 }
 
 fn check(args: CheckArgs) -> Outcome {
+    let Some(columns) = args.common.columns() else {
+        return Outcome::Failure;
+    };
     let tokenizer = match args
         .tokenizer
         .as_deref()
@@ -161,9 +177,10 @@ fn check(args: CheckArgs) -> Outcome {
             }
             outcome
         };
-        match check_file(
+        match check_file_mapped(
             file,
             args.common.format.format(),
+            &columns,
             tokenizer.as_ref(),
             &options,
         ) {
@@ -282,6 +299,9 @@ fn shown_sequences(tokenized: &Tokenized) -> Vec<Shown> {
 }
 
 fn render(args: RenderArgs) -> Outcome {
+    let Some(columns) = args.common.columns() else {
+        return Outcome::Failure;
+    };
     let tokenizer = match args.common.load_tokenizer(&args.tokenizer) {
         Ok(tokenizer) => tokenizer,
         Err(message) => {
@@ -289,7 +309,12 @@ fn render(args: RenderArgs) -> Outcome {
             return Outcome::Failure;
         }
     };
-    let found = match find_record(&args.file, args.common.format.format(), args.index) {
+    let found = match find_record(
+        &args.file,
+        args.common.format.format(),
+        &columns,
+        args.index,
+    ) {
         Ok(found) => found,
         Err(error @ DataError::Detection { .. }) => {
             error_line(error);
@@ -358,15 +383,18 @@ enum Found {
 }
 
 /// Reads `path` up to record `index` (streamed: the rest of the file is not read).
-fn find_record(path: &Path, format: Option<Format>, index: u64) -> Result<Found, DataError> {
+fn find_record(
+    path: &Path,
+    format: Option<Format>,
+    columns: &Columns,
+    index: u64,
+) -> Result<Found, DataError> {
     let mut found = None;
     let mut records = 0;
-    // `temper data` reads records as they are: no column mapping.
-    let columns = temper_data::columns::Columns::default();
     let resolved = dataset::read_parsed_chunks(
         path,
         format,
-        &columns,
+        columns,
         dataset::CHUNK_RECORDS,
         &mut |chunk| {
             for parsed in chunk {

@@ -339,3 +339,38 @@ fn a_record_far_past_max_length_is_refused_before_it_is_tokenised() {
     let summary = &json_lines(&long)[0];
     assert_eq!(summary["tokens"]["truncated_sequences"], 1, "{summary}");
 }
+
+/// `--columns` reads a file's own field names as a format's, as the trainers' `columns` does.
+#[test]
+fn columns_map_fields_for_check_and_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("qa.jsonl");
+    std::fs::write(&data, "{\"question\": \"2 + 2 =\", \"response\": \" 4\"}\n").unwrap();
+    let data = data.to_str().unwrap();
+    let unmapped = temper(&["data", "check", data]);
+    assert_eq!(unmapped.status.code(), Some(1));
+    let mapped = temper(&[
+        "data",
+        "check",
+        data,
+        "--columns",
+        "prompt=question,completion=response",
+        "--json",
+    ]);
+    assert_eq!(
+        mapped.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&mapped.stderr)
+    );
+    let rows = json_lines(&mapped);
+    assert_eq!(rows[0]["format"], "trl-prompt-completion");
+    let bad = temper(&["data", "check", data, "--columns", "prompt"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr)
+            .starts_with("error: --columns: `prompt` is not field=column"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

@@ -141,6 +141,17 @@ pub fn check_file(
     tokenizer: Option<&ChatTokenizer>,
     options: &TokenizeOptions,
 ) -> Result<CheckReport, CheckError> {
+    check_file_mapped(path, format, &Columns::default(), tokenizer, options)
+}
+
+/// [`check_file`] with each record's `columns` renamed first, as the trainers read it.
+pub fn check_file_mapped(
+    path: &Path,
+    format: Option<Format>,
+    columns: &Columns,
+    tokenizer: Option<&ChatTokenizer>,
+    options: &TokenizeOptions,
+) -> Result<CheckReport, CheckError> {
     let file = path.display().to_string();
     let mut report = CheckReport {
         file: file.clone(),
@@ -155,12 +166,8 @@ pub fn check_file(
     };
     let mut tally = TokenTally::default();
     let mut setup_error = None;
-    let resolved: Option<ResolvedFormat> = read_parsed_chunks(
-        path,
-        format,
-        &Columns::default(),
-        CHUNK_RECORDS,
-        &mut |chunk| {
+    let resolved: Option<ResolvedFormat> =
+        read_parsed_chunks(path, format, columns, CHUNK_RECORDS, &mut |chunk| {
             let outcomes: Vec<RecordOutcome> = chunk
                 .into_par_iter()
                 .map(|parsed| check_record(parsed, tokenizer, options))
@@ -185,8 +192,7 @@ pub fn check_file(
                 }
             }
             ControlFlow::Continue(())
-        },
-    )?;
+        })?;
     if let Some(source) = setup_error {
         return Err(CheckError::Tokenizer { file, source });
     }
