@@ -1,5 +1,5 @@
-//! The real Qwen2.5, Llama 3.1, Mistral and OLMo 2 chat templates (and the fixture
-//! tokenizer's) render exactly as transformers' `apply_chat_template` does
+//! The real Qwen2.5, Qwen3, Llama 3.1, Mistral, OLMo 2, Gemma 3 and SmolLM2 chat templates
+//! (and the fixture tokenizer's) render exactly as transformers' `apply_chat_template` does
 //! (fixtures/templates/parity.jsonl, made by fixtures/gen/template_parity.py).
 
 mod common;
@@ -57,7 +57,9 @@ fn templates_render_exactly_as_transformers() {
         }
         *checked.entry(name).or_default() += 1;
     }
-    for name in ["qwen2.5", "llama3.1", "mistral", "olmo2", "fixture"] {
+    for name in [
+        "qwen2.5", "qwen3", "llama3.1", "mistral", "olmo2", "gemma3", "smollm2", "fixture",
+    ] {
         assert!(
             checked.get(name).copied().unwrap_or(0) >= 4,
             "too few {name} rows: {checked:?}"
