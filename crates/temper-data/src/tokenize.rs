@@ -7,7 +7,11 @@
 //!   what `prompt + completion` adds after them, followed by eos.
 //!
 //! Multi-turn conversations get one span per assistant turn, found the same way for each turn,
-//! and the [`LossMask`] strategy says which spans are trained.
+//! and the [`LossMask`] strategy says which spans are trained. A turn that the template renders
+//! differently once later turns follow (Qwen3's `<think>` blocks) is located in the rendering
+//! of the whole conversation instead (see `Rendering`).
+
+use std::ops::Range;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -15,7 +19,7 @@ use serde_json::Value;
 
 use crate::error::FieldError;
 use crate::pieces::PieceMemo;
-use crate::tokenizer::{ChatTokenizer, TokenizerError};
+use crate::tokenizer::{ByteRange, ChatTokenizer, TokenizerError};
 use crate::types::{
     AsExample, ExampleRef, Message, MixedKinds, Preference, Role, SftExample, Turns,
 };
@@ -398,6 +402,10 @@ fn chat_sequence(
     // mask's assistant turns are, unless weighted 0.
     let every_token = mask == LossMask::Prompt;
     if !every_token || messages.iter().any(Message::untrained) {
+        // Made only for a turn whose span is not found by prefixes.
+        let mut rendering: Option<Rendering> = None;
+        // Where the last span found ends: the next turn is looked for after it.
+        let mut spans_end = 0;
         for (i, message) in messages.iter().enumerate() {
             if message.role != Role::Assistant {
                 continue;
@@ -411,24 +419,18 @@ fn chat_sequence(
                 continue;
             };
             let field = format!("messages[{i}]");
-            let start = chat_ids(tokenizer, &mut memo, &messages[..i], tools, true, &field)?;
-            check_prefix(&start, &input_ids, &field)?;
-            // A template may render a turn differently once later turns follow it (Qwen3
-            // drops the reasoning of earlier turns): then the turn's end is no prefix either.
-            let end = if i + 1 == messages.len() {
-                input_ids.len()
-            } else {
-                let through =
-                    chat_ids(tokenizer, &mut memo, &messages[..=i], tools, false, &field)?;
-                check_prefix(&through, &input_ids, &field)?;
-                through.len()
+            let span = match prefix_span(tokenizer, &mut memo, messages, i, tools, &input_ids)? {
+                Some(span) => span,
+                None => {
+                    if rendering.is_none() {
+                        rendering = Some(Rendering::new(tokenizer, messages, tools, &input_ids)?);
+                    }
+                    let rendering = rendering.as_ref().expect("just made");
+                    rendering.turn_span(tokenizer, messages, i, tools, spans_end, &field)?
+                }
             };
-            if end < start.len() {
-                return Err(not_a_prefix(&field, start.len(), end));
-            }
-            loss_mask[start.len()..end]
-                .iter_mut()
-                .for_each(|m| *m = trained);
+            spans_end = span.end;
+            loss_mask[span].iter_mut().for_each(|m| *m = trained);
         }
     }
     Ok(TokenizedSequence {
@@ -436,6 +438,195 @@ fn chat_sequence(
         loss_mask,
         prompt_len,
     })
+}
+
+/// Assistant turn `i`'s tokens found as TRL finds a completion: from the end of
+/// `template(messages[..i], add_generation_prompt)` to the end of `template(messages[..=i])`.
+/// `None` when either is not a token prefix of the whole conversation's ids: the template
+/// renders the turn, or one before it, differently once later turns follow (Qwen3 writes an
+/// empty `<think>` block only after the last user message and drops earlier reasoning;
+/// Mistral writes the system message into the last user turn).
+fn prefix_span(
+    tokenizer: &ChatTokenizer,
+    memo: &mut PieceMemo,
+    messages: &[Message],
+    i: usize,
+    tools: Option<&[Value]>,
+    input_ids: &[u32],
+) -> Result<Option<Range<usize>>, TokenizeError> {
+    let field = format!("messages[{i}]");
+    let start = chat_ids(tokenizer, memo, &messages[..i], tools, true, &field)?;
+    if !input_ids.starts_with(&start) {
+        return Ok(None);
+    }
+    let end = if i + 1 == messages.len() {
+        input_ids.len()
+    } else {
+        let through = chat_ids(tokenizer, memo, &messages[..=i], tools, false, &field)?;
+        if !input_ids.starts_with(&through) {
+            return Ok(None);
+        }
+        through.len()
+    };
+    Ok((end >= start.len()).then_some(start.len()..end))
+}
+
+/// The whole conversation rendered once, with each token's byte range in the text, for turns
+/// that prefixes cannot find. Each such turn is located in this single rendering, the one the
+/// model trains on, by what the template writes for it when it is the last turn: its content
+/// (as the template writes it: trimmed, or after `</think>`), the text after the content
+/// (the end of turn: `<|im_end|>\n`, `<|eot_id|>`, `</s>`, `<end_of_turn>\n`), the text
+/// between the generation prompt and the content where the rendering still has it (a
+/// `<think>` block), and the generation prompt (`<|im_start|>assistant\n`), which must come
+/// right before the span, so that a user message with the same text is never taken for it.
+/// The turn's tokens are those overlapping that text. Text is searched rather than
+/// `{% generation %}` blocks followed (transformers' `return_assistant_tokens_mask`) because
+/// the templates that rewrite turns (Qwen3's, Mistral's, reasoning models') have no such
+/// blocks, and a template that has them writes the same text either way.
+struct Rendering {
+    text: String,
+    offsets: Vec<ByteRange>,
+}
+
+impl Rendering {
+    fn new(
+        tokenizer: &ChatTokenizer,
+        messages: &[Message],
+        tools: Option<&[Value]>,
+        input_ids: &[u32],
+    ) -> Result<Self, TokenizeError> {
+        let text = chat_text(tokenizer, messages, tools, false, "messages")?;
+        let (ids, offsets) = tokenizer.encode_chat_with_offsets(&text)?;
+        if ids != input_ids {
+            return Err(TokenizeError::Record(FieldError::new(
+                "messages",
+                "the tokenizer encodes the rendered conversation differently when asked for \
+                 offsets; assistant turns cannot be located in it",
+            )));
+        }
+        Ok(Rendering { text, offsets })
+    }
+
+    /// The tokens of assistant turn `i`, looked for after token `after`.
+    fn turn_span(
+        &self,
+        tokenizer: &ChatTokenizer,
+        messages: &[Message],
+        i: usize,
+        tools: Option<&[Value]>,
+        after: usize,
+        field: &str,
+    ) -> Result<Range<usize>, TokenizeError> {
+        let render = |upto: usize, generation_prompt: bool| {
+            chat_text(
+                tokenizer,
+                &messages[..upto],
+                tools,
+                generation_prompt,
+                field,
+            )
+        };
+        let prompt = render(i, true)?;
+        let before = render(i, false)?;
+        let through = render(i + 1, false)?;
+        let generation_prompt = prompt.strip_prefix(before.as_str()).unwrap_or("");
+        // The turn as the template writes it when it is the last one, when the prompt is a
+        // text prefix (not where an earlier message moves, as Mistral's system message).
+        let own = through.strip_prefix(prompt.as_str());
+        let from = match after {
+            0 => 0,
+            after => self.offsets[after - 1].1,
+        };
+        let starts = written_content(&messages[i], &through);
+        let anchors: Vec<(Option<&str>, &str)> = if starts.is_empty() {
+            // No content to look for (a tool call only): the whole turn, where it is known.
+            vec![(Some(""), own.unwrap_or(""))]
+        } else {
+            starts
+                .into_iter()
+                .map(|at| {
+                    let anchor = &through[at..];
+                    (own.and_then(|own| own.strip_suffix(anchor)), anchor)
+                })
+                .collect()
+        };
+        anchors
+            .into_iter()
+            .filter(|(_, anchor)| !anchor.is_empty())
+            .find_map(|(lead, anchor)| self.find(lead, anchor, generation_prompt, from))
+            .ok_or_else(|| {
+                TokenizeError::Record(FieldError::new(
+                    field,
+                    "the chat template renders this assistant turn differently once later \
+                     turns follow, and the turn (its content and end of turn) cannot be found \
+                     in the rendering of the whole conversation",
+                ))
+            })
+    }
+
+    /// The tokens of the first `anchor` at or after byte `from` that follows the generation
+    /// prompt, extended back over `lead` where the text has it.
+    fn find(
+        &self,
+        lead: Option<&str>,
+        anchor: &str,
+        generation_prompt: &str,
+        from: usize,
+    ) -> Option<Range<usize>> {
+        let mut search = from;
+        while let Some(found) = self.text[search..].find(anchor).map(|at| search + at) {
+            let mut start = found;
+            if let Some(lead) = lead.filter(|lead| self.text[from..found].ends_with(lead)) {
+                start -= lead.len();
+            }
+            if self.text[..start].ends_with(generation_prompt) {
+                return Some(self.tokens_overlapping(start..found + anchor.len()));
+            }
+            search = found + anchor.chars().next().map_or(1, char::len_utf8);
+        }
+        None
+    }
+
+    /// Tokens whose text overlaps the byte range `text`.
+    fn tokens_overlapping(&self, text: Range<usize>) -> Range<usize> {
+        let first = self.offsets.partition_point(|&(_, end)| end <= text.start);
+        let last = self.offsets.partition_point(|&(start, _)| start < text.end);
+        first..last.max(first)
+    }
+}
+
+/// Where the turn's content, and then its end-of-turn text, may begin in `through` (a
+/// rendering that ends with the turn), longest first: the content as given, or as templates
+/// change it (trimmed; after `</think>`, which reasoning templates split off as reasoning
+/// and may drop). Empty for no content.
+fn written_content(message: &Message, through: &str) -> Vec<usize> {
+    let content = message.content.as_str();
+    let after_think = content
+        .rsplit_once("</think>")
+        .map(|(_, answer)| answer.trim_start_matches('\n'));
+    let found: Vec<(usize, usize)> = [
+        Some(content),
+        Some(content.trim_start_matches('\n')),
+        Some(content.trim()),
+        after_think,
+        after_think.map(str::trim),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|variant| !variant.is_empty())
+    .filter_map(|variant| through.rfind(variant).map(|at| (at, at + variant.len())))
+    .collect();
+    // The turn is the last thing `through` writes, so its content is a match that ends
+    // latest: a user message holding the untrimmed text is never taken for it.
+    let latest = found.iter().map(|&(_, end)| end).max();
+    let mut starts: Vec<usize> = found
+        .into_iter()
+        .filter(|&(_, end)| Some(end) == latest)
+        .map(|(at, _)| at)
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
+    starts
 }
 
 fn preference_pair(
@@ -511,16 +702,27 @@ fn chat_ids<M: Serialize>(
     add_generation_prompt: bool,
     field: &str,
 ) -> Result<Vec<u32>, TokenizeError> {
+    let text = chat_text(tokenizer, messages, tools, add_generation_prompt, field)?;
+    Ok(tokenizer.encode_chat(&text, memo)?)
+}
+
+/// Renders with the chat template, as `apply_chat_template(..., tokenize=False)` does.
+fn chat_text<M: Serialize>(
+    tokenizer: &ChatTokenizer,
+    messages: &[M],
+    tools: Option<&[Value]>,
+    add_generation_prompt: bool,
+    field: &str,
+) -> Result<String, TokenizeError> {
     let template = tokenizer.template(tools.is_some())?;
-    let text = template
+    template
         .render_with(
             messages,
             tools,
             add_generation_prompt,
             &serde_json::Map::new(),
         )
-        .map_err(|e| TokenizeError::Record(FieldError::new(field, e.to_string())))?;
-    Ok(tokenizer.encode_chat(&text, memo)?)
+        .map_err(|e| TokenizeError::Record(FieldError::new(field, e.to_string())))
 }
 
 fn check_prefix(prefix: &[u32], ids: &[u32], field: &str) -> Result<(), TokenizeError> {

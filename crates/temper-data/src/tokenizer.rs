@@ -39,6 +39,9 @@ pub enum TokenizerError {
     LargerThanModel { tokens: usize, vocab_size: usize },
 }
 
+/// Where a token's text lies in the text it was encoded from: start and end, in bytes.
+pub type ByteRange = (usize, usize);
+
 /// A tokenizer with what TRL-style tokenisation needs beside it.
 pub struct ChatTokenizer {
     tokenizer: Tokenizer,
@@ -280,6 +283,20 @@ impl ChatTokenizer {
             .into_iter()
             .flat_map(|(_, _, tokens)| tokens.iter().flatten().map(|token| token.id))
             .collect())
+    }
+
+    /// [`encode_chat`](Self::encode_chat)'s ids with each token's byte range in `text`, to
+    /// find which tokens a stretch of the rendered text became. Encodes the whole text (no
+    /// memo): only templates that rewrite earlier turns need it.
+    pub fn encode_chat_with_offsets(
+        &self,
+        text: &str,
+    ) -> Result<(Vec<u32>, Vec<ByteRange>), TokenizerError> {
+        let encoding = self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| TokenizerError::Encode(e.to_string()))?;
+        Ok((encoding.get_ids().to_vec(), encoding.get_offsets().to_vec()))
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TokenizerError> {
