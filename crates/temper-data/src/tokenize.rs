@@ -422,10 +422,12 @@ fn chat_sequence(
             let span = match prefix_span(tokenizer, &mut memo, messages, i, tools, &input_ids)? {
                 Some(span) => span,
                 None => {
-                    if rendering.is_none() {
-                        rendering = Some(Rendering::new(tokenizer, messages, tools, &input_ids)?);
-                    }
-                    let rendering = rendering.as_ref().expect("just made");
+                    let rendering = match &mut rendering {
+                        Some(rendering) => rendering,
+                        none => {
+                            none.insert(Rendering::new(tokenizer, messages, tools, &input_ids)?)
+                        }
+                    };
                     rendering.turn_span(tokenizer, messages, i, tools, spans_end, &field)?
                 }
             };
