@@ -264,6 +264,13 @@ fn print_report(report: &CheckReport, skip_invalid: bool) {
         "  truncated   {} prompts, {} sequences",
         tokens.truncated_prompts, tokens.truncated_sequences
     );
+    if tokens.merged_prompts > 0 {
+        let _ = writeln!(
+            out,
+            "  merged      {} prompts whose last tokens merge with the answer's (the answer starts where the ids diverge, as TRL)",
+            tokens.merged_prompts
+        );
+    }
 }
 
 /// One tokenised sequence of a rendered record.

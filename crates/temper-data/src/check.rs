@@ -45,6 +45,9 @@ pub struct TokenReport {
     pub trained_tokens: u64,
     pub truncated_prompts: u64,
     pub truncated_sequences: u64,
+    /// Examples whose prompt ids are not a prefix of prompt + answer's: the answer starts where
+    /// the two diverge, as TRL 1.16 (which warns once).
+    pub merged_prompts: u64,
 }
 
 /// The token lengths of one record's examples: gathered in parallel, tallied in file order.
@@ -56,6 +59,7 @@ struct RecordLengths {
     trained_tokens: u64,
     truncated_prompts: u64,
     truncated_sequences: u64,
+    merged_prompts: u64,
 }
 
 impl RecordLengths {
@@ -94,6 +98,7 @@ struct TokenTally {
     trained_tokens: u64,
     truncated_prompts: u64,
     truncated_sequences: u64,
+    merged_prompts: u64,
 }
 
 impl TokenTally {
@@ -107,6 +112,7 @@ impl TokenTally {
         self.trained_tokens += record.trained_tokens;
         self.truncated_prompts += record.truncated_prompts;
         self.truncated_sequences += record.truncated_sequences;
+        self.merged_prompts += record.merged_prompts;
     }
 
     fn report(&self) -> TokenReport {
@@ -117,6 +123,7 @@ impl TokenTally {
             trained_tokens: self.trained_tokens,
             truncated_prompts: self.truncated_prompts,
             truncated_sequences: self.truncated_sequences,
+            merged_prompts: self.merged_prompts,
         }
     }
 }
@@ -243,6 +250,7 @@ fn check_record(
                 tokens.add(&outcome.tokenized);
                 tokens.truncated_prompts += u64::from(outcome.truncation.prompt);
                 tokens.truncated_sequences += u64::from(outcome.truncation.sequence);
+                tokens.merged_prompts += u64::from(outcome.prompt_merged);
             }
             Err(TokenizeError::Record(error)) => {
                 return RecordOutcome::Invalid(RecordError::new(&parsed.location, error));

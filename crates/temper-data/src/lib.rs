@@ -8,7 +8,7 @@
 //!   `--format auto` detection.
 //! - [`reader`]: JSON Lines and JSON arrays streamed; Parquet as Hugging Face ships it.
 //! - [`template`]: Hugging Face Jinja chat templates rendered as transformers renders them.
-//! - [`tokenize`]: TRL's tokenisation with the prompt-prefix check, loss masks and truncation.
+//! - [`tokenize`]: TRL 1.16's tokenisation (an answer starts where the prompt's ids and the whole's diverge), loss masks and truncation.
 //! - [`batch`] and [`packing`]: padded batches, seeded and length-grouped order, SFT packing.
 //! - [`check`]: what `temper data check` reports.
 //!

@@ -183,11 +183,16 @@ pub struct Truncation {
 pub struct TokenizeOutcome {
     pub tokenized: Tokenized,
     pub truncation: Truncation,
+    /// The prompt's ids were not a prefix of the ids of prompt + answer (tokens merged across
+    /// the boundary, or the template renders the prompt alone differently): as TRL 1.16, the
+    /// answer starts where the two diverge, and the prompt's diverging tail is not part of the
+    /// example. TRL warns once; `temper data check` counts these records.
+    pub prompt_merged: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizeError {
-    /// The record cannot be tokenised (its prompt is not a token prefix, its template fails).
+    /// The record cannot be tokenised (its template fails, its text is far too long).
     #[error("{0}")]
     Record(FieldError),
     /// The tokenizer cannot tokenise this kind of data at all (no template, no eos).
@@ -272,14 +277,17 @@ pub fn tokenize(
     let example = example.as_example();
     check_size(tokenizer, example, options)?;
     let mut truncation = Truncation::default();
+    let mut prompt_merged = false;
     let tokenized = match example {
         ExampleRef::Sft(sft) => {
-            let mut sequence = sft_sequence(tokenizer, sft, options.loss_mask)?;
+            let (mut sequence, merged) = sft_sequence(tokenizer, sft, options.loss_mask)?;
+            prompt_merged = merged;
             truncation = truncate_sequence(&mut sequence, options);
             Tokenized::Sequence(sequence)
         }
         ExampleRef::Preference(preference) => {
-            let mut pair = preference_pair(tokenizer, preference)?;
+            let (mut pair, merged) = preference_pair(tokenizer, preference)?;
+            prompt_merged = merged;
             truncation = truncate_pair(&mut pair, options);
             Tokenized::Pair(pair)
         }
@@ -306,6 +314,7 @@ pub fn tokenize(
     Ok(TokenizeOutcome {
         tokenized,
         truncation,
+        prompt_merged,
     })
 }
 
@@ -321,11 +330,13 @@ pub fn tokenize_all<E: AsExample>(
         .collect()
 }
 
+/// The sequence, and whether its prompt merged into the completion (see
+/// [`TokenizeOutcome::prompt_merged`]).
 fn sft_sequence(
     tokenizer: &ChatTokenizer,
     example: &SftExample,
     mask: LossMask,
-) -> Result<TokenizedSequence, TokenizeError> {
+) -> Result<(TokenizedSequence, bool), TokenizeError> {
     match example {
         SftExample::Text { text } => {
             let mut input_ids = tokenizer.encode(text, true)?;
@@ -334,25 +345,29 @@ fn sft_sequence(
                 input_ids.push(eos);
             }
             let loss_mask = vec![true; input_ids.len()];
-            Ok(TokenizedSequence {
+            let sequence = TokenizedSequence {
                 input_ids,
                 loss_mask,
                 prompt_len: 0,
-            })
+            };
+            Ok((sequence, false))
         }
         SftExample::Completion { prompt, completion } => {
-            let (prompt_ids, completion_ids) =
-                text_completion(tokenizer, prompt, completion, "completion")?;
-            let prompt_len = prompt_ids.len();
+            let prompt_ids = tokenizer.encode(prompt, true)?;
+            let (prompt_len, completion_ids) =
+                text_answer(tokenizer, prompt, &prompt_ids, completion)?;
+            let merged = prompt_len < prompt_ids.len();
             let mut loss_mask = vec![mask == LossMask::Prompt; prompt_len];
             loss_mask.resize(prompt_len + completion_ids.len(), true);
             let mut input_ids = prompt_ids;
+            input_ids.truncate(prompt_len);
             input_ids.extend(completion_ids);
-            Ok(TokenizedSequence {
+            let sequence = TokenizedSequence {
                 input_ids,
                 loss_mask,
                 prompt_len,
-            })
+            };
+            Ok((sequence, merged))
         }
         SftExample::Chat {
             messages,
@@ -368,14 +383,15 @@ fn sft_sequence(
     }
 }
 
-/// A conversation with one span per trained assistant turn.
+/// A conversation with one span per trained assistant turn, and whether its prompt merged into
+/// the completion.
 fn chat_sequence(
     tokenizer: &ChatTokenizer,
     messages: &[Message],
     completion_start: usize,
     tools: Option<&[Value]>,
     mask: LossMask,
-) -> Result<TokenizedSequence, TokenizeError> {
+) -> Result<(TokenizedSequence, bool), TokenizeError> {
     let mut memo = PieceMemo::default();
     let input_ids = chat_ids(tokenizer, &mut memo, messages, tools, false, "messages")?;
     let last_assistant = messages.iter().rposition(|m| m.role == Role::Assistant);
@@ -386,6 +402,7 @@ fn chat_sequence(
     };
     let mut loss_mask = vec![mask == LossMask::Prompt; input_ids.len()];
     let mut prompt_len = 0;
+    let mut merged = false;
     if completion_start > 0 {
         let prompt_ids = chat_ids(
             tokenizer,
@@ -395,8 +412,8 @@ fn chat_sequence(
             true,
             "prompt",
         )?;
-        check_prefix(&prompt_ids, &input_ids, "prompt")?;
-        prompt_len = prompt_ids.len();
+        prompt_len = common_prefix_len(&prompt_ids, &input_ids);
+        merged = prompt_len < prompt_ids.len();
     }
     // Under `prompt` every token is trained but an assistant turn weighted 0; otherwise the
     // mask's assistant turns are, unless weighted 0.
@@ -419,7 +436,11 @@ fn chat_sequence(
                 continue;
             };
             let field = format!("messages[{i}]");
+            let merged_completion = merged && i == completion_start && i + 1 == messages.len();
             let span = match prefix_span(tokenizer, &mut memo, messages, i, tools, &input_ids)? {
+                // A prompt that merged into its one-turn completion: the completion starts
+                // where the ids diverge, as TRL 1.16.
+                _ if merged_completion => prompt_len..input_ids.len(),
                 Some(span) => span,
                 None => {
                     let rendering = match &mut rendering {
@@ -435,11 +456,12 @@ fn chat_sequence(
             loss_mask[span].iter_mut().for_each(|m| *m = trained);
         }
     }
-    Ok(TokenizedSequence {
+    let sequence = TokenizedSequence {
         input_ids,
         loss_mask,
         prompt_len,
-    })
+    };
+    Ok((sequence, merged))
 }
 
 /// Assistant turn `i`'s tokens found as TRL finds a completion: from the end of
@@ -631,23 +653,23 @@ fn written_content(message: &Message, through: &str) -> Vec<usize> {
     starts
 }
 
+/// A pair, and whether its prompt merged into an answer. As TRL 1.16's DPO tokenisation, the
+/// prompt keeps the ids it shares with both `prompt + chosen` and `prompt + rejected`, and each
+/// answer is the rest of its whole; a pair whose prompt ids are a prefix of both is unchanged.
 fn preference_pair(
     tokenizer: &ChatTokenizer,
     preference: &Preference,
-) -> Result<TokenizedPair, TokenizeError> {
-    match preference {
+) -> Result<(TokenizedPair, bool), TokenizeError> {
+    let (prompt_ids, chosen_whole, rejected_whole, eos) = match preference {
         Preference::Text {
             prompt,
             chosen,
             rejected,
         } => {
-            let (prompt_ids, chosen_ids) = text_completion(tokenizer, prompt, chosen, "chosen")?;
-            let (_, rejected_ids) = text_completion(tokenizer, prompt, rejected, "rejected")?;
-            Ok(TokenizedPair {
-                prompt_ids,
-                chosen_ids,
-                rejected_ids,
-            })
+            let prompt_ids = tokenizer.encode(prompt, true)?;
+            let whole = |answer: &str| tokenizer.encode(&format!("{prompt}{answer}"), true);
+            let eos = tokenizer.eos_id()?;
+            (prompt_ids, whole(chosen)?, whole(rejected)?, Some(eos))
         }
         Preference::Chat {
             prompt,
@@ -658,40 +680,55 @@ fn preference_pair(
             let tools = tools.as_deref();
             let mut memo = PieceMemo::default();
             let prompt_ids = chat_ids(tokenizer, &mut memo, prompt, tools, true, "prompt")?;
-            let mut answer_ids =
-                |answer: &[Message], field: &str| -> Result<Vec<u32>, TokenizeError> {
-                    let whole: Vec<&Message> = prompt.iter().chain(answer).collect();
-                    let ids = chat_ids(tokenizer, &mut memo, &whole, tools, false, field)?;
-                    check_prefix(&prompt_ids, &ids, field)?;
-                    Ok(ids[prompt_ids.len()..].to_vec())
-                };
-            let chosen_ids = answer_ids(chosen, "chosen")?;
-            let rejected_ids = answer_ids(rejected, "rejected")?;
-            Ok(TokenizedPair {
-                prompt_ids,
-                chosen_ids,
-                rejected_ids,
-            })
+            let mut whole = |answer: &[Message], field: &str| {
+                let whole: Vec<&Message> = prompt.iter().chain(answer).collect();
+                chat_ids(tokenizer, &mut memo, &whole, tools, false, field)
+            };
+            let chosen_whole = whole(chosen, "chosen")?;
+            let rejected_whole = whole(rejected, "rejected")?;
+            (prompt_ids, chosen_whole, rejected_whole, None)
         }
-    }
+    };
+    let prompt_len = common_prefix_len(&prompt_ids, &chosen_whole)
+        .min(common_prefix_len(&prompt_ids, &rejected_whole));
+    let answer = |whole: &[u32]| {
+        let mut ids = whole[prompt_len..].to_vec();
+        // Plain-string answers end with eos, as TRL appends it to their text.
+        if let Some(eos) = eos.filter(|&eos| ids.last() != Some(&eos)) {
+            ids.push(eos);
+        }
+        ids
+    };
+    let pair = TokenizedPair {
+        chosen_ids: answer(&chosen_whole),
+        rejected_ids: answer(&rejected_whole),
+        prompt_ids: prompt_ids[..prompt_len].to_vec(),
+    };
+    Ok((pair, prompt_len < prompt_ids.len()))
 }
 
-/// Plain strings: (prompt ids, completion ids + eos).
-fn text_completion(
+/// A plain-string answer after its prompt's ids: (where the answer starts, its ids + eos). The
+/// answer is what `prompt + answer` tokenises to after the ids it shares with the prompt's,
+/// as TRL 1.16 (see [`TokenizeOutcome::prompt_merged`]).
+fn text_answer(
     tokenizer: &ChatTokenizer,
     prompt: &str,
-    completion: &str,
-    field: &str,
-) -> Result<(Vec<u32>, Vec<u32>), TokenizeError> {
-    let prompt_ids = tokenizer.encode(prompt, true)?;
-    let whole = tokenizer.encode(&format!("{prompt}{completion}"), true)?;
-    check_prefix(&prompt_ids, &whole, field)?;
-    let mut completion_ids = whole[prompt_ids.len()..].to_vec();
+    prompt_ids: &[u32],
+    answer: &str,
+) -> Result<(usize, Vec<u32>), TokenizeError> {
+    let whole = tokenizer.encode(&format!("{prompt}{answer}"), true)?;
+    let prompt_len = common_prefix_len(prompt_ids, &whole);
+    let mut answer_ids = whole[prompt_len..].to_vec();
     let eos = tokenizer.eos_id()?;
-    if completion_ids.last() != Some(&eos) {
-        completion_ids.push(eos);
+    if answer_ids.last() != Some(&eos) {
+        answer_ids.push(eos);
     }
-    Ok((prompt_ids, completion_ids))
+    Ok((prompt_len, answer_ids))
+}
+
+/// How many leading ids `a` and `b` share (TRL's `common_prefix_length`).
+fn common_prefix_len(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// Renders with the chat template and tokenises without adding special tokens (the template
@@ -725,24 +762,6 @@ fn chat_text<M: Serialize>(
             &serde_json::Map::new(),
         )
         .map_err(|e| TokenizeError::Record(FieldError::new(field, e.to_string())))
-}
-
-fn check_prefix(prefix: &[u32], ids: &[u32], field: &str) -> Result<(), TokenizeError> {
-    if ids.starts_with(prefix) {
-        return Ok(());
-    }
-    let at = prefix.iter().zip(ids).take_while(|(a, b)| a == b).count();
-    Err(not_a_prefix(field, prefix.len(), at))
-}
-
-fn not_a_prefix(field: &str, prompt_len: usize, at: usize) -> TokenizeError {
-    TokenizeError::Record(FieldError::new(
-        field,
-        format!(
-            "the prompt's {prompt_len} token ids are not a prefix of the ids of prompt + answer (they differ at token {at}); \
-             the chat template or tokenizer changes the prompt when the answer follows"
-        ),
-    ))
 }
 
 fn truncate_sequence(sequence: &mut TokenizedSequence, options: &TokenizeOptions) -> Truncation {

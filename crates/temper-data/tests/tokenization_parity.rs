@@ -1,13 +1,15 @@
 //! TRL tokenisation against ids from transformers with the fixture tokenizer
 //! (fixtures/parity/tokenization.jsonl, made by fixtures/gen/tokenization_parity.py): plain
 //! encodes, conversational prompt/completion (template with and without the generation
-//! prompt), standard prompt/completion (special tokens, eos), and the prefix check.
+//! prompt), standard prompt/completion (special tokens, eos), and records whose prompt ids are
+//! not a prefix of the whole's, where the completion starts where the two diverge (TRL 1.16's
+//! `common_prefix_length` rule, applied here to transformers' ids).
 
 mod common;
 
 use serde_json::Value;
 use temper_data::tokenize::tokenize;
-use temper_data::{Example, Message, SftExample, TokenizeOptions, Tokenized};
+use temper_data::{Example, Message, Preference, SftExample, TokenizeOptions, Tokenized};
 
 fn ids(value: &Value) -> Vec<u32> {
     value
@@ -19,10 +21,10 @@ fn ids(value: &Value) -> Vec<u32> {
 }
 
 #[test]
-fn ids_match_transformers_and_prefix_failures_are_invalid() {
+fn ids_match_transformers_and_merged_prompts_start_the_completion_where_ids_diverge() {
     let tokenizer = common::fixture_tokenizer();
     let text = std::fs::read_to_string(common::fixture("parity/tokenization.jsonl")).unwrap();
-    let (mut matched, mut rejected) = (0, 0);
+    let (mut matched, mut merged) = (0, 0);
     for line in text.lines() {
         let row: Value = serde_json::from_str(line).unwrap();
         let case = row["case"].as_str().unwrap();
@@ -38,7 +40,11 @@ fn ids_match_transformers_and_prefix_failures_are_invalid() {
         }
         let prompt_ids = ids(&row["prompt_ids"]);
         let full_ids = ids(&row["full_ids"]);
-        let is_prefix = full_ids.starts_with(&prompt_ids);
+        let prompt_len = prompt_ids
+            .iter()
+            .zip(&full_ids)
+            .take_while(|(a, b)| a == b)
+            .count();
         let example = if row["kind"] == "conversational" {
             let prompt: Vec<Message> = serde_json::from_value(row["prompt"].clone()).unwrap();
             let completion: Vec<Message> =
@@ -54,16 +60,15 @@ fn ids_match_transformers_and_prefix_failures_are_invalid() {
                 completion: row["completion"].as_str().unwrap().into(),
             })
         };
-        let outcome = tokenize(&tokenizer, &example, &TokenizeOptions::default());
-        if !is_prefix {
-            let error = outcome.expect_err(case).to_string();
-            assert!(error.contains("not a prefix"), "{case}: {error}");
-            rejected += 1;
-            continue;
-        }
-        let Tokenized::Sequence(sequence) =
-            outcome.unwrap_or_else(|e| panic!("{case}: {e}")).tokenized
-        else {
+        let outcome = tokenize(&tokenizer, &example, &TokenizeOptions::default())
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        assert_eq!(
+            outcome.prompt_merged,
+            prompt_len < prompt_ids.len(),
+            "{case}"
+        );
+        merged += usize::from(outcome.prompt_merged);
+        let Tokenized::Sequence(sequence) = outcome.tokenized else {
             panic!("{case}: not a sequence")
         };
         let mut expected = full_ids.clone();
@@ -71,13 +76,59 @@ fn ids_match_transformers_and_prefix_failures_are_invalid() {
             expected.push(row["eos_token_id"].as_u64().unwrap() as u32);
         }
         assert_eq!(sequence.input_ids, expected, "{case}");
-        assert_eq!(sequence.prompt_len, prompt_ids.len(), "{case}");
-        let trained: Vec<bool> = (0..expected.len()).map(|i| i >= prompt_ids.len()).collect();
+        assert_eq!(sequence.prompt_len, prompt_len, "{case}");
+        let trained: Vec<bool> = (0..expected.len()).map(|i| i >= prompt_len).collect();
         assert_eq!(sequence.loss_mask, trained, "{case}");
         matched += 1;
     }
     assert!(
-        matched >= 10 && rejected >= 2,
-        "matched {matched}, rejected {rejected}"
+        matched >= 10 && merged >= 2,
+        "matched {matched}, merged {merged}"
+    );
+}
+
+/// A plain-string pair whose prompt ends inside a token ("... app" + "les ..."): as TRL 1.16's
+/// DPO tokenisation, the prompt keeps the ids it shares with both wholes, each answer is the
+/// rest of its whole plus eos, and prompt + answer is exactly the whole's ids.
+#[test]
+fn a_pair_whose_prompt_ends_inside_a_token_starts_its_answers_where_the_ids_diverge() {
+    let tokenizer = common::fixture_tokenizer();
+    let (prompt, chosen, rejected) = ("Emma buys more app", "les at the market.", "les today.");
+    let example = Example::Preference(Preference::Text {
+        prompt: prompt.into(),
+        chosen: chosen.into(),
+        rejected: rejected.into(),
+    });
+    let outcome = tokenize(&tokenizer, &example, &TokenizeOptions::default()).unwrap();
+    assert!(outcome.prompt_merged);
+    let Tokenized::Pair(pair) = outcome.tokenized else {
+        panic!("not a pair")
+    };
+    let prompt_ids = tokenizer.encode(prompt, true).unwrap();
+    assert!(pair.prompt_ids.len() < prompt_ids.len());
+    assert!(prompt_ids.starts_with(&pair.prompt_ids));
+    let eos = tokenizer.eos_id().unwrap();
+    for (answer, ids) in [(chosen, &pair.chosen_ids), (rejected, &pair.rejected_ids)] {
+        let mut whole = tokenizer
+            .encode(&format!("{prompt}{answer}"), true)
+            .unwrap();
+        whole.push(eos);
+        let joined: Vec<u32> = pair.prompt_ids.iter().chain(ids).copied().collect();
+        assert_eq!(joined, whole, "{answer}");
+    }
+    // A prompt on a token boundary is untouched.
+    let example = Example::Preference(Preference::Text {
+        prompt: "Emma buys more apples".into(),
+        chosen: " at the market.".into(),
+        rejected: " today.".into(),
+    });
+    let outcome = tokenize(&tokenizer, &example, &TokenizeOptions::default()).unwrap();
+    assert!(!outcome.prompt_merged);
+    let Tokenized::Pair(pair) = outcome.tokenized else {
+        panic!("not a pair")
+    };
+    assert_eq!(
+        pair.prompt_ids,
+        tokenizer.encode("Emma buys more apples", true).unwrap()
     );
 }
