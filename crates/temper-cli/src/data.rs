@@ -297,6 +297,22 @@ fn shown_sequences(tokenized: &Tokenized) -> Vec<Shown> {
                     .collect(),
             })
             .collect(),
+        Tokenized::Unpaired(u) => vec![Shown {
+            name: if u.desirable {
+                "desirable"
+            } else {
+                "undesirable"
+            },
+            ids: u
+                .prompt_ids
+                .iter()
+                .chain(&u.completion_ids)
+                .copied()
+                .collect(),
+            trained: (0..u.prompt_ids.len() + u.completion_ids.len())
+                .map(|i| i >= u.prompt_ids.len())
+                .collect(),
+        }],
         Tokenized::Prompt(p) => vec![Shown {
             name: "prompt",
             ids: p.prompt_ids.clone(),

@@ -47,6 +47,9 @@ enum Command {
     Sft(train::TrainArgs),
     /// Direct preference optimisation and its family (TRL's DPOTrainer loss types).
     Dpo(train::TrainArgs),
+    /// KTO on unpaired completions labelled desirable or not, against a reference model (TRL's
+    /// KTOTrainer; preference pairs are split into two).
+    Kto(train::TrainArgs),
     /// Odds-ratio preference optimisation, reference-free (TRL's ORPOTrainer).
     Orpo(train::TrainArgs),
     /// SimPO, reference-free, plus cpo_alpha times the chosen NLL (TRL's CPOTrainer).
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => verify::run(args),
         Command::Sft(args) => train::run(TrainerKind::Sft, args),
         Command::Dpo(args) => train::run(TrainerKind::Dpo, args),
+        Command::Kto(args) => train::run(TrainerKind::Kto, args),
         Command::Orpo(args) => train::run(TrainerKind::Orpo, args),
         Command::Simpo(args) => train::run(TrainerKind::Simpo, args),
         Command::Rm(args) => train::run(TrainerKind::Reward, args),

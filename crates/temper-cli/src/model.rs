@@ -204,6 +204,13 @@ fn score_on<B: KernelBackend>(args: ScoreArgs) -> Outcome {
                 }
                 shapes.push(true);
             }
+            Ok(Tokenized::Unpaired(unpaired)) => {
+                sequences.push(ScoredSequence::completion(
+                    &unpaired.prompt_ids,
+                    &unpaired.completion_ids,
+                ));
+                shapes.push(false);
+            }
             Ok(Tokenized::Prompt(_)) => {
                 return fail(format!(
                     "{}: prompt-only data has nothing to score",

@@ -82,6 +82,13 @@ impl RecordLengths {
                     self.trained_tokens += answer.len() as u64;
                 }
             }
+            Tokenized::Unpaired(u) => {
+                self.prompts.push(u.prompt_ids.len());
+                self.completions.push(u.completion_ids.len());
+                self.sequences
+                    .push(u.prompt_ids.len() + u.completion_ids.len());
+                self.trained_tokens += u.completion_ids.len() as u64;
+            }
             Tokenized::Prompt(p) => {
                 self.prompts.push(p.prompt_ids.len());
                 self.sequences.push(p.prompt_ids.len());

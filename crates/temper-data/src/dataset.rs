@@ -10,7 +10,7 @@ use crate::columns::Columns;
 use crate::error::{DataError, FieldError, RecordError, RecordLocation};
 use crate::formats::{Format, detect};
 use crate::reader::{RawRecord, read_records};
-use crate::types::{DataKind, Example, Examples};
+use crate::types::{DataKind, Example, Examples, unpaired_order};
 
 /// Records handed to the parser at a time: large enough to keep every core busy, small
 /// enough that memory stays flat.
@@ -124,7 +124,22 @@ pub struct Dataset {
 
 impl Dataset {
     pub fn kind(&self) -> Option<DataKind> {
-        self.format.map(|f| f.format.kind())
+        self.format.map(|_| self.examples.kind())
+    }
+
+    /// Preference pairs as unpaired data, as TRL's `KTOTrainer` reads paired data (see
+    /// [`Examples::into_unpaired`]); each completion keeps its record. Other data is unchanged.
+    pub fn unpair(&mut self) {
+        if !matches!(self.examples, Examples::Preference(_)) {
+            return;
+        }
+        let pairs = std::mem::replace(&mut self.examples, Examples::empty(DataKind::Unpaired));
+        self.record_of_example = unpaired_order(pairs.len())
+            .map(|(pair, _)| self.record_of_example[pair])
+            .collect();
+        if let Some(unpaired) = pairs.into_unpaired() {
+            self.examples = Examples::Unpaired(unpaired);
+        }
     }
 }
 
@@ -171,7 +186,7 @@ pub fn load_mapped(
         });
     }
     // One format per file, and each format's parser makes examples of its kind.
-    let kind = dataset.kind().unwrap_or(DataKind::Sft);
+    let kind = dataset.format.map_or(DataKind::Sft, |f| f.format.kind());
     let mut typed = Examples::empty(kind);
     if let Err(mixed) = typed.extend(examples) {
         return Err(DataError::Detection {

@@ -49,5 +49,5 @@ pub use tokenize::{LossMask, TokenizeOptions, Tokenized, TokenizedSet, Truncatio
 pub use tokenizer::{ChatTokenizer, TokenizerError};
 pub use types::{
     AsExample, ContentGiven, DataKind, Example, ExampleRef, Examples, Message, MixedKinds,
-    Preference, RlvrPrompt, Role, SftExample, Turns,
+    Preference, RlvrPrompt, Role, SftExample, Turns, Unpaired,
 };

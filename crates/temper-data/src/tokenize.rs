@@ -21,7 +21,7 @@ use crate::error::FieldError;
 use crate::pieces::PieceMemo;
 use crate::tokenizer::{ByteRange, ChatTokenizer, TokenizerError};
 use crate::types::{
-    AsExample, ExampleRef, Message, MixedKinds, Preference, Role, SftExample, Turns,
+    AsExample, ExampleRef, Message, MixedKinds, Preference, Role, SftExample, Turns, Unpaired,
 };
 
 /// Which tokens of an SFT example are trained. Preference completions are always the answers.
@@ -98,6 +98,28 @@ pub struct TokenizedPair {
     pub rejected_ids: Vec<u32>,
 }
 
+/// One unpaired completion as ids (KTO), judged desirable or not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenizedUnpaired {
+    pub prompt_ids: Vec<u32>,
+    pub completion_ids: Vec<u32>,
+    /// The mismatched completion KTO's KL estimate scores after this prompt (another
+    /// example's; see [`TokenizedSet::pair_kl_completions`]); empty until paired.
+    pub kl_completion_ids: Vec<u32>,
+    pub desirable: bool,
+}
+
+impl TokenizedUnpaired {
+    /// As the rows a batch holds: the completion in `chosen`, the KL completion in `rejected`.
+    pub fn as_pair(&self) -> TokenizedPair {
+        TokenizedPair {
+            prompt_ids: self.prompt_ids.clone(),
+            chosen_ids: self.completion_ids.clone(),
+            rejected_ids: self.kl_completion_ids.clone(),
+        }
+    }
+}
+
 /// An RLVR prompt as ids, ready for generation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TokenizedPrompt {
@@ -109,6 +131,7 @@ pub struct TokenizedPrompt {
 pub enum Tokenized {
     Sequence(TokenizedSequence),
     Pair(TokenizedPair),
+    Unpaired(TokenizedUnpaired),
     Prompt(TokenizedPrompt),
 }
 
@@ -118,6 +141,7 @@ pub enum Tokenized {
 pub enum TokenizedSet {
     Sequences(Vec<TokenizedSequence>),
     Pairs(Vec<TokenizedPair>),
+    Unpaired(Vec<TokenizedUnpaired>),
     Prompts(Vec<TokenizedPrompt>),
 }
 
@@ -126,6 +150,7 @@ impl TokenizedSet {
     pub fn new(examples: Vec<Tokenized>) -> Result<Self, MixedKinds> {
         let mut set = match examples.first() {
             Some(Tokenized::Pair(_)) => TokenizedSet::Pairs(Vec::new()),
+            Some(Tokenized::Unpaired(_)) => TokenizedSet::Unpaired(Vec::new()),
             Some(Tokenized::Prompt(_)) => TokenizedSet::Prompts(Vec::new()),
             Some(Tokenized::Sequence(_)) | None => TokenizedSet::Sequences(Vec::new()),
         };
@@ -133,6 +158,7 @@ impl TokenizedSet {
             match (&mut set, example) {
                 (TokenizedSet::Sequences(all), Tokenized::Sequence(one)) => all.push(one),
                 (TokenizedSet::Pairs(all), Tokenized::Pair(one)) => all.push(one),
+                (TokenizedSet::Unpaired(all), Tokenized::Unpaired(one)) => all.push(one),
                 (TokenizedSet::Prompts(all), Tokenized::Prompt(one)) => all.push(one),
                 _ => return Err(MixedKinds { index }),
             }
@@ -144,12 +170,48 @@ impl TokenizedSet {
         match self {
             TokenizedSet::Sequences(all) => all.len(),
             TokenizedSet::Pairs(all) => all.len(),
+            TokenizedSet::Unpaired(all) => all.len(),
             TokenizedSet::Prompts(all) => all.len(),
         }
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Gives each unpaired example the completion KTO's KL estimate pairs with its prompt, as
+    /// TRL 1.16's `KTOTrainer` does: in the dataset's order, within each run of `batch_size`
+    /// examples (the batches KTO's sequential sampling makes), example `i` takes example
+    /// `i - 1`'s completion and the first takes the last's. Each KL sequence is then cut to
+    /// `max_length` tokens, as TRL's collator cuts it. Other kinds are left as they are.
+    pub fn pair_kl_completions(&mut self, batch_size: usize, max_length: Option<usize>) {
+        let TokenizedSet::Unpaired(all) = self else {
+            return;
+        };
+        for chunk in all.chunks_mut(batch_size.max(1)) {
+            let completions: Vec<Vec<u32>> =
+                chunk.iter().map(|u| u.completion_ids.clone()).collect();
+            let n = chunk.len();
+            for (i, example) in chunk.iter_mut().enumerate() {
+                let mut kl = completions[(i + n - 1) % n].clone();
+                if let Some(limit) = max_length {
+                    kl.truncate(limit.saturating_sub(example.prompt_ids.len()));
+                }
+                example.kl_completion_ids = kl;
+            }
+        }
+    }
+
+    /// The rows a preference batch holds, per example: pairs as they are, unpaired examples
+    /// as (prompt, completion, KL completion). `None` for sequences and prompts.
+    pub fn as_pairs(&self) -> Option<Vec<TokenizedPair>> {
+        match self {
+            TokenizedSet::Pairs(pairs) => Some(pairs.clone()),
+            TokenizedSet::Unpaired(all) => {
+                Some(all.iter().map(TokenizedUnpaired::as_pair).collect())
+            }
+            TokenizedSet::Sequences(_) | TokenizedSet::Prompts(_) => None,
+        }
     }
 }
 
@@ -163,6 +225,9 @@ impl Tokenized {
             }
             Tokenized::Pair(pair) if pair.chosen_ids.is_empty() || pair.rejected_ids.is_empty() => {
                 Some("a completion is empty (after truncation to max_length?)")
+            }
+            Tokenized::Unpaired(unpaired) if unpaired.completion_ids.is_empty() => {
+                Some("the completion is empty (after truncation to max_length?)")
             }
             Tokenized::Prompt(prompt) if prompt.prompt_ids.is_empty() => {
                 Some("the prompt is empty")
@@ -227,7 +292,7 @@ fn check_size(
     options: &TokenizeOptions,
 ) -> Result<(), TokenizeError> {
     let (kept, option) = match example {
-        ExampleRef::Sft(_) => (options.max_length, "max_length"),
+        ExampleRef::Sft(_) | ExampleRef::Unpaired(_) => (options.max_length, "max_length"),
         // Prompt, chosen and rejected: each may keep up to max_length tokens.
         ExampleRef::Preference(_) => (options.max_length.map(|l| 3 * l), "max_length"),
         ExampleRef::Rlvr(_) => (options.max_prompt_length, "max_prompt_length"),
@@ -290,6 +355,17 @@ pub fn tokenize(
             prompt_merged = merged;
             truncation = truncate_pair(&mut pair, options);
             Tokenized::Pair(pair)
+        }
+        ExampleRef::Unpaired(unpaired) => {
+            let (mut one, merged) = unpaired_completion(tokenizer, unpaired)?;
+            prompt_merged = merged;
+            // TRL's collator keeps the start of prompt + completion.
+            if let Some(limit) = options.max_length {
+                let kept = limit.saturating_sub(one.prompt_ids.len());
+                truncation.sequence = one.completion_ids.len() > kept;
+                one.completion_ids.truncate(kept);
+            }
+            Tokenized::Unpaired(one)
         }
         ExampleRef::Rlvr(rlvr) => {
             let mut prompt_ids = match &rlvr.prompt {
@@ -705,6 +781,45 @@ fn preference_pair(
         prompt_ids: prompt_ids[..prompt_len].to_vec(),
     };
     Ok((pair, prompt_len < prompt_ids.len()))
+}
+
+/// One unpaired completion, and whether its prompt merged into it: tokenised as TRL 1.16's
+/// `KTOTrainer` does, as one side of a pair (see [`preference_pair`]).
+fn unpaired_completion(
+    tokenizer: &ChatTokenizer,
+    unpaired: &Unpaired,
+) -> Result<(TokenizedUnpaired, bool), TokenizeError> {
+    let (prompt_ids, prompt_len, completion_ids) = match unpaired {
+        Unpaired::Text {
+            prompt, completion, ..
+        } => {
+            let prompt_ids = tokenizer.encode(prompt, true)?;
+            let (prompt_len, completion_ids) =
+                text_answer(tokenizer, prompt, &prompt_ids, completion)?;
+            (prompt_ids, prompt_len, completion_ids)
+        }
+        Unpaired::Chat {
+            prompt,
+            completion,
+            tools,
+            ..
+        } => {
+            let tools = tools.as_deref();
+            let mut memo = PieceMemo::default();
+            let prompt_ids = chat_ids(tokenizer, &mut memo, prompt, tools, true, "prompt")?;
+            let whole: Vec<&Message> = prompt.iter().chain(completion).collect();
+            let whole = chat_ids(tokenizer, &mut memo, &whole, tools, false, "completion")?;
+            let prompt_len = common_prefix_len(&prompt_ids, &whole);
+            (prompt_ids, prompt_len, whole[prompt_len..].to_vec())
+        }
+    };
+    let one = TokenizedUnpaired {
+        prompt_ids: prompt_ids[..prompt_len].to_vec(),
+        completion_ids,
+        kl_completion_ids: Vec::new(),
+        desirable: unpaired.desirable(),
+    };
+    Ok((one, prompt_len < prompt_ids.len()))
 }
 
 /// A plain-string answer after its prompt's ids: (where the answer starts, its ids + eos). The

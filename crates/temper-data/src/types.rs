@@ -189,6 +189,66 @@ pub enum Preference {
     },
 }
 
+/// One completion judged desirable or not: unpaired preference data (TRL's KTO format,
+/// LLaMA-Factory's `kto_tag`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Unpaired {
+    /// Conversational: the completion is the assistant messages that follow `prompt`.
+    Chat {
+        prompt: Vec<Message>,
+        completion: Vec<Message>,
+        desirable: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        tools: Option<Tools>,
+    },
+    /// TRL standard: plain strings.
+    Text {
+        prompt: String,
+        completion: String,
+        desirable: bool,
+    },
+}
+
+impl Unpaired {
+    /// Whether the completion is desirable (TRL's `label`).
+    pub fn desirable(&self) -> bool {
+        match self {
+            Unpaired::Chat { desirable, .. } | Unpaired::Text { desirable, .. } => *desirable,
+        }
+    }
+
+    /// A pair as TRL's `unpair_preference_dataset` splits it: chosen desirable, rejected not.
+    pub fn from_pair(pair: &Preference) -> [Unpaired; 2] {
+        match pair {
+            Preference::Chat {
+                prompt,
+                chosen,
+                rejected,
+                tools,
+            } => {
+                [(chosen, true), (rejected, false)].map(|(completion, desirable)| Unpaired::Chat {
+                    prompt: prompt.clone(),
+                    completion: completion.clone(),
+                    desirable,
+                    tools: tools.clone(),
+                })
+            }
+            Preference::Text {
+                prompt,
+                chosen,
+                rejected,
+            } => {
+                [(chosen, true), (rejected, false)].map(|(completion, desirable)| Unpaired::Text {
+                    prompt: prompt.clone(),
+                    completion: completion.clone(),
+                    desirable,
+                })
+            }
+        }
+    }
+}
+
 /// A prompt for reinforcement learning with verifiable rewards.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RlvrPrompt {
@@ -207,6 +267,7 @@ pub struct RlvrPrompt {
 pub enum DataKind {
     Sft,
     Preference,
+    Unpaired,
     Rlvr,
 }
 
@@ -215,6 +276,7 @@ impl DataKind {
         match self {
             DataKind::Sft => "sft",
             DataKind::Preference => "preference",
+            DataKind::Unpaired => "unpaired",
             DataKind::Rlvr => "rlvr",
         }
     }
@@ -226,6 +288,7 @@ impl DataKind {
 pub enum Example {
     Sft(SftExample),
     Preference(Preference),
+    Unpaired(Unpaired),
     Rlvr(RlvrPrompt),
 }
 
@@ -241,6 +304,7 @@ impl Example {
 pub enum ExampleRef<'a> {
     Sft(&'a SftExample),
     Preference(&'a Preference),
+    Unpaired(&'a Unpaired),
     Rlvr(&'a RlvrPrompt),
 }
 
@@ -249,6 +313,7 @@ impl ExampleRef<'_> {
         match self {
             ExampleRef::Sft(_) => DataKind::Sft,
             ExampleRef::Preference(_) => DataKind::Preference,
+            ExampleRef::Unpaired(_) => DataKind::Unpaired,
             ExampleRef::Rlvr(_) => DataKind::Rlvr,
         }
     }
@@ -258,6 +323,7 @@ impl ExampleRef<'_> {
         match self {
             ExampleRef::Sft(sft) => Example::Sft(sft.clone()),
             ExampleRef::Preference(pair) => Example::Preference(pair.clone()),
+            ExampleRef::Unpaired(one) => Example::Unpaired(one.clone()),
             ExampleRef::Rlvr(prompt) => Example::Rlvr(prompt.clone()),
         }
     }
@@ -273,6 +339,7 @@ impl AsExample for Example {
         match self {
             Example::Sft(sft) => ExampleRef::Sft(sft),
             Example::Preference(pair) => ExampleRef::Preference(pair),
+            Example::Unpaired(one) => ExampleRef::Unpaired(one),
             Example::Rlvr(prompt) => ExampleRef::Rlvr(prompt),
         }
     }
@@ -296,6 +363,12 @@ impl AsExample for Preference {
     }
 }
 
+impl AsExample for Unpaired {
+    fn as_example(&self) -> ExampleRef<'_> {
+        ExampleRef::Unpaired(self)
+    }
+}
+
 impl AsExample for RlvrPrompt {
     fn as_example(&self) -> ExampleRef<'_> {
         ExampleRef::Rlvr(self)
@@ -308,7 +381,19 @@ impl AsExample for RlvrPrompt {
 pub enum Examples {
     Sft(Vec<SftExample>),
     Preference(Vec<Preference>),
+    Unpaired(Vec<Unpaired>),
     Rlvr(Vec<RlvrPrompt>),
+}
+
+/// The order TRL's `unpair_preference_dataset` gives `pairs` pairs' completions, as (pair,
+/// chosen?): its `map` works in batches of 1,000 pairs, each batch's chosen completions first.
+pub fn unpaired_order(pairs: usize) -> impl Iterator<Item = (usize, bool)> {
+    (0..pairs).step_by(1000).flat_map(move |start| {
+        let end = (start + 1000).min(pairs);
+        (start..end)
+            .map(|pair| (pair, true))
+            .chain((start..end).map(|pair| (pair, false)))
+    })
 }
 
 /// Examples of two kinds in one set: the index of the first one unlike the first example.
@@ -324,6 +409,7 @@ impl Examples {
         match kind {
             DataKind::Sft => Examples::Sft(Vec::new()),
             DataKind::Preference => Examples::Preference(Vec::new()),
+            DataKind::Unpaired => Examples::Unpaired(Vec::new()),
             DataKind::Rlvr => Examples::Rlvr(Vec::new()),
         }
     }
@@ -346,6 +432,7 @@ impl Examples {
             match (&mut *self, example) {
                 (Examples::Sft(all), Example::Sft(one)) => all.push(one),
                 (Examples::Preference(all), Example::Preference(one)) => all.push(one),
+                (Examples::Unpaired(all), Example::Unpaired(one)) => all.push(one),
                 (Examples::Rlvr(all), Example::Rlvr(one)) => all.push(one),
                 _ => {
                     return Err(MixedKinds {
@@ -361,6 +448,7 @@ impl Examples {
         match self {
             Examples::Sft(_) => DataKind::Sft,
             Examples::Preference(_) => DataKind::Preference,
+            Examples::Unpaired(_) => DataKind::Unpaired,
             Examples::Rlvr(_) => DataKind::Rlvr,
         }
     }
@@ -369,6 +457,7 @@ impl Examples {
         match self {
             Examples::Sft(all) => all.len(),
             Examples::Preference(all) => all.len(),
+            Examples::Unpaired(all) => all.len(),
             Examples::Rlvr(all) => all.len(),
         }
     }
@@ -382,7 +471,25 @@ impl Examples {
         match self {
             Examples::Sft(all) => all.get(index).map(ExampleRef::Sft),
             Examples::Preference(all) => all.get(index).map(ExampleRef::Preference),
+            Examples::Unpaired(all) => all.get(index).map(ExampleRef::Unpaired),
             Examples::Rlvr(all) => all.get(index).map(ExampleRef::Rlvr),
+        }
+    }
+
+    /// Unpaired data for KTO: unpaired examples as they are, preference pairs split as TRL's
+    /// `unpair_preference_dataset` splits them (in batches of 1,000 pairs, as its `map`: each
+    /// batch's chosen completions, then its rejected ones). `None` for other kinds.
+    pub fn into_unpaired(self) -> Option<Vec<Unpaired>> {
+        match self {
+            Examples::Unpaired(all) => Some(all),
+            Examples::Preference(pairs) => Some(
+                unpaired_order(pairs.len())
+                    .map(|(pair, chosen)| {
+                        Unpaired::from_pair(&pairs[pair])[usize::from(!chosen)].clone()
+                    })
+                    .collect(),
+            ),
+            Examples::Sft(_) | Examples::Rlvr(_) => None,
         }
     }
 

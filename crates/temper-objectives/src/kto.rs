@@ -16,6 +16,23 @@ pub enum KtoLoss {
     ApoZeroUnpaired,
 }
 
+impl KtoLoss {
+    pub const ALL: [KtoLoss; 2] = [KtoLoss::Kto, KtoLoss::ApoZeroUnpaired];
+
+    /// TRL's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            KtoLoss::Kto => "kto",
+            KtoLoss::ApoZeroUnpaired => "apo_zero_unpaired",
+        }
+    }
+
+    /// Whether the loss takes the KL estimate (TRL's `calculate_KL`).
+    pub fn uses_kl(self) -> bool {
+        self == KtoLoss::Kto
+    }
+}
+
 /// Settings of [`kto_loss`]; the defaults are TRL's `KTOConfig` defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KtoConfig {

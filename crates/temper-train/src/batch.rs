@@ -22,6 +22,9 @@ pub struct DeviceBatch<B: Backend> {
     pub position_ids: Tensor<B, 2, Int>,
     /// 1 for the tokens trained on (answers, completions).
     pub loss_mask: Tensor<B, 2>,
+    /// KTO: whether each example's completion is desirable (the batch's first half of rows);
+    /// empty for other data.
+    pub desirable: Vec<bool>,
 }
 
 impl<B: Backend> DeviceBatch<B> {
@@ -40,6 +43,7 @@ impl<B: Backend> DeviceBatch<B> {
             attention_mask: floats(&batch.attention_mask),
             position_ids: ints(&batch.position_ids),
             loss_mask: floats(&batch.loss_mask),
+            desirable: Vec::new(),
         }
     }
 
@@ -53,6 +57,7 @@ impl<B: Backend> DeviceBatch<B> {
     }
 
     /// The examples at `indices` as one padded batch: pairs as chosen rows then rejected rows,
+    /// unpaired examples as their completions' rows then their KL completions' rows,
     /// sequences as rows. A set of prompts gives an empty batch: no offline objective trains
     /// on prompts alone (`OfflineTrainer::new` refuses them).
     pub fn collate(
@@ -61,10 +66,16 @@ impl<B: Backend> DeviceBatch<B> {
         pad_id: u32,
         device: &B::Device,
     ) -> Self {
+        let mut desirable = Vec::new();
         let batch = match examples {
             TokenizedSet::Pairs(pairs) => {
                 let chosen: Vec<_> = indices.iter().map(|&i| &pairs[i]).collect();
                 collate_pairs(&chosen, pad_id)
+            }
+            TokenizedSet::Unpaired(all) => {
+                let rows: Vec<_> = indices.iter().map(|&i| all[i].as_pair()).collect();
+                desirable = indices.iter().map(|&i| all[i].desirable).collect();
+                collate_pairs(&rows.iter().collect::<Vec<_>>(), pad_id)
             }
             TokenizedSet::Sequences(sequences) => {
                 let chosen: Vec<_> = indices.iter().map(|&i| &sequences[i]).collect();
@@ -72,6 +83,9 @@ impl<B: Backend> DeviceBatch<B> {
             }
             TokenizedSet::Prompts(_) => collate_sequences(&[], pad_id),
         };
-        Self::new(&batch, device)
+        Self {
+            desirable,
+            ..Self::new(&batch, device)
+        }
     }
 }

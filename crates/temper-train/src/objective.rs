@@ -4,9 +4,11 @@
 //! needs.
 
 use burn::tensor::Tensor;
+use burn::tensor::TensorData;
 use burn::tensor::backend::Backend;
 use temper_kernels::KernelBackend;
 use temper_model::{CausalLm, HeadInput, last_token_rewards};
+use temper_objectives::kto::{KtoConfig, kto_kl, kto_loss};
 use temper_objectives::logprobs::{PairLogProbs, SequenceLogProbs, TokenStats};
 use temper_objectives::orpo::{OrpoNll, orpo_loss};
 use temper_objectives::preference::{DpoConfig, chosen_nll, dpo_loss, logit_metrics};
@@ -61,6 +63,11 @@ pub enum Objective {
     Reward {
         center_rewards_coefficient: Option<f64>,
     },
+    /// KTO (TRL's `KTOTrainer`): each completion against the reference, desirable or not,
+    /// judged against the batch's detached KL estimate from mismatched completions (the
+    /// batch's KL rows; see `TokenizedSet::pair_kl_completions`). Metrics: TRL's `kl`,
+    /// `rewards/*`, `logps/*`, `logits/*` by label, and `entropy`.
+    Kto(KtoConfig),
 }
 
 impl Objective {
@@ -71,7 +78,7 @@ impl Objective {
 
     /// Whether the loss needs a reference model's log-probs.
     pub fn needs_reference(&self) -> bool {
-        matches!(self, Objective::Dpo(_))
+        matches!(self, Objective::Dpo(_) | Objective::Kto(_))
     }
 
     /// Whether the model trained is a reward model (a score head) rather than a causal LM.
@@ -149,6 +156,9 @@ impl Objective {
             output.metrics.extend(token_metrics(&stats, &mask));
             return Ok(output);
         }
+        if let Objective::Kto(config) = self {
+            return kto_batch_loss(config, &stats, &mask, reference, &batch.desirable);
+        }
         let policy =
             SequenceLogProbs::from_tokens(stats.log_probs.clone(), mask.clone()).split_pairs()?;
         let half = rows / 2;
@@ -167,7 +177,9 @@ impl Objective {
             Ok(SequenceLogProbs::from_tokens(per_token, attended))
         };
         let mut output = match self {
-            Objective::Sft | Objective::Reward { .. } => unreachable!("handled above"),
+            Objective::Sft | Objective::Reward { .. } | Objective::Kto(_) => {
+                unreachable!("handled above")
+            }
             Objective::Dpo(config) => {
                 let reference = reference.ok_or_else(|| {
                     ObjectiveError::Batch("DPO needs the reference model's log-probs".into())
@@ -195,6 +207,51 @@ impl Objective {
         output.metrics.extend(logit_metrics);
         Ok(output)
     }
+}
+
+/// TRL's `KTOTrainer._compute_loss` on a batch of `n` completion rows then their `n` KL rows.
+fn kto_batch_loss<B: Backend>(
+    config: &KtoConfig,
+    stats: &TokenStats<B>,
+    mask: &Tensor<B, 2>,
+    reference: Option<&PairLogProbs<B>>,
+    desirable: &[bool],
+) -> Result<LossOutput<B>, ObjectiveError> {
+    let reference = reference
+        .ok_or_else(|| ObjectiveError::Batch("KTO needs the reference model's log-probs".into()))?;
+    let rows =
+        SequenceLogProbs::from_tokens(stats.log_probs.clone(), mask.clone()).split_pairs()?;
+    let kl = if config.loss.uses_kl() {
+        Some(kto_kl(rows.rejected.sum, reference.rejected.sum.clone())?)
+    } else {
+        None
+    };
+    let mut output = kto_loss(
+        config,
+        rows.chosen.sum,
+        reference.chosen.sum.clone(),
+        desirable,
+        kl,
+    )?;
+    let n = desirable.len();
+    let device = mask.device();
+    let completions = |t: &Tensor<B, 2>| t.clone().narrow(0, 0, n);
+    let labelled = |want: bool| {
+        let rows: Vec<f32> = desirable.iter().map(|&d| f32::from(d == want)).collect();
+        completions(mask) * Tensor::<B, 2>::from_data(TensorData::new(rows, [n, 1]), &device)
+    };
+    let (chosen_mask, rejected_mask) = (labelled(true), labelled(false));
+    let mean_logit = completions(&stats.mean_logit);
+    output.metrics.extend(logit_metrics(
+        mean_logit.clone() * chosen_mask.clone(),
+        chosen_mask,
+        mean_logit * rejected_mask.clone(),
+        rejected_mask,
+    ));
+    let entropy = (completions(&stats.entropy) * completions(mask)).sum()
+        / completions(mask).sum().clamp_min(1.0);
+    output.metrics.push("entropy", entropy);
+    Ok(output)
 }
 
 /// TRL's `RewardTrainer.compute_loss`: the rows are `[chosen; rejected]`, each row's reward is its

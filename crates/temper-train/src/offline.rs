@@ -116,6 +116,15 @@ impl<B: AutodiffKernelBackend> OfflineTrainer<B> {
             ));
         }
         let lengths = example_lengths(&examples, &objective)?;
+        if let Objective::Kto(config) = &objective
+            && config.loss.uses_kl()
+            && args.per_device_train_batch_size < 2
+        {
+            // TRL refuses it too: a batch of one pairs each prompt with its own completion.
+            return Err(TrainError::Settings(
+                "KTO's KL estimate needs per_device_train_batch_size of at least 2".into(),
+            ));
+        }
         check_reference(&objective, &reference, examples.len())?;
         let micro_per_epoch = examples.len().div_ceil(args.per_device_train_batch_size);
         let updates_per_epoch = micro_per_epoch.div_ceil(args.gradient_accumulation_steps);
@@ -245,23 +254,41 @@ fn example_lengths(
     examples: &TokenizedSet,
     objective: &Objective,
 ) -> Result<Vec<usize>, TrainError> {
-    match (examples, objective.is_preference()) {
-        (TokenizedSet::Sequences(sequences), false) => {
+    match (examples, objective) {
+        (TokenizedSet::Sequences(sequences), Objective::Sft) => {
             Ok(sequences.iter().map(|s| s.input_ids.len()).collect())
         }
-        (TokenizedSet::Pairs(pairs), true) => Ok(pairs
-            .iter()
-            .map(|p| p.prompt_ids.len() + p.chosen_ids.len().max(p.rejected_ids.len()))
-            .collect()),
+        (TokenizedSet::Unpaired(all), Objective::Kto(config)) => {
+            if config.loss.uses_kl() && all.iter().any(|u| u.kl_completion_ids.is_empty()) {
+                return Err(TrainError::Settings(
+                    "KTO's KL estimate needs each example's mismatched completion: pair them \
+                     with TokenizedSet::pair_kl_completions"
+                        .into(),
+                ));
+            }
+            Ok(all
+                .iter()
+                .map(|u| u.prompt_ids.len() + u.completion_ids.len().max(u.kl_completion_ids.len()))
+                .collect())
+        }
+        (TokenizedSet::Pairs(pairs), objective)
+            if objective.is_preference() && !matches!(objective, Objective::Kto(_)) =>
+        {
+            Ok(pairs
+                .iter()
+                .map(|p| p.prompt_ids.len() + p.chosen_ids.len().max(p.rejected_ids.len()))
+                .collect())
+        }
         (given, _) => {
-            let wanted = if objective.is_preference() {
-                "preference pairs"
-            } else {
-                "SFT sequences"
+            let wanted = match objective {
+                Objective::Sft => "SFT sequences",
+                Objective::Kto(_) => "unpaired completions",
+                _ => "preference pairs",
             };
             let held = match given {
                 TokenizedSet::Sequences(_) => "SFT sequences",
                 TokenizedSet::Pairs(_) => "preference pairs",
+                TokenizedSet::Unpaired(_) => "unpaired completions",
                 TokenizedSet::Prompts(_) => "prompts",
             };
             Err(TrainError::Settings(format!(

@@ -54,6 +54,9 @@ impl<B: KernelBackend> Reference<B> {
                     TokenizedSet::Pairs(pairs) => {
                         indices.iter().map(|&i| pairs[i].clone()).collect()
                     }
+                    TokenizedSet::Unpaired(all) => {
+                        indices.iter().map(|&i| all[i].as_pair()).collect()
+                    }
                     _ => Vec::new(),
                 };
                 Some(reference_scores(model, &pairs, pairs.len() * 2, device))

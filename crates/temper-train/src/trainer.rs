@@ -49,11 +49,11 @@ impl Default for TrainingArgs {
 impl TrainingArgs {
     /// The settings the keys declare for `kind`'s trainer when none is given.
     pub fn for_trainer(kind: TrainerKind) -> Self {
-        Self::from_values(&KeyValues::defaults(kind))
+        Self::from_values(&KeyValues::defaults(kind), kind)
     }
 
-    /// The settings of a run's key values (`max_steps` -1: none, train by epochs).
-    pub(crate) fn from_values(values: &KeyValues) -> Self {
+    /// The settings of a run's key values for `kind` (`max_steps` -1: none, train by epochs).
+    pub(crate) fn from_values(values: &KeyValues, kind: TrainerKind) -> Self {
         Self {
             max_steps: usize::try_from(values.max_steps).ok(),
             num_train_epochs: values.num_train_epochs,
@@ -71,7 +71,13 @@ impl TrainingArgs {
             },
             max_grad_norm: values.max_grad_norm,
             seed: values.seed,
-            batch_order: BatchOrder::Shuffled,
+            // KTO samples in order (TRL's `train_sampling_strategy="sequential"`): its KL
+            // completions are paired within the batches that order makes.
+            batch_order: if kind == TrainerKind::Kto {
+                BatchOrder::Sequential
+            } else {
+                BatchOrder::Shuffled
+            },
             gradient_checkpointing: values.gradient_checkpointing,
         }
     }

@@ -43,6 +43,9 @@ pub enum Format {
     TrlPreference,
     /// TRL / open-instruct `{chosen, rejected}` holding whole conversations (implicit prompt).
     TrlImplicitPreference,
+    /// TRL's unpaired preference data (KTO): `{prompt, completion, label}`, or a conversation
+    /// (`messages`, ShareGPT `conversations`) with a boolean `label` or `kto_tag`.
+    TrlUnpaired,
     /// open-instruct RLVR `{messages, ground_truth, dataset}`.
     OpenInstructRlvr,
     /// TRL prompt-only `{prompt, ...}` for GRPO; other columns travel with the prompt.
@@ -50,7 +53,7 @@ pub enum Format {
 }
 
 impl Format {
-    pub const ALL: [Format; 12] = [
+    pub const ALL: [Format; 13] = [
         Format::Alpaca,
         Format::AlpacaPreference,
         Format::ShareGpt,
@@ -61,6 +64,7 @@ impl Format {
         Format::TrlPromptCompletion,
         Format::TrlPreference,
         Format::TrlImplicitPreference,
+        Format::TrlUnpaired,
         Format::OpenInstructRlvr,
         Format::TrlPromptOnly,
     ];
@@ -78,6 +82,7 @@ impl Format {
             Format::TrlPromptCompletion => "trl-prompt-completion",
             Format::TrlPreference => "trl-preference",
             Format::TrlImplicitPreference => "trl-implicit-preference",
+            Format::TrlUnpaired => "trl-unpaired",
             Format::OpenInstructRlvr => "openinstruct-rlvr",
             Format::TrlPromptOnly => "trl-prompt-only",
         }
@@ -95,6 +100,7 @@ impl Format {
             | Format::ShareGptLabelled
             | Format::TrlPreference
             | Format::TrlImplicitPreference => DataKind::Preference,
+            Format::TrlUnpaired => DataKind::Unpaired,
             Format::OpenInstructRlvr | Format::TrlPromptOnly => DataKind::Rlvr,
         }
     }
@@ -113,6 +119,7 @@ impl Format {
             Format::TrlPromptCompletion => trl::parse_prompt_completion(object),
             Format::TrlPreference => trl::parse_preference(object),
             Format::TrlImplicitPreference => trl::parse_implicit_preference(object),
+            Format::TrlUnpaired => trl::parse_unpaired(object),
             Format::OpenInstructRlvr => rlvr::parse_open_instruct(object),
             Format::TrlPromptOnly => rlvr::parse_prompt_only(object),
         }
@@ -125,10 +132,19 @@ impl Format {
         let alpaca_turns = conversations.is_some_and(alpaca::is_turn_list);
         let labelled = conversations.is_some_and(sharegpt::has_labelled_candidates);
         let preference = has("chosen") && has("rejected");
+        // A boolean label beside one completion: unpaired preference data, never SFT.
+        let unpaired = ["label", "kto_tag"]
+            .iter()
+            .any(|k| record.get(*k).is_some_and(Value::is_boolean))
+            && !preference;
         match self {
-            Format::Alpaca => (has("instruction") && has("output") || alpaca_turns) && !preference,
+            Format::Alpaca => {
+                (has("instruction") && has("output") || alpaca_turns) && !preference && !unpaired
+            }
             Format::AlpacaPreference => has("instruction") && preference,
-            Format::ShareGpt => has("conversations") && !alpaca_turns && !labelled && !preference,
+            Format::ShareGpt => {
+                has("conversations") && !alpaca_turns && !labelled && !preference && !unpaired
+            }
             Format::ShareGptPreference => has("conversations") && preference,
             Format::ShareGptLabelled => labelled && !preference,
             Format::TrlText => {
@@ -143,11 +159,22 @@ impl Format {
                     ]
                     .iter()
                     .any(|k| has(k))
+                    && !unpaired
             }
             Format::TrlMessages => {
-                has("messages") && !has("ground_truth") && !has("prompt") && !preference
+                has("messages")
+                    && !has("ground_truth")
+                    && !has("prompt")
+                    && !preference
+                    && !unpaired
             }
-            Format::TrlPromptCompletion => has("prompt") && has("completion"),
+            Format::TrlPromptCompletion => has("prompt") && has("completion") && !unpaired,
+            Format::TrlUnpaired => {
+                unpaired
+                    && (has("prompt") && has("completion")
+                        || has("messages") && !has("prompt")
+                        || has("conversations") && !alpaca_turns && !has("prompt"))
+            }
             Format::TrlPreference => has("prompt") && preference,
             Format::TrlImplicitPreference => {
                 preference && !has("prompt") && !has("instruction") && !has("conversations")
@@ -268,14 +295,6 @@ pub enum DetectError {
     NotAnObject,
     #[error("no known format has the fields [{}]; pass --format", fields.join(", "))]
     NoMatch { fields: Vec<String> },
-    /// A boolean `label` beside a conversation or a prompt and completion: unpaired preference
-    /// data (TRL's KTO format, LLaMA-Factory's `kto_tag`), which must not be read as SFT
-    /// without a word.
-    #[error(
-        "the record has a boolean `label` (unpaired preference data, as KTO trains on), which \
-         Temper does not train on yet; pass --format to read it as another format"
-    )]
-    Unpaired,
     #[error(
         "fields [{}] fit several formats: {}; pass --format to choose",
         fields.join(", "),
@@ -290,12 +309,6 @@ pub enum DetectError {
 /// Picks the one format whose fields the record has.
 pub fn detect(record: &Value) -> Result<Format, DetectError> {
     let object = record.as_object().ok_or(DetectError::NotAnObject)?;
-    if object.get("label").is_some_and(Value::is_boolean)
-        && !object.contains_key("chosen")
-        && !object.contains_key("rejected")
-    {
-        return Err(DetectError::Unpaired);
-    }
     let candidates: Vec<Format> = Format::ALL.into_iter().filter(|f| f.fits(object)).collect();
     let fields = || object.keys().cloned().collect::<Vec<_>>();
     match candidates.as_slice() {
@@ -326,15 +339,37 @@ mod tests {
         );
     }
 
-    /// Unpaired preference data (a boolean `label`) is never detected as SFT.
+    /// Unpaired preference data (a boolean `label` or `kto_tag`) is detected as such, never as
+    /// SFT, and read with its completion split from its prompt.
     #[test]
-    fn unpaired_preference_records_are_not_read_as_sft() {
+    fn unpaired_preference_records_are_detected_as_unpaired_not_sft() {
+        let user = json!({"role": "user", "content": "a"});
+        let assistant = json!({"role": "assistant", "content": "b"});
         for record in [
-            json!({"messages": [{"role": "user", "content": "a"}], "label": true}),
+            json!({"messages": [user, assistant], "label": true}),
             json!({"prompt": "a", "completion": "b", "label": false}),
+            json!({"prompt": [user], "completion": [assistant], "label": true}),
+            json!({"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}], "kto_tag": false}),
         ] {
-            assert_eq!(detect(&record), Err(DetectError::Unpaired), "{record}");
+            assert_eq!(detect(&record), Ok(Format::TrlUnpaired), "{record}");
+            let examples = Format::TrlUnpaired.parse(&record).unwrap();
+            let [Example::Unpaired(unpaired)] = examples.as_slice() else {
+                panic!("{record}: {examples:?}")
+            };
+            assert_eq!(
+                unpaired.desirable(),
+                record.get("label").or(record.get("kto_tag")) == Some(&json!(true))
+            );
+            if let crate::Unpaired::Chat {
+                prompt, completion, ..
+            } = unpaired
+            {
+                assert_eq!((prompt.len(), completion.len()), (1, 1), "{record}");
+            }
         }
+        let not_a_bool = json!({"prompt": "a", "completion": "b", "label": 1});
+        let error = Format::TrlUnpaired.parse(&not_a_bool).unwrap_err();
+        assert!(error.to_string().contains("expected a boolean"), "{error}");
         let named = Format::TrlPromptCompletion
             .parse(&json!({"prompt": "a", "completion": "b", "label": false}));
         assert!(named.is_ok(), "a named format reads the record");

@@ -1,14 +1,15 @@
 //! TRL's dataset formats: `{text}`, `{messages}`, `{prompt, completion}` and
 //! `{prompt, chosen, rejected}`, each as plain strings ("standard") or message lists
 //! ("conversational"); and the implicit-prompt preference form, where chosen and rejected are
-//! whole conversations sharing a prefix (open-instruct's format).
+//! whole conversations sharing a prefix (open-instruct's format); and the unpaired preference
+//! format KTO trains on.
 
 use serde_json::Value;
 
 use super::fields::{Object, non_empty, required, string, tools};
 use super::messages::{Ending, check_answer, check_conversation, parse_messages};
 use crate::error::FieldError;
-use crate::types::{Example, Message, Preference, Role, SftExample, Turns};
+use crate::types::{Example, Message, Preference, Role, SftExample, Turns, Unpaired};
 
 pub(crate) fn parse_text(object: &Object) -> Result<Vec<Example>, FieldError> {
     let text = non_empty(string(required(object, "text")?, "text")?, "text", "text")?;
@@ -231,6 +232,91 @@ fn mixed_styles(field: &str, prompt: &Turns) -> FieldError {
             "prompt is {prompt_style} but {field} is {other_style}; use one style for all fields"
         ),
     )
+}
+
+/// TRL's unpaired preference format (KTO): `{prompt, completion, label}`, standard or
+/// conversational, or a whole conversation (`messages`, or LLaMA-Factory's ShareGPT
+/// `conversations`) whose final assistant turns are the completion; the boolean `label` (or
+/// LLaMA-Factory's `kto_tag`) says whether the completion is desirable.
+pub(crate) fn parse_unpaired(object: &Object) -> Result<Vec<Example>, FieldError> {
+    let desirable = unpaired_label(object)?;
+    let tools = tools(object, "tools")?;
+    let whole = |messages: Vec<Message>, field: &str| -> Result<Unpaired, FieldError> {
+        let start = messages
+            .iter()
+            .rposition(|m| m.role != Role::Assistant)
+            .map_or(0, |i| i + 1);
+        if start == 0 || start == messages.len() {
+            return Err(FieldError::new(
+                field,
+                "the conversation must end with assistant turns after a prompt",
+            ));
+        }
+        let mut prompt = messages;
+        let completion = prompt.split_off(start);
+        Ok(Unpaired::Chat {
+            prompt,
+            completion,
+            desirable,
+            tools: tools.clone(),
+        })
+    };
+    let unpaired = if object.contains_key("prompt") {
+        let prompt = turns(required(object, "prompt")?, "prompt")?;
+        let completion = turns(required(object, "completion")?, "completion")?;
+        match (prompt, completion) {
+            (Turns::Text(prompt), Turns::Text(completion)) => {
+                non_empty(&completion, "completion", "completion")?;
+                Unpaired::Text {
+                    prompt,
+                    completion,
+                    desirable,
+                }
+            }
+            (Turns::Messages(prompt), Turns::Messages(completion)) => {
+                check_conversation(&prompt, "prompt", Ending::AwaitingAnswer)?;
+                check_answer(&prompt, &completion, "completion")?;
+                Unpaired::Chat {
+                    prompt,
+                    completion,
+                    desirable,
+                    tools,
+                }
+            }
+            (prompt, _) => return Err(mixed_styles("completion", &prompt)),
+        }
+    } else if object.contains_key("conversations") {
+        let Some(Example::Sft(SftExample::Chat { messages, .. })) =
+            super::sharegpt::parse_sft(object)?.pop()
+        else {
+            return Err(FieldError::new("conversations", "not a conversation"));
+        };
+        whole(messages, "conversations")?
+    } else {
+        let messages = parse_messages(required(object, "messages")?, "messages")?;
+        check_conversation(&messages, "messages", Ending::Assistant)?;
+        whole(messages, "messages")?
+    };
+    Ok(vec![Example::Unpaired(unpaired)])
+}
+
+/// The record's `label` (TRL) or `kto_tag` (LLaMA-Factory): a boolean.
+fn unpaired_label(object: &Object) -> Result<bool, FieldError> {
+    let key = if object.contains_key("label") {
+        "label"
+    } else {
+        "kto_tag"
+    };
+    match required(object, key)? {
+        Value::Bool(label) => Ok(*label),
+        other => Err(FieldError::new(
+            key,
+            format!(
+                "expected a boolean (true: desirable), found {}",
+                super::fields::type_name(other)
+            ),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -111,19 +111,15 @@ fn sampling(temperature: Option<f64>, top_p: Option<f64>, penalty: Option<f64>) 
 /// Loss types of the trainer: one or more of the DPO family, or one GRPO aggregation.
 pub fn loss_types(values: &Vec<LossType>, kind: TrainerKind) -> Checked {
     not_empty(values, kind)?;
-    let of_trainer = |loss: &LossType| match kind {
-        TrainerKind::Grpo => matches!(loss, LossType::Grpo(_)),
-        _ => matches!(loss, LossType::Preference(_)),
-    };
-    if let Some(foreign) = values.iter().find(|loss| !of_trainer(loss)) {
+    if let Some(foreign) = values.iter().find(|loss| !loss.of_trainer(kind)) {
         return Err(format!(
             "`{foreign}` is not a loss type of `temper {}` (one of {})",
             kind.command(),
             LossType::names_for(kind).join(", ")
         ));
     }
-    if kind == TrainerKind::Grpo && values.len() > 1 {
-        return Err("GRPO takes one loss type".to_string());
+    if kind != TrainerKind::Dpo && values.len() > 1 {
+        return Err(format!("`temper {}` takes one loss type", kind.command()));
     }
     Ok(())
 }

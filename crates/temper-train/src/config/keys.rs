@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer};
 use temper_data::{FormatChoice, LossMask, TruncationSide};
 use temper_objectives::grpo::RewardScaling;
+use temper_objectives::kto::KtoLoss;
 use temper_objectives::ppo::KlEstimator;
 use temper_objectives::preference::PreferenceLoss;
 
@@ -21,7 +22,7 @@ use crate::schedule::ScheduleKind;
 
 const ALL: &[TrainerKind] = &TrainerKind::ALL;
 /// The trainers that learn from fixed examples.
-const OFFLINE: &[TrainerKind] = &[Sft, Dpo, Orpo, Simpo, Reward];
+const OFFLINE: &[TrainerKind] = &[Sft, Dpo, Orpo, Simpo, Reward, Kto];
 /// The trainers that learn from their own completions.
 const RL: &[TrainerKind] = &[Grpo, Ppo];
 
@@ -116,7 +117,7 @@ declare_keys! {
     /// The reference model directory (GRPO: used when `beta` ≠ 0).
     #[arg(long)]
     ref_model: PathBuf => Option<PathBuf> {
-        trainers: &[Dpo, Grpo, Ppo],
+        trainers: &[Dpo, Kto, Grpo, Ppo],
         default: Absent(None, "the initial policy; with LoRA, the base model"),
         check: any, trl: "`DPOTrainer(ref_model=...)`",
     }
@@ -232,19 +233,21 @@ declare_keys! {
     /// β of the loss: > 0 (GRPO: ≥ 0, the KL weight).
     #[arg(long)]
     beta: f64 => f64 {
-        trainers: &[Dpo, Orpo, Simpo, Grpo],
+        trainers: &[Dpo, Orpo, Simpo, Kto, Grpo],
         default: PerTrainer(|kind| if kind == Grpo { 0.0 } else { 0.1 }),
         check: beta, trl: "",
     }
 
     /// DPO: one loss type or a list, weighted by `loss_weights` (`sigmoid_norm` is
-    /// open-instruct's `dpo_norm`); GRPO: one of `grpo`, `bnpo`, `dr_grpo`, `dapo`.
+    /// open-instruct's `dpo_norm`); KTO: `kto` or `apo_zero_unpaired`; GRPO: one of `grpo`,
+    /// `bnpo`, `dr_grpo`, `dapo`.
     #[arg(long, value_enum, value_delimiter = ',')]
     #[serde(deserialize_with = "one_or_many")]
     loss_type: Vec<LossType> => Vec<LossType> {
-        trainers: &[Dpo, Grpo],
+        trainers: &[Dpo, Kto, Grpo],
         default: PerTrainer(|kind| match kind {
             Grpo => vec![LossType::Grpo(GrpoLoss::Dapo)],
+            Kto => vec![LossType::Kto(KtoLoss::Kto)],
             _ => vec![LossType::Preference(PreferenceLoss::Sigmoid)],
         }),
         check: loss_types, trl: "",
@@ -268,6 +271,18 @@ declare_keys! {
     rpo_alpha: f64 => Option<f64> {
         trainers: &[Dpo], default: Absent(None, "none"), check: non_negative,
         trl: "older TRL's key; TRL 1.16 writes `loss_type: [sigmoid, sft]`, `loss_weights: [1, α]`",
+    }
+
+    /// KTO's weight λ_D of the desirable completions' losses.
+    #[arg(long)]
+    desirable_weight: f64 => f64 {
+        trainers: &[Kto], default: Value(1.0), check: non_negative, trl: "",
+    }
+
+    /// KTO's weight λ_U of the undesirable completions' losses.
+    #[arg(long)]
+    undesirable_weight: f64 => f64 {
+        trainers: &[Kto], default: Value(1.0), check: non_negative, trl: "",
     }
 
     /// SimPO's target margin γ.
@@ -299,13 +314,13 @@ declare_keys! {
     /// Score the reference once before training (cached) rather than every step.
     #[arg(long, num_args = 0..=1, default_missing_value = "true")]
     precompute_ref_log_probs: bool => bool {
-        trainers: &[Dpo], default: Value(true), check: any, trl: "`false`",
+        trainers: &[Dpo, Kto], default: Value(true), check: any, trl: "`false`",
     }
 
     /// Where precomputed reference log-probs are kept; runs that share it reuse each other's.
     #[arg(long)]
     reference_cache_dir: PathBuf => Option<PathBuf> {
-        trainers: &[Dpo], default: Absent(None, "`OUTPUT/reference_logps`"), check: any,
+        trainers: &[Dpo, Kto], default: Absent(None, "`OUTPUT/reference_logps`"), check: any,
         trl: "Temper's",
     }
 
@@ -336,7 +351,8 @@ declare_keys! {
     /// beginning.
     #[arg(long, value_enum)]
     truncation_mode: TruncationSide => TruncationSide {
-        trainers: OFFLINE, default: Value(TruncationSide::default()), check: any, trl: "",
+        trainers: &[Sft, Dpo, Orpo, Simpo, Reward], default: Value(TruncationSide::default()),
+        check: any, trl: "",
     }
 
     /// Completions sampled per prompt (the group); must divide

@@ -5,6 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use clap::builder::PossibleValue;
+use temper_objectives::kto::KtoLoss;
 use temper_objectives::preference::PreferenceLoss;
 
 use super::TrainerKind;
@@ -44,31 +45,47 @@ impl GrpoLoss {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LossType {
     Preference(PreferenceLoss),
+    Kto(KtoLoss),
     Grpo(GrpoLoss),
 }
 
 impl LossType {
-    /// The DPO family, then GRPO's.
-    pub const ALL: [LossType; PreferenceLoss::ALL.len() + GrpoLoss::ALL.len()] = {
-        let mut all =
-            [LossType::Grpo(GrpoLoss::Dapo); PreferenceLoss::ALL.len() + GrpoLoss::ALL.len()];
+    /// The DPO family, then KTO's, then GRPO's.
+    pub const ALL: [LossType; Self::COUNT] = {
+        let mut all = [LossType::Grpo(GrpoLoss::Dapo); Self::COUNT];
         let mut i = 0;
         while i < PreferenceLoss::ALL.len() {
             all[i] = LossType::Preference(PreferenceLoss::ALL[i]);
             i += 1;
         }
         let mut j = 0;
-        while j < GrpoLoss::ALL.len() {
-            all[i + j] = LossType::Grpo(GrpoLoss::ALL[j]);
+        while j < KtoLoss::ALL.len() {
+            all[i + j] = LossType::Kto(KtoLoss::ALL[j]);
             j += 1;
+        }
+        let mut k = 0;
+        while k < GrpoLoss::ALL.len() {
+            all[i + j + k] = LossType::Grpo(GrpoLoss::ALL[k]);
+            k += 1;
         }
         all
     };
+    const COUNT: usize = PreferenceLoss::ALL.len() + KtoLoss::ALL.len() + GrpoLoss::ALL.len();
 
     pub fn name(self) -> &'static str {
         match self {
             LossType::Preference(loss) => loss.name(),
+            LossType::Kto(loss) => loss.name(),
             LossType::Grpo(loss) => loss.name(),
+        }
+    }
+
+    /// Whether `kind` takes this loss type.
+    pub fn of_trainer(self, kind: TrainerKind) -> bool {
+        match self {
+            LossType::Preference(_) => kind == TrainerKind::Dpo,
+            LossType::Kto(_) => kind == TrainerKind::Kto,
+            LossType::Grpo(_) => kind == TrainerKind::Grpo,
         }
     }
 
@@ -76,7 +93,7 @@ impl LossType {
     pub fn names_for(kind: TrainerKind) -> Vec<&'static str> {
         Self::ALL
             .iter()
-            .filter(|loss| matches!(loss, LossType::Grpo(_)) == (kind == TrainerKind::Grpo))
+            .filter(|loss| loss.of_trainer(kind))
             .map(|loss| loss.name())
             .collect()
     }
@@ -94,6 +111,9 @@ impl FromStr for LossType {
     fn from_str(name: &str) -> Result<Self, String> {
         if let Some(loss) = GrpoLoss::ALL.into_iter().find(|l| l.name() == name) {
             return Ok(LossType::Grpo(loss));
+        }
+        if let Some(loss) = KtoLoss::ALL.into_iter().find(|l| l.name() == name) {
+            return Ok(LossType::Kto(loss));
         }
         name.parse().map(LossType::Preference).map_err(|_| {
             let names: Vec<&str> = Self::ALL.iter().map(|loss| loss.name()).collect();
@@ -124,7 +144,7 @@ impl clap::ValueEnum for LossType {
         let value = PossibleValue::new(self.name());
         Some(match self {
             LossType::Preference(loss) => value.aliases(loss.aliases().iter().copied()),
-            LossType::Grpo(_) => value,
+            LossType::Kto(_) | LossType::Grpo(_) => value,
         })
     }
 }

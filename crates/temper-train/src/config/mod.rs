@@ -42,10 +42,12 @@ pub enum TrainerKind {
     Grpo,
     /// PPO with a value model (TRL's PPOTrainer).
     Ppo,
+    /// KTO on unpaired completions judged desirable or not (TRL's KTOTrainer).
+    Kto,
 }
 
 impl TrainerKind {
-    pub const ALL: [TrainerKind; 7] = [
+    pub const ALL: [TrainerKind; 8] = [
         TrainerKind::Sft,
         TrainerKind::Dpo,
         TrainerKind::Orpo,
@@ -53,6 +55,7 @@ impl TrainerKind {
         TrainerKind::Reward,
         TrainerKind::Grpo,
         TrainerKind::Ppo,
+        TrainerKind::Kto,
     ];
 
     pub fn command(self) -> &'static str {
@@ -64,6 +67,7 @@ impl TrainerKind {
             TrainerKind::Reward => "rm",
             TrainerKind::Grpo => "grpo",
             TrainerKind::Ppo => "ppo",
+            TrainerKind::Kto => "kto",
         }
     }
 
@@ -71,7 +75,7 @@ impl TrainerKind {
     pub fn default_learning_rate(self) -> f64 {
         match self {
             TrainerKind::Sft => 2e-5,
-            TrainerKind::Dpo | TrainerKind::Orpo | TrainerKind::Simpo => 1e-6,
+            TrainerKind::Dpo | TrainerKind::Orpo | TrainerKind::Simpo | TrainerKind::Kto => 1e-6,
             TrainerKind::Reward => 1e-4,
             TrainerKind::Grpo => 1e-6,
             TrainerKind::Ppo => 3e-6,
@@ -83,6 +87,7 @@ impl TrainerKind {
         match self {
             TrainerKind::Sft => DataKind::Sft,
             TrainerKind::Grpo | TrainerKind::Ppo => DataKind::Rlvr,
+            TrainerKind::Kto => DataKind::Unpaired,
             _ => DataKind::Preference,
         }
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use temper_data::columns::Columns;
 use temper_data::{Format, TokenizeOptions};
 use temper_model::LoraConfig;
+use temper_objectives::kto::{KtoConfig, KtoLoss};
 use temper_objectives::preference::{DpoConfig, PreferenceLoss};
 use temper_objectives::simpo::SimpoConfig;
 
@@ -139,7 +140,7 @@ impl TrainConfig {
     /// between keys.
     pub fn resolve(&self, kind: TrainerKind) -> Result<RunSettings, ConfigError> {
         let values = self.values(kind)?;
-        let args = TrainingArgs::from_values(&values);
+        let args = TrainingArgs::from_values(&values, kind);
         let max_steps = args.max_steps;
         if max_steps.is_none() && values.num_train_epochs == 0.0 {
             return Err(bad("num_train_epochs", "is 0 and no max_steps is set"));
@@ -197,6 +198,7 @@ impl TrainConfig {
             TrainerKind::Reward => Method::Objective(Objective::Reward {
                 center_rewards_coefficient: values.center_rewards_coefficient,
             }),
+            TrainerKind::Kto => Method::Objective(Objective::Kto(kto_config(&values))),
         };
         let reference_cache_dir = values
             .reference_cache_dir
@@ -331,6 +333,20 @@ fn ppo_settings(values: &KeyValues) -> PpoSettings {
     }
 }
 
+/// KTO's loss (one `loss_type`, checked) and weights.
+fn kto_config(values: &KeyValues) -> KtoConfig {
+    let loss = match values.loss_type.as_slice() {
+        [LossType::Kto(loss)] => *loss,
+        _ => KtoLoss::Kto,
+    };
+    KtoConfig {
+        beta: values.beta,
+        desirable_weight: values.desirable_weight,
+        undesirable_weight: values.undesirable_weight,
+        loss,
+    }
+}
+
 /// DPO's losses: `loss_type` (one or a list), `loss_weights` (one per loss), `rpo_alpha`
 /// (adds the chosen NLL, as TRL does).
 fn dpo_config(values: &KeyValues) -> Result<DpoConfig, ConfigError> {
@@ -339,7 +355,7 @@ fn dpo_config(values: &KeyValues) -> Result<DpoConfig, ConfigError> {
         .iter()
         .filter_map(|loss| match loss {
             LossType::Preference(loss) => Some(*loss),
-            LossType::Grpo(_) => None,
+            LossType::Kto(_) | LossType::Grpo(_) => None,
         })
         .collect();
     let weights = match &values.loss_weights {

@@ -5,7 +5,8 @@
 use temper_data::mixture::mixture_indices;
 use temper_data::tokenize::tokenize;
 use temper_data::{
-    ChatTokenizer, DataError, Example, Examples, MixedKinds, Tokenized, TokenizedSet, dataset,
+    ChatTokenizer, DataError, DataKind, Example, Examples, MixedKinds, Tokenized, TokenizedSet,
+    dataset,
 };
 use temper_kernels::KernelBackend;
 use temper_verifiers::registry::Registry;
@@ -47,7 +48,13 @@ pub(super) fn load_files(
             "{origin}: not the kind of data the files before it hold"
         ))
     };
-    let examples = TokenizedSet::new(examples).map_err(mixed)?;
+    let mut examples = TokenizedSet::new(examples).map_err(mixed)?;
+    // KTO's KL completions, paired within the batches of its sequential order (for the
+    // evaluation set too, as TRL pairs it with the training batch size).
+    examples.pair_kl_completions(
+        settings.args.per_device_train_batch_size,
+        settings.tokenize.max_length,
+    );
     let sources = Examples::new(sources).map_err(mixed)?;
     Ok(LoadedData {
         examples,
@@ -76,7 +83,7 @@ fn load_data(
         &settings.columns,
         settings.skip_invalid,
     );
-    let dataset = match loaded {
+    let mut dataset = match loaded {
         Ok(dataset) => dataset,
         Err(DataError::InvalidRecords { errors }) => {
             return Err(RunError::InvalidRecords(
@@ -94,6 +101,10 @@ fn load_data(
         Err(error) => return Err(RunError::Data(error.to_string())),
     };
     let wanted = settings.kind.data_kind();
+    if wanted == DataKind::Unpaired {
+        // KTO reads preference pairs as two unpaired completions, as TRL's KTOTrainer does.
+        dataset.unpair();
+    }
     if let Some(kind) = dataset.kind().filter(|kind| *kind != wanted) {
         return Err(RunError::Data(format!(
             "{}: `temper {}` trains on {} data; this file holds {} records",

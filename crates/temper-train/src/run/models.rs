@@ -200,11 +200,12 @@ pub(super) fn objective_references<B: AutodiffKernelBackend>(
             Display::Quiet => Progress::new(Display::Quiet, 0, 0),
             _ => Progress::new(Display::Lines, 0, 0),
         };
-        let score = |examples: &TokenizedSet| match examples {
-            TokenizedSet::Pairs(pairs) => {
-                precomputed_reference::<B>(reference_dir, pairs, settings, &progress, device)
+        // KTO's examples are scored as (prompt, completion, KL completion) rows.
+        let score = |examples: &TokenizedSet| match examples.as_pairs() {
+            Some(pairs) => {
+                precomputed_reference::<B>(reference_dir, &pairs, settings, &progress, device)
             }
-            _ => Err(RunError::Data(
+            None => Err(RunError::Data(
                 "a reference model scores preference pairs; the data holds none".into(),
             )),
         };
