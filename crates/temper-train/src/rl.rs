@@ -420,8 +420,8 @@ pub fn evaluate_completions<B: KernelBackend>(
         .into_iter()
         .zip(texts)
         .enumerate()
-        .map(|(row, ((prompt_index, completion_ids, finished), text))| {
-            EvaluatedCompletion {
+        .map(
+            |(row, ((prompt_index, completion_ids, finished), text))| EvaluatedCompletion {
                 prompt_index,
                 completion_ids,
                 text,
@@ -433,8 +433,8 @@ pub fn evaluate_completions<B: KernelBackend>(
                     .iter()
                     .filter_map(|(name, values)| values[row].map(|v| (name.clone(), v)))
                     .collect(),
-            }
-        })
+            },
+        )
         .collect();
     Ok(Evaluation {
         metrics,
