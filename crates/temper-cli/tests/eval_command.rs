@@ -260,6 +260,14 @@ fn completions_cut_off_at_the_token_limit_are_length_finished() {
         .as_f64()
         .unwrap();
     assert!(close(ratio, cut as f64 / ROWS as f64));
+    // The limit is the trainers' `max_completion_length`.
+    for (name, value) in library_metrics(&data, 4, 8) {
+        let got = summary["metrics"][&name].as_f64().unwrap();
+        assert!(
+            close(got, value),
+            "{name}: temper eval {got}, evaluate_policy {value}"
+        );
+    }
 }
 
 /// The slice's constraints as IFEval rows (`fixtures/task/README.md` maps each to its IFEval
