@@ -453,3 +453,83 @@ fn bad_input_exits_with_one_error_line() {
     let (code, lines) = failing(PROMPTS, &["--temperature", "-1"]);
     assert_eq!((code, lines.len()), (Some(1), 1), "{lines:?}");
 }
+
+/// `temper grpo` with no steps evaluates the initial model on its `eval_data`: its `eval_*`
+/// metrics are `temper eval`'s, at the same limit and batch size.
+#[test]
+fn a_trainer_run_logs_the_same_evaluation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = slice(dir.path());
+    let run = dir.path().join("run");
+    let trained = summary(&temper(&[
+        "grpo",
+        "--model",
+        MODEL,
+        "--data",
+        text(&data),
+        "--output",
+        text(&run),
+        "--max-steps",
+        "0",
+        "--eval-data",
+        text(&data),
+        "--max-completion-length",
+        "12",
+        "--per-device-eval-batch-size",
+        "5",
+        "--quiet",
+        "--json",
+    ]));
+    let evaluated = summary(&temper(&[
+        "eval",
+        "--model",
+        MODEL,
+        "--data",
+        text(&data),
+        "--max-new-tokens",
+        "12",
+        "--batch-size",
+        "5",
+        "--json",
+    ]));
+    let logged = trained["eval"].as_object().unwrap();
+    let metrics = evaluated["metrics"].as_object().unwrap();
+    assert_eq!(logged.len(), metrics.len(), "{logged:?} vs {metrics:?}");
+    for (name, value) in metrics {
+        assert_eq!(logged[&format!("eval_{name}")], *value, "{name}");
+    }
+    assert!(metrics["completions/clipped_ratio"].as_f64().unwrap() > 0.0);
+}
+
+/// `--temperature` samples, and a seed fixes the samples.
+#[test]
+fn sampled_evaluation_is_fixed_by_its_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = slice(dir.path());
+    let run = |seed: &str, rows: &Path| {
+        summary(&temper(&[
+            "eval",
+            "--model",
+            MODEL,
+            "--data",
+            text(&data),
+            "--max-new-tokens",
+            "16",
+            "--temperature",
+            "1.0",
+            "--top-p",
+            "0.95",
+            "--seed",
+            seed,
+            "--json",
+            "--output",
+            text(rows),
+        ]))
+    };
+    let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    let first = run("3", &a);
+    let again = run("3", &b);
+    assert_eq!(first["generation"]["decoding"]["do_sample"], true);
+    assert_eq!(first["metrics"], again["metrics"]);
+    assert_eq!(read_rows(&a), read_rows(&b));
+}
