@@ -80,17 +80,22 @@ pub struct ChatArgs {
 /// How tokens are chosen, shared by `generate`, `chat` and `eval`.
 #[derive(Args)]
 pub struct SamplingArgs {
+    /// Most tokens generated per completion.
     #[arg(long, default_value_t = 256)]
     pub max_new_tokens: usize,
-    /// 0 is greedy.
+    /// 0 is greedy; above 0, tokens are sampled from the softmax of logits / temperature.
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f64,
+    /// Sampling: only among the most likely tokens whose probabilities add up to this.
     #[arg(long)]
     pub top_p: Option<f64>,
+    /// Sampling: only among the k most likely tokens.
     #[arg(long)]
     pub top_k: Option<usize>,
+    /// CTRL's penalty on tokens already in the sequence (1: off).
     #[arg(long, default_value_t = 1.0)]
     pub repetition_penalty: f64,
+    /// Seed of the sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
