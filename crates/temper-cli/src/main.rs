@@ -3,6 +3,7 @@
 
 mod backend;
 mod data;
+mod eval;
 mod init;
 mod model;
 mod stdout;
@@ -43,6 +44,9 @@ enum Command {
     Chat(model::ChatArgs),
     /// Score responses with the RLVR verifiers (GSM8K, MATH, IFEval) and summarise.
     Verify(verify::VerifyArgs),
+    /// Generate a completion of each prompt and score it with the verifiers its row names:
+    /// accuracy per verifier, IFEval's four accuracies (the trainers' held-out evaluation).
+    Eval(eval::EvalArgs),
     /// Supervised fine-tuning (TRL's SFTTrainer).
     Sft(train::TrainArgs),
     /// Direct preference optimisation and its family (TRL's DPOTrainer loss types).
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => model::generate_text(args),
         Command::Chat(args) => model::chat(args),
         Command::Verify(args) => verify::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Sft(args) => train::run(TrainerKind::Sft, args),
         Command::Dpo(args) => train::run(TrainerKind::Dpo, args),
         Command::Kto(args) => train::run(TrainerKind::Kto, args),

@@ -77,36 +77,41 @@ pub struct ChatArgs {
     backend: BackendArgs,
 }
 
-/// How tokens are chosen, shared by `generate` and `chat`.
+/// How tokens are chosen, shared by `generate`, `chat` and `eval`.
 #[derive(Args)]
-struct SamplingArgs {
+pub struct SamplingArgs {
+    /// Most tokens generated per completion.
     #[arg(long, default_value_t = 256)]
-    max_new_tokens: usize,
-    /// 0 is greedy.
+    pub max_new_tokens: usize,
+    /// 0 is greedy; above 0, tokens are sampled from the softmax of logits / temperature.
     #[arg(long, default_value_t = 0.0)]
-    temperature: f64,
+    pub temperature: f64,
+    /// Sampling: only among the most likely tokens whose probabilities add up to this.
     #[arg(long)]
-    top_p: Option<f64>,
+    pub top_p: Option<f64>,
+    /// Sampling: only among the k most likely tokens.
     #[arg(long)]
-    top_k: Option<usize>,
+    pub top_k: Option<usize>,
+    /// CTRL's penalty on tokens already in the sequence (1: off).
     #[arg(long, default_value_t = 1.0)]
-    repetition_penalty: f64,
+    pub repetition_penalty: f64,
+    /// Seed of the sampling.
     #[arg(long, default_value_t = 0)]
-    seed: u64,
+    pub seed: u64,
 }
 
 impl SamplingArgs {
     /// The settings transformers would refuse, as an error naming the flag.
-    fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), String> {
         // 0 asks for greedy decoding; a negative or NaN temperature is an error.
         let temperature = (self.temperature != 0.0).then_some(self.temperature);
         temper_model::check_sampling(temperature, self.top_p, Some(self.repetition_penalty))
             .map_err(|e| format!("--{}: {}", e.key.replace('_', "-"), e.reason))
     }
 
-    /// These settings on top of the model directory's stops and padding.
-    fn settings(&self, dir: &Path, config: &ModelConfig) -> GenerationConfig {
-        let decoding = if self.temperature > 0.0 {
+    /// Greedy at temperature 0, else sampling with these settings.
+    pub fn decoding(&self) -> Decoding {
+        if self.temperature > 0.0 {
             Decoding::Sample {
                 temperature: self.temperature,
                 top_k: self.top_k,
@@ -114,9 +119,13 @@ impl SamplingArgs {
             }
         } else {
             Decoding::Greedy
-        };
+        }
+    }
+
+    /// These settings on top of the model directory's stops and padding.
+    fn settings(&self, dir: &Path, config: &ModelConfig) -> GenerationConfig {
         GenerationConfig {
-            decoding,
+            decoding: self.decoding(),
             seed: self.seed,
             max_new_tokens: self.max_new_tokens,
             repetition_penalty: self.repetition_penalty,
@@ -143,7 +152,9 @@ fn fail(message: impl std::fmt::Display) -> Outcome {
 }
 
 /// The model, its config and its tokenizer, from one directory.
-fn open<B: KernelBackend>(dir: &Path) -> Result<(ModelConfig, CausalLm<B>, ChatTokenizer), String> {
+pub fn open<B: KernelBackend>(
+    dir: &Path,
+) -> Result<(ModelConfig, CausalLm<B>, ChatTokenizer), String> {
     let (config, model) = load_model::<B>(dir, &Default::default()).map_err(|e| e.to_string())?;
     let tokenizer =
         ChatTokenizer::from_dir(dir, None).map_err(|e| format!("{}: {e}", dir.display()))?;

@@ -16,8 +16,8 @@ use clap::Args;
 use rayon::prelude::*;
 use serde_json::{Value, json};
 use temper_data::{Example, Format};
-use temper_verifiers::ifeval::report::Report;
-use temper_verifiers::{FormatReward, Instructions, Registry, Row, Shaping};
+use temper_verifiers::ifeval::report::{Report, Summary};
+use temper_verifiers::{Following, FormatReward, Instructions, Registry, Row, Shaping};
 
 use crate::Outcome;
 
@@ -68,7 +68,7 @@ struct Scored {
     score: f64,
     reward: Option<f64>,
     details: Value,
-    ifeval: Option<(Vec<String>, temper_verifiers::Following)>,
+    ifeval: Option<(Vec<String>, Following)>,
 }
 
 struct BadRow {
@@ -242,6 +242,83 @@ fn score(
     }
 }
 
+/// Scored rows summed up per verifier (rows, accuracy, mean of a value: `temper verify`'s
+/// score, `temper eval`'s reward), and IFEval's official report over the IFEval rows among
+/// them: the summary both commands print.
+#[derive(Default)]
+pub struct Tally {
+    /// verifier → (rows, rows correct, sum of the value)
+    per_verifier: BTreeMap<String, (usize, usize, f64)>,
+    report: Report,
+}
+
+impl Tally {
+    /// One row scored by `verifier` (several joined with `+`).
+    pub fn add(&mut self, verifier: &str, correct: bool, value: f64) {
+        let entry = self.per_verifier.entry(verifier.to_string()).or_default();
+        entry.0 += 1;
+        entry.1 += usize::from(correct);
+        entry.2 += value;
+    }
+
+    /// One IFEval row's verdicts, for the official report.
+    pub fn add_ifeval(&mut self, ids: &[String], following: &Following) {
+        self.report.add(ids, following);
+    }
+
+    /// `{verifier: {"rows", "accuracy", value_key}}`.
+    pub fn verifiers_json(&self, value_key: &str) -> BTreeMap<&String, Value> {
+        self.per_verifier
+            .iter()
+            .map(|(name, &(rows, correct, total))| {
+                let mut entry = json!({"rows": rows, "accuracy": correct as f64 / rows as f64});
+                entry[value_key] = json!(total / rows as f64);
+                (name, entry)
+            })
+            .collect()
+    }
+
+    /// IFEval's four accuracies (and per instruction), when IFEval rows were added.
+    pub fn ifeval(&self) -> Option<Summary> {
+        (!self.report.is_empty()).then(|| self.report.summary())
+    }
+
+    /// The per-verifier table, its value column headed `value_name`, then IFEval's report.
+    pub fn print(&self, value_name: &str) {
+        crate::out!(
+            "{:<24} {:>6} {:>9} {:>11}",
+            "verifier",
+            "rows",
+            "accuracy",
+            value_name
+        );
+        for (name, &(rows, correct, total)) in &self.per_verifier {
+            crate::out!(
+                "{name:<24} {rows:>6} {:>9.4} {:>11.4}",
+                correct as f64 / rows as f64,
+                total / rows as f64
+            );
+        }
+        if let Some(summary) = &self.ifeval() {
+            crate::out!(
+                "\nIFEval ({} prompts, {} instructions)   strict    loose",
+                summary.prompts,
+                summary.instructions
+            );
+            crate::out!(
+                "prompt-level accuracy              {:>8.4} {:>8.4}",
+                summary.prompt_level_strict,
+                summary.prompt_level_loose
+            );
+            crate::out!(
+                "instruction-level accuracy         {:>8.4} {:>8.4}",
+                summary.instruction_level_strict,
+                summary.instruction_level_loose
+            );
+        }
+    }
+}
+
 pub fn run(args: VerifyArgs) -> Outcome {
     let file = match File::open(&args.data) {
         Ok(file) => file,
@@ -279,8 +356,7 @@ pub fn run(args: VerifyArgs) -> Outcome {
         .collect();
 
     let mut invalid = 0;
-    let mut per_verifier: BTreeMap<String, (usize, usize, f64)> = BTreeMap::new();
-    let mut report = Report::default();
+    let mut tally = Tally::default();
     for (index, result) in results.into_iter().enumerate() {
         let scored = match result {
             Ok(scored) => scored,
@@ -295,12 +371,9 @@ pub fn run(args: VerifyArgs) -> Outcome {
                 continue;
             }
         };
-        let entry = per_verifier.entry(scored.verifier.clone()).or_default();
-        entry.0 += 1;
-        entry.1 += usize::from(scored.score >= 1.0);
-        entry.2 += scored.score;
+        tally.add(&scored.verifier, scored.score >= 1.0, scored.score);
         if let Some((ids, following)) = &scored.ifeval {
-            report.add(ids, following);
+            tally.add_ifeval(ids, following);
         }
         let mut object = json!({"index": index, "verifier": scored.verifier, "score": scored.score, "details": scored.details});
         if let Some(reward) = scored.reward {
@@ -316,49 +389,12 @@ pub fn run(args: VerifyArgs) -> Outcome {
             );
         }
     }
-    let verifiers: BTreeMap<&String, Value> = per_verifier
-        .iter()
-        .map(|(name, &(rows, correct, total))| {
-            (name, json!({"rows": rows, "accuracy": correct as f64 / rows as f64, "mean_score": total / rows as f64}))
-        })
-        .collect();
-    let ifeval = (!report.is_empty()).then(|| report.summary());
     if args.json {
-        let summary = json!({"summary": {"file": name, "rows": lines.len(), "invalid": invalid, "verifiers": verifiers, "ifeval": ifeval}});
+        let summary = json!({"summary": {"file": name, "rows": lines.len(), "invalid": invalid, "verifiers": tally.verifiers_json("mean_score"), "ifeval": tally.ifeval()}});
         crate::out!("{summary}");
     } else {
         crate::out!("\n{name}: {} rows, {invalid} invalid", lines.len());
-        crate::out!(
-            "{:<24} {:>6} {:>9} {:>11}",
-            "verifier",
-            "rows",
-            "accuracy",
-            "mean score"
-        );
-        for (name, &(rows, correct, total)) in &per_verifier {
-            crate::out!(
-                "{name:<24} {rows:>6} {:>9.4} {:>11.4}",
-                correct as f64 / rows as f64,
-                total / rows as f64
-            );
-        }
-        if let Some(summary) = &ifeval {
-            crate::out!(
-                "\nIFEval ({} prompts, {} instructions)   strict    loose",
-                summary.prompts,
-                summary.instructions
-            );
-            crate::out!(
-                "prompt-level accuracy              {:>8.4} {:>8.4}",
-                summary.prompt_level_strict,
-                summary.prompt_level_loose
-            );
-            crate::out!(
-                "instruction-level accuracy         {:>8.4} {:>8.4}",
-                summary.instruction_level_strict,
-                summary.instruction_level_loose
-            );
-        }
+        tally.print("mean score");
     }
     if lines.is_empty() {
         eprintln!("error: {name}: no rows");

@@ -2,8 +2,9 @@
 //! from them, the reward sources and the tokenizer that decodes completions for them, rounds
 //! made from completions given rather than sampled, and the held-out evaluation.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::Backend;
@@ -13,6 +14,7 @@ use temper_kernels::{AutodiffKernelBackend, KernelBackend};
 use temper_model::{CausalLm, Decoding, GenerationConfig, generate};
 
 use crate::checkpoint::CheckpointError;
+use crate::engine::step_seed;
 use crate::rewards::{RewardBatch, RewardInput, Rewards};
 use crate::rollout::{Prompts, Rollout, RoundPlan, Sampling, StepTiming, Stops};
 use crate::trainer::{StepLog, TrainError, Trainer};
@@ -264,13 +266,31 @@ fn score<'a>(
     completions: impl Iterator<Item = (usize, &'a [u32], bool)>,
 ) -> Result<RewardBatch, TrainError> {
     let completions: Vec<(usize, &[u32], bool)> = completions.collect();
-    let texts: Vec<String> = completions
+    let texts = decode_completions(tokenizer, &completions);
+    score_decoded(rewards, prompts, &completions, &texts)
+}
+
+/// Each completion's text as the verifiers read it: special tokens left out.
+fn decode_completions(
+    tokenizer: &ChatTokenizer,
+    completions: &[(usize, &[u32], bool)],
+) -> Vec<String> {
+    completions
         .iter()
         .map(|(_, tokens, _)| tokenizer.decode(tokens, true).unwrap_or_default())
-        .collect();
+        .collect()
+}
+
+/// [`score`] of completions already decoded (`texts[i]` is `completions[i]`'s text).
+fn score_decoded(
+    rewards: &Rewards,
+    prompts: &Prompts,
+    completions: &[(usize, &[u32], bool)],
+    texts: &[String],
+) -> Result<RewardBatch, TrainError> {
     let inputs: Vec<RewardInput<'_>> = completions
         .iter()
-        .zip(&texts)
+        .zip(texts)
         .map(|(&(i, tokens, finished), text)| RewardInput {
             row: &prompts.rows[i],
             completion: text,
@@ -285,11 +305,44 @@ fn score<'a>(
     })
 }
 
+/// One held-out prompt's completion and what the rewards made of it: a row of
+/// [`evaluate_completions`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvaluatedCompletion {
+    /// The prompt (row of [`Prompts`]) it answers.
+    pub prompt_index: usize,
+    /// The generated ids, the stopping eos included.
+    pub completion_ids: Vec<u32>,
+    /// The completion as the verifiers read it (special tokens left out).
+    pub text: String,
+    /// Whether generation stopped at an eos token (else it reached the token limit).
+    pub finished: bool,
+    pub reward: f64,
+    /// Whether every verifier the row names gives full marks (`None`: no verifier judged it).
+    pub correct: Option<bool>,
+    /// Each reward part that applies to this completion (verifier name → its reward), as TRL's
+    /// `rewards/{name}`.
+    pub parts: BTreeMap<String, f64>,
+}
+
+/// A held-out evaluation: [`evaluate_policy`]'s metrics, each completion, and the time taken.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evaluation {
+    pub metrics: Vec<(String, f64)>,
+    /// In prompt order.
+    pub completions: Vec<EvaluatedCompletion>,
+    /// Generating the completions.
+    pub generation: Duration,
+    /// Decoding and rewarding them.
+    pub scoring: Duration,
+}
+
 /// Verifier accuracy on held-out prompts: one greedy completion of each (in batches of
 /// `batch_size`), rewarded as in training. Metrics: `reward`, `accuracy` (the share of
 /// completions every named verifier passes, over those a verifier judges),
 /// `rewards/{name}/mean`, `completions/mean_length`, `completions/clipped_ratio`. The trainers'
-/// `evaluate` calls it on their policy; the pipeline compares models with it.
+/// `evaluate` calls it on their policy; the pipeline compares models with it, and `temper eval`
+/// is [`evaluate_completions`] with the same greedy settings.
 pub fn evaluate_policy<B: KernelBackend>(
     model: &CausalLm<B>,
     prompts: &Prompts,
@@ -299,23 +352,52 @@ pub fn evaluate_policy<B: KernelBackend>(
     max_completion_length: usize,
     batch_size: usize,
 ) -> Result<Vec<(String, f64)>, TrainError> {
-    if prompts.rows.is_empty() {
-        return Err(TrainError::NoData);
-    }
-    let config = GenerationConfig {
+    let config = greedy_evaluation(stops, max_completion_length);
+    evaluate_completions(model, prompts, rewards, tokenizer, &config, batch_size)
+        .map(|evaluation| evaluation.metrics)
+}
+
+/// The generation settings of [`evaluate_policy`]: greedy, at most `max_completion_length`
+/// new tokens, stopping and padding as `stops` says.
+pub fn greedy_evaluation(stops: &Stops, max_completion_length: usize) -> GenerationConfig {
+    GenerationConfig {
         max_new_tokens: max_completion_length,
         decoding: Decoding::Greedy,
         eos_token_ids: stops.eos_token_ids.clone(),
         pad_token_id: stops.pad_token_id,
         ..GenerationConfig::default()
-    };
+    }
+}
+
+/// [`evaluate_policy`] with any generation settings (`config`: greedy or sampled; batch `k`
+/// of a sampled evaluation draws with seed `config.seed` mixed with `k`), returning each
+/// completion beside the metrics.
+pub fn evaluate_completions<B: KernelBackend>(
+    model: &CausalLm<B>,
+    prompts: &Prompts,
+    rewards: &Rewards,
+    tokenizer: &ChatTokenizer,
+    config: &GenerationConfig,
+    batch_size: usize,
+) -> Result<Evaluation, TrainError> {
+    if prompts.rows.is_empty() {
+        return Err(TrainError::NoData);
+    }
+    let started = Instant::now();
     // The model's own device: the evaluation computes where the policy lives.
     let device = model.devices().into_iter().next().unwrap_or_default();
     let mut rollouts = Vec::with_capacity(prompts.ids.len());
     let indices: Vec<usize> = (0..prompts.ids.len()).collect();
-    for chunk in indices.chunks(batch_size.max(1)) {
+    for (k, chunk) in indices.chunks(batch_size.max(1)).enumerate() {
         let inputs: Vec<Vec<u32>> = chunk.iter().map(|&i| prompts.ids[i].clone()).collect();
-        let generated = generate(model, &inputs, &config, &device);
+        let chunk_config = match config.decoding {
+            Decoding::Greedy => config.clone(),
+            _ => GenerationConfig {
+                seed: step_seed(config.seed, k as u64),
+                ..config.clone()
+            },
+        };
+        let generated = generate(model, &inputs, &chunk_config, &device);
         for ((&i, tokens), finished) in chunk
             .iter()
             .zip(generated.tokens)
@@ -324,10 +406,49 @@ pub fn evaluate_policy<B: KernelBackend>(
             rollouts.push((i, tokens, finished));
         }
     }
-    let completions = rollouts
+    let generation = started.elapsed();
+    let started = Instant::now();
+    let completions: Vec<(usize, &[u32], bool)> = rollouts
         .iter()
-        .map(|(i, tokens, finished)| (*i, tokens.as_slice(), *finished));
-    let scored = score(tokenizer, rewards, prompts, completions)?;
+        .map(|(i, tokens, finished)| (*i, tokens.as_slice(), *finished))
+        .collect();
+    let texts = decode_completions(tokenizer, &completions);
+    let scored = score_decoded(rewards, prompts, &completions, &texts)?;
+    let scoring = started.elapsed();
+    let metrics = evaluation_metrics(&rollouts, &scored);
+    let completions = rollouts
+        .into_iter()
+        .zip(texts)
+        .enumerate()
+        .map(
+            |(row, ((prompt_index, completion_ids, finished), text))| EvaluatedCompletion {
+                prompt_index,
+                completion_ids,
+                text,
+                finished,
+                reward: scored.rewards[row],
+                correct: scored.correct[row],
+                parts: scored
+                    .parts
+                    .iter()
+                    .filter_map(|(name, values)| values[row].map(|v| (name.clone(), v)))
+                    .collect(),
+            },
+        )
+        .collect();
+    Ok(Evaluation {
+        metrics,
+        completions,
+        generation,
+        scoring,
+    })
+}
+
+/// [`evaluate_policy`]'s metrics of rewarded completions `(prompt index, ids, finished)`.
+fn evaluation_metrics(
+    rollouts: &[(usize, Vec<u32>, bool)],
+    scored: &RewardBatch,
+) -> Vec<(String, f64)> {
     let count = rollouts.len() as f64;
     let mut metrics = vec![(
         "reward".to_string(),
@@ -356,5 +477,5 @@ pub fn evaluate_policy<B: KernelBackend>(
         "completions/clipped_ratio".into(),
         rollouts.iter().filter(|(_, _, f)| !f).count() as f64 / count,
     ));
-    Ok(metrics)
+    metrics
 }
