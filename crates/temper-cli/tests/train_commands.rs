@@ -1,4 +1,4 @@
-//! `temper sft|dpo|orpo|simpo` on the bundled tiny Qwen2 checkpoint: exact resume from a
+//! `temper sft|dpo|kto|orpo|simpo` on the bundled tiny Qwen2 checkpoint: exact resume from a
 //! checkpoint through the command, LoRA outputs, the NaN guard, evaluation only, the reference
 //! cache, and errors that name the key or record without touching what a run wrote.
 
@@ -14,6 +14,7 @@ const MODEL: &str = "fixtures/models/qwen2";
 const PAIRS: &str = "fixtures/data/trl_preference.jsonl";
 const SFT: &str = "fixtures/data/alpaca.jsonl";
 const PROMPTS: &str = "fixtures/parity/train/rlvr.jsonl";
+const UNPAIRED: &str = "fixtures/parity/train/unpaired.jsonl";
 
 fn ok(output: &Output) {
     assert_eq!(
@@ -428,6 +429,31 @@ fn orpo_simpo_and_reward_models_resume_exactly() {
     resume_matches_every_step("orpo", PAIRS, &[]);
     resume_matches_every_step("simpo", PAIRS, &["--cpo-alpha", "0.5"]);
     resume_matches_every_step("rm", PAIRS, &["--center-rewards-coefficient", "0.01"]);
+}
+
+/// KTO resumes exactly, logs TRL's `kl`, takes preference pairs (split in two), and its
+/// unpaired data is refused by the SFT trainer rather than read as SFT.
+#[test]
+fn kto_resumes_exactly_and_unpaired_data_is_not_sft_data() {
+    resume_matches_every_step("kto", UNPAIRED, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("kto");
+    ok(&train("kto", UNPAIRED, &out, &["--max-steps", "2"]));
+    for line in metrics(&out).lines() {
+        let row: Value = serde_json::from_str(line).unwrap();
+        for key in ["loss", "kl", "rewards/chosen", "logps/rejected", "entropy"] {
+            assert!(row.get(key).is_some(), "{key} in {row}");
+        }
+    }
+    let paired = train("kto", PAIRS, &dir.path().join("paired"), &["--max-steps", "1"]);
+    ok(&paired);
+    let sft = train("sft", UNPAIRED, &dir.path().join("sft"), &["--max-steps", "1"]);
+    assert_eq!(sft.status.code(), Some(1), "{}", stderr(&sft));
+    assert!(
+        stderr(&sft).contains("trains on sft data; this file holds unpaired records"),
+        "{}",
+        stderr(&sft)
+    );
 }
 
 #[test]
