@@ -53,6 +53,11 @@ pub struct EvalArgs {
     /// `columns`).
     #[arg(long, value_delimiter = ',')]
     columns: Vec<String>,
+    /// The verifiers of rows that name none in a `dataset` column (the RL trainers'
+    /// `verifier`), e.g. `math` for a file of `problem`/`answer` columns read with
+    /// `--columns prompt=problem,ground_truth=answer`.
+    #[arg(long, value_delimiter = ',')]
+    verifier: Vec<String>,
     /// Prompts generated together (the trainers' `per_device_eval_batch_size`).
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
@@ -176,9 +181,12 @@ fn run_on<B: KernelBackend>(args: EvalArgs) -> Outcome {
             .copied()
             .unwrap_or_default();
         let origin = format!("{}: record {record}", args.data.display());
-        let Example::Rlvr(original) = example.to_example() else {
+        let Example::Rlvr(mut original) = example.to_example() else {
             continue;
         };
+        if original.datasets.is_empty() && !original.extra.contains_key("instruction_id_list") {
+            original.datasets.clone_from(&args.verifier);
+        }
         match prepare(&original, &registry) {
             Ok((row, ifeval)) => {
                 let example = Example::Rlvr(row);

@@ -533,3 +533,26 @@ fn sampled_evaluation_is_fixed_by_its_seed() {
     assert_eq!(first["metrics"], again["metrics"]);
     assert_eq!(read_rows(&a), read_rows(&b));
 }
+
+/// The example: a file of `problem` and `answer` columns becomes verifiable rows
+/// through `--columns` and `--verifier`; without a verifier its rows are refused.
+#[test]
+fn mapped_columns_and_a_named_verifier_make_verifiable_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("problems.jsonl");
+    std::fs::write(
+        &data,
+        "{\"problem\": \"What is 2 + 3?\", \"answer\": \"5\"}\n{\"problem\": \"What is 4 + 4?\", \"answer\": \"8\"}\n",
+    )
+    .unwrap();
+    let columns = ["--columns", "prompt=problem,ground_truth=answer"];
+    let mut args = vec!["--max-new-tokens", "8", "--verifier", "gsm8k"];
+    args.extend_from_slice(&columns);
+    let mut full = vec!["eval", "--model", MODEL, "--data", text(&data), "--json"];
+    full.extend_from_slice(&args);
+    let result = summary(&temper(&full));
+    assert_eq!(result["verifiers"]["gsm8k"]["rows"], 2, "{result}");
+    let (code, lines) = failing(text(&data), &columns);
+    assert_eq!(code, Some(1));
+    assert!(lines[0].contains("names no verifier"), "{lines:?}");
+}

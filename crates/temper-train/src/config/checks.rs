@@ -65,6 +65,19 @@ pub fn not_empty<T>(values: &Vec<T>, _: TrainerKind) -> Checked {
     Ok(())
 }
 
+/// Names of verifiers the registry has.
+pub fn verifier_names(values: &Vec<String>, kind: TrainerKind) -> Checked {
+    not_empty(values, kind)?;
+    let registry = temper_verifiers::registry::Registry::default();
+    match values.iter().find(|name| registry.get(name).is_err()) {
+        Some(unknown) => Err(format!(
+            "no verifier is called `{unknown}` (known: {})",
+            registry.names().collect::<Vec<_>>().join(", ")
+        )),
+        None => Ok(()),
+    }
+}
+
 pub fn all_finite(values: &Vec<f64>, _: TrainerKind) -> Checked {
     match values.iter().find(|value| !value.is_finite()) {
         Some(value) => Err(format!("{value} is not finite")),

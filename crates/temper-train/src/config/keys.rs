@@ -426,6 +426,15 @@ declare_keys! {
         trainers: RL, default: Absent(None, "none"), check: any, trl: "",
     }
 
+    /// The verifiers that score RLVR rows naming none in a `dataset` column (a file of
+    /// `problem` and `answer` columns read through `columns`, say): one name or a list.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(deserialize_with = "one_or_many")]
+    verifier: Vec<String> => Option<Vec<String>> {
+        trainers: RL, default: Absent(None, "none: each row's `dataset`"), check: verifier_names,
+        trl: "Temper's",
+    }
+
     /// Each verifier's score times this.
     #[arg(long)]
     verification_reward: f64 => f64 {

@@ -110,6 +110,8 @@ pub struct RunSettings {
     pub data_format: Option<Format>,
     /// Record fields renamed before reading (`columns`).
     pub columns: Columns,
+    /// The verifiers of RLVR rows that name none (`verifier`).
+    pub verifier: Option<Vec<String>>,
     pub output_dir: PathBuf,
     pub skip_invalid: bool,
     pub ref_model: Option<PathBuf>,
@@ -209,6 +211,7 @@ impl TrainConfig {
             model: values.model,
             data,
             data_format: values.data_format.format(),
+            verifier: values.verifier.clone(),
             columns: match &values.columns {
                 Some(pairs) => Columns::parse(pairs).map_err(|e| bad("columns", e))?,
                 None => Columns::default(),

@@ -186,6 +186,12 @@ pub(super) fn prompts(
     let mut origins = Vec::with_capacity(data.sources.len());
     let mut invalid = Vec::new();
     for ((row, prompt), origin) in rows.iter().zip(tokenized).zip(&data.origins) {
+        let mut row = row.clone();
+        if row.datasets.is_empty()
+            && let Some(verifiers) = &settings.verifier
+        {
+            row.datasets = verifiers.clone();
+        }
         if let Some(unknown) = row.datasets.iter().find(|d| registry.get(d).is_err()) {
             invalid.push(format!(
                 "{origin}: dataset: no verifier is called `{unknown}` (known: {})",
@@ -193,7 +199,7 @@ pub(super) fn prompts(
             ));
             continue;
         }
-        prompts.rows.push(row.clone());
+        prompts.rows.push(row);
         prompts.ids.push(prompt.prompt_ids.clone());
         origins.push(origin.clone());
     }
