@@ -445,9 +445,19 @@ fn kto_resumes_exactly_and_unpaired_data_is_not_sft_data() {
             assert!(row.get(key).is_some(), "{key} in {row}");
         }
     }
-    let paired = train("kto", PAIRS, &dir.path().join("paired"), &["--max-steps", "1"]);
+    let paired = train(
+        "kto",
+        PAIRS,
+        &dir.path().join("paired"),
+        &["--max-steps", "1"],
+    );
     ok(&paired);
-    let sft = train("sft", UNPAIRED, &dir.path().join("sft"), &["--max-steps", "1"]);
+    let sft = train(
+        "sft",
+        UNPAIRED,
+        &dir.path().join("sft"),
+        &["--max-steps", "1"],
+    );
     assert_eq!(sft.status.code(), Some(1), "{}", stderr(&sft));
     assert!(
         stderr(&sft).contains("trains on sft data; this file holds unpaired records"),
