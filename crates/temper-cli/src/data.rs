@@ -27,7 +27,7 @@ pub enum DataCommand {
 #[derive(Args)]
 pub struct CheckArgs {
     /// JSON Lines, JSON array or Parquet files; each is checked on its own.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "dataset", conflicts_with = "dataset")]
     files: Vec<PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
@@ -44,7 +44,8 @@ pub struct CheckArgs {
 
 #[derive(Args)]
 pub struct RenderArgs {
-    file: PathBuf,
+    #[arg(required_unless_present = "dataset", conflicts_with = "dataset")]
+    file: Option<PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
     /// Hugging Face tokenizer directory.
@@ -73,6 +74,13 @@ struct CommonArgs {
     /// `columns`).
     #[arg(long, value_delimiter = ',')]
     columns: Vec<String>,
+    /// Datasets named in `--dataset-dir`'s `dataset_info.json` (LLaMA-Factory's), instead of
+    /// files: each read with its entry's format and columns.
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["format", "columns"])]
+    dataset: Vec<String>,
+    /// The directory holding `dataset_info.json`.
+    #[arg(long, default_value = "data", requires = "dataset")]
+    dataset_dir: PathBuf,
     #[command(flatten)]
     tokenize: TokenizeArgs,
 }
@@ -119,6 +127,13 @@ fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
+impl RenderArgs {
+    /// The file shown (given, or the one `--dataset` names).
+    fn file(&self) -> &Path {
+        self.file.as_deref().unwrap_or(Path::new(""))
+    }
+}
+
 impl CommonArgs {
     /// The column mapping; `None` (after one error line) when `--columns` is not
     /// `field=column` pairs: a usage error.
@@ -126,6 +141,39 @@ impl CommonArgs {
         Columns::parse(&self.columns)
             .map_err(|reason| error_line(format!("--columns: {reason}")))
             .ok()
+    }
+
+    /// The files to read with their format and columns: `files` with `--format` and
+    /// `--columns`, or `--dataset`'s; `None` (after an error line) when they cannot be told.
+    fn inputs(&self, files: &[PathBuf]) -> Option<Vec<(PathBuf, Option<Format>, Columns)>> {
+        if self.dataset.is_empty() {
+            let columns = self.columns()?;
+            let format = self.format.format();
+            return Some(
+                files
+                    .iter()
+                    .map(|file| (file.clone(), format, columns.clone()))
+                    .collect(),
+            );
+        }
+        match temper_data::dataset_info::resolve(&self.dataset_dir, &self.dataset) {
+            Ok(entries) => Some(
+                entries
+                    .into_iter()
+                    .flat_map(|entry| {
+                        let (format, columns) = (Some(entry.format), entry.columns);
+                        entry
+                            .files
+                            .into_iter()
+                            .map(move |file| (file, format, columns.clone()))
+                    })
+                    .collect(),
+            ),
+            Err(error) => {
+                error_line(error);
+                None
+            }
+        }
     }
 
     fn load_tokenizer(&self, dir: &Path) -> Result<ChatTokenizer, String> {
@@ -150,7 +198,7 @@ fn error_line(message: impl std::fmt::Display) {
 }
 
 fn check(args: CheckArgs) -> Outcome {
-    let Some(columns) = args.common.columns() else {
+    let Some(inputs) = args.common.inputs(&args.files) else {
         return Outcome::Failure;
     };
     let tokenizer = match args
@@ -167,7 +215,7 @@ fn check(args: CheckArgs) -> Outcome {
     };
     let options = args.common.tokenize.options();
     let mut outcome = Outcome::Success;
-    for file in &args.files {
+    for (file, format, columns) in &inputs {
         let failed = |message: String, outcome: Outcome| {
             error_line(&message);
             if args.json {
@@ -177,13 +225,7 @@ fn check(args: CheckArgs) -> Outcome {
             }
             outcome
         };
-        match check_file_mapped(
-            file,
-            args.common.format.format(),
-            &columns,
-            tokenizer.as_ref(),
-            &options,
-        ) {
+        match check_file_mapped(file, *format, columns, tokenizer.as_ref(), &options) {
             Ok(report) => {
                 for error in &report.errors {
                     error_line(error);
@@ -321,10 +363,20 @@ fn shown_sequences(tokenized: &Tokenized) -> Vec<Shown> {
     }
 }
 
-fn render(args: RenderArgs) -> Outcome {
-    let Some(columns) = args.common.columns() else {
+fn render(mut args: RenderArgs) -> Outcome {
+    let given: Vec<PathBuf> = args.file.iter().cloned().collect();
+    let Some(mut inputs) = args.common.inputs(&given) else {
         return Outcome::Failure;
     };
+    if inputs.len() != 1 {
+        error_line(format!(
+            "--dataset: render shows one file's record; these datasets hold {} files",
+            inputs.len()
+        ));
+        return Outcome::Failure;
+    }
+    let (file, format, columns) = inputs.remove(0);
+    args.file = Some(file);
     let tokenizer = match args.common.load_tokenizer(&args.tokenizer) {
         Ok(tokenizer) => tokenizer,
         Err(message) => {
@@ -332,12 +384,7 @@ fn render(args: RenderArgs) -> Outcome {
             return Outcome::Failure;
         }
     };
-    let found = match find_record(
-        &args.file,
-        args.common.format.format(),
-        &columns,
-        args.index,
-    ) {
+    let found = match find_record(args.file(), format, &columns, args.index) {
         Ok(found) => found,
         Err(error @ DataError::Detection { .. }) => {
             error_line(error);
@@ -363,7 +410,7 @@ fn render(args: RenderArgs) -> Outcome {
         Found::Missing { records } => {
             error_line(format!(
                 "{}: no record {} (the file has {records})",
-                args.file.display(),
+                args.file().display(),
                 args.index
             ));
             return Outcome::Failure;
@@ -377,7 +424,7 @@ fn render(args: RenderArgs) -> Outcome {
             Err(TokenizeError::Record(error)) => {
                 error_line(format!(
                     "{}: record {}: {error}",
-                    args.file.display(),
+                    args.file().display(),
                     args.index
                 ));
                 return Outcome::Invalid;
@@ -515,7 +562,7 @@ fn print_render_json(
         examples.push(json!({"sequences": shown_json}));
     }
     let object = json!({
-        "file": args.file.display().to_string(),
+        "file": args.file().display().to_string(),
         "record": args.index,
         "format": format.map(Format::name),
         "kind": format.map(|f| f.kind().as_str()),

@@ -374,3 +374,77 @@ fn columns_map_fields_for_check_and_render() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+/// `--dataset` reads LLaMA-Factory's `dataset_info.json`: each name's file with its entry's
+/// format and columns, giving the counts of the fixture it renames.
+#[test]
+fn dataset_names_check_through_dataset_info() {
+    let checked = temper(&[
+        "data",
+        "check",
+        "--dataset",
+        "instructions,chats,pairs",
+        "--dataset-dir",
+        "fixtures/data/dataset_info",
+        "--json",
+    ]);
+    assert_eq!(
+        checked.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let rows = json_lines(&checked);
+    let seen: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["format"].as_str().unwrap().to_string(),
+                r["records"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("alpaca".to_string(), 4),
+            ("sharegpt".to_string(), 3),
+            ("alpaca-preference".to_string(), 3)
+        ]
+    );
+    let unknown = temper(&[
+        "data",
+        "check",
+        "--dataset",
+        "nope",
+        "--dataset-dir",
+        "fixtures/data/dataset_info",
+    ]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).starts_with(
+            "error: fixtures/data/dataset_info/dataset_info.json: dataset `nope`: not defined here"
+        ),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+    let rendered = temper(&[
+        "data",
+        "render",
+        "--dataset",
+        "chats",
+        "--dataset-dir",
+        "fixtures/data/dataset_info",
+        "--tokenizer",
+        "fixtures/tokenizer",
+        "--index",
+        "1",
+    ]);
+    assert_eq!(
+        rendered.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    assert!(String::from_utf8_lossy(&rendered.stdout).contains("Is 97 prime?"));
+}

@@ -29,6 +29,7 @@ pub mod batch;
 pub mod check;
 pub mod columns;
 pub mod dataset;
+pub mod dataset_info;
 pub mod error;
 pub mod formats;
 pub mod mixture;

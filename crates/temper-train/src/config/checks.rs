@@ -173,3 +173,9 @@ pub fn column_pairs(values: &Vec<String>, kind: TrainerKind) -> Checked {
     not_empty(values, kind)?;
     temper_data::columns::Columns::parse(values).map(|_| ())
 }
+
+/// LLaMA-Factory's `dataset`: names, comma-separated or listed, none empty.
+pub fn dataset_names(values: &Vec<String>, kind: TrainerKind) -> Checked {
+    not_empty(values, kind)?;
+    temper_data::dataset_info::split_names(values).map(|_| ())
+}

@@ -65,7 +65,7 @@ declare_keys! {
     #[arg(long, value_delimiter = ',')]
     #[serde(deserialize_with = "one_or_many")]
     data: Vec<PathBuf> => Vec<PathBuf> {
-        trainers: ALL, default: Absent(Vec::new(), "required (or `dataset_mixer_list`)"),
+        trainers: ALL, default: Absent(Vec::new(), "required (or `dataset_mixer_list` or `dataset`)"),
         check: not_empty, trl: "",
     }
 
@@ -86,6 +86,23 @@ declare_keys! {
     columns: Vec<String> => Option<Vec<String>> {
         trainers: ALL, default: Absent(None, "none"), check: column_pairs,
         trl: "LLaMA-Factory's `dataset_info.json` `columns`",
+    }
+
+    /// Dataset names defined in `dataset_dir`'s `dataset_info.json`, instead of `data`: each
+    /// entry gives its file, format and columns (comma-separated names, read in order).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(deserialize_with = "one_or_many")]
+    dataset: Vec<String> => Option<Vec<String>> {
+        trainers: ALL, default: Absent(None, "none"), check: dataset_names,
+        trl: "LLaMA-Factory's key",
+    }
+
+    /// The directory whose `dataset_info.json` defines `dataset`'s names; its `file_name`s
+    /// are relative to it.
+    #[arg(long)]
+    dataset_dir: PathBuf => PathBuf {
+        trainers: ALL, default: Value(PathBuf::from("data")), check: any,
+        trl: "LLaMA-Factory's key",
     }
 
     /// A dataset format, for every file of `data` and `eval_data`; `auto` detects each file's

@@ -1,7 +1,7 @@
 //! From the keys to what a run uses: [`TrainConfig::resolve`] takes each key's checked value
 //! ([`TrainConfig::values`]), checks the relations between keys, and builds [`RunSettings`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use temper_data::columns::Columns;
 use temper_data::{Format, TokenizeOptions};
@@ -81,19 +81,34 @@ impl Take {
     }
 }
 
-/// A training file and how much of it a run takes.
+/// A training file, how much of it a run takes and how it is read.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DataFile {
     pub path: PathBuf,
     pub take: Take,
+    /// `None`: detected from the first record.
+    pub format: Option<Format>,
+    /// Record fields renamed before reading.
+    pub columns: Columns,
 }
 
 impl DataFile {
-    /// All of `path`.
+    /// All of `path`, its format detected.
     pub fn whole(path: PathBuf) -> Self {
         DataFile {
             path,
             take: Take::All,
+            format: None,
+            columns: Columns::default(),
+        }
+    }
+
+    /// This file read as `format` with `columns`.
+    pub fn read_as(self, format: Option<Format>, columns: &Columns) -> Self {
+        DataFile {
+            format,
+            columns: columns.clone(),
+            ..self
         }
     }
 }
@@ -105,10 +120,12 @@ pub struct RunSettings {
     /// The `temper` command's backend (the library runs on its caller's).
     pub backend: ComputeBackend,
     pub model: PathBuf,
-    /// `data`'s files whole, or `dataset_mixer_list`'s with their amounts.
+    /// `data`'s files whole, `dataset_mixer_list`'s with their amounts, or `dataset`'s with
+    /// their entries' formats and columns.
     pub data: Vec<DataFile>,
+    /// `data_format`, for `data`, `dataset_mixer_list` and `eval_data`.
     pub data_format: Option<Format>,
-    /// Record fields renamed before reading (`columns`).
+    /// Record fields renamed before reading (`columns`), for the same files.
     pub columns: Columns,
     /// The verifiers of RLVR rows that name none (`verifier`).
     pub verifier: Option<Vec<String>>,
@@ -137,6 +154,22 @@ pub struct RunSettings {
     pub config: TrainConfig,
 }
 
+/// LLaMA-Factory's `dataset` names, each entry's files read with its format and columns.
+fn dataset_files(dir: &Path, names: &[String]) -> Result<Vec<DataFile>, ConfigError> {
+    let entries = temper_data::dataset_info::resolve(dir, names)
+        .map_err(|e| bad("dataset", e.to_string()))?;
+    Ok(entries
+        .into_iter()
+        .flat_map(|entry| {
+            let (format, columns) = (Some(entry.format), entry.columns);
+            entry
+                .files
+                .into_iter()
+                .map(move |path| DataFile::whole(path).read_as(format, &columns))
+        })
+        .collect())
+}
+
 impl TrainConfig {
     /// Checks every value for `kind`, fills in TRL's defaults, and checks the relations
     /// between keys.
@@ -159,22 +192,55 @@ impl TrainConfig {
         if self.non_stop_penalty_value.is_some() && !values.non_stop_penalty {
             return Err(bad("non_stop_penalty_value", "needs non_stop_penalty"));
         }
-        let data = match (&values.dataset_mixer_list, values.data.is_empty()) {
-            (None, true) => return Err(bad("data", "required")),
-            (None, false) => values.data.iter().cloned().map(DataFile::whole).collect(),
-            (Some(_), false) => {
+        let data_format = values.data_format.format();
+        let columns = match &values.columns {
+            Some(pairs) => Columns::parse(pairs).map_err(|e| bad("columns", e))?,
+            None => Columns::default(),
+        };
+        if self.dataset_dir.is_some() && values.dataset.is_none() {
+            return Err(bad("dataset_dir", "needs dataset"));
+        }
+        let data = match (
+            &values.dataset,
+            &values.dataset_mixer_list,
+            values.data.is_empty(),
+        ) {
+            (Some(names), None, true) => {
+                if self.data_format.is_some() || self.columns.is_some() {
+                    return Err(bad(
+                        "dataset",
+                        "dataset_info.json gives each dataset's format and columns: \
+                         data_format and columns go with data",
+                    ));
+                }
+                dataset_files(&values.dataset_dir, names)?
+            }
+            (Some(_), _, _) => {
+                return Err(bad(
+                    "dataset",
+                    "replaces data and dataset_mixer_list: give one of them",
+                ));
+            }
+            (None, None, true) => return Err(bad("data", "required")),
+            (None, None, false) => values
+                .data
+                .iter()
+                .cloned()
+                .map(|path| DataFile::whole(path).read_as(data_format, &columns))
+                .collect(),
+            (None, Some(_), false) => {
                 return Err(bad(
                     "dataset_mixer_list",
                     "replaces data: give one of the two",
                 ));
             }
-            (Some(list), true) => list
+            (None, Some(list), true) => list
                 .chunks(2)
                 .map(|pair| {
                     let take = Take::parse(&pair[1]).map_err(|e| bad("dataset_mixer_list", e))?;
                     Ok(DataFile {
-                        path: PathBuf::from(&pair[0]),
                         take,
+                        ..DataFile::whole(PathBuf::from(&pair[0])).read_as(data_format, &columns)
                     })
                 })
                 .collect::<Result<_, ConfigError>>()?,
@@ -210,12 +276,9 @@ impl TrainConfig {
             backend: values.backend,
             model: values.model,
             data,
-            data_format: values.data_format.format(),
+            data_format,
             verifier: values.verifier.clone(),
-            columns: match &values.columns {
-                Some(pairs) => Columns::parse(pairs).map_err(|e| bad("columns", e))?,
-                None => Columns::default(),
-            },
+            columns,
             output_dir: values.output_dir,
             skip_invalid: values.skip_invalid,
             ref_model: values.ref_model,

@@ -326,3 +326,131 @@ fn list_items_and_foreign_keys_are_named_first() {
     let error = only_beta.resolve(TrainerKind::Sft).unwrap_err();
     assert_eq!(error.to_string(), "beta: not an option of `temper sft`");
 }
+
+/// LLaMA-Factory's `dataset` + `dataset_dir`: the names' files, each read with its entry's
+/// format and columns, as `data` + `data_format` + `columns` would read them.
+#[test]
+fn dataset_names_resolve_through_dataset_info() {
+    use temper_data::dataset::load_mapped;
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/data/dataset_info");
+    let named = TrainConfig {
+        data: None,
+        dataset: Some(vec!["instructions".into()]),
+        dataset_dir: Some(dir.clone()),
+        ..minimal()
+    }
+    .resolve(TrainerKind::Sft)
+    .unwrap();
+    let given = TrainConfig {
+        data: Some(vec![dir.join("instructions.jsonl")]),
+        data_format: Some(temper_data::FormatChoice::Given(
+            temper_data::Format::Alpaca,
+        )),
+        columns: Some(
+            [
+                "instruction=question",
+                "input=context",
+                "output=answer",
+                "system=persona",
+                "history=turns",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        ..minimal()
+    }
+    .resolve(TrainerKind::Sft)
+    .unwrap();
+    assert_eq!(named.data.len(), 1);
+    assert_eq!(named.data[0].path, given.data[0].path);
+    assert_eq!(named.data[0].format, Some(temper_data::Format::Alpaca));
+    let load =
+        |file: &DataFile| load_mapped(&file.path, file.format, &file.columns, false).unwrap();
+    let (named_examples, given_examples) =
+        (load(&named.data[0]).examples, load(&given.data[0]).examples);
+    assert_eq!(named_examples.len(), 4);
+    assert_eq!(named_examples, given_examples);
+    // Several names, comma-separated, in order, each with its own format.
+    let several = TrainConfig {
+        data: None,
+        dataset: Some(vec!["pairs,chats".into()]),
+        dataset_dir: Some(dir.clone()),
+        ..minimal()
+    }
+    .resolve(TrainerKind::Dpo)
+    .unwrap();
+    let formats: Vec<_> = several
+        .data
+        .iter()
+        .map(|f| f.format.unwrap().name())
+        .collect();
+    assert_eq!(formats, ["alpaca-preference", "sharegpt"]);
+
+    let error = |config: TrainConfig| config.resolve(TrainerKind::Sft).unwrap_err().to_string();
+    let with_names = TrainConfig {
+        data: None,
+        dataset: Some(vec!["instructions".into()]),
+        dataset_dir: Some(dir.clone()),
+        ..minimal()
+    };
+    let message = error(TrainConfig {
+        dataset: Some(vec!["nope".into()]),
+        ..with_names.clone()
+    });
+    assert!(
+        message.contains("dataset_info.json: dataset `nope`: not defined here"),
+        "{message}"
+    );
+    let message = error(TrainConfig {
+        data: Some(vec!["d.jsonl".into()]),
+        ..with_names.clone()
+    });
+    assert!(message.contains("give one of them"), "{message}");
+    let message = error(TrainConfig {
+        columns: Some(vec!["prompt=q".into()]),
+        ..with_names.clone()
+    });
+    assert!(
+        message.contains("data_format and columns go with data"),
+        "{message}"
+    );
+    let message = error(TrainConfig {
+        dataset_dir: Some(dir),
+        ..minimal()
+    });
+    assert!(message.contains("needs dataset"), "{message}");
+    // `dataset_dir` defaults to `data`, as in LLaMA-Factory.
+    let message = error(TrainConfig {
+        dataset_dir: None,
+        ..with_names
+    });
+    assert!(
+        message.contains("data/dataset_info.json: cannot read"),
+        "{message}"
+    );
+}
+
+/// A YAML `dataset: a,b` is one string holding both names.
+#[test]
+fn dataset_key_reads_from_files() {
+    let config = from_file(
+        "c.yaml",
+        "dataset: instructions, pairs\ndataset_dir: fixtures\n",
+    )
+    .unwrap();
+    assert_eq!(
+        config.dataset,
+        Some(vec!["instructions, pairs".to_string()])
+    );
+    assert_eq!(config.dataset_dir, Some("fixtures".into()));
+    let error = TrainConfig {
+        data: None,
+        dataset: Some(vec![" ,pairs".into()]),
+        ..minimal()
+    }
+    .resolve(TrainerKind::Sft)
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("dataset: empty dataset name"), "{error}");
+}

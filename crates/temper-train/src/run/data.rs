@@ -77,12 +77,7 @@ fn load_data(
     tokenizer: &ChatTokenizer,
 ) -> Result<FileData, RunError> {
     let path = file.path.as_path();
-    let loaded = dataset::load_mapped(
-        path,
-        settings.data_format,
-        &settings.columns,
-        settings.skip_invalid,
-    );
+    let loaded = dataset::load_mapped(path, file.format, &file.columns, settings.skip_invalid);
     let mut dataset = match loaded {
         Ok(dataset) => dataset,
         Err(DataError::InvalidRecords { errors }) => {

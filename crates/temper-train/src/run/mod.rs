@@ -155,7 +155,7 @@ pub fn run<B: AutodiffKernelBackend>(
             .eval_data
             .iter()
             .cloned()
-            .map(DataFile::whole)
+            .map(|path| DataFile::whole(path).read_as(settings.data_format, &settings.columns))
             .collect();
         Some(load_files(&files, settings, &tokenizer)?)
     };
