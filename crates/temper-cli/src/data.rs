@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use temper_data::check::{CheckError, CheckReport, check_file_mapped};
 use temper_data::columns::Columns;
+use temper_data::dataset_info::DatasetEntry;
 use temper_data::tokenize::{TokenizeError, TokenizeOutcome, tokenize};
 use temper_data::{
     BuiltinTemplate, ChatTokenizer, DataError, Example, Format, FormatChoice, LossMask,
@@ -160,13 +161,8 @@ impl CommonArgs {
             Ok(entries) => Some(
                 entries
                     .into_iter()
-                    .flat_map(|entry| {
-                        let (format, columns) = (Some(entry.format), entry.columns);
-                        entry
-                            .files
-                            .into_iter()
-                            .map(move |file| (file, format, columns.clone()))
-                    })
+                    .flat_map(DatasetEntry::into_files)
+                    .map(|(file, format, columns)| (file, Some(format), columns))
                     .collect(),
             ),
             Err(error) => {

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use crate::columns::{Columns, ShareGptTags};
-use crate::formats::Format;
+use crate::formats::{Format, type_name};
 
 /// The file a dataset directory holds.
 pub const FILE_NAME: &str = "dataset_info.json";
@@ -35,6 +35,16 @@ pub struct DatasetInfoError {
     /// The entry at fault, when the error is about one.
     pub dataset: Option<String>,
     pub message: String,
+}
+
+impl DatasetEntry {
+    /// Each of the entry's files with the format and columns it is read with.
+    pub fn into_files(self) -> impl Iterator<Item = (PathBuf, Format, Columns)> {
+        let (format, columns) = (self.format, self.columns);
+        self.files
+            .into_iter()
+            .map(move |file| (file, format, columns.clone()))
+    }
 }
 
 /// A parsed `dataset_info.json`.
@@ -125,7 +135,7 @@ impl DatasetInfo {
             }),
             other => Err(error(format!(
                 "expected an object whose keys name datasets, found {}",
-                kind_of(&other)
+                type_name(&other)
             ))),
         }
     }
@@ -202,7 +212,7 @@ pub fn resolve<S: AsRef<str>>(
 fn resolve_entry(name: &str, entry: &Value, dir: &Path) -> Result<DatasetEntry, String> {
     let entry = entry
         .as_object()
-        .ok_or_else(|| format!("expected an object, found {}", kind_of(entry)))?;
+        .ok_or_else(|| format!("expected an object, found {}", type_name(entry)))?;
     check_known(entry, &ENTRY_FIELDS, "")?;
     if let Some(remote) = REMOTE_FIELDS.iter().find(|f| is_set(entry, f)) {
         return Err(format!(
@@ -244,7 +254,7 @@ fn resolve_entry(name: &str, entry: &Value, dir: &Path) -> Result<DatasetEntry, 
         Some(other) => {
             return Err(format!(
                 "`ranking`: expected true or false, found {}",
-                kind_of(other)
+                type_name(other)
             ));
         }
     };
@@ -379,7 +389,7 @@ fn optional_str<'a>(entry: &'a Map<String, Value>, field: &str) -> Result<Option
         Some(Value::String(text)) => Ok(Some(text)),
         Some(other) => Err(format!(
             "`{field}`: expected a string, found {}",
-            kind_of(other)
+            type_name(other)
         )),
     }
 }
@@ -396,7 +406,7 @@ fn string_map(
         Some(other) => {
             return Err(format!(
                 "`{field}`: expected an object, found {}",
-                kind_of(other)
+                type_name(other)
             ));
         }
     };
@@ -409,7 +419,7 @@ fn string_map(
             other => {
                 return Err(format!(
                     "`{field}.{key}`: expected a non-empty string, found {}",
-                    kind_of(other)
+                    type_name(other)
                 ));
             }
         }
@@ -431,17 +441,6 @@ fn check_known(object: &Map<String, Value>, known: &[&str], within: &str) -> Res
                 known.join(", ")
             ))
         }
-    }
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

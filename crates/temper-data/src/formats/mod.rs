@@ -6,6 +6,8 @@
 
 mod alpaca;
 mod fields;
+
+pub(crate) use fields::type_name;
 mod messages;
 mod rlvr;
 mod sharegpt;

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use temper_data::columns::Columns;
+use temper_data::dataset_info::DatasetEntry;
 use temper_data::{Format, TokenizeOptions};
 use temper_model::LoraConfig;
 use temper_objectives::kto::{KtoConfig, KtoLoss};
@@ -160,13 +161,8 @@ fn dataset_files(dir: &Path, names: &[String]) -> Result<Vec<DataFile>, ConfigEr
         .map_err(|e| bad("dataset", e.to_string()))?;
     Ok(entries
         .into_iter()
-        .flat_map(|entry| {
-            let (format, columns) = (Some(entry.format), entry.columns);
-            entry
-                .files
-                .into_iter()
-                .map(move |path| DataFile::whole(path).read_as(format, &columns))
-        })
+        .flat_map(DatasetEntry::into_files)
+        .map(|(path, format, columns)| DataFile::whole(path).read_as(Some(format), &columns))
         .collect())
 }
 
