@@ -639,8 +639,17 @@ impl Rendering {
         };
         let starts = written_content(&messages[i], &through);
         let anchors: Vec<(Option<&str>, &str)> = if starts.is_empty() {
-            // No content to look for (a tool call only): the whole turn, where it is known.
-            vec![(Some(""), own.unwrap_or(""))]
+            // No content to look for (a tool call only): the whole turn, where it is known, or
+            // what follows its `<think>` block (which Qwen3 writes only for the last turn).
+            let own = own.unwrap_or("");
+            let after_think = own
+                .rsplit_once("</think>")
+                .map(|(_, rest)| rest.trim_start_matches('\n'));
+            [Some(own), after_think]
+                .into_iter()
+                .flatten()
+                .map(|anchor| (Some(""), anchor))
+                .collect()
         } else {
             starts
                 .into_iter()

@@ -300,3 +300,48 @@ fn mistral_turns_are_found_when_the_system_message_moves() {
         assert_eq!(run.trim_start(), format!("{answer}</s>"));
     }
 }
+
+/// A ShareGPT conversation with a tool call (`function_call`), its result (`observation`) and
+/// the tools offered renders through the real templates that take tools, with every assistant
+/// turn trained: the call's name and its result are in the sequence, and the call and the
+/// final answer are trained (Qwen3's call turn, rendered with a `<think>` block only when it
+/// is last, is located in the whole rendering).
+#[test]
+fn sharegpt_tool_turns_render_through_real_templates_with_tools() {
+    let record = json!({"tools": "[{\"type\": \"function\", \"function\": {\"name\": \"add\", \"description\": \"Add two numbers\", \"parameters\": {\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"number\"}, \"b\": {\"type\": \"number\"}}}}}]",
+        "conversations": [
+            {"from": "human", "value": "What is 17 + 25?"},
+            {"from": "function_call", "value": "{\"name\": \"add\", \"arguments\": {\"a\": 17, \"b\": 25}}"},
+            {"from": "observation", "value": "42"},
+            {"from": "gpt", "value": "It is 42."}]});
+    let examples = temper_data::Format::ShareGpt.parse(&record).unwrap();
+    let options = TokenizeOptions {
+        loss_mask: LossMask::AllAssistant,
+        ..TokenizeOptions::default()
+    };
+    // The templates that render tool calls (SmolLM2's, Gemma 3's and OLMo 2's do not).
+    for name in ["qwen2.5", "qwen3", "llama3.1"] {
+        let tokenizer = tokenizer(name);
+        let outcome =
+            tokenize(&tokenizer, &examples[0], &options).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let Tokenized::Sequence(sequence) = outcome.tokenized else {
+            panic!("{name}: not a sequence")
+        };
+        let text = tokenizer.decode(&sequence.input_ids, false).unwrap();
+        assert!(
+            text.contains("add") && text.contains("42"),
+            "{name}: {text}"
+        );
+        let trained: Vec<u32> = sequence
+            .input_ids
+            .iter()
+            .zip(&sequence.loss_mask)
+            .filter(|(_, m)| **m)
+            .map(|(&id, _)| id)
+            .collect();
+        let trained = tokenizer.decode(&trained, false).unwrap();
+        assert!(trained.contains("It is 42."), "{name}: trained {trained:?}");
+        // The tool call is an assistant turn: trained too.
+        assert!(trained.contains("\"add\""), "{name}: trained {trained:?}");
+    }
+}
