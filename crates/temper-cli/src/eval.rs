@@ -12,7 +12,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
@@ -99,6 +99,21 @@ fn usage(message: impl std::fmt::Display) -> Outcome {
     Outcome::Failure
 }
 
+/// Whether `a` and `b` name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// `FILE.partial` beside `FILE`.
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
 fn invalid(message: impl std::fmt::Display) -> Outcome {
     eprintln!("error: {message}");
     Outcome::Invalid
@@ -128,6 +143,21 @@ fn run_on<B: KernelBackend>(args: EvalArgs) -> Outcome {
         Ok(columns) => columns,
         Err(reason) => return usage(format!("--columns: {reason}")),
     };
+    let registry = Registry::default();
+    if let Some(unknown) = args.verifier.iter().find(|v| registry.get(v).is_err()) {
+        return usage(format!(
+            "--verifier: no verifier is called `{unknown}` (known: {})",
+            registry.names().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if let Some(output) = &args.output
+        && same_file(output, &args.data)
+    {
+        return usage(format!(
+            "--output: {} is the --data file; writing it would destroy the rows",
+            output.display()
+        ));
+    }
     let (config, model, tokenizer) = match open::<B>(&args.model) {
         Ok(opened) => opened,
         Err(message) => return usage(message),
@@ -170,7 +200,6 @@ fn run_on<B: KernelBackend>(args: EvalArgs) -> Outcome {
 
     // Each row checked as the trainers check theirs, and its ground truth tried on an empty
     // completion, so that a row the verifiers cannot score stops the command before generating.
-    let registry = Registry::default();
     let mut rows: Vec<EvalRow> = Vec::new();
     let mut prompts = Prompts::default();
     let mut bad = Vec::new();
@@ -281,11 +310,16 @@ fn run_on<B: KernelBackend>(args: EvalArgs) -> Outcome {
         ..greedy_evaluation(&stops, max_new_tokens)
     };
 
+    // Rows go to FILE.partial, moved over FILE once all are written: a failed or interrupted
+    // run leaves an earlier FILE as it was.
     let mut output = match &args.output {
-        Some(path) => match File::create(path) {
-            Ok(file) => Some((path, BufWriter::new(file))),
-            Err(e) => return usage(format!("{}: {e}", path.display())),
-        },
+        Some(path) => {
+            let partial = partial_path(path);
+            match File::create(&partial) {
+                Ok(file) => Some((path, partial, BufWriter::new(file))),
+                Err(e) => return usage(format!("{}: {e}", partial.display())),
+            }
+        }
         None => None,
     };
 
@@ -322,17 +356,22 @@ fn run_on<B: KernelBackend>(args: EvalArgs) -> Outcome {
         if let Some((ids, following)) = &following {
             tally.add_ifeval(ids, following);
         }
-        if let Some((path, file)) = &mut output {
+        if let Some((_, partial, file)) = &mut output {
             let line = row_record(row, completion, &following);
             if let Err(e) = writeln!(file, "{line}") {
-                return usage(format!("{}: {e}", path.display()));
+                return usage(format!("{}: {e}", partial.display()));
             }
         }
     }
-    if let Some((path, mut file)) = output
-        && let Err(e) = file.flush()
-    {
-        return usage(format!("{}: {e}", path.display()));
+    if let Some((path, partial, file)) = output {
+        let written = file
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|file| file.sync_all())
+            .and_then(|()| std::fs::rename(&partial, path));
+        if let Err(e) = written {
+            return usage(format!("{}: {e}", path.display()));
+        }
     }
 
     let metric = |name: &str| {

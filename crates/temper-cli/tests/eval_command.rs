@@ -556,3 +556,28 @@ fn mapped_columns_and_a_named_verifier_make_verifiable_rows() {
     assert_eq!(code, Some(1));
     assert!(lines[0].contains("names no verifier"), "{lines:?}");
 }
+
+/// `--output` naming the `--data` file is refused before anything is written, and an unknown
+/// `--verifier` is one usage error, not one per row.
+#[test]
+fn the_data_file_is_never_the_output_and_unknown_verifiers_are_one_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = slice(dir.path());
+    let before = std::fs::read(&data).unwrap();
+    let (code, lines) = failing(text(&data), &["--output", text(&data)]);
+    assert_eq!(code, Some(2));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("is the --data file"), "{lines:?}");
+    assert_eq!(
+        std::fs::read(&data).unwrap(),
+        before,
+        "the data file is untouched"
+    );
+    let (code, lines) = failing(text(&data), &["--verifier", "nope"]);
+    assert_eq!(code, Some(2));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("no verifier is called `nope`"),
+        "{lines:?}"
+    );
+}

@@ -127,6 +127,21 @@ impl Dataset {
         self.format.map(|_| self.examples.kind())
     }
 
+    /// Only the examples at `indices`, in that order (a mixture's share of the file).
+    pub fn keep(&mut self, indices: &[usize]) {
+        let mut kept = Examples::empty(self.examples.kind());
+        let examples = indices
+            .iter()
+            .filter_map(|&i| self.examples.get(i).map(|e| e.to_example()));
+        // Examples of one set are of one kind.
+        let _ = kept.extend(examples);
+        self.record_of_example = indices
+            .iter()
+            .filter_map(|&i| self.record_of_example.get(i).copied())
+            .collect();
+        self.examples = kept;
+    }
+
     /// Preference pairs as unpaired data, as TRL's `KTOTrainer` reads paired data (see
     /// [`Examples::into_unpaired`]); each completion keeps its record. Other data is unchanged.
     pub fn unpair(&mut self) {

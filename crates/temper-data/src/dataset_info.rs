@@ -360,11 +360,15 @@ fn resolve_entry(name: &str, entry: &Value, dir: &Path) -> Result<DatasetEntry, 
         let mut files: Vec<PathBuf> = std::fs::read_dir(&path)
             .map_err(|e| format!("`file_name`: cannot list {}: {e}", path.display()))?
             .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.is_file())
+            // Data files only, as LLaMA-Factory reads a folder: not a README or `.gitattributes`.
+            .filter(|p| p.is_file() && is_data_file(p))
             .collect();
         files.sort();
         if files.is_empty() {
-            return Err(format!("`file_name`: {} holds no files", path.display()));
+            return Err(format!(
+                "`file_name`: {} holds no .json, .jsonl or .parquet files",
+                path.display()
+            ));
         }
         files
     } else {
@@ -444,6 +448,19 @@ fn check_known(object: &Map<String, Value>, known: &[&str], within: &str) -> Res
     }
 }
 
+/// A visible `.json`, `.jsonl` or `.parquet` file.
+fn is_data_file(path: &Path) -> bool {
+    let hidden = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_none_or(|n| n.starts_with('.'));
+    let data = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e, "json" | "jsonl" | "parquet"));
+    !hidden && data
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +475,32 @@ mod tests {
             .entry("x")
             .unwrap_err()
             .to_string()
+    }
+
+    /// A folder's data files are read in name order; other files in it are not.
+    #[test]
+    fn a_folder_gives_its_data_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("shards");
+        std::fs::create_dir(&folder).unwrap();
+        for name in [
+            "b.json",
+            "a.jsonl",
+            "README.md",
+            ".hidden.jsonl",
+            "c.parquet",
+        ] {
+            std::fs::write(folder.join(name), "").unwrap();
+        }
+        let text = json!({"x": {"file_name": "shards"}}).to_string();
+        std::fs::write(dir.path().join("dataset_info.json"), text).unwrap();
+        let entries = resolve(dir.path(), &["x"]).unwrap();
+        let names: Vec<_> = entries[0]
+            .files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["a.jsonl", "b.json", "c.parquet"]);
     }
 
     #[test]

@@ -359,6 +359,14 @@ pub fn tokenize(
         ExampleRef::Unpaired(unpaired) => {
             let (mut one, merged) = unpaired_completion(tokenizer, unpaired)?;
             prompt_merged = merged;
+            // As a pair's prompt: its end is kept.
+            if let Some(limit) = options
+                .max_prompt_length
+                .filter(|&l| one.prompt_ids.len() > l)
+            {
+                one.prompt_ids.drain(..one.prompt_ids.len() - limit);
+                truncation.prompt = true;
+            }
             // TRL's collator keeps the start of prompt + completion.
             if let Some(limit) = options.max_length {
                 let kept = limit.saturating_sub(one.prompt_ids.len());
@@ -637,7 +645,10 @@ impl Rendering {
             0 => 0,
             after => self.offsets[after - 1].1,
         };
-        let starts = written_content(&messages[i], &through);
+        // Where the prompt is a text prefix, the turn is after it: content that also occurs in
+        // the prompt (or in its markup) is not taken for the turn's.
+        let turn_from = if own.is_some() { prompt.len() } else { 0 };
+        let starts = written_content(&messages[i], &through, turn_from);
         let anchors: Vec<(Option<&str>, &str)> = if starts.is_empty() {
             // No content to look for (a tool call only): the whole turn, where it is known, or
             // what follows its `<think>` block (which Qwen3 writes only for the last turn).
@@ -707,8 +718,8 @@ impl Rendering {
 /// Where the turn's content, and then its end-of-turn text, may begin in `through` (a
 /// rendering that ends with the turn), longest first: the content as given, or as templates
 /// change it (trimmed; after `</think>`, which reasoning templates split off as reasoning
-/// and may drop). Empty for no content.
-fn written_content(message: &Message, through: &str) -> Vec<usize> {
+/// and may drop), at or after byte `from`. Empty for no content.
+fn written_content(message: &Message, through: &str, from: usize) -> Vec<usize> {
     let content = message.content.as_str();
     let after_think = content
         .rsplit_once("</think>")
@@ -723,7 +734,10 @@ fn written_content(message: &Message, through: &str) -> Vec<usize> {
     .into_iter()
     .flatten()
     .filter(|variant| !variant.is_empty())
-    .filter_map(|variant| through.rfind(variant).map(|at| (at, at + variant.len())))
+    .filter_map(|variant| {
+        let at = from + through.get(from..)?.rfind(variant)?;
+        Some((at, at + variant.len()))
+    })
     .collect();
     // The turn is the last thing `through` writes, so its content is a match that ends
     // latest: a user message holding the untrimmed text is never taken for it.

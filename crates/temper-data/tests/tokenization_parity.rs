@@ -132,3 +132,34 @@ fn a_pair_whose_prompt_ends_inside_a_token_starts_its_answers_where_the_ids_dive
         tokenizer.encode("Emma buys more apples", true).unwrap()
     );
 }
+
+/// An unpaired completion (KTO) is truncated as a pair's side: the prompt keeps its end under
+/// `max_prompt_length`, prompt + completion keeps its start under `max_length`.
+#[test]
+fn an_unpaired_completion_is_truncated_as_a_pair_side() {
+    let tokenizer = common::fixture_tokenizer();
+    let example = Example::Unpaired(temper_data::Unpaired::Text {
+        prompt: "Emma buys more apples at the market today".into(),
+        completion: " and she pays with a note.".into(),
+        desirable: true,
+    });
+    let whole = tokenize(&tokenizer, &example, &TokenizeOptions::default()).unwrap();
+    let Tokenized::Unpaired(whole) = whole.tokenized else {
+        panic!("not unpaired")
+    };
+    let options = TokenizeOptions {
+        max_prompt_length: Some(3),
+        max_length: Some(5),
+        ..TokenizeOptions::default()
+    };
+    let cut = tokenize(&tokenizer, &example, &options).unwrap();
+    assert!(cut.truncation.prompt && cut.truncation.sequence);
+    let Tokenized::Unpaired(cut) = cut.tokenized else {
+        panic!("not unpaired")
+    };
+    assert_eq!(
+        cut.prompt_ids,
+        whole.prompt_ids[whole.prompt_ids.len() - 3..]
+    );
+    assert_eq!(cut.completion_ids, whole.completion_ids[..2]);
+}

@@ -96,9 +96,18 @@ fn load_data(
         Err(error) => return Err(RunError::Data(error.to_string())),
     };
     let wanted = settings.kind.data_kind();
-    if wanted == DataKind::Unpaired {
-        // KTO reads preference pairs as two unpaired completions, as TRL's KTOTrainer does.
+    // The file's share of a mixture (all of it unless `dataset_mixer_list` says otherwise),
+    // before tokenising, as open-instruct selects records before its transforms.
+    let available = dataset.examples.len();
+    let mut chosen: Vec<usize> = match file.take {
+        Take::All => (0..available).collect(),
+        take => mixture_indices(available, take.count(available), settings.args.seed),
+    };
+    if wanted == DataKind::Unpaired && dataset.kind() == Some(DataKind::Preference) {
+        // KTO reads the chosen pairs as two unpaired completions each, as TRL's KTOTrainer.
+        dataset.keep(&chosen);
         dataset.unpair();
+        chosen = (0..dataset.examples.len()).collect();
     }
     if let Some(kind) = dataset.kind().filter(|kind| *kind != wanted) {
         return Err(RunError::Data(format!(
@@ -114,13 +123,6 @@ fn load_data(
     let mut examples = Vec::with_capacity(dataset.examples.len());
     let mut sources = Vec::new();
     let mut origins = Vec::with_capacity(dataset.examples.len());
-    // The file's share of a mixture (all of it unless `dataset_mixer_list` says otherwise),
-    // before tokenising, as open-instruct selects before its transforms.
-    let available = dataset.examples.len();
-    let chosen = match file.take {
-        Take::All => (0..available).collect(),
-        take => mixture_indices(available, take.count(available), settings.args.seed),
-    };
     for index in chosen {
         let (Some(example), Some(record)) = (
             dataset.examples.get(index),
