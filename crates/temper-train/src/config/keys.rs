@@ -97,8 +97,17 @@ declare_keys! {
         trl: "LLaMA-Factory's key",
     }
 
-    /// The directory whose `dataset_info.json` defines `dataset`'s names; its `file_name`s
-    /// are relative to it.
+    /// Dataset names defined in `dataset_dir`'s `dataset_info.json` to evaluate on, instead of
+    /// `eval_data` (LLaMA-Factory's `eval_dataset`).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(deserialize_with = "one_or_many")]
+    eval_dataset: Vec<String> => Option<Vec<String>> {
+        trainers: ALL, default: Absent(None, "none"), check: dataset_names,
+        trl: "LLaMA-Factory's key",
+    }
+
+    /// The directory whose `dataset_info.json` defines `dataset`'s and `eval_dataset`'s
+    /// names; its `file_name`s are relative to it.
     #[arg(long)]
     dataset_dir: PathBuf => PathBuf {
         trainers: ALL, default: Value(PathBuf::from("data")), check: any,

@@ -133,8 +133,9 @@ pub struct RunSettings {
     pub output_dir: PathBuf,
     pub skip_invalid: bool,
     pub ref_model: Option<PathBuf>,
-    /// Empty without evaluation.
-    pub eval_data: Vec<PathBuf>,
+    /// The evaluation files (`eval_data`, or `eval_dataset` through `dataset_info.json`), each
+    /// with how it is read; empty without evaluation.
+    pub eval_data: Vec<DataFile>,
     pub args: TrainingArgs,
     pub per_device_eval_batch_size: usize,
     pub method: Method,
@@ -176,13 +177,14 @@ impl TrainConfig {
         if max_steps.is_none() && values.num_train_epochs == 0.0 {
             return Err(bad("num_train_epochs", "is 0 and no max_steps is set"));
         }
-        if max_steps == Some(0) && values.eval_data.is_empty() {
+        let evaluates = !values.eval_data.is_empty() || values.eval_dataset.is_some();
+        if max_steps == Some(0) && !evaluates {
             return Err(bad(
                 "max_steps",
                 "0 evaluates the initial model only, which needs eval_data",
             ));
         }
-        if self.eval_steps.is_some() && values.eval_data.is_empty() {
+        if self.eval_steps.is_some() && !evaluates {
             return Err(bad("eval_steps", "needs eval_data"));
         }
         if self.non_stop_penalty_value.is_some() && !values.non_stop_penalty {
@@ -193,20 +195,37 @@ impl TrainConfig {
             Some(pairs) => Columns::parse(pairs).map_err(|e| bad("columns", e))?,
             None => Columns::default(),
         };
-        if self.dataset_dir.is_some() && values.dataset.is_none() {
-            return Err(bad("dataset_dir", "needs dataset"));
+        if self.dataset_dir.is_some() && values.dataset.is_none() && values.eval_dataset.is_none() {
+            return Err(bad("dataset_dir", "needs dataset or eval_dataset"));
         }
+        let eval_data = match &values.eval_dataset {
+            Some(_) if !values.eval_data.is_empty() => {
+                return Err(bad(
+                    "eval_dataset",
+                    "replaces eval_data: give one of the two",
+                ));
+            }
+            Some(names) => dataset_files(&values.dataset_dir, names)?,
+            None => values
+                .eval_data
+                .iter()
+                .cloned()
+                .map(|path| DataFile::whole(path).read_as(data_format, &columns))
+                .collect(),
+        };
         let data = match (
             &values.dataset,
             &values.dataset_mixer_list,
             values.data.is_empty(),
         ) {
             (Some(names), None, true) => {
-                if self.data_format.is_some() || self.columns.is_some() {
+                if (self.data_format.is_some() || self.columns.is_some())
+                    && values.eval_data.is_empty()
+                {
                     return Err(bad(
                         "dataset",
                         "dataset_info.json gives each dataset's format and columns: \
-                         data_format and columns go with data",
+                         data_format and columns go with data or eval_data",
                     ));
                 }
                 dataset_files(&values.dataset_dir, names)?
@@ -278,7 +297,7 @@ impl TrainConfig {
             output_dir: values.output_dir,
             skip_invalid: values.skip_invalid,
             ref_model: values.ref_model,
-            eval_data: values.eval_data,
+            eval_data,
             args,
             per_device_eval_batch_size: values.per_device_eval_batch_size,
             method,

@@ -431,6 +431,35 @@ fn dataset_names_resolve_through_dataset_info() {
     );
 }
 
+/// LLaMA-Factory's `eval_dataset`: evaluation files through `dataset_info.json`, each read with
+/// its entry's format and columns, in place of `eval_data`.
+#[test]
+fn eval_dataset_names_resolve_through_dataset_info() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/data/dataset_info");
+    let with_eval = TrainConfig {
+        eval_dataset: Some(vec!["instructions".into()]),
+        dataset_dir: Some(dir.clone()),
+        eval_steps: Some(1),
+        ..minimal()
+    };
+    let settings = with_eval.clone().resolve(TrainerKind::Sft).unwrap();
+    assert_eq!(settings.eval_data.len(), 1);
+    assert_eq!(settings.eval_data[0].path, dir.join("instructions.jsonl"));
+    assert_eq!(
+        settings.eval_data[0].format,
+        Some(temper_data::Format::Alpaca)
+    );
+    let message = TrainConfig {
+        eval_data: Some(vec!["e.jsonl".into()]),
+        ..with_eval
+    }
+    .resolve(TrainerKind::Sft)
+    .unwrap_err()
+    .to_string();
+    assert!(message.contains("replaces eval_data"), "{message}");
+}
+
 /// A YAML `dataset: a,b` is one string holding both names.
 #[test]
 fn dataset_key_reads_from_files() {

@@ -19,7 +19,7 @@ use temper_kernels::AutodiffKernelBackend;
 use temper_model::ModelConfig;
 
 use crate::checkpoint::CheckpointError;
-use crate::config::{DataFile, Method, RunSettings};
+use crate::config::{Method, RunSettings};
 use crate::grpo::{GrpoSettings, GrpoTrainer};
 use crate::metrics::METRICS_FILE;
 use crate::objective::Objective;
@@ -151,13 +151,7 @@ pub fn run<B: AutodiffKernelBackend>(
     let eval = if settings.eval_data.is_empty() {
         None
     } else {
-        let files: Vec<DataFile> = settings
-            .eval_data
-            .iter()
-            .cloned()
-            .map(|path| DataFile::whole(path).read_as(settings.data_format, &settings.columns))
-            .collect();
-        Some(load_files(&files, settings, &tokenizer)?)
+        Some(load_files(&settings.eval_data, settings, &tokenizer)?)
     };
     output::refuse_overlap(
         &settings.model,
