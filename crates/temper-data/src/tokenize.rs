@@ -648,7 +648,14 @@ impl Rendering {
         // Where the prompt is a text prefix, the turn is after it: content that also occurs in
         // the prompt (or in its markup) is not taken for the turn's.
         let turn_from = if own.is_some() { prompt.len() } else { 0 };
-        let starts = written_content(&messages[i], &through, turn_from);
+        // The content ends where the end of turn begins, wherever else its text occurs (in the
+        // end-of-turn markup itself, say: `im` in `<|im_end|>`); else its latest occurrence.
+        let content_end = end_of_turn(tokenizer, messages, i, tools, field)
+            .and_then(|end| through.strip_suffix(end.as_str()).map(str::len));
+        let starts = content_end
+            .map(|end| written_content(&messages[i], &through, turn_from, Some(end)))
+            .filter(|starts| !starts.is_empty())
+            .unwrap_or_else(|| written_content(&messages[i], &through, turn_from, None));
         let anchors: Vec<(Option<&str>, &str)> = if starts.is_empty() {
             // No content to look for (a tool call only): the whole turn, where it is known, or
             // what follows its `<think>` block (which Qwen3 writes only for the last turn).
@@ -715,11 +722,36 @@ impl Rendering {
     }
 }
 
+/// What the template writes after turn `i`'s content when the turn is the last one (its end of
+/// turn: `<|im_end|>\n`, `<|eot_id|>`), learnt by rendering the turn with a placeholder content
+/// no template changes; `None` where the placeholder is not written as given.
+fn end_of_turn(
+    tokenizer: &ChatTokenizer,
+    messages: &[Message],
+    i: usize,
+    tools: Option<&[Value]>,
+    field: &str,
+) -> Option<String> {
+    const PLACEHOLDER: &str = "\u{E000}temper-turn\u{E001}";
+    let mut probe = messages[..=i].to_vec();
+    probe[i].content = PLACEHOLDER.to_string();
+    probe[i].reasoning_content = None;
+    let text = chat_text(tokenizer, &probe, tools, false, field).ok()?;
+    let (_, end) = text.rsplit_once(PLACEHOLDER)?;
+    Some(end.to_string())
+}
+
 /// Where the turn's content, and then its end-of-turn text, may begin in `through` (a
 /// rendering that ends with the turn), longest first: the content as given, or as templates
 /// change it (trimmed; after `</think>`, which reasoning templates split off as reasoning
-/// and may drop), at or after byte `from`. Empty for no content.
-fn written_content(message: &Message, through: &str, from: usize) -> Vec<usize> {
+/// and may drop), at or after byte `from` and, when `ends_at` is given, ending there. Empty for
+/// no content.
+fn written_content(
+    message: &Message,
+    through: &str,
+    from: usize,
+    ends_at: Option<usize>,
+) -> Vec<usize> {
     let content = message.content.as_str();
     let after_think = content
         .rsplit_once("</think>")
@@ -735,7 +767,13 @@ fn written_content(message: &Message, through: &str, from: usize) -> Vec<usize> 
     .flatten()
     .filter(|variant| !variant.is_empty())
     .filter_map(|variant| {
-        let at = from + through.get(from..)?.rfind(variant)?;
+        let at = match ends_at {
+            Some(end) => {
+                let at = end.checked_sub(variant.len()).filter(|&at| at >= from)?;
+                (through.get(at..end)? == variant).then_some(at)?
+            }
+            None => from + through.get(from..)?.rfind(variant)?,
+        };
         Some((at, at + variant.len()))
     })
     .collect();

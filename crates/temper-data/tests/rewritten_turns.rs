@@ -345,3 +345,24 @@ fn sharegpt_tool_turns_render_through_real_templates_with_tools() {
         assert!(trained.contains("\"add\""), "{name}: trained {trained:?}");
     }
 }
+
+/// A rewritten turn whose content also occurs in its end-of-turn markup (`im` in
+/// `<|im_end|>`) is found where the content ends, right before the end of turn.
+#[test]
+fn content_that_also_occurs_in_the_end_of_turn_markup_is_found_before_it() {
+    let tokenizer = tokenizer("qwen3");
+    let messages = vec![
+        Message::user("Say the word."),
+        reasoning("im", "A short word."),
+        Message::user("Again?"),
+        reasoning("end", "Another."),
+    ];
+    let sequence = sequence(&tokenizer, &messages, LossMask::AllAssistant).unwrap();
+    assert_eq!(
+        trained_runs(&tokenizer, &sequence),
+        [
+            "im<|im_end|>\n".to_string(),
+            "<think>\nAnother.\n</think>\n\nend<|im_end|>\n".to_string(),
+        ]
+    );
+}
