@@ -29,6 +29,7 @@ use temper_train::TrainError;
 use temper_train::rewards::{RewardInput, Rewards};
 use temper_train::rl::{EvaluatedCompletion, evaluate_completions, greedy_evaluation};
 use temper_train::rollout::{Prompts, Stops};
+use temper_verifiers::ifeval::IfEvalVerifier;
 use temper_verifiers::{Instructions, Registry, Shaping};
 
 use crate::Outcome;
@@ -514,7 +515,14 @@ fn prepare(
             registry.names().collect::<Vec<_>>().join(", ")
         ));
     }
-    Ok((row.clone(), None))
+    // An open-instruct `ifeval` row: its ground truth's instructions give IFEval's report too.
+    let ifeval = match (row.datasets.as_slice(), &row.ground_truth) {
+        ([name], Some(truth)) if registry.get(name).is_ok_and(|v| v.name() == "ifeval") => {
+            Some(IfEvalVerifier::instructions(truth).map_err(|e| format!("ground_truth: {e}"))?)
+        }
+        _ => None,
+    };
+    Ok((row.clone(), ifeval))
 }
 
 /// One line of `--output`: the row's own columns, then what the model answered and what the

@@ -581,3 +581,50 @@ fn the_data_file_is_never_the_output_and_unknown_verifiers_are_one_error() {
         "{lines:?}"
     );
 }
+
+/// open-instruct `ifeval` RLVR rows get IFEval's four accuracies from their ground truth's
+/// instructions: the same as the equivalent google/IFEval rows.
+#[test]
+fn open_instruct_ifeval_rows_get_the_four_official_accuracies() {
+    let dir = tempfile::tempdir().unwrap();
+    let ifeval = ifeval_rows(dir.path());
+    let rows: Vec<String> = std::fs::read_to_string(&ifeval)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let row: Value = serde_json::from_str(line).unwrap();
+            let truth =
+                json!({"instruction_id": row["instruction_id_list"], "kwargs": row["kwargs"]});
+            json!({"messages": [{"role": "user", "content": row["prompt"]}],
+                   "ground_truth": truth.to_string(), "dataset": "ifeval"})
+            .to_string()
+        })
+        .collect();
+    let rlvr = dir.path().join("rlvr.jsonl");
+    std::fs::write(&rlvr, rows.join("\n") + "\n").unwrap();
+    let run = |data: &Path| {
+        summary(&temper(&[
+            "eval",
+            "--model",
+            MODEL,
+            "--data",
+            text(data),
+            "--max-new-tokens",
+            "32",
+            "--json",
+        ]))
+    };
+    let (from_ifeval, from_rlvr) = (run(&ifeval), run(&rlvr));
+    assert_eq!(from_rlvr["ifeval"]["prompts"], ROWS, "{from_rlvr}");
+    for key in [
+        "prompt_level_strict",
+        "prompt_level_loose",
+        "instruction_level_strict",
+        "instruction_level_loose",
+    ] {
+        assert_eq!(
+            from_rlvr["ifeval"][key], from_ifeval["ifeval"][key],
+            "{key}"
+        );
+    }
+}

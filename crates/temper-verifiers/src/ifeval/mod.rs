@@ -221,12 +221,18 @@ impl IfEvalVerifier {
     }
 }
 
-impl Verifier for IfEvalVerifier {
-    fn name(&self) -> &'static str {
-        "ifeval"
+impl IfEvalVerifier {
+    /// The instructions an open-instruct `ifeval` row's ground truth names, as the reward reads
+    /// them (its ids and kwargs zipped: extra kwargs are ignored, missing ones end the list),
+    /// for IFEval's official report over the same rows.
+    pub fn instructions(ground_truth: &Value) -> Result<(Vec<String>, Instructions), VerifyError> {
+        let (mut ids, instructions) = Self::read(ground_truth)?;
+        ids.truncate(instructions.checkers.len());
+        Ok((ids, instructions))
     }
 
-    fn verify(&self, response: &str, ground_truth: &Value) -> Result<Verdict, VerifyError> {
+    /// The ground truth's ids (all of them) and its zipped instructions.
+    fn read(ground_truth: &Value) -> Result<(Vec<String>, Instructions), VerifyError> {
         let constraint = Self::constraint(ground_truth)?;
         let bad = |reason: &str| VerifyError::BadGroundTruth {
             verifier: "ifeval",
@@ -250,6 +256,18 @@ impl Verifier for IfEvalVerifier {
         // open-instruct zips the two lists: extra kwargs are ignored, missing ones end the list.
         let n = ids.len().min(kwargs.len());
         let instructions = Instructions::new(&ids[..n], &kwargs[..n])?;
+        Ok((ids, instructions))
+    }
+}
+
+impl Verifier for IfEvalVerifier {
+    fn name(&self) -> &'static str {
+        "ifeval"
+    }
+
+    fn verify(&self, response: &str, ground_truth: &Value) -> Result<Verdict, VerifyError> {
+        let (ids, instructions) = Self::read(ground_truth)?;
+        let n = instructions.checkers.len();
         let answer = remove_thinking_section(response);
         if response.is_empty() || answer.is_empty() || n == 0 {
             return Ok(Verdict::new(
