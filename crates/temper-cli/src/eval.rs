@@ -214,8 +214,9 @@ fn run_on<B: KernelBackend>(args: EvalArgs) -> Outcome {
         let Example::Rlvr(mut original) = example.to_example() else {
             continue;
         };
-        if original.datasets.is_empty() && !original.extra.contains_key("instruction_id_list") {
-            original.datasets.clone_from(&args.verifier);
+        // An IFEval row names its instructions instead: `prepare` gives it the `ifeval` verifier.
+        if !original.extra.contains_key("instruction_id_list") {
+            original.or_verifiers(&args.verifier);
         }
         match prepare(&original, &registry) {
             Ok((row, ifeval)) => {

@@ -261,6 +261,16 @@ pub struct RlvrPrompt {
     pub extra: serde_json::Map<String, Value>,
 }
 
+impl RlvrPrompt {
+    /// A row that names no verifier is scored by `verifiers` (the RL trainers' `verifier` key,
+    /// `temper eval --verifier`); a row that names some keeps them.
+    pub fn or_verifiers(&mut self, verifiers: &[String]) {
+        if self.datasets.is_empty() {
+            self.datasets = verifiers.to_vec();
+        }
+    }
+}
+
 /// What a training example is for; one dataset holds one kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -482,13 +492,18 @@ impl Examples {
     pub fn into_unpaired(self) -> Option<Vec<Unpaired>> {
         match self {
             Examples::Unpaired(all) => Some(all),
-            Examples::Preference(pairs) => Some(
-                unpaired_order(pairs.len())
-                    .map(|(pair, chosen)| {
-                        Unpaired::from_pair(&pairs[pair])[usize::from(!chosen)].clone()
-                    })
-                    .collect(),
-            ),
+            Examples::Preference(pairs) => {
+                // Each pair split once; its halves are taken in TRL's order.
+                let mut halves: Vec<[Option<Unpaired>; 2]> = pairs
+                    .iter()
+                    .map(|pair| Unpaired::from_pair(pair).map(Some))
+                    .collect();
+                Some(
+                    unpaired_order(pairs.len())
+                        .filter_map(|(pair, chosen)| halves[pair][usize::from(!chosen)].take())
+                        .collect(),
+                )
+            }
             Examples::Sft(_) | Examples::Rlvr(_) => None,
         }
     }

@@ -184,10 +184,8 @@ pub(super) fn prompts(
     let mut invalid = Vec::new();
     for ((row, prompt), origin) in rows.iter().zip(tokenized).zip(&data.origins) {
         let mut row = row.clone();
-        if row.datasets.is_empty()
-            && let Some(verifiers) = &settings.verifier
-        {
-            row.datasets = verifiers.clone();
+        if let Some(verifiers) = &settings.verifier {
+            row.or_verifiers(verifiers);
         }
         if let Some(unknown) = row.datasets.iter().find(|d| registry.get(d).is_err()) {
             invalid.push(format!(
