@@ -513,3 +513,37 @@ impl Examples {
         (0..self.len()).filter_map(|index| self.get(index))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pairs split as TRL's `unpair_preference_dataset`: per batch of 1,000 pairs, the chosen
+    /// completions (desirable) in order, then the rejected ones.
+    #[test]
+    fn pairs_unpair_chosen_first_per_thousand() {
+        let pair = |i: usize| Preference::Text {
+            prompt: format!("p{i}"),
+            chosen: format!("c{i}"),
+            rejected: format!("r{i}"),
+        };
+        let unpaired = Examples::Preference((0..1002).map(pair).collect())
+            .into_unpaired()
+            .unwrap();
+        let name = |u: &Unpaired| match u {
+            Unpaired::Text {
+                completion,
+                desirable,
+                ..
+            } => (completion.clone(), *desirable),
+            Unpaired::Chat { .. } => unreachable!("text pairs"),
+        };
+        assert_eq!(unpaired.len(), 2004);
+        assert_eq!(name(&unpaired[0]), ("c0".into(), true));
+        assert_eq!(name(&unpaired[999]), ("c999".into(), true));
+        assert_eq!(name(&unpaired[1000]), ("r0".into(), false));
+        assert_eq!(name(&unpaired[1999]), ("r999".into(), false));
+        assert_eq!(name(&unpaired[2000]), ("c1000".into(), true));
+        assert_eq!(name(&unpaired[2003]), ("r1001".into(), false));
+    }
+}
